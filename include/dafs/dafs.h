@@ -1,0 +1,411 @@
+/*
+ * dafs.h - the DAFS client API (libdafs).
+ *
+ * A session connects one client to one export of a dafsd server. Calls are
+ * synchronous unless named *_async; asynchronous calls deliver their result
+ * to a completion group that the caller polls or waits on. Many threads may
+ * share one session.
+ *
+ * Errors: every fallible function returns 0 (or a non-negative count) on
+ * success and a negative value on failure: either -errno (as the server's
+ * file system reported it, or a local failure) or one of the DAFS_E* codes
+ * below, which lie in a band far below the errno range. dafs_strerror()
+ * names both kinds.
+ *
+ * Lifetimes: pointers passed in are borrowed for the duration of the call
+ * unless a function says otherwise (asynchronous I/O buffers must stay valid
+ * until the completion is delivered). Structures returned through out
+ * parameters are owned by the caller.
+ */
+#ifndef DAFS_DAFS_H
+#define DAFS_DAFS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DAFS_VERSION_MAJOR 0
+#define DAFS_VERSION_MINOR 1
+
+/** @name Project error codes (returned negated, e.g. -DAFS_EPROTO). */
+/**@{*/
+#define DAFS_EBASE 30000
+/** A message failed to decode or broke the protocol; the session is closed. */
+#define DAFS_EPROTO (DAFS_EBASE + 1)
+/** The session is broken (connection lost and not recovered); sticky. */
+#define DAFS_EBROKEN (DAFS_EBASE + 2)
+/** The server no longer knows this session (expired or destroyed). */
+#define DAFS_EBADSESSION (DAFS_EBASE + 3)
+/** A file handle is not valid for this export (forged or from elsewhere). */
+#define DAFS_EBADHANDLE (DAFS_EBASE + 4)
+/** A request reused a slot with a sequence number out of order. */
+#define DAFS_ESEQ (DAFS_EBASE + 5)
+/** The export named in the URL does not exist on the server. */
+#define DAFS_ENOEXPORT (DAFS_EBASE + 6)
+/** A URL could not be parsed. */
+#define DAFS_EURL (DAFS_EBASE + 7)
+/** An open-file identifier is not (or no longer) known to the server. */
+#define DAFS_EBADOPEN (DAFS_EBASE + 8)
+/** A credential identifier is not registered in this session. */
+#define DAFS_EBADCRED (DAFS_EBASE + 9)
+/** A remote memory key or range was refused by the transport. */
+#define DAFS_EBADKEY (DAFS_EBASE + 10)
+/** The server is busy with this slot; the request may be retried. */
+#define DAFS_EDELAY (DAFS_EBASE + 11)
+/** The peer speaks an incompatible protocol version. */
+#define DAFS_EVERSION (DAFS_EBASE + 12)
+/** Highest project code; codes lie in (DAFS_EBASE, DAFS_ELAST]. */
+#define DAFS_ELAST (DAFS_EBASE + 12)
+/**@}*/
+
+/** Largest opaque file handle. */
+#define DAFS_FH_MAX 64
+/** Largest name of one directory entry (as NAME_MAX). */
+#define DAFS_NAME_MAX 255
+/** Largest symlink target or path (as PATH_MAX - 1). */
+#define DAFS_PATH_MAX 4095
+
+typedef struct dafs_session dafs_session_t;
+typedef struct dafs_file dafs_file_t;
+typedef struct dafs_mem dafs_mem_t;
+typedef struct dafs_cg dafs_cg_t;
+
+/** An opaque file handle; valid across server restarts. */
+typedef struct dafs_fh {
+	uint16_t len;
+	uint8_t data[DAFS_FH_MAX];
+} dafs_fh_t;
+
+typedef struct dafs_time {
+	int64_t sec;
+	uint32_t nsec;
+} dafs_time_t;
+
+/** File attributes, as stat(2) reports them, plus a change attribute. */
+typedef struct dafs_attr {
+	uint64_t ino;
+	uint64_t size;
+	uint64_t blocks; /**< 512-byte blocks allocated */
+	uint64_t change; /**< changes whenever data or metadata change */
+	uint64_t rdev;
+	uint32_t mode; /**< type and permission bits, as st_mode */
+	uint32_t nlink;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t blksize;
+	dafs_time_t atime, mtime, ctime;
+} dafs_attr_t;
+
+/** @name dafs_setattr_t.mask bits */
+/**@{*/
+#define DAFS_SET_MODE 0x01u
+#define DAFS_SET_UID 0x02u
+#define DAFS_SET_GID 0x04u
+#define DAFS_SET_SIZE 0x08u
+#define DAFS_SET_ATIME 0x10u     /**< set atime to .atime */
+#define DAFS_SET_MTIME 0x20u     /**< set mtime to .mtime */
+#define DAFS_SET_ATIME_NOW 0x40u /**< set atime to the server's now */
+#define DAFS_SET_MTIME_NOW 0x80u /**< set mtime to the server's now */
+/**@}*/
+
+typedef struct dafs_setattr {
+	uint32_t mask;
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	uint64_t size;
+	dafs_time_t atime, mtime;
+} dafs_setattr_t;
+
+typedef struct dafs_statfs {
+	uint64_t blocks, bfree, bavail; /**< in units of frsize */
+	uint64_t files, ffree;
+	uint32_t bsize, frsize, namemax;
+} dafs_statfs_t;
+
+/** Write methods negotiated at session setup. */
+enum dafs_write_method {
+	DAFS_WRITE_GATHER = 1,    /**< data sent with the request */
+	DAFS_WRITE_RDMA_READ = 2, /**< server pulls data from client memory */
+};
+
+/** Session options; zero fields take the defaults. */
+typedef struct dafs_session_opts {
+	uint32_t credits;      /**< outstanding requests (default 16) */
+	uint32_t max_request;  /**< bytes (default 1 MiB + 4 KiB) */
+	uint32_t max_response; /**< bytes (default 128 KiB) */
+	uint32_t inline_max;   /**< largest inline read/write (default 4 KiB) */
+	uint32_t write_method; /**< enum dafs_write_method (default GATHER) */
+	uint32_t lease_ms;     /**< requested lease (default 30000) */
+	uint32_t timeout_ms;   /**< per-request timeout (default 30000) */
+} dafs_session_opts_t;
+
+/** What was negotiated; see dafs_session_query(). */
+typedef struct dafs_session_info {
+	uint8_t session_id[16];
+	char transport[16]; /**< "tcp" or "rdma" */
+	uint32_t credits;
+	uint32_t cb_credits;
+	uint32_t max_request;
+	uint32_t max_response;
+	uint32_t inline_max;
+	uint32_t write_method;
+	uint32_t lease_ms;
+	uint32_t max_io; /**< largest single read or write */
+} dafs_session_info_t;
+
+/**
+ * Open a session to the export named by @p url, "tcp://HOST:PORT/EXPORT".
+ * A path after the export is ignored here (see dafs_url_parse()).
+ *
+ * @param[in] url   the server and export
+ * @param[in] opts  options, or NULL for the defaults
+ * @param[out] out  the session, owned by the caller (dafs_session_close())
+ * @return 0; -DAFS_EURL for a bad URL; -ECONNREFUSED, -EHOSTUNREACH and other
+ *         connect errors; -DAFS_ENOEXPORT; -DAFS_EVERSION; -DAFS_EPROTO;
+ *         -ETIMEDOUT; -ENOMEM.
+ */
+int dafs_session_open(const char *url, const dafs_session_opts_t *opts,
+		      dafs_session_t **out);
+
+/**
+ * Close a session: outstanding requests complete with -ECANCELED, open files
+ * are closed on the server, the session is destroyed. @p s is freed.
+ */
+void dafs_session_close(dafs_session_t *s);
+
+/** Fill @p info with the negotiated parameters. Returns 0. */
+int dafs_session_query(dafs_session_t *s, dafs_session_info_t *info);
+
+/** The export's root handle. Returns 0. */
+int dafs_root(dafs_session_t *s, dafs_fh_t *root);
+
+/**
+ * Register credentials with the session and use them for this thread's
+ * later calls on @p s (until the next dafs_cred_use()). The process's own
+ * credentials are registered at session open and are the default.
+ *
+ * @param[out] id  the credential id, for dafs_cred_use()
+ * @return 0; -EINVAL if @p ngroups exceeds 32; -DAFS_EBROKEN.
+ */
+int dafs_cred_register(dafs_session_t *s, uint32_t uid, uint32_t gid,
+		       uint32_t ngroups, const uint32_t *groups, uint32_t *id);
+
+/** Make @p id (from dafs_cred_register(), or 0 for the default) this
+ * thread's credentials on @p s. Returns 0. */
+int dafs_cred_use(dafs_session_t *s, uint32_t id);
+
+/**
+ * Ask the server to call this client back over the callback channel and
+ * report the round trip. Proves the callback channel works.
+ * @return 0; -ETIMEDOUT; -DAFS_EBROKEN.
+ */
+int dafs_callback_probe(dafs_session_t *s);
+
+/** @name Metadata operations
+ * Each returns 0 or a negative error: the file system's errno (-ENOENT,
+ * -EEXIST, -EACCES, -ENOTDIR, -EISDIR, -ENOTEMPTY, -EXDEV, -ELOOP ...), or
+ * -DAFS_EBADHANDLE, -ESTALE, -DAFS_EBROKEN, -ETIMEDOUT. Attribute out
+ * parameters may be NULL.
+ */
+/**@{*/
+int dafs_lookup(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
+		dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_getattr(dafs_session_t *s, const dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
+		 const dafs_setattr_t *sa, dafs_attr_t *attr);
+int dafs_mkdir(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
+	       uint32_t mode, dafs_fh_t *fh, dafs_attr_t *attr);
+/** @p mode carries the type: S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK. */
+int dafs_mknod(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
+	       uint32_t mode, uint64_t rdev, dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_symlink(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
+		 const char *target, dafs_fh_t *fh, dafs_attr_t *attr);
+/** Returns the target's length (not NUL-counted) and NUL-terminates it in
+ * @p buf; -ERANGE when @p size is too small. */
+int dafs_readlink(dafs_session_t *s, const dafs_fh_t *fh, char *buf,
+		  size_t size);
+int dafs_link(dafs_session_t *s, const dafs_fh_t *fh, const dafs_fh_t *dir,
+	      const char *name, dafs_attr_t *attr);
+int dafs_remove(dafs_session_t *s, const dafs_fh_t *dir, const char *name);
+int dafs_rmdir(dafs_session_t *s, const dafs_fh_t *dir, const char *name);
+
+/** @name dafs_rename() flags */
+#define DAFS_RENAME_NOREPLACE 1u
+#define DAFS_RENAME_EXCHANGE 2u
+int dafs_rename(dafs_session_t *s, const dafs_fh_t *sdir, const char *sname,
+		const dafs_fh_t *ddir, const char *dname, uint32_t flags);
+int dafs_statfs(dafs_session_t *s, const dafs_fh_t *fh, dafs_statfs_t *st);
+/**@}*/
+
+/** One directory entry, borrowed for the duration of the callback. */
+typedef struct dafs_dirent {
+	const char *name;
+	uint64_t cookie; /**< resume position after this entry */
+	uint64_t ino;
+	uint32_t type; /**< S_IFMT bits of the mode */
+	const dafs_fh_t *fh;     /**< NULL unless attributes were asked for */
+	const dafs_attr_t *attr; /**< NULL unless attributes were asked for */
+} dafs_dirent_t;
+
+/** Return non-zero from the callback to stop early; the cookie of the last
+ * accepted entry resumes. */
+typedef int (*dafs_dirent_cb)(void *arg, const dafs_dirent_t *ent);
+
+/**
+ * Read directory entries from position @p *cookie (0 = start), one round
+ * trip at most; "." and ".." are not returned.
+ *
+ * @param[in,out] cookie  where to start; on return, where to resume
+ * @param[in] plus        non-zero to receive handles and attributes
+ * @param[out] eof        set to 1 when the directory end was reached
+ * @return the number of entries delivered, or a negative error.
+ */
+int dafs_readdir(dafs_session_t *s, const dafs_fh_t *dir, uint64_t *cookie,
+		 int plus, dafs_dirent_cb cb, void *arg, int *eof);
+
+/** @name Files, open and close
+ * @p flags are O_RDONLY, O_WRONLY, O_RDWR with O_APPEND, O_TRUNC, O_SYNC,
+ * O_DSYNC, O_DIRECT; for dafs_create also O_EXCL.
+ */
+/**@{*/
+int dafs_open(dafs_session_t *s, const dafs_fh_t *fh, int flags,
+	      dafs_file_t **f);
+/** Create (or with O_EXCL exclusively create) and open @p name in @p dir. */
+int dafs_create(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
+		int flags, uint32_t mode, dafs_file_t **f, dafs_fh_t *fh,
+		dafs_attr_t *attr);
+/** Close and free @p f; returns the server's close status. */
+int dafs_close(dafs_file_t *f);
+/** The handle of an open file (borrowed, lives as long as @p f). */
+const dafs_fh_t *dafs_file_fh(const dafs_file_t *f);
+/**@}*/
+
+/** @name Registered memory
+ * Registering a buffer lets the server place read data straight into it
+ * and fetch write data straight from it. Unregistered buffers work too.
+ */
+/**@{*/
+/**
+ * @param[out] m  the registration, owned by the caller
+ * @return 0; -EINVAL for a NULL or empty buffer; -ENOMEM.
+ */
+int dafs_mem_register(dafs_session_t *s, void *buf, size_t len,
+		      dafs_mem_t **m);
+/** Deregister and free @p m. Returns 0, or -EBUSY while I/O uses it. */
+int dafs_mem_deregister(dafs_mem_t *m);
+/**@}*/
+
+/** @name Synchronous I/O
+ * @p mem may be NULL or a registration containing [buf, buf + len).
+ * @return bytes transferred (short at end of file), or a negative error:
+ *         -EBADF (wrong open mode), -EINVAL, -DAFS_EBADOPEN, -EIO ...
+ */
+/**@{*/
+ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len, uint64_t off,
+		  dafs_mem_t *mem);
+ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len, uint64_t off,
+		   dafs_mem_t *mem);
+/** Flush to stable storage (fdatasync if @p datasync). */
+int dafs_commit(dafs_file_t *f, int datasync);
+/** fallocate(2) on the server; @p mode as fallocate's. */
+int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off, uint64_t len);
+/** copy_file_range(2) done by the server; returns bytes copied. */
+ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff, dafs_file_t *dst,
+			uint64_t doff, uint64_t len);
+/**@}*/
+
+/** @name Extended attributes (as getxattr(2) and friends) */
+/**@{*/
+ssize_t dafs_getxattr(dafs_session_t *s, const dafs_fh_t *fh, const char *name,
+		      void *buf, size_t size);
+int dafs_setxattr(dafs_session_t *s, const dafs_fh_t *fh, const char *name,
+		  const void *val, size_t size, int flags);
+ssize_t dafs_listxattr(dafs_session_t *s, const dafs_fh_t *fh, char *buf,
+		       size_t size);
+int dafs_removexattr(dafs_session_t *s, const dafs_fh_t *fh, const char *name);
+/**@}*/
+
+/** @name Asynchronous I/O and completion groups */
+/**@{*/
+/** One finished asynchronous operation. */
+typedef struct dafs_completion {
+	void *ctx;      /**< what the submitter passed */
+	int64_t result; /**< bytes transferred, or a negative error */
+} dafs_completion_t;
+
+int dafs_cg_new(dafs_session_t *s, dafs_cg_t **cg);
+/** Free @p cg; returns -EBUSY while operations are outstanding on it. */
+int dafs_cg_free(dafs_cg_t *cg);
+
+/**
+ * Submit a read or write; its completion is delivered to @p cg.
+ * @return 0 when submitted; -EAGAIN when all credits are in use and
+ *         @p cg has completions to reap first; other errors as dafs_read().
+ */
+int dafs_read_async(dafs_file_t *f, void *buf, size_t len, uint64_t off,
+		    dafs_mem_t *mem, dafs_cg_t *cg, void *ctx);
+int dafs_write_async(dafs_file_t *f, const void *buf, size_t len, uint64_t off,
+		     dafs_mem_t *mem, dafs_cg_t *cg, void *ctx);
+
+/** Reap up to @p n completions without blocking; returns how many. */
+int dafs_cg_poll(dafs_cg_t *cg, dafs_completion_t *out, int n);
+/**
+ * Wait up to @p timeout_ms (-1: forever) for at least one completion.
+ * @return completions reaped (>= 1), 0 on timeout, -ENOENT when nothing is
+ *         outstanding on @p cg, or -DAFS_EBROKEN.
+ */
+int dafs_cg_wait(dafs_cg_t *cg, dafs_completion_t *out, int n,
+		 int timeout_ms);
+
+/** One element of a batch. */
+typedef struct dafs_iodesc {
+	dafs_file_t *file;
+	int write; /**< 0: read into buf; 1: write from buf */
+	void *buf;
+	uint32_t len;
+	uint64_t off;
+	dafs_mem_t *mem; /**< optional registration containing buf */
+	void *ctx;       /**< returned in this element's completion */
+} dafs_iodesc_t;
+
+/** Largest batch. */
+#define DAFS_BATCH_MAX 64
+
+/**
+ * Submit @p n I/Os in one request; each completes on its own in @p cg, with
+ * its own result.
+ * @return 0 when submitted; -EINVAL for n of 0 or above DAFS_BATCH_MAX or
+ *         for elements of different sessions.
+ */
+int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
+		  dafs_cg_t *cg);
+/**@}*/
+
+/** @name URLs */
+/**@{*/
+typedef struct dafs_url {
+	char scheme[8];  /**< "tcp" or "rdma" */
+	char host[256];  /**< without brackets for IPv6 */
+	uint16_t port;   /**< default 4820 */
+	char export_[DAFS_NAME_MAX + 1];
+	char path[DAFS_PATH_MAX + 1]; /**< "" or "/a/b" */
+} dafs_url_t;
+
+#define DAFS_DEFAULT_PORT 4820
+
+/** Parse "SCHEME://HOST[:PORT]/EXPORT[/PATH]". Returns 0 or -DAFS_EURL. */
+int dafs_url_parse(const char *url, dafs_url_t *u);
+/**@}*/
+
+/** A static string for any return code of this library. */
+const char *dafs_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DAFS_DAFS_H */

@@ -1,0 +1,143 @@
+/*
+ * backend_i.h - the export backend of dafsd: one exported local directory,
+ * its opaque file handles, and every file-system operation on it.
+ *
+ * Confinement: the export root is opened once; every name is a single
+ * component resolved relative to a directory of the export with openat2()
+ * and RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS (the
+ * final component is never followed either), so "..", absolute symlinks,
+ * symlinks pointing out and symlink loops never reach outside.
+ *
+ * Handles: a kernel file handle (name_to_handle_at) of an object found
+ * beneath the root, plus the export id, authenticated with a keyed
+ * SipHash-2-4 MAC under a per-server secret kept in the LMDB state
+ * (state_i.h). A handle is only ever issued for an object reached beneath the
+ * root, and a forged or altered handle fails the MAC check (-DAFS_EBADHANDLE)
+ * before the kernel sees it; handles stay valid across server restarts
+ * because the key and the kernel handles do. Objects that no longer exist
+ * give -ESTALE.
+ *
+ * Credentials: every operation runs with the calling thread's file-system
+ * credentials (creds_i.h); the backend does no permission checks of its own.
+ *
+ * All functions return 0 (or a length) or a negative errno / -DAFS_E* code.
+ * Names must be one component: non-empty, at most DAFS_NAME_MAX bytes, no
+ * '/', not "." or ".." (-EINVAL), except dafs_be_lookup(), which accepts "."
+ * (the directory itself) and ".." (its parent; the root's parent is the
+ * root).
+ */
+#ifndef DAFS_BACKEND_I_H
+#define DAFS_BACKEND_I_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dafs/dafs.h"
+
+struct dafs_export;
+
+#define DAFS_HKEY_LEN 16
+
+/*
+ * Open @path as export @name with numeric @id (part of its handles) and the
+ * handle MAC @key. The root must be a directory.
+ * Errors: -ENOENT, -ENOTDIR, -EACCES from opening the root; -EOPNOTSUPP if
+ * the file system cannot produce file handles; -ENOMEM.
+ */
+int dafs_export_open(const char *name, const char *path, uint16_t id,
+		     const uint8_t key[DAFS_HKEY_LEN], struct dafs_export **ex);
+void dafs_export_close(struct dafs_export *ex);
+const char *dafs_export_name(const struct dafs_export *ex);
+/* The root's handle. */
+void dafs_export_root(const struct dafs_export *ex, dafs_fh_t *fh);
+
+/*
+ * Open the object of @fh with @oflags (O_PATH, O_RDONLY, O_WRONLY, O_RDWR
+ * plus O_DIRECTORY, O_NOFOLLOW...). Returns an fd (>= 0) the caller closes,
+ * or -DAFS_EBADHANDLE (not ours), -ESTALE (gone), -EACCES ...
+ */
+int dafs_be_fh_open(struct dafs_export *ex, const dafs_fh_t *fh, int oflags);
+
+int dafs_be_lookup(struct dafs_export *ex, const dafs_fh_t *dir,
+		   const char *name, dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_be_getattr(struct dafs_export *ex, const dafs_fh_t *fh,
+		    dafs_attr_t *attr);
+/* Apply the DAFS_SET_* bits of @sa in the order size, mode, owner, times;
+ * @attr receives the attributes after. */
+int dafs_be_setattr(struct dafs_export *ex, const dafs_fh_t *fh,
+		    const dafs_setattr_t *sa, dafs_attr_t *attr);
+/* Fill @attr from an open fd. */
+int dafs_be_fstat(int fd, dafs_attr_t *attr);
+
+/*
+ * Open an existing file for I/O: @oflags are DAFS_O_* (wire flags). Opening a
+ * directory for writing gives -EISDIR; a symlink, -ELOOP. Returns the fd.
+ */
+int dafs_be_open(struct dafs_export *ex, const dafs_fh_t *fh, uint32_t oflags,
+		 dafs_attr_t *attr);
+/* Create (DAFS_O_EXCL: exclusively) and open @name in @dir; returns the fd. */
+int dafs_be_create(struct dafs_export *ex, const dafs_fh_t *dir,
+		   const char *name, uint32_t oflags, uint32_t mode,
+		   dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_be_mkdir(struct dafs_export *ex, const dafs_fh_t *dir,
+		  const char *name, uint32_t mode, dafs_fh_t *fh,
+		  dafs_attr_t *attr);
+int dafs_be_mknod(struct dafs_export *ex, const dafs_fh_t *dir,
+		  const char *name, uint32_t mode, uint64_t rdev,
+		  dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_be_symlink(struct dafs_export *ex, const dafs_fh_t *dir,
+		    const char *name, const char *target, dafs_fh_t *fh,
+		    dafs_attr_t *attr);
+/* Returns the target length; @buf is NUL-terminated; -ERANGE if too small. */
+int dafs_be_readlink(struct dafs_export *ex, const dafs_fh_t *fh, char *buf,
+		     size_t size);
+int dafs_be_link(struct dafs_export *ex, const dafs_fh_t *fh,
+		 const dafs_fh_t *dir, const char *name, dafs_attr_t *attr);
+int dafs_be_remove(struct dafs_export *ex, const dafs_fh_t *dir,
+		   const char *name);
+int dafs_be_rmdir(struct dafs_export *ex, const dafs_fh_t *dir,
+		  const char *name);
+/* @flags: DAFS_RENAME_NOREPLACE, DAFS_RENAME_EXCHANGE. */
+int dafs_be_rename(struct dafs_export *ex, const dafs_fh_t *sdir,
+		   const char *sname, const dafs_fh_t *ddir, const char *dname,
+		   uint32_t flags);
+
+struct dafs_be_dirent {
+	const char *name;
+	uint64_t cookie; /* position after this entry */
+	uint64_t ino;
+	uint32_t type; /* S_IFMT bits */
+	/* with plus: */
+	dafs_fh_t fh;
+	dafs_attr_t attr;
+};
+/* Return 0 to continue, > 0 to stop before consuming @ent (it did not fit:
+ * the reply resumes at it next time), < 0 to fail. */
+typedef int (*dafs_be_emit)(void *arg, const struct dafs_be_dirent *ent);
+/*
+ * Emit entries from @cookie (0 = start), skipping "." and "..". With @plus,
+ * each entry carries its handle and attributes. *@eof = 1 when the end was
+ * reached. Cookies are the directory's own offsets (stable across calls and
+ * server restarts for the file systems Linux ships).
+ */
+int dafs_be_readdir(struct dafs_export *ex, const dafs_fh_t *dir,
+		    uint64_t cookie, int plus, dafs_be_emit emit, void *arg,
+		    int *eof);
+int dafs_be_statfs(struct dafs_export *ex, const dafs_fh_t *fh,
+		   dafs_statfs_t *st);
+
+/* As getxattr(2)/listxattr(2): @size 0 asks for the length. */
+int dafs_be_getxattr(struct dafs_export *ex, const dafs_fh_t *fh,
+		     const char *name, void *buf, size_t size);
+int dafs_be_setxattr(struct dafs_export *ex, const dafs_fh_t *fh,
+		     const char *name, const void *val, size_t size,
+		     int flags);
+int dafs_be_listxattr(struct dafs_export *ex, const dafs_fh_t *fh, char *buf,
+		      size_t size);
+int dafs_be_removexattr(struct dafs_export *ex, const dafs_fh_t *fh,
+			const char *name);
+
+/* Keyed 64-bit PRF (SipHash-2-4) for handle MACs. */
+uint64_t dafs_siphash(const uint8_t key[16], const void *data, size_t len);
+
+#endif /* DAFS_BACKEND_I_H */
