@@ -52,55 +52,53 @@ const char *dafs_export_name(const struct dafs_export *ex);
 void dafs_export_root(const struct dafs_export *ex, dafs_fh_t *fh);
 
 /*
- * Open the object of @fh with @oflags (O_PATH, O_RDONLY, O_WRONLY, O_RDWR
- * plus O_DIRECTORY, O_NOFOLLOW...). Returns an fd (>= 0) the caller closes,
- * or -DAFS_EBADHANDLE (not ours), -ESTALE (gone), -EACCES ...
+ * Resolve @fh to an O_PATH | O_NOFOLLOW fd (the caller closes it), checking
+ * the MAC first. Must run with the server's own credentials (a non-zero
+ * fsuid drops CAP_DAC_READ_SEARCH, which open_by_handle_at needs); the
+ * operations below then run with the request's credentials on that fd.
+ * Returns the fd, or -DAFS_EBADHANDLE (not ours / forged), -ESTALE (gone).
  */
-int dafs_be_fh_open(struct dafs_export *ex, const dafs_fh_t *fh, int oflags);
+int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh);
+/* The handle of @fd, an object of this export. */
+int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh);
 
-int dafs_be_lookup(struct dafs_export *ex, const dafs_fh_t *dir,
-		   const char *name, dafs_fh_t *fh, dafs_attr_t *attr);
-int dafs_be_getattr(struct dafs_export *ex, const dafs_fh_t *fh,
-		    dafs_attr_t *attr);
+/*
+ * The operations. @fd / @dirfd are O_PATH fds from dafs_be_resolve(); they
+ * run with the calling thread's credentials, so the kernel checks access.
+ */
+int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
+		   dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_be_getattr(int fd, dafs_attr_t *attr);
 /* Apply the DAFS_SET_* bits of @sa in the order size, mode, owner, times;
  * @attr receives the attributes after. */
-int dafs_be_setattr(struct dafs_export *ex, const dafs_fh_t *fh,
-		    const dafs_setattr_t *sa, dafs_attr_t *attr);
-/* Fill @attr from an open fd. */
-int dafs_be_fstat(int fd, dafs_attr_t *attr);
+int dafs_be_setattr(int fd, const dafs_setattr_t *sa, dafs_attr_t *attr);
 
 /*
  * Open an existing file for I/O: @oflags are DAFS_O_* (wire flags). Opening a
- * directory for writing gives -EISDIR; a symlink, -ELOOP. Returns the fd.
+ * directory for writing gives -EISDIR; a symlink, -ELOOP. Returns a new fd
+ * for I/O (the caller closes it).
  */
-int dafs_be_open(struct dafs_export *ex, const dafs_fh_t *fh, uint32_t oflags,
-		 dafs_attr_t *attr);
-/* Create (DAFS_O_EXCL: exclusively) and open @name in @dir; returns the fd. */
-int dafs_be_create(struct dafs_export *ex, const dafs_fh_t *dir,
-		   const char *name, uint32_t oflags, uint32_t mode,
-		   dafs_fh_t *fh, dafs_attr_t *attr);
-int dafs_be_mkdir(struct dafs_export *ex, const dafs_fh_t *dir,
-		  const char *name, uint32_t mode, dafs_fh_t *fh,
+int dafs_be_open(int fd, uint32_t oflags, dafs_attr_t *attr);
+/* Create (DAFS_O_EXCL: exclusively) and open @name in @dirfd; returns the
+ * I/O fd. DAFS_O_TRUNC truncates an existing file. */
+int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
+		   uint32_t oflags, uint32_t mode, dafs_fh_t *fh,
+		   dafs_attr_t *attr);
+int dafs_be_mkdir(struct dafs_export *ex, int dirfd, const char *name,
+		  uint32_t mode, dafs_fh_t *fh, dafs_attr_t *attr);
+int dafs_be_mknod(struct dafs_export *ex, int dirfd, const char *name,
+		  uint32_t mode, uint64_t rdev, dafs_fh_t *fh,
 		  dafs_attr_t *attr);
-int dafs_be_mknod(struct dafs_export *ex, const dafs_fh_t *dir,
-		  const char *name, uint32_t mode, uint64_t rdev,
-		  dafs_fh_t *fh, dafs_attr_t *attr);
-int dafs_be_symlink(struct dafs_export *ex, const dafs_fh_t *dir,
-		    const char *name, const char *target, dafs_fh_t *fh,
-		    dafs_attr_t *attr);
+int dafs_be_symlink(struct dafs_export *ex, int dirfd, const char *name,
+		    const char *target, dafs_fh_t *fh, dafs_attr_t *attr);
 /* Returns the target length; @buf is NUL-terminated; -ERANGE if too small. */
-int dafs_be_readlink(struct dafs_export *ex, const dafs_fh_t *fh, char *buf,
-		     size_t size);
-int dafs_be_link(struct dafs_export *ex, const dafs_fh_t *fh,
-		 const dafs_fh_t *dir, const char *name, dafs_attr_t *attr);
-int dafs_be_remove(struct dafs_export *ex, const dafs_fh_t *dir,
-		   const char *name);
-int dafs_be_rmdir(struct dafs_export *ex, const dafs_fh_t *dir,
-		  const char *name);
+int dafs_be_readlink(int fd, char *buf, size_t size);
+int dafs_be_link(int fd, int dirfd, const char *name, dafs_attr_t *attr);
+int dafs_be_remove(int dirfd, const char *name);
+int dafs_be_rmdir(int dirfd, const char *name);
 /* @flags: DAFS_RENAME_NOREPLACE, DAFS_RENAME_EXCHANGE. */
-int dafs_be_rename(struct dafs_export *ex, const dafs_fh_t *sdir,
-		   const char *sname, const dafs_fh_t *ddir, const char *dname,
-		   uint32_t flags);
+int dafs_be_rename(int sdirfd, const char *sname, int ddirfd,
+		   const char *dname, uint32_t flags);
 
 struct dafs_be_dirent {
 	const char *name;
@@ -120,22 +118,16 @@ typedef int (*dafs_be_emit)(void *arg, const struct dafs_be_dirent *ent);
  * reached. Cookies are the directory's own offsets (stable across calls and
  * server restarts for the file systems Linux ships).
  */
-int dafs_be_readdir(struct dafs_export *ex, const dafs_fh_t *dir,
-		    uint64_t cookie, int plus, dafs_be_emit emit, void *arg,
-		    int *eof);
-int dafs_be_statfs(struct dafs_export *ex, const dafs_fh_t *fh,
-		   dafs_statfs_t *st);
+int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
+		    int plus, dafs_be_emit emit, void *arg, int *eof);
+int dafs_be_statfs(int fd, dafs_statfs_t *st);
 
 /* As getxattr(2)/listxattr(2): @size 0 asks for the length. */
-int dafs_be_getxattr(struct dafs_export *ex, const dafs_fh_t *fh,
-		     const char *name, void *buf, size_t size);
-int dafs_be_setxattr(struct dafs_export *ex, const dafs_fh_t *fh,
-		     const char *name, const void *val, size_t size,
+int dafs_be_getxattr(int fd, const char *name, void *buf, size_t size);
+int dafs_be_setxattr(int fd, const char *name, const void *val, size_t size,
 		     int flags);
-int dafs_be_listxattr(struct dafs_export *ex, const dafs_fh_t *fh, char *buf,
-		      size_t size);
-int dafs_be_removexattr(struct dafs_export *ex, const dafs_fh_t *fh,
-			const char *name);
+int dafs_be_listxattr(int fd, char *buf, size_t size);
+int dafs_be_removexattr(int fd, const char *name);
 
 /* Keyed 64-bit PRF (SipHash-2-4) for handle MACs. */
 uint64_t dafs_siphash(const uint8_t key[16], const void *data, size_t len);
