@@ -8,8 +8,9 @@
 
 #include "wire_i.h"
 
-#define ATTR_WIRE 100
-#define SATTR_WIRE 52
+/* Encoded sizes of the fixed blocks (docs/protocol.md). */
+#define ATTR_WIRE 96
+#define SATTR_WIRE 48
 #define STATFS_WIRE 52
 
 #define F(type, st, m)                                                         \
@@ -282,23 +283,28 @@ static void put_u64(struct dafs_enc *e, uint64_t v)
 
 static void put_time(struct dafs_enc *e, const dafs_time_t *t)
 {
+	/* refuse here what the peer's decoder would refuse */
+	if (t->nsec >= 1000000000u && !e->err)
+		e->err = -EINVAL;
 	put_u64(e, (uint64_t)t->sec);
 	put_u32(e, t->nsec);
 }
 
+/* @text: a NAME or PATH (no NUL, never deferred); else BYTES. */
 static void put_view(struct dafs_enc *e, const struct dafs_view *v,
-		     uint32_t min, uint32_t max, int may_defer)
+		     uint32_t min, uint32_t max, int text)
 {
 	uint8_t *p;
 
-	if (v->len < min || v->len > max) {
+	if (v->len < min || v->len > max ||
+	    (text && v->p && memchr(v->p, 0, v->len))) {
 		if (!e->err)
 			e->err = -EINVAL;
 		return;
 	}
 	put_u32(e, v->len);
 	if (!v->p && v->len) {
-		if (!may_defer) {
+		if (text) {
 			if (!e->err)
 				e->err = -EINVAL;
 			return;
@@ -342,13 +348,13 @@ static void put_field(struct dafs_enc *e, uint8_t type, const void *m)
 		}
 		break;
 	case DAFS_F_NAME:
-		put_view(e, m, 1, DAFS_NAME_MAX, 0);
+		put_view(e, m, 1, DAFS_NAME_MAX, 1);
 		break;
 	case DAFS_F_PATH:
-		put_view(e, m, 1, DAFS_PATH_MAX, 0);
+		put_view(e, m, 1, DAFS_PATH_MAX, 1);
 		break;
 	case DAFS_F_BYTES:
-		put_view(e, m, 0, UINT32_MAX, 1);
+		put_view(e, m, 0, UINT32_MAX, 0);
 		break;
 	case DAFS_F_ATTR:
 		a = m;
@@ -636,17 +642,22 @@ ssize_t dafs_msg_build(void *buf, size_t cap, struct dafs_hdr *h,
 		       const void *body, uint32_t *deferred)
 {
 	const struct dafs_msgtype *t = body_type(h);
+	int error_reply = (h->flags & DAFS_HF_REPLY) && h->arg != DAFS_OK;
 	struct dafs_enc e;
 
-	if (!t || cap < DAFS_HDR_SIZE)
+	if (!t || (!body && t->nf && !error_reply))
 		return -EINVAL;
+	if (cap < DAFS_HDR_SIZE)
+		return -EMSGSIZE;
 	dafs_enc_init(&e, (uint8_t *)buf + DAFS_HDR_SIZE, cap - DAFS_HDR_SIZE);
 	/* an error reply carries no body */
-	if (!((h->flags & DAFS_HF_REPLY) && h->arg != DAFS_OK) && body &&
-	    dafs_enc_msg(&e, t, body))
+	if (!error_reply && body && dafs_enc_msg(&e, t, body))
 		return e.err;
 	if (e.deferred && !deferred)
 		return -EINVAL;
+	/* the header's length must hold the body and the deferred bytes */
+	if (e.pos > UINT32_MAX - e.deferred)
+		return -EMSGSIZE;
 	if (deferred)
 		*deferred = e.deferred;
 	h->len = (uint32_t)e.pos + e.deferred;

@@ -1,0 +1,902 @@
+/*
+ * calls.c - the DAFS API calls of libdafs: metadata operations, open files,
+ * registered memory, synchronous and asynchronous I/O, completion groups,
+ * batch I/O. Each call encodes a request body, runs it through the session
+ * (client.c) and decodes the reply.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_i.h"
+
+static int name_view(const char *name, struct dafs_view *v)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > DAFS_NAME_MAX)
+		return n ? -ENAMETOOLONG : -EINVAL;
+	v->p = (const uint8_t *)name;
+	v->len = (uint32_t)n;
+	return 0;
+}
+
+static void copy_fh_attr(const struct dafs_m_fh_attr *r, dafs_fh_t *fh,
+			 dafs_attr_t *attr)
+{
+	if (fh)
+		*fh = r->fh;
+	if (attr)
+		*attr = r->attr;
+}
+
+DAFS_API int dafs_lookup(dafs_session_t *s, const dafs_fh_t *dir,
+			 const char *name, dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	struct dafs_m_dirop_req q;
+	struct dafs_m_fh_attr r;
+	int rc;
+
+	q.dir = *dir;
+	rc = name_view(name, &q.name);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_LOOKUP, &q, &r);
+	if (!rc)
+		copy_fh_attr(&r, fh, attr);
+	return rc;
+}
+
+DAFS_API int dafs_getattr(dafs_session_t *s, const dafs_fh_t *fh,
+			  dafs_attr_t *attr)
+{
+	struct dafs_m_fh q;
+	struct dafs_m_attr r;
+	int rc;
+
+	q.fh = *fh;
+	rc = dafs_c_simple(s, DAFS_OP_GETATTR, &q, &r);
+	if (!rc && attr)
+		*attr = r.attr;
+	return rc;
+}
+
+DAFS_API int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
+			  const dafs_setattr_t *sa, dafs_attr_t *attr)
+{
+	struct dafs_m_setattr_req q;
+	struct dafs_m_attr r;
+	int rc;
+
+	q.fh = *fh;
+	q.sa = *sa;
+	if (q.sa.atime.nsec >= 1000000000u || q.sa.mtime.nsec >= 1000000000u)
+		return -EINVAL;
+	rc = dafs_c_simple(s, DAFS_OP_SETATTR, &q, &r);
+	if (!rc && attr)
+		*attr = r.attr;
+	return rc;
+}
+
+DAFS_API int dafs_mkdir(dafs_session_t *s, const dafs_fh_t *dir,
+			const char *name, uint32_t mode, dafs_fh_t *fh,
+			dafs_attr_t *attr)
+{
+	struct dafs_m_mkdir_req q;
+	struct dafs_m_fh_attr r;
+	int rc;
+
+	q.dir = *dir;
+	q.mode = mode;
+	rc = name_view(name, &q.name);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_MKDIR, &q, &r);
+	if (!rc)
+		copy_fh_attr(&r, fh, attr);
+	return rc;
+}
+
+DAFS_API int dafs_mknod(dafs_session_t *s, const dafs_fh_t *dir,
+			const char *name, uint32_t mode, uint64_t rdev,
+			dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	struct dafs_m_mknod_req q;
+	struct dafs_m_fh_attr r;
+	int rc;
+
+	q.dir = *dir;
+	q.mode = mode;
+	q.rdev = rdev;
+	rc = name_view(name, &q.name);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_MKNOD, &q, &r);
+	if (!rc)
+		copy_fh_attr(&r, fh, attr);
+	return rc;
+}
+
+DAFS_API int dafs_symlink(dafs_session_t *s, const dafs_fh_t *dir,
+			  const char *name, const char *target, dafs_fh_t *fh,
+			  dafs_attr_t *attr)
+{
+	struct dafs_m_symlink_req q;
+	struct dafs_m_fh_attr r;
+	size_t n = target ? strlen(target) : 0;
+	int rc;
+
+	if (n == 0)
+		return -ENOENT;
+	if (n > DAFS_PATH_MAX)
+		return -ENAMETOOLONG;
+	q.dir = *dir;
+	q.target.p = (const uint8_t *)target;
+	q.target.len = (uint32_t)n;
+	rc = name_view(name, &q.name);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_SYMLINK, &q, &r);
+	if (!rc)
+		copy_fh_attr(&r, fh, attr);
+	return rc;
+}
+
+DAFS_API int dafs_readlink(dafs_session_t *s, const dafs_fh_t *fh, char *buf,
+			   size_t size)
+{
+	struct dafs_m_fh q;
+	struct dafs_m_path r;
+	struct creq *cr;
+	int rc;
+
+	q.fh = *fh;
+	rc = dafs_c_call(s, DAFS_OP_READLINK, &q, &r, NULL, &cr);
+	if (rc)
+		return rc;
+	if (r.path.len + 1 > size) {
+		rc = -ERANGE;
+	} else {
+		memcpy(buf, r.path.p, r.path.len);
+		buf[r.path.len] = '\0';
+		rc = (int)r.path.len;
+	}
+	dafs_c_end(s, cr);
+	return rc;
+}
+
+DAFS_API int dafs_link(dafs_session_t *s, const dafs_fh_t *fh,
+		       const dafs_fh_t *dir, const char *name,
+		       dafs_attr_t *attr)
+{
+	struct dafs_m_link_req q;
+	struct dafs_m_attr r;
+	int rc;
+
+	q.fh = *fh;
+	q.dir = *dir;
+	rc = name_view(name, &q.name);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_LINK, &q, &r);
+	if (!rc && attr)
+		*attr = r.attr;
+	return rc;
+}
+
+static int dirop(dafs_session_t *s, uint16_t op, const dafs_fh_t *dir,
+		 const char *name)
+{
+	struct dafs_m_dirop_req q;
+	int rc;
+
+	q.dir = *dir;
+	rc = name_view(name, &q.name);
+	return rc ? rc : dafs_c_simple(s, op, &q, NULL);
+}
+
+DAFS_API int dafs_remove(dafs_session_t *s, const dafs_fh_t *dir,
+			 const char *name)
+{
+	return dirop(s, DAFS_OP_REMOVE, dir, name);
+}
+
+DAFS_API int dafs_rmdir(dafs_session_t *s, const dafs_fh_t *dir,
+			const char *name)
+{
+	return dirop(s, DAFS_OP_RMDIR, dir, name);
+}
+
+DAFS_API int dafs_rename(dafs_session_t *s, const dafs_fh_t *sdir,
+			 const char *sname, const dafs_fh_t *ddir,
+			 const char *dname, uint32_t flags)
+{
+	struct dafs_m_rename_req q;
+	int rc;
+
+	if (flags & ~(DAFS_RENAME_NOREPLACE | DAFS_RENAME_EXCHANGE) ||
+	    flags == (DAFS_RENAME_NOREPLACE | DAFS_RENAME_EXCHANGE))
+		return -EINVAL;
+	q.sdir = *sdir;
+	q.ddir = *ddir;
+	q.flags = flags;
+	rc = name_view(sname, &q.sname);
+	if (!rc)
+		rc = name_view(dname, &q.dname);
+	return rc ? rc : dafs_c_simple(s, DAFS_OP_RENAME, &q, NULL);
+}
+
+DAFS_API int dafs_statfs(dafs_session_t *s, const dafs_fh_t *fh,
+			 dafs_statfs_t *st)
+{
+	struct dafs_m_fh q;
+	struct dafs_m_statfs r;
+	int rc;
+
+	q.fh = *fh;
+	rc = dafs_c_simple(s, DAFS_OP_STATFS, &q, &r);
+	if (!rc && st)
+		*st = r.st;
+	return rc;
+}
+
+DAFS_API int dafs_readdir(dafs_session_t *s, const dafs_fh_t *dir,
+			  uint64_t *cookie, int plus, dafs_dirent_cb cb,
+			  void *arg, int *eof)
+{
+	struct dafs_m_readdir_req q;
+	struct dafs_m_readdir_rep r;
+	struct dafs_m_dirent_plus e;
+	char name[DAFS_NAME_MAX + 1];
+	dafs_dirent_t ent;
+	struct dafs_dec d;
+	struct creq *cr;
+	int rc, n = 0, stop = 0;
+
+	q.dir = *dir;
+	q.cookie = *cookie;
+	q.maxbytes = s->p.max_response - DAFS_HDR_SIZE - 8;
+	q.plus = !!plus;
+	rc = dafs_c_call(s, DAFS_OP_READDIR, &q, &r, NULL, &cr);
+	if (rc)
+		return rc;
+	dafs_dec_init(&d, r.entries.p, r.entries.len);
+	while (!stop && d.pos < d.len) {
+		if (dafs_dec_msg(&d, plus ? &dafs_mt_dirent_plus
+					  : &dafs_mt_dirent,
+				 &e)) {
+			rc = -DAFS_EPROTO;
+			break;
+		}
+		memcpy(name, e.name.p, e.name.len);
+		name[e.name.len] = '\0';
+		ent.name = name;
+		ent.cookie = e.cookie;
+		ent.ino = e.ino;
+		ent.type = e.type;
+		ent.fh = plus ? &e.fh : NULL;
+		ent.attr = plus ? &e.attr : NULL;
+		stop = cb ? cb(arg, &ent) : 0;
+		*cookie = e.cookie;
+		n++;
+	}
+	if (eof)
+		*eof = !rc && !stop && r.eof;
+	dafs_c_end(s, cr);
+	return rc ? rc : n;
+}
+
+/* ---- open files ---- */
+
+static int to_wire_flags(int flags, uint32_t *out)
+{
+	uint32_t w = 0;
+
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY:
+		w = DAFS_O_RDONLY;
+		break;
+	case O_WRONLY:
+		w = DAFS_O_WRONLY;
+		break;
+	case O_RDWR:
+		w = DAFS_O_RDWR;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (flags & O_APPEND)
+		w |= DAFS_O_APPEND;
+	if (flags & O_TRUNC)
+		w |= DAFS_O_TRUNC;
+	if (flags & O_EXCL)
+		w |= DAFS_O_EXCL;
+	if ((flags & O_SYNC) == O_SYNC)
+		w |= DAFS_O_SYNC;
+	else if (flags & O_DSYNC)
+		w |= DAFS_O_DSYNC;
+	if (flags & O_DIRECT)
+		w |= DAFS_O_DIRECT;
+	*out = w;
+	return 0;
+}
+
+static int new_file(dafs_session_t *s, uint64_t id, int flags,
+		    const dafs_fh_t *fh, dafs_file_t **f)
+{
+	dafs_file_t *file = calloc(1, sizeof(*file));
+	struct dafs_m_u64 q;
+
+	if (!file) {
+		q.v = id;
+		dafs_c_simple(s, DAFS_OP_CLOSE, &q, NULL);
+		return -ENOMEM;
+	}
+	file->s = s;
+	file->open_id = id;
+	file->flags = flags;
+	file->fh = *fh;
+	*f = file;
+	return 0;
+}
+
+DAFS_API int dafs_open(dafs_session_t *s, const dafs_fh_t *fh, int flags,
+		       dafs_file_t **f)
+{
+	struct dafs_m_open_req q;
+	struct dafs_m_open_rep r;
+	int rc;
+
+	q.fh = *fh;
+	rc = to_wire_flags(flags & ~(O_CREAT | O_EXCL), &q.flags);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_OPEN, &q, &r);
+	return rc ? rc : new_file(s, r.open_id, flags, fh, f);
+}
+
+DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
+			 const char *name, int flags, uint32_t mode,
+			 dafs_file_t **f, dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	struct dafs_m_create_req q;
+	struct dafs_m_create_rep r;
+	int rc;
+
+	q.dir = *dir;
+	q.mode = mode;
+	rc = name_view(name, &q.name);
+	if (!rc)
+		rc = to_wire_flags(flags & ~O_CREAT, &q.flags);
+	if (!rc)
+		rc = dafs_c_simple(s, DAFS_OP_CREATE, &q, &r);
+	if (rc)
+		return rc;
+	if (fh)
+		*fh = r.fh;
+	if (attr)
+		*attr = r.attr;
+	return new_file(s, r.open_id, flags, &r.fh, f);
+}
+
+DAFS_API int dafs_close(dafs_file_t *f)
+{
+	struct dafs_m_u64 q;
+	int rc;
+
+	if (!f)
+		return -EINVAL;
+	q.v = f->open_id;
+	rc = dafs_c_simple(f->s, DAFS_OP_CLOSE, &q, NULL);
+	free(f);
+	return rc;
+}
+
+DAFS_API const dafs_fh_t *dafs_file_fh(const dafs_file_t *f)
+{
+	return &f->fh;
+}
+
+/* ---- registered memory ---- */
+
+DAFS_API int dafs_mem_register(dafs_session_t *s, void *buf, size_t len,
+			       dafs_mem_t **out)
+{
+	dafs_mem_t *m;
+	int rc;
+
+	if (!buf || !len)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	rc = dafs_c_tmp_reg(s, buf, len, &m->mr);
+	if (rc) {
+		free(m);
+		return rc;
+	}
+	m->s = s;
+	*out = m;
+	return 0;
+}
+
+DAFS_API int dafs_mem_deregister(dafs_mem_t *m)
+{
+	int rc;
+
+	if (!m)
+		return -EINVAL;
+	if (atomic_load(&m->users))
+		return -EBUSY;
+	rc = m->s->tp->dereg_mr(m->mr);
+	free(m);
+	return rc;
+}
+
+/* ---- I/O ---- */
+
+static int check_mem(const dafs_mem_t *m, const void *buf, size_t len)
+{
+	const uint8_t *b = buf, *base = m->mr->addr;
+
+	if (b < base || len > m->mr->len || (size_t)(b - base) > m->mr->len - len)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Prepare one read or write: choose inline or direct, register the buffer
+ * for this I/O if the caller gave no registration. Fills the request body
+ * and, for a gather-send write, the gather element.
+ */
+static int prep_io(dafs_file_t *f, int write, void *buf, size_t len,
+		   uint64_t off, dafs_mem_t *mem, struct dafs_m_read_req *rq,
+		   struct dafs_m_write_req *wq, struct dafs_sge *gather,
+		   struct dafs_mr **tmp)
+{
+	dafs_session_t *s = f->s;
+	struct dafs_mr *mr = NULL;
+	int acc = f->flags & O_ACCMODE, rc;
+
+	*tmp = NULL;
+	gather->len = 0;
+	if (len > s->p.max_io)
+		return -EINVAL;
+	if (write ? acc == O_RDONLY : acc == O_WRONLY)
+		return -EBADF;
+	if (mem) {
+		rc = check_mem(mem, buf, len);
+		if (rc)
+			return rc;
+		mr = mem->mr;
+	} else if (len > s->p.inline_max) {
+		rc = dafs_c_tmp_reg(s, buf, len, tmp);
+		if (rc)
+			return rc;
+		mr = *tmp;
+	}
+	/* small I/O travels inline, whatever the registration */
+	if (len <= s->p.inline_max)
+		mr = NULL;
+	if (!write) {
+		rq->open_id = f->open_id;
+		rq->off = off;
+		rq->len = (uint32_t)len;
+		rq->rkey = mr ? mr->rkey : 0;
+		rq->raddr = (uintptr_t)buf;
+		return 0;
+	}
+	wq->open_id = f->open_id;
+	wq->off = off;
+	wq->len = (uint32_t)len;
+	wq->rkey = 0;
+	wq->raddr = 0;
+	wq->data.len = (uint32_t)len;
+	wq->data.p = buf;
+	if (mr && s->p.write_method == DAFS_WRITE_RDMA_READ) {
+		wq->rkey = mr->rkey;
+		wq->raddr = (uintptr_t)buf;
+		wq->data.len = 0;
+		wq->data.p = NULL;
+	} else if (mr) {
+		/* gather-send: the data goes from the caller's buffer */
+		wq->data.p = NULL;
+		gather->addr = buf;
+		gather->len = (uint32_t)len;
+		gather->lkey = mr->lkey;
+	}
+	return 0;
+}
+
+static void drop_tmp(dafs_session_t *s, struct dafs_mr *mr)
+{
+	if (mr)
+		s->tp->dereg_mr(mr);
+}
+
+DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
+			   uint64_t off, dafs_mem_t *mem)
+{
+	dafs_session_t *s = f->s;
+	struct dafs_m_read_req q;
+	struct dafs_m_read_rep r;
+	struct dafs_sge g;
+	struct dafs_mr *tmp;
+	struct creq *cr;
+	ssize_t rc;
+
+	rc = prep_io(f, 0, buf, len, off, mem, &q, NULL, &g, &tmp);
+	if (rc)
+		return rc;
+	rc = dafs_c_call(s, DAFS_OP_READ, &q, &r, NULL, &cr);
+	if (!rc) {
+		if (r.count > len || (r.data.len && r.data.len != r.count) ||
+		    (!q.rkey && r.data.len != r.count)) {
+			rc = -DAFS_EPROTO;
+		} else {
+			if (r.data.len)
+				memcpy(buf, r.data.p, r.data.len);
+			rc = r.count;
+		}
+		dafs_c_end(s, cr);
+	}
+	drop_tmp(s, tmp);
+	return rc;
+}
+
+DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
+			    uint64_t off, dafs_mem_t *mem)
+{
+	dafs_session_t *s = f->s;
+	struct dafs_m_write_req q;
+	struct dafs_m_u32 r;
+	struct dafs_sge g;
+	struct dafs_mr *tmp;
+	struct creq *cr;
+	ssize_t rc;
+
+	rc = prep_io(f, 1, (void *)buf, len, off, mem, NULL, &q, &g, &tmp);
+	if (rc)
+		return rc;
+	rc = dafs_c_call(s, DAFS_OP_WRITE, &q, &r, &g, &cr);
+	if (!rc) {
+		rc = r.v <= len ? (ssize_t)r.v : -DAFS_EPROTO;
+		dafs_c_end(s, cr);
+	}
+	drop_tmp(s, tmp);
+	return rc;
+}
+
+DAFS_API int dafs_commit(dafs_file_t *f, int datasync)
+{
+	struct dafs_m_commit_req q;
+
+	q.open_id = f->open_id;
+	q.datasync = !!datasync;
+	return dafs_c_simple(f->s, DAFS_OP_COMMIT, &q, NULL);
+}
+
+DAFS_API int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off,
+			    uint64_t len)
+{
+	struct dafs_m_fallocate_req q;
+
+	q.open_id = f->open_id;
+	q.mode = (uint32_t)mode;
+	q.off = off;
+	q.len = len;
+	return dafs_c_simple(f->s, DAFS_OP_FALLOCATE, &q, NULL);
+}
+
+DAFS_API ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff,
+				 dafs_file_t *dst, uint64_t doff, uint64_t len)
+{
+	struct dafs_m_copy_range_req q;
+	struct dafs_m_u64 r;
+	int rc;
+
+	if (src->s != dst->s)
+		return -EXDEV;
+	q.src = src->open_id;
+	q.soff = soff;
+	q.dst = dst->open_id;
+	q.doff = doff;
+	q.len = len;
+	rc = dafs_c_simple(src->s, DAFS_OP_COPY_RANGE, &q, &r);
+	return rc ? rc : (ssize_t)r.v;
+}
+
+/* ---- extended attributes ---- */
+
+static ssize_t xattr_get(dafs_session_t *s, uint16_t op, const void *q,
+			 void *buf, size_t size)
+{
+	struct dafs_m_xattr_rep r;
+	struct creq *cr;
+	ssize_t rc;
+
+	rc = dafs_c_call(s, op, q, &r, NULL, &cr);
+	if (rc)
+		return rc;
+	if (size && r.value.len != r.size)
+		rc = -DAFS_EPROTO;
+	else if (size && r.size > size)
+		rc = -ERANGE;
+	else {
+		if (size)
+			memcpy(buf, r.value.p, r.value.len);
+		rc = r.size;
+	}
+	dafs_c_end(s, cr);
+	return rc;
+}
+
+DAFS_API ssize_t dafs_getxattr(dafs_session_t *s, const dafs_fh_t *fh,
+			       const char *name, void *buf, size_t size)
+{
+	struct dafs_m_getxattr_req q;
+	int rc;
+
+	q.fh = *fh;
+	q.size = size > 65536 ? 65536 : (uint32_t)size;
+	rc = name_view(name, &q.name);
+	return rc ? rc : xattr_get(s, DAFS_OP_GETXATTR, &q, buf, q.size);
+}
+
+DAFS_API ssize_t dafs_listxattr(dafs_session_t *s, const dafs_fh_t *fh,
+				char *buf, size_t size)
+{
+	struct dafs_m_listxattr_req q;
+
+	q.fh = *fh;
+	q.size = size > 65536 ? 65536 : (uint32_t)size;
+	return xattr_get(s, DAFS_OP_LISTXATTR, &q, buf, q.size);
+}
+
+DAFS_API int dafs_setxattr(dafs_session_t *s, const dafs_fh_t *fh,
+			   const char *name, const void *val, size_t size,
+			   int flags)
+{
+	struct dafs_m_setxattr_req q;
+	int rc;
+
+	if (size > 65536)
+		return -E2BIG;
+	q.fh = *fh;
+	q.flags = (uint32_t)flags;
+	q.value.p = size ? val : (const uint8_t *)"";
+	q.value.len = (uint32_t)size;
+	rc = name_view(name, &q.name);
+	return rc ? rc : dafs_c_simple(s, DAFS_OP_SETXATTR, &q, NULL);
+}
+
+DAFS_API int dafs_removexattr(dafs_session_t *s, const dafs_fh_t *fh,
+			      const char *name)
+{
+	struct dafs_m_xattr_name_req q;
+	int rc;
+
+	q.fh = *fh;
+	rc = name_view(name, &q.name);
+	return rc ? rc : dafs_c_simple(s, DAFS_OP_REMOVEXATTR, &q, NULL);
+}
+
+/* ---- completion groups and asynchronous I/O ---- */
+
+DAFS_API int dafs_cg_new(dafs_session_t *s, dafs_cg_t **out)
+{
+	dafs_cg_t *cg = calloc(1, sizeof(*cg));
+
+	if (!cg)
+		return -ENOMEM;
+	cg->s = s;
+	*out = cg;
+	return 0;
+}
+
+DAFS_API int dafs_cg_free(dafs_cg_t *cg)
+{
+	if (!cg)
+		return 0;
+	if (cg->outstanding)
+		return -EBUSY;
+	free(cg->q);
+	free(cg);
+	return 0;
+}
+
+static int submit_async(dafs_cg_t *cg, struct creq *cr)
+{
+	dafs_session_t *s = cg->s;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	cg->outstanding++;
+	pthread_mutex_unlock(&s->lock);
+	rc = dafs_c_send(s, cr);
+	if (rc) {
+		pthread_mutex_lock(&s->lock);
+		cg->outstanding--;
+		pthread_mutex_unlock(&s->lock);
+		if (cr->tmp_mr)
+			s->tp->dereg_mr(cr->tmp_mr);
+		cr->tmp_mr = NULL;
+		free(cr->batch);
+		cr->batch = NULL;
+		dafs_c_end(s, cr);
+	}
+	return rc;
+}
+
+static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
+		    uint64_t off, dafs_mem_t *mem, dafs_cg_t *cg, void *ctx)
+{
+	dafs_session_t *s = f->s;
+	struct dafs_m_read_req rq;
+	struct dafs_m_write_req wq;
+	struct dafs_sge g;
+	struct dafs_mr *tmp;
+	struct creq *cr;
+	int rc;
+
+	if (cg->s != s)
+		return -EINVAL;
+	rc = prep_io(f, write, buf, len, off, mem, &rq, &wq, &g, &tmp);
+	if (rc)
+		return rc;
+	rc = dafs_c_begin(s, write ? DAFS_OP_WRITE : DAFS_OP_READ,
+			  write ? (void *)&wq : (void *)&rq, &g, &cr);
+	if (rc) {
+		drop_tmp(s, tmp);
+		return rc;
+	}
+	cr->kind = write ? CREQ_WRITE : CREQ_READ;
+	cr->cg = cg;
+	cr->ctx = ctx;
+	cr->ubuf = buf;
+	cr->ulen = (uint32_t)len;
+	cr->tmp_mr = tmp;
+	return submit_async(cg, cr);
+}
+
+DAFS_API int dafs_read_async(dafs_file_t *f, void *buf, size_t len,
+			     uint64_t off, dafs_mem_t *mem, dafs_cg_t *cg,
+			     void *ctx)
+{
+	return io_async(f, 0, buf, len, off, mem, cg, ctx);
+}
+
+DAFS_API int dafs_write_async(dafs_file_t *f, const void *buf, size_t len,
+			      uint64_t off, dafs_mem_t *mem, dafs_cg_t *cg,
+			      void *ctx)
+{
+	return io_async(f, 1, (void *)buf, len, off, mem, cg, ctx);
+}
+
+static int cg_take(dafs_cg_t *cg, dafs_completion_t *out, int n)
+{
+	int i = 0;
+
+	while (i < n && cg->count) {
+		out[i++] = cg->q[cg->head];
+		cg->head = (cg->head + 1) % cg->cap;
+		cg->count--;
+	}
+	return i;
+}
+
+DAFS_API int dafs_cg_poll(dafs_cg_t *cg, dafs_completion_t *out, int n)
+{
+	dafs_session_t *s = cg->s;
+	int got, rc;
+
+	rc = dafs_c_progress_cg(s, cg, 0);
+	pthread_mutex_lock(&s->lock);
+	got = cg_take(cg, out, n);
+	pthread_mutex_unlock(&s->lock);
+	return got ? got : rc;
+}
+
+DAFS_API int dafs_cg_wait(dafs_cg_t *cg, dafs_completion_t *out, int n,
+			  int timeout_ms)
+{
+	dafs_session_t *s = cg->s;
+	int got, rc;
+
+	pthread_mutex_lock(&s->lock);
+	got = cg_take(cg, out, n);
+	if (!got && !cg->outstanding) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOENT;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (got)
+		return got;
+	rc = dafs_c_progress_cg(s, cg, timeout_ms);
+	pthread_mutex_lock(&s->lock);
+	got = cg_take(cg, out, n);
+	pthread_mutex_unlock(&s->lock);
+	return got ? got : rc;
+}
+
+/*
+ * BATCH: every element is direct (server RDMA) when its buffer is
+ * registered or bigger than the inline limit, else inline. Large writes use
+ * the server's RDMA READ whatever the session's write method, because one
+ * request can gather only one payload.
+ */
+DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
+			   dafs_cg_t *cg)
+{
+	struct dafs_m_batch_req q;
+	struct dafs_m_batch_desc d;
+	struct dafs_enc e;
+	uint8_t *descs = NULL;
+	dafs_iodesc_t *copy = NULL;
+	struct creq *cr;
+	size_t cap = 0;
+	int i, rc = 0;
+
+	if (n <= 0 || n > DAFS_BATCH_MAX || cg->s != s)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (io[i].file->s != s || io[i].len > s->p.max_io)
+			return -EINVAL;
+		if (io[i].write && io[i].len <= s->p.inline_max)
+			cap += io[i].len;
+		if (!io[i].mem && io[i].len > s->p.inline_max)
+			return -EINVAL; /* direct elements need registration */
+		if (io[i].mem && check_mem(io[i].mem, io[i].buf, io[i].len))
+			return -EINVAL;
+	}
+	cap += (size_t)n * 64;
+	descs = malloc(cap);
+	copy = malloc((size_t)n * sizeof(*copy));
+	if (!descs || !copy) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(copy, io, (size_t)n * sizeof(*copy));
+	dafs_enc_init(&e, descs, cap);
+	for (i = 0; i < n; i++) {
+		int direct = io[i].len > s->p.inline_max;
+
+		memset(&d, 0, sizeof(d));
+		d.open_id = io[i].file->open_id;
+		d.off = io[i].off;
+		d.len = io[i].len;
+		d.flags = io[i].write ? DAFS_BF_WRITE : 0;
+		if (direct) {
+			d.rkey = io[i].mem->mr->rkey;
+			d.raddr = (uintptr_t)io[i].buf;
+		} else if (io[i].write) {
+			d.data.p = io[i].buf;
+			d.data.len = io[i].len;
+		}
+		dafs_enc_msg(&e, &dafs_mt_batch_desc, &d);
+	}
+	if (e.err) {
+		rc = e.err;
+		goto out;
+	}
+	q.n = (uint32_t)n;
+	q.descs.p = descs;
+	q.descs.len = (uint32_t)e.pos;
+	rc = dafs_c_begin(s, DAFS_OP_BATCH, &q, NULL, &cr);
+	if (rc)
+		goto out;
+	cr->kind = CREQ_BATCH;
+	cr->cg = cg;
+	cr->batch = copy;
+	cr->nbatch = n;
+	copy = NULL;
+	pthread_mutex_lock(&s->lock);
+	/* one outstanding per element; submit_async adds the last */
+	cg->outstanding += (uint32_t)n - 1;
+	pthread_mutex_unlock(&s->lock);
+	rc = submit_async(cg, cr);
+	if (rc) {
+		pthread_mutex_lock(&s->lock);
+		cg->outstanding -= (uint32_t)n - 1;
+		pthread_mutex_unlock(&s->lock);
+	}
+out:
+	free(descs);
+	free(copy);
+	return rc;
+}

@@ -1,0 +1,1007 @@
+/*
+ * client.c - the libdafs session: connect and negotiate, slots and request
+ * buffers, completion polling shared by all threads, reconnection with
+ * re-send (exactly-once through the server's reply cache), the callback
+ * channel, credentials. The calls themselves are in calls.c and io.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client_i.h"
+
+#define CB_BUF 4096
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void abs_deadline(struct timespec *ts, uint64_t deadline_ns)
+{
+	uint64_t left = deadline_ns > now_ns() ? deadline_ns - now_ns() : 0;
+
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += (time_t)(left / 1000000000u);
+	ts->tv_nsec += (long)(left % 1000000000u);
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+/* ---- credentials: per thread, per session ---- */
+
+static __thread const dafs_session_t *tl_sess;
+static __thread uint32_t tl_cred;
+
+uint32_t dafs_c_cred(dafs_session_t *s)
+{
+	return tl_sess == s ? tl_cred : s->cred_default;
+}
+
+DAFS_API int dafs_cred_use(dafs_session_t *s, uint32_t id)
+{
+	tl_sess = s;
+	tl_cred = id ? id : s->cred_default;
+	return 0;
+}
+
+DAFS_API int dafs_cred_register(dafs_session_t *s, uint32_t uid, uint32_t gid,
+				uint32_t ngroups, const uint32_t *groups,
+				uint32_t *id)
+{
+	struct dafs_m_cred_register_req q;
+	struct dafs_m_u32 rep;
+	int rc;
+
+	if (ngroups > DAFS_GROUPS_MAX)
+		return -EINVAL;
+	memset(&q, 0, sizeof(q));
+	q.uid = uid;
+	q.gid = gid;
+	q.groups.n = ngroups;
+	if (ngroups)
+		memcpy(q.groups.v, groups, ngroups * sizeof(uint32_t));
+	rc = dafs_c_simple(s, DAFS_OP_CRED_REGISTER, &q, &rep);
+	if (rc)
+		return rc;
+	if (id)
+		*id = rep.v;
+	return dafs_cred_use(s, rep.v);
+}
+
+/* ---- connection setup ---- */
+
+/*
+ * One request/reply exchange on a fresh endpoint before the slot machinery
+ * runs (CREATE_SESSION, BIND_CONN): uses slot 0 of the send and receive
+ * memory, polls @cq directly.
+ */
+static int bootstrap_call(dafs_session_t *s, struct dafs_ep *ep,
+			  struct dafs_cq *cq, uint8_t *sbuf,
+			  struct dafs_mr *smr, uint8_t *rbuf,
+			  struct dafs_mr *rmr, uint32_t rsize, uint16_t op,
+			  const void *body, void *rep)
+{
+	struct dafs_hdr h = {.op = op, .slot = 0, .seq = 1};
+	struct dafs_sge sge;
+	struct dafs_wc wc;
+	struct dafs_hdr rh;
+	uint64_t deadline = now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
+	ssize_t n;
+	int rc;
+
+	sge.addr = rbuf;
+	sge.len = rsize;
+	sge.lkey = rmr->lkey;
+	rc = ep->ops->post_recv(ep, 1, &sge);
+	if (rc)
+		return rc;
+	n = dafs_msg_build(sbuf, DAFS_MSG_MIN, &h, body, NULL);
+	if (n < 0)
+		return (int)n;
+	sge.addr = sbuf;
+	sge.len = (uint32_t)n;
+	sge.lkey = smr->lkey;
+	rc = ep->ops->post_send(ep, 0, &sge, 1, 0);
+	if (rc)
+		return rc;
+	for (;;) {
+		n = s->tp->poll_cq(cq, &wc, 1);
+		if (n < 0)
+			return (int)n;
+		if (n == 0) {
+			if (now_ns() > deadline)
+				return -ETIMEDOUT;
+			s->tp->wait_cq(cq, 100);
+			continue;
+		}
+		if (wc.status)
+			return wc.status == -ECONNRESET ? -ECONNRESET
+							: wc.status;
+		if (wc.op == DAFS_WC_RECV)
+			break;
+	}
+	rc = dafs_msg_parse(rbuf, wc.byte_len, &rh, rep);
+	if (rc)
+		return rc;
+	if (!(rh.flags & DAFS_HF_REPLY) || rh.op != op)
+		return -DAFS_EPROTO;
+	return dafs_status_to_err(rh.arg);
+}
+
+static int connect_ep(dafs_session_t *s, struct dafs_cq *cq,
+		      uint32_t nrecv, struct dafs_ep **ep)
+{
+	struct dafs_ep_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.send_cq = cq;
+	a.recv_cq = cq;
+	a.max_send = nrecv + 16;
+	a.max_recv = nrecv + 1;
+	a.max_inline = 256;
+	a.ctx = s;
+	return s->tp->connect(s->dom, s->url.host, s->url.port, &a, ep);
+}
+
+static int post_rbuf(dafs_session_t *s, uint32_t i)
+{
+	struct dafs_sge sge = {s->rmem + (size_t)i * s->p.max_response,
+			       s->p.max_response, s->rmr->lkey};
+
+	return s->ep->ops->post_recv(s->ep, i, &sge);
+}
+
+static void *cb_main(void *arg);
+
+/* Bind a fresh back-channel connection and start its thread. */
+static int back_channel(dafs_session_t *s)
+{
+	struct dafs_m_bind_conn_req bq;
+	struct dafs_sge sge;
+	uint32_t i;
+	int rc;
+
+	rc = connect_ep(s, s->cbcq, s->ncb, &s->back);
+	if (rc)
+		return rc;
+	memcpy(bq.sid, s->sid, DAFS_SID_LEN);
+	bq.dir = DAFS_CONN_BACK;
+	/* the cb memory: ncb receive buffers, then one send buffer */
+	rc = bootstrap_call(s, s->back, s->cbcq, s->cbmem + s->ncb * CB_BUF,
+			    s->cbmr, s->cbmem, s->cbmr, CB_BUF,
+			    DAFS_OP_BIND_CONN, &bq, NULL);
+	if (rc)
+		return rc;
+	for (i = 0; i < s->ncb; i++) {
+		sge.addr = s->cbmem + (size_t)i * CB_BUF;
+		sge.len = CB_BUF;
+		sge.lkey = s->cbmr->lkey;
+		rc = s->back->ops->post_recv(s->back, i, &sge);
+		if (rc)
+			return rc;
+	}
+	if (pthread_create(&s->cb_thread, NULL, cb_main, s))
+		return -EAGAIN;
+	s->cb_running = 1;
+	return 0;
+}
+
+/* Answer callbacks until the back channel closes. */
+static void *cb_main(void *arg)
+{
+	dafs_session_t *s = arg;
+	uint8_t *sbuf = s->cbmem + s->ncb * CB_BUF;
+	struct dafs_hdr h;
+	struct dafs_sge sge;
+	struct dafs_wc wc;
+	uint8_t *buf;
+	ssize_t n;
+
+	for (;;) {
+		n = s->tp->poll_cq(s->cbcq, &wc, 1);
+		if (n <= 0) {
+			s->tp->wait_cq(s->cbcq, 1000);
+			if (__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
+				break;
+			continue;
+		}
+		if (wc.status) {
+			if (wc.op == DAFS_WC_RECV)
+				break; /* flushed: the channel is gone */
+			continue;
+		}
+		if (wc.op != DAFS_WC_RECV)
+			continue;
+		buf = s->cbmem + wc.wr_id * CB_BUF;
+		if (dafs_msg_parse(buf, wc.byte_len, &h, NULL) ||
+		    !(h.flags & DAFS_HF_CB) || (h.flags & DAFS_HF_REPLY)) {
+			s->back->ops->disconnect(s->back);
+			break;
+		}
+		/* CB_NULL is the only callback so far: reply empty, ok */
+		h.flags = DAFS_HF_CB | DAFS_HF_REPLY;
+		h.arg = 0;
+		n = dafs_msg_build(sbuf, CB_BUF, &h, NULL, NULL);
+		sge.addr = buf;
+		sge.len = CB_BUF;
+		sge.lkey = s->cbmr->lkey;
+		if (s->back->ops->post_recv(s->back, wc.wr_id, &sge))
+			break;
+		sge.addr = sbuf;
+		sge.len = (uint32_t)n;
+		if (s->back->ops->post_send(s->back, 0, &sge, 1, 0))
+			break;
+	}
+	return NULL;
+}
+
+static int create_session(dafs_session_t *s, dafs_fh_t *root)
+{
+	struct dafs_m_create_session_req q;
+	struct dafs_m_create_session_rep rep;
+	uint8_t *sb, *rb;
+	struct dafs_mr *smr, *rmr;
+	int rc;
+
+	/* bootstrap buffers: the final ones depend on the negotiation */
+	sb = aligned_alloc(4096, DAFS_MSG_MIN);
+	rb = aligned_alloc(4096, DAFS_MSG_MIN);
+	if (!sb || !rb) {
+		free(sb);
+		free(rb);
+		return -ENOMEM;
+	}
+	rc = s->tp->reg_mr(s->dom, sb, DAFS_MSG_MIN, DAFS_ACC_LOCAL_WRITE,
+			   &smr);
+	if (rc)
+		goto out;
+	rc = s->tp->reg_mr(s->dom, rb, DAFS_MSG_MIN, DAFS_ACC_LOCAL_WRITE,
+			   &rmr);
+	if (rc) {
+		s->tp->dereg_mr(smr);
+		goto out;
+	}
+	memset(&q, 0, sizeof(q));
+	q.version = DAFS_PROTO_VERSION;
+	q.export_.p = (const uint8_t *)s->url.export_;
+	q.export_.len = (uint32_t)strlen(s->url.export_);
+	q.max_request = s->opts.max_request;
+	q.max_response = s->opts.max_response;
+	q.inline_max = s->opts.inline_max;
+	q.credits = s->opts.credits;
+	q.cb_credits = 2;
+	q.write_method = s->opts.write_method;
+	q.lease_ms = s->opts.lease_ms;
+	rc = bootstrap_call(s, s->ep, s->cq, sb, smr, rb, rmr, DAFS_MSG_MIN,
+			    DAFS_OP_CREATE_SESSION, &q, &rep);
+	s->tp->dereg_mr(smr);
+	s->tp->dereg_mr(rmr);
+	if (rc)
+		goto out;
+	memcpy(s->sid, rep.sid, DAFS_SID_LEN);
+	s->p.max_request = rep.max_request;
+	s->p.max_response = rep.max_response;
+	s->p.inline_max = rep.inline_max;
+	s->p.credits = rep.credits;
+	s->p.cb_credits = rep.cb_credits;
+	s->p.write_method = rep.write_method;
+	s->p.lease_ms = rep.lease_ms;
+	s->p.max_io = rep.max_io;
+	*root = rep.root;
+	if (s->p.credits == 0 || s->p.max_response < DAFS_MSG_MIN ||
+	    s->p.max_request < DAFS_MSG_MIN || s->p.max_io == 0)
+		rc = -DAFS_EPROTO;
+out:
+	free(sb);
+	free(rb);
+	return rc;
+}
+
+static int alloc_buffers(dafs_session_t *s)
+{
+	uint32_t i, n = s->p.credits;
+	size_t ssize, rsize;
+	int rc;
+
+	/* a request's fixed part, inline data or an xattr value: bigger
+	 * payloads go by gather list straight from the caller's buffer */
+	s->sbuf_size = DAFS_MSG_MIN + (s->p.inline_max > 65536
+					       ? s->p.inline_max
+					       : 65536);
+	if (s->sbuf_size > s->p.max_request)
+		s->sbuf_size = s->p.max_request;
+	ssize = (size_t)n * s->sbuf_size;
+	rsize = (size_t)n * s->p.max_response;
+	s->smem = aligned_alloc(4096, (ssize + 4095) & ~4095ul);
+	s->rmem = aligned_alloc(4096, (rsize + 4095) & ~4095ul);
+	s->reqs = calloc(n, sizeof(*s->reqs));
+	s->ncb = s->p.cb_credits;
+	s->cbmem = aligned_alloc(4096, (s->ncb + 1) * CB_BUF);
+	if (!s->smem || !s->rmem || !s->reqs || !s->cbmem)
+		return -ENOMEM;
+	rc = s->tp->reg_mr(s->dom, s->smem, ssize, DAFS_ACC_LOCAL_WRITE,
+			   &s->smr);
+	if (!rc)
+		rc = s->tp->reg_mr(s->dom, s->rmem, rsize,
+				   DAFS_ACC_LOCAL_WRITE, &s->rmr);
+	if (!rc)
+		rc = s->tp->reg_mr(s->dom, s->cbmem, (s->ncb + 1) * CB_BUF,
+				   DAFS_ACC_LOCAL_WRITE, &s->cbmr);
+	if (rc)
+		return rc;
+	rc = dafs_cslots_init(&s->cslots, n, &dafs_alloc_std);
+	if (rc)
+		return rc;
+	for (i = 0; i < n; i++) {
+		s->reqs[i].slot = i;
+		s->reqs[i].sbuf = s->smem + (size_t)i * s->sbuf_size;
+	}
+	return 0;
+}
+
+static int register_own_creds(dafs_session_t *s)
+{
+	gid_t g[DAFS_GROUPS_MAX];
+	uint32_t groups[DAFS_GROUPS_MAX];
+	int i, n;
+
+	n = getgroups(DAFS_GROUPS_MAX, g);
+	if (n < 0)
+		n = 0; /* more than fit: the primary group still applies */
+	for (i = 0; i < n; i++)
+		groups[i] = g[i];
+	return dafs_cred_register(s, getuid(), getgid(), (uint32_t)n, groups,
+				  &s->cred_default);
+}
+
+static void session_free(dafs_session_t *s)
+{
+	if (s->cb_running) {
+		__atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
+		s->back->ops->disconnect(s->back);
+		s->tp->cq_kick(s->cbcq);
+		pthread_join(s->cb_thread, NULL);
+	}
+	if (s->back)
+		s->back->ops->ep_free(s->back);
+	if (s->ep)
+		s->ep->ops->ep_free(s->ep);
+	if (s->smr)
+		s->tp->dereg_mr(s->smr);
+	if (s->rmr)
+		s->tp->dereg_mr(s->rmr);
+	if (s->cbmr)
+		s->tp->dereg_mr(s->cbmr);
+	if (s->cq)
+		s->tp->cq_free(s->cq);
+	if (s->cbcq)
+		s->tp->cq_free(s->cbcq);
+	if (s->dom)
+		s->tp->domain_free(s->dom);
+	dafs_cslots_fini(&s->cslots);
+	free(s->smem);
+	free(s->rmem);
+	free(s->cbmem);
+	free(s->reqs);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
+
+DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
+			       dafs_session_t **out)
+{
+	dafs_session_t *s;
+	uint32_t i;
+	int rc;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	rc = dafs_url_parse(url, &s->url);
+	if (rc)
+		goto fail;
+	s->tp = dafs_tp_find(s->url.scheme);
+	if (!s->tp) {
+		rc = -DAFS_EURL;
+		goto fail;
+	}
+	if (o)
+		s->opts = *o;
+	if (!s->opts.timeout_ms)
+		s->opts.timeout_ms = 30000;
+	rc = s->tp->domain_new(&s->dom);
+	if (!rc)
+		rc = s->tp->cq_new(s->dom, 1024, &s->cq);
+	if (!rc)
+		rc = s->tp->cq_new(s->dom, 64, &s->cbcq);
+	if (!rc)
+		rc = connect_ep(s, s->cq, 1024, &s->ep);
+	if (!rc)
+		rc = create_session(s, &s->root);
+	if (!rc)
+		rc = alloc_buffers(s);
+	for (i = 0; !rc && i < s->p.credits; i++)
+		rc = post_rbuf(s, i);
+	if (!rc)
+		rc = back_channel(s);
+	if (!rc)
+		rc = register_own_creds(s);
+	if (rc)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	session_free(s);
+	return rc;
+}
+
+DAFS_API void dafs_session_close(dafs_session_t *s)
+{
+	struct dafs_m_u32 none;
+	uint32_t i;
+	int busy;
+
+	if (!s)
+		return;
+	/* let outstanding requests finish (bounded by their timeouts) */
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		for (busy = 0, i = 0; i < s->p.credits && s->reqs; i++)
+			busy |= s->reqs[i].busy;
+		if (!busy || s->broken)
+			break;
+		pthread_mutex_unlock(&s->lock);
+		usleep(1000);
+		pthread_mutex_lock(&s->lock);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!s->broken)
+		dafs_c_simple(s, DAFS_OP_DESTROY_SESSION, NULL, &none);
+	session_free(s);
+}
+
+DAFS_API int dafs_session_query(dafs_session_t *s, dafs_session_info_t *info)
+{
+	memset(info, 0, sizeof(*info));
+	memcpy(info->session_id, s->sid, DAFS_SID_LEN);
+	snprintf(info->transport, sizeof(info->transport), "%s",
+		 s->tp->name);
+	info->credits = s->p.credits;
+	info->cb_credits = s->p.cb_credits;
+	info->max_request = s->p.max_request;
+	info->max_response = s->p.max_response;
+	info->inline_max = s->p.inline_max;
+	info->write_method = s->p.write_method;
+	info->lease_ms = s->p.lease_ms;
+	info->max_io = s->p.max_io;
+	return 0;
+}
+
+DAFS_API int dafs_root(dafs_session_t *s, dafs_fh_t *root)
+{
+	*root = s->root;
+	return 0;
+}
+
+DAFS_API int dafs_callback_probe(dafs_session_t *s)
+{
+	struct dafs_m_u64 rep;
+
+	return dafs_c_simple(s, DAFS_OP_PROBE_CALLBACK, NULL, &rep);
+}
+
+/* ---- sending, receiving, reconnecting ---- */
+
+static int send_req(dafs_session_t *s, struct creq *cr)
+{
+	struct dafs_sge sgl[2];
+	int n = 1;
+
+	sgl[0].addr = cr->sbuf;
+	sgl[0].len = cr->slen;
+	sgl[0].lkey = s->smr->lkey;
+	if (cr->gather.len)
+		sgl[n++] = cr->gather;
+	return s->ep->ops->post_send(s->ep, 0, sgl, n, 0);
+}
+
+/* Non-zero while a waiter still reads receive buffer @i (s->lock held). */
+static int rbuf_held(dafs_session_t *s, uint32_t i)
+{
+	const uint8_t *b = s->rmem + (size_t)i * s->p.max_response;
+	uint32_t j;
+
+	for (j = 0; j < s->p.credits; j++)
+		if (s->reqs[j].rbuf == b)
+			return 1;
+	return 0;
+}
+
+/* Called with s->lock held by the thread that found the connection
+ * broken. Reconnects, rebinds and re-sends every outstanding request;
+ * on failure the session becomes broken. */
+static void reconnect(dafs_session_t *s)
+{
+	struct dafs_m_bind_conn_req bq;
+	uint64_t deadline = now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
+	struct dafs_ep *old = s->ep, *ep = NULL;
+	uint32_t i;
+	int rc = -ENOTCONN;
+
+	s->reconnecting = 1;
+	pthread_mutex_unlock(&s->lock);
+	/* no completion of the old endpoint may be reaped after this */
+	old->ops->ep_free(old);
+	if (s->cb_running) {
+		s->back->ops->disconnect(s->back);
+		pthread_join(s->cb_thread, NULL);
+		s->back->ops->ep_free(s->back);
+		s->back = NULL;
+		s->cb_running = 0;
+	}
+	while (now_ns() < deadline) {
+		rc = connect_ep(s, s->cq, 1024, &ep);
+		if (!rc) {
+			memcpy(bq.sid, s->sid, DAFS_SID_LEN);
+			bq.dir = DAFS_CONN_FORE;
+			/* the first request buffer and the last receive
+			 * buffer carry the bind */
+			s->ep = ep;
+			/* the callback memory is idle (its thread stopped)
+			 * and no waiter holds it, unlike the receive
+			 * buffers */
+			rc = bootstrap_call(s, ep, s->cq, s->cbmem +
+					    s->ncb * CB_BUF, s->cbmr,
+					    s->cbmem, s->cbmr, CB_BUF,
+					    DAFS_OP_BIND_CONN, &bq, NULL);
+			if (!rc)
+				break;
+			ep->ops->ep_free(ep);
+			ep = NULL;
+			if (rc == -DAFS_EBADSESSION)
+				break;
+		}
+		usleep(100000);
+	}
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; !rc && i < s->p.credits; i++)
+		if (!rbuf_held(s, i))
+			rc = post_rbuf(s, i);
+	pthread_mutex_unlock(&s->lock);
+	if (!rc)
+		rc = back_channel(s);
+	pthread_mutex_lock(&s->lock);
+	if (rc) {
+		s->broken = 1;
+	} else {
+		s->reconnects++;
+		for (i = 0; i < s->p.credits; i++) {
+			struct creq *cr = &s->reqs[i];
+
+			/* replies in flight were lost with the connection */
+			if (cr->busy && cr->sent && !cr->done &&
+			    send_req(s, cr))
+				s->broken = 1;
+		}
+	}
+	s->reconnecting = 0;
+	pthread_cond_broadcast(&s->cv);
+}
+
+static void deliver(dafs_session_t *s, struct creq *cr);
+
+/* Handle a receive completion (s->lock held). */
+static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
+{
+	uint8_t *buf = s->rmem + wc->wr_id * s->p.max_response;
+	struct dafs_hdr h;
+	struct creq *cr;
+
+	if (dafs_hdr_get(buf, wc->byte_len, &h) || !(h.flags & DAFS_HF_REPLY) ||
+	    h.slot >= s->p.credits) {
+		s->ep->ops->disconnect(s->ep); /* the server misbehaves */
+		return;
+	}
+	cr = &s->reqs[h.slot];
+	if (!cr->busy || !cr->sent || cr->done || h.seq != cr->seq) {
+		/* a stale reply (e.g. of a timed-out request): drop it */
+		post_rbuf(s, (uint32_t)wc->wr_id);
+		return;
+	}
+	if (h.arg == dafs_err_to_status(-DAFS_EDELAY)) {
+		/* the server still executes the original: ask again */
+		post_rbuf(s, (uint32_t)wc->wr_id);
+		pthread_mutex_unlock(&s->lock);
+		usleep(1000);
+		pthread_mutex_lock(&s->lock);
+		if (cr->busy && !cr->done && send_req(s, cr))
+			s->ep->ops->disconnect(s->ep);
+		return;
+	}
+	cr->rbuf = buf;
+	cr->rlen = wc->byte_len;
+	cr->done = 1;
+	if (cr->kind != CREQ_SYNC)
+		deliver(s, cr);
+}
+
+/*
+ * Poll once (the caller holds s->lock and is not the poller); waits up to
+ * @wait_ms for completions when there are none. Returns with s->lock held.
+ */
+static void progress(dafs_session_t *s, int wait_ms)
+{
+	struct dafs_wc wc[16];
+	int i, n, lost = 0;
+
+	s->polling = 1;
+	pthread_mutex_unlock(&s->lock);
+	n = s->tp->poll_cq(s->cq, wc, 16);
+	if (n == 0 && wait_ms) {
+		s->tp->wait_cq(s->cq, wait_ms);
+		n = s->tp->poll_cq(s->cq, wc, 16);
+	}
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < n; i++) {
+		if (wc[i].status) {
+			lost = 1;
+			continue;
+		}
+		if (wc[i].op == DAFS_WC_RECV)
+			on_reply(s, &wc[i]);
+	}
+	s->polling = 0;
+	if (lost && !s->broken && !s->closing)
+		reconnect(s);
+	pthread_cond_broadcast(&s->cv);
+}
+
+/* Wait (s->lock held) until @done(@arg) or the deadline; drives progress
+ * when no other thread does. Returns 0, -ETIMEDOUT or -DAFS_EBROKEN. */
+static int wait_until(dafs_session_t *s, int (*done)(void *), void *arg,
+		      uint64_t deadline_ns)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	while (!done(arg)) {
+		if (s->broken)
+			return -DAFS_EBROKEN;
+		now = now_ns();
+		if (now >= deadline_ns)
+			return -ETIMEDOUT;
+		if (!s->polling && !s->reconnecting) {
+			uint64_t left = (deadline_ns - now) / 1000000u;
+
+			progress(s, left > 100 ? 100 : (int)left + 1);
+		} else {
+			abs_deadline(&ts, deadline_ns);
+			pthread_cond_timedwait(&s->cv, &s->lock, &ts);
+		}
+	}
+	return 0;
+}
+
+static int slot_free(void *arg)
+{
+	return ((dafs_session_t *)arg)->cslots.nfree > 0;
+}
+
+int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
+		 const struct dafs_sge *gather, struct creq **out)
+{
+	struct dafs_hdr h = {0};
+	uint64_t deadline = now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
+	uint32_t slot, seq, deferred = 0;
+	struct creq *cr;
+	ssize_t n;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = wait_until(s, slot_free, s, deadline);
+	if (!rc)
+		rc = dafs_cslot_get(&s->cslots, &slot, &seq);
+	if (rc) {
+		pthread_mutex_unlock(&s->lock);
+		return rc;
+	}
+	cr = &s->reqs[slot];
+	cr->busy = 1;
+	pthread_mutex_unlock(&s->lock);
+
+	cr->seq = seq;
+	cr->kind = CREQ_SYNC;
+	cr->sent = cr->done = 0;
+	cr->status = 0;
+	cr->rbuf = NULL;
+	cr->cg = NULL;
+	cr->tmp_mr = NULL;
+	cr->batch = NULL;
+	cr->gather.len = 0;
+	h.op = op;
+	h.slot = slot;
+	h.seq = seq;
+	h.arg = dafs_c_cred(s);
+	n = dafs_msg_build(cr->sbuf, s->sbuf_size, &h, body, &deferred);
+	if (n < 0 || (deferred && (!gather || gather->len != deferred)) ||
+	    (uint64_t)n + deferred > s->p.max_request) {
+		dafs_c_end(s, cr);
+		return n < 0 ? (int)(n == -EMSGSIZE ? -E2BIG : n) : -EINVAL;
+	}
+	cr->slen = (uint32_t)n;
+	if (deferred)
+		cr->gather = *gather;
+	cr->deadline_ns = deadline;
+	*out = cr;
+	return 0;
+}
+
+int dafs_c_send(dafs_session_t *s, struct creq *cr)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->reconnecting)
+		pthread_cond_wait(&s->cv, &s->lock);
+	if (s->broken) {
+		pthread_mutex_unlock(&s->lock);
+		return -DAFS_EBROKEN;
+	}
+	cr->sent = 1;
+	rc = send_req(s, cr);
+	if (rc) {
+		/* the connection is going: the reconnect re-sends it */
+		rc = 0;
+	}
+	if (s->test_drop) {
+		s->test_drop = 0;
+		s->ep->ops->disconnect(s->ep);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static int req_done(void *arg)
+{
+	return ((struct creq *)arg)->done;
+}
+
+int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep)
+{
+	struct dafs_hdr h;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = wait_until(s, req_done, cr, cr->deadline_ns);
+	pthread_mutex_unlock(&s->lock);
+	if (rc)
+		return rc;
+	rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, rep);
+	if (rc)
+		return rc;
+	return dafs_status_to_err(h.arg);
+}
+
+void dafs_c_end(dafs_session_t *s, struct creq *cr)
+{
+	pthread_mutex_lock(&s->lock);
+	if (cr->rbuf) {
+		post_rbuf(s, (uint32_t)((cr->rbuf - s->rmem) /
+					s->p.max_response));
+		cr->rbuf = NULL;
+	}
+	if (cr->done || !cr->sent) {
+		cr->busy = 0;
+		dafs_cslot_put(&s->cslots, cr->slot);
+	} else {
+		/* timed out: the slot stays taken until its late reply
+		 * (which then frees it) or the session's end, so the
+		 * sequence stays in step with the server */
+		cr->kind = CREQ_ORPHAN;
+	}
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int dafs_c_call(dafs_session_t *s, uint16_t op, const void *body, void *rep,
+		const struct dafs_sge *gather, struct creq **out)
+{
+	struct creq *cr;
+	int rc;
+
+	rc = dafs_c_begin(s, op, body, gather, &cr);
+	if (rc)
+		return rc;
+	rc = dafs_c_send(s, cr);
+	if (!rc)
+		rc = dafs_c_wait(s, cr, rep);
+	if (rc) {
+		dafs_c_end(s, cr);
+		return rc;
+	}
+	*out = cr;
+	return 0;
+}
+
+int dafs_c_simple(dafs_session_t *s, uint16_t op, const void *body,
+		  void *rep)
+{
+	_Alignas(16) uint8_t scratch[DAFS_BODY_MAX];
+	struct creq *cr;
+	int rc;
+
+	rc = dafs_c_call(s, op, body, rep ? rep : scratch, NULL, &cr);
+	if (!rc)
+		dafs_c_end(s, cr);
+	return rc;
+}
+
+/* ---- asynchronous delivery ---- */
+
+void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result)
+{
+	dafs_completion_t *q;
+	uint32_t i, cap;
+
+	if (cg->count == cg->cap) {
+		cap = cg->cap ? cg->cap * 2 : 64;
+		q = malloc(cap * sizeof(*q));
+		if (!q)
+			abort(); /* cannot lose a completion */
+		for (i = 0; i < cg->count; i++)
+			q[i] = cg->q[(cg->head + i) % cg->cap];
+		free(cg->q);
+		cg->q = q;
+		cg->cap = cap;
+		cg->head = 0;
+	}
+	cg->q[(cg->head + cg->count) % cg->cap].ctx = ctx;
+	cg->q[(cg->head + cg->count) % cg->cap].result = result;
+	cg->count++;
+	cg->outstanding--;
+}
+
+/* An asynchronous request's reply arrived (s->lock held): turn it into
+ * completions and free the slot. */
+static void deliver(dafs_session_t *s, struct creq *cr)
+{
+	struct dafs_m_read_rep rr;
+	struct dafs_m_u32 wr;
+	struct dafs_m_batch_rep br;
+	struct dafs_m_batch_result res;
+	struct dafs_dec d;
+	struct dafs_hdr h;
+	int64_t result;
+	int i, rc;
+
+	switch (cr->kind) {
+	case CREQ_READ:
+		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &rr);
+		if (!rc)
+			rc = dafs_status_to_err(h.arg);
+		if (!rc && (rr.count > cr->ulen ||
+			    (rr.data.len && rr.data.len != rr.count)))
+			rc = -DAFS_EPROTO;
+		if (!rc && rr.data.len)
+			memcpy(cr->ubuf, rr.data.p, rr.data.len);
+		result = rc ? (int64_t)rc : (int64_t)rr.count;
+		dafs_c_cg_push(cr->cg, cr->ctx, result);
+		break;
+	case CREQ_WRITE:
+		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &wr);
+		if (!rc)
+			rc = dafs_status_to_err(h.arg);
+		dafs_c_cg_push(cr->cg, cr->ctx, rc ? rc : (int64_t)wr.v);
+		break;
+	case CREQ_BATCH:
+		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &br);
+		if (!rc)
+			rc = dafs_status_to_err(h.arg);
+		if (!rc && br.n != (uint32_t)cr->nbatch)
+			rc = -DAFS_EPROTO;
+		dafs_dec_init(&d, br.results.p, rc ? 0 : br.results.len);
+		for (i = 0; i < cr->nbatch; i++) {
+			const dafs_iodesc_t *io = &cr->batch[i];
+
+			result = rc;
+			if (!rc) {
+				if (dafs_dec_msg(&d, &dafs_mt_batch_result,
+						 &res) ||
+				    res.count > io->len) {
+					rc = -DAFS_EPROTO;
+					result = rc;
+				} else if (res.status) {
+					result = dafs_status_to_err(
+						res.status);
+				} else {
+					if (res.data.len)
+						memcpy(io->buf, res.data.p,
+						       res.data.len <= io->len
+							       ? res.data.len
+							       : io->len);
+					result = res.count;
+				}
+			}
+			dafs_c_cg_push(cr->cg, io->ctx, result);
+		}
+		free(cr->batch);
+		cr->batch = NULL;
+		break;
+	default: /* CREQ_ORPHAN: nobody waits any more */
+		break;
+	}
+	if (cr->tmp_mr) {
+		s->tp->dereg_mr(cr->tmp_mr);
+		cr->tmp_mr = NULL;
+	}
+	post_rbuf(s, (uint32_t)((cr->rbuf - s->rmem) / s->p.max_response));
+	cr->rbuf = NULL;
+	cr->busy = 0;
+	dafs_cslot_put(&s->cslots, cr->slot);
+}
+
+struct cg_wait {
+	dafs_cg_t *cg;
+};
+
+static int cg_ready(void *arg)
+{
+	dafs_cg_t *cg = arg;
+
+	return cg->count > 0 || cg->outstanding == 0;
+}
+
+int dafs_c_progress_cg(dafs_session_t *s, dafs_cg_t *cg, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX
+					   : now_ns() + (uint64_t)timeout_ms *
+								1000000u;
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	if (timeout_ms == 0) {
+		if (!cg->count && cg->outstanding && !s->polling &&
+		    !s->reconnecting)
+			progress(s, 0);
+		rc = s->broken && !cg->count ? -DAFS_EBROKEN : 0;
+	} else {
+		rc = wait_until(s, cg_ready, cg, deadline);
+		if (rc == -ETIMEDOUT)
+			rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+int dafs_c_tmp_reg(dafs_session_t *s, void *buf, size_t len,
+		   struct dafs_mr **mr)
+{
+	return s->tp->reg_mr(s->dom, buf, len,
+			     DAFS_ACC_LOCAL_WRITE | DAFS_ACC_REMOTE_WRITE |
+				     DAFS_ACC_REMOTE_READ,
+			     mr);
+}
+
+DAFS_API void dafs__test_drop_after_send(dafs_session_t *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->test_drop = 1;
+	pthread_mutex_unlock(&s->lock);
+}
+
+DAFS_API uint64_t dafs__test_reconnects(dafs_session_t *s)
+{
+	return s->reconnects;
+}

@@ -1,0 +1,159 @@
+/*
+ * client_i.h - libdafs internals: the session (client.c) and the calls
+ * built on it (calls.c, io.c).
+ *
+ * A request occupies one slot from send to reply. Its request bytes stay in
+ * the slot's send buffer until the reply, so after a lost connection the
+ * library reconnects, binds the new connection to the session and re-sends
+ * the same slot and sequence number; the server answers from its reply
+ * cache instead of executing twice.
+ *
+ * Completions: whichever thread needs progress polls the CQ (one at a time,
+ * s->polling); it dispatches every reply to its slot, waking synchronous
+ * callers and delivering asynchronous ones to their completion group.
+ * Lock order: s->lock only; it is never held across a transport call that
+ * blocks.
+ */
+#ifndef DAFS_CLIENT_I_H
+#define DAFS_CLIENT_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "api_i.h"
+#include "dafs/dafs.h"
+#include "proto/session_i.h"
+#include "proto/wire_i.h"
+#include "transport/transport_i.h"
+
+struct dafs_session;
+
+/* What to do when an asynchronous request's reply arrives. */
+enum creq_kind {
+	CREQ_SYNC = 0, /* a caller waits for it */
+	CREQ_READ,     /* async read: deliver count to the cg */
+	CREQ_WRITE,    /* async write */
+	CREQ_BATCH,    /* async batch: one completion per element */
+	CREQ_ORPHAN,   /* its caller timed out; drop the reply */
+};
+
+struct creq {
+	uint32_t slot, seq;
+	int kind;
+	int busy;         /* slot in use */
+	int sent;         /* on the wire, awaiting a reply */
+	int done;         /* reply attached (or failed) */
+	int status;       /* transport / local failure, else 0 */
+	uint8_t *sbuf;    /* request bytes (registered) */
+	uint32_t slen;    /* bytes of sbuf to send */
+	struct dafs_sge gather; /* deferred payload (len 0: none) */
+	uint8_t *rbuf;    /* the reply, while attached */
+	uint32_t rlen;
+	uint64_t deadline_ns;
+	/* asynchronous delivery */
+	dafs_cg_t *cg;
+	void *ctx;
+	void *ubuf;             /* inline read destination */
+	uint32_t ulen;
+	struct dafs_mr *tmp_mr; /* temporary registration to drop */
+	dafs_iodesc_t *batch;   /* copies of the batch elements */
+	int nbatch;
+};
+
+struct dafs_cg {
+	dafs_session_t *s;
+	dafs_completion_t *q; /* ring of completions */
+	uint32_t cap, head, count;
+	uint32_t outstanding; /* submitted, not yet delivered */
+};
+
+struct dafs_mem {
+	dafs_session_t *s;
+	struct dafs_mr *mr;
+	atomic_int users;
+};
+
+struct dafs_file {
+	dafs_session_t *s;
+	uint64_t open_id;
+	int flags;
+	dafs_fh_t fh;
+};
+
+struct dafs_session {
+	const struct dafs_tp_ops *tp;
+	struct dafs_domain *dom;
+	struct dafs_cq *cq, *cbcq;
+	struct dafs_ep *ep, *back;
+	dafs_url_t url;
+	dafs_session_opts_t opts;
+	struct dafs_sess_params p;
+	uint8_t sid[DAFS_SID_LEN];
+	dafs_fh_t root;
+	uint32_t cred_default;
+	uint32_t sbuf_size;
+
+	/* registered memory: send buffers (one per slot) and receive buffers
+	 * (one per credit) */
+	uint8_t *smem, *rmem;
+	struct dafs_mr *smr, *rmr;
+
+	pthread_mutex_t lock; /* everything below */
+	pthread_cond_t cv;    /* any reply, slot release, poller change */
+	struct dafs_cslots cslots;
+	struct creq *reqs;
+	int polling;          /* a thread is polling the CQ */
+	int reconnecting;
+	int broken;           /* sticky: -DAFS_EBROKEN from now on */
+	int closing;
+	int test_drop;        /* test hook: drop the connection after send */
+	uint64_t reconnects;
+
+	/* the callback channel */
+	pthread_t cb_thread;
+	int cb_running;
+	uint8_t *cbmem;
+	struct dafs_mr *cbmr;
+	uint32_t ncb;
+};
+
+/* Reserve a slot (waiting for one); *@cr is its request. */
+int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
+		 const struct dafs_sge *gather, struct creq **cr);
+/* Send a begun request. */
+int dafs_c_send(dafs_session_t *s, struct creq *cr);
+/* Wait for a sent synchronous request's reply; on 0, parse it into @rep
+ * (views borrow the reply buffer until dafs_c_end()). Returns the reply's
+ * status as a library error code. */
+int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep);
+/* Release the slot and its reply buffer. */
+void dafs_c_end(dafs_session_t *s, struct creq *cr);
+/* begin + send + wait; on success the caller reads @rep and calls end. */
+int dafs_c_call(dafs_session_t *s, uint16_t op, const void *body, void *rep,
+		const struct dafs_sge *gather, struct creq **cr);
+/* A call whose reply the caller does not need beyond its status. */
+int dafs_c_simple(dafs_session_t *s, uint16_t op, const void *body,
+		  void *rep);
+
+/* Drive completions until @cg has one, or @timeout_ms (-1: forever). */
+int dafs_c_progress_cg(dafs_session_t *s, dafs_cg_t *cg, int timeout_ms);
+/* Called with s->lock held: a completion for @cg. */
+void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result);
+
+/* Registration for the length of one I/O when the caller gave none:
+ * returns 0 and *@mr (to dereg) or a negative error. */
+int dafs_c_tmp_reg(dafs_session_t *s, void *buf, size_t len,
+		   struct dafs_mr **mr);
+
+/* The current thread's credential id on @s. */
+uint32_t dafs_c_cred(dafs_session_t *s);
+
+/* Test hook (test/integration only): drop the fore connection right after
+ * the next request is sent, so its reply is lost and the library must
+ * reconnect and re-send. */
+DAFS_API void dafs__test_drop_after_send(dafs_session_t *s);
+/* How many times the session reconnected. */
+DAFS_API uint64_t dafs__test_reconnects(dafs_session_t *s);
+
+#endif /* DAFS_CLIENT_I_H */

@@ -1,0 +1,971 @@
+/*
+ * backend.c - the export backend: one local directory tree, its file
+ * handles, and the file-system operations dafsd performs on it.
+ *
+ * Confinement rests on three things, all enforced by the kernel:
+ *  - names are single components, opened with openat2() relative to a
+ *    directory of the export with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ *    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV and O_NOFOLLOW, so neither "..",
+ *    a symlink (absolute, relative, looping) nor a mount point leads out;
+ *  - handles are only minted for objects reached that way (or by handle),
+ *    on the export's own mount, and carry a keyed MAC, so a client cannot
+ *    name an object it was never shown;
+ *  - every operation runs on an O_PATH fd under the calling thread's
+ *    credentials, so the kernel makes every permission decision.
+ *
+ * Exports do not cross mounts: objects on another mount than the root's
+ * (a file system mounted inside the export, a bind mount) give -EXDEV.
+ *
+ * Where a system call has no form that works on an O_PATH fd (chmod,
+ * truncate, open for I/O, xattrs, link), the call goes through
+ * /proc/self/fd/N. That magic link is our own fd, so it names exactly the
+ * inode we hold and cannot be redirected; the kernel still checks the
+ * thread's fsuid against that inode as for any path.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "proto/wire_i.h"
+#include "server/backend_i.h"
+
+/*
+ * Handle layout (all of it covered by the MAC):
+ *
+ *   0      version (FH_VERSION)
+ *   1..2   export id, little-endian
+ *   3      kernel handle type (struct file_handle.handle_type)
+ *   4..    kernel handle bytes (f_handle), n = len - FH_OVERHEAD
+ *   len-8  SipHash-2-4 of bytes [0, len - 8) under the export's key, LE
+ *
+ * The length is implicit: SipHash mixes the message length into its last
+ * word, so truncating or extending a handle breaks the MAC as well.
+ */
+#define FH_VERSION 1
+#define FH_OFF_EXPORT 1
+#define FH_OFF_TYPE 3
+#define FH_OFF_KH 4
+#define FH_MAC_LEN 8
+#define FH_OVERHEAD (FH_OFF_KH + FH_MAC_LEN)
+#define FH_KH_MAX (DAFS_FH_MAX - FH_OVERHEAD)
+
+#ifndef MAX_HANDLE_SZ
+#define MAX_HANDLE_SZ 128
+#endif
+
+/* How a name is resolved: see the comment at the top. */
+#define RESOLVE_EXPORT                                                         \
+	(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |       \
+	 RESOLVE_NO_XDEV)
+
+#define READDIR_BUF (32 * 1024)
+#define PROC_FD_LEN 32
+
+struct dafs_export {
+	char *name;
+	int root_fd;  /* O_PATH | O_DIRECTORY, for the export's life */
+	int mount_fd; /* the root again, O_RDONLY: for open_by_handle_at */
+	int mnt_id;  /* the root's mount, as name_to_handle_at reports it */
+	uint64_t root_dev, root_ino;
+	uint16_t id;
+	uint8_t key[DAFS_HKEY_LEN];
+	dafs_fh_t root_fh;
+};
+
+/* A struct file_handle with room for any kernel handle. */
+union kfh {
+	struct file_handle h;
+	unsigned char room[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+};
+
+static const char *proc_fd(char buf[PROC_FD_LEN], int fd)
+{
+	snprintf(buf, PROC_FD_LEN, "/proc/self/fd/%d", fd);
+	return buf;
+}
+
+/* Open one component beneath @dirfd, never following a symlink. */
+static int open_beneath(int dirfd, const char *name, int flags, mode_t mode)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.mode = (flags & O_CREAT) ? mode : 0,
+		.resolve = RESOLVE_EXPORT,
+	};
+	int tries = 0;
+	long fd;
+
+	/*
+	 * EAGAIN: a rename elsewhere raced with the walk and the kernel could
+	 * not prove the result stayed beneath; a fresh walk settles it.
+	 */
+	do
+		fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+	while (fd < 0 && errno == EAGAIN && ++tries < 16);
+	return fd < 0 ? -errno : (int)fd;
+}
+
+/* "." and ".." only for lookup; everything else is a single component. */
+static int check_name(const char *name)
+{
+	size_t len;
+
+	if (!name)
+		return -EINVAL;
+	len = strnlen(name, DAFS_NAME_MAX + 1);
+	if (len == 0 || len > DAFS_NAME_MAX || memchr(name, '/', len))
+		return -EINVAL;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return -EINVAL;
+	return 0;
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/*
+ * Attributes from statx. The change attribute is ctime in nanoseconds plus
+ * the size: every data or metadata change moves ctime, and the size term
+ * still tells two appends apart on a file system whose clock did not tick
+ * in between (on Linux >= 6.13 multigrain timestamps make ctime itself
+ * fine-grained once observed). Only a shrink by exactly the ctime advance
+ * in nanoseconds would cancel out. It is an equality token, not an order.
+ */
+static void fill_attr(const struct statx *sx, dafs_attr_t *a)
+{
+	uint64_t ctime_ns = (uint64_t)sx->stx_ctime.tv_sec * 1000000000u +
+			    sx->stx_ctime.tv_nsec;
+
+	memset(a, 0, sizeof(*a));
+	a->ino = sx->stx_ino;
+	a->size = sx->stx_size;
+	a->blocks = sx->stx_blocks;
+	a->change = ctime_ns + sx->stx_size;
+	a->rdev = makedev(sx->stx_rdev_major, sx->stx_rdev_minor);
+	a->mode = sx->stx_mode;
+	a->nlink = sx->stx_nlink;
+	a->uid = sx->stx_uid;
+	a->gid = sx->stx_gid;
+	a->blksize = sx->stx_blksize;
+	a->atime.sec = sx->stx_atime.tv_sec;
+	a->atime.nsec = sx->stx_atime.tv_nsec;
+	a->mtime.sec = sx->stx_mtime.tv_sec;
+	a->mtime.nsec = sx->stx_mtime.tv_nsec;
+	a->ctime.sec = sx->stx_ctime.tv_sec;
+	a->ctime.nsec = sx->stx_ctime.tv_nsec;
+}
+
+static int stat_fd(int fd, struct statx *sx)
+{
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+		  STATX_BASIC_STATS, sx) < 0)
+		return -errno;
+	return 0;
+}
+
+int dafs_be_getattr(int fd, dafs_attr_t *attr)
+{
+	struct statx sx;
+	int err = stat_fd(fd, &sx);
+
+	if (err)
+		return err;
+	if (attr)
+		fill_attr(&sx, attr);
+	return 0;
+}
+
+/* Build our handle around the kernel's handle for @fd. */
+static int make_fh(struct dafs_export *ex, int fd, dafs_fh_t *fh)
+{
+	union kfh k;
+	uint64_t mac;
+	int mnt_id;
+	size_t n;
+
+	k.h.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &k.h, &mnt_id, AT_EMPTY_PATH) < 0)
+		return errno == EOVERFLOW ? -EOPNOTSUPP : -errno;
+	if (mnt_id != ex->mnt_id)
+		return -EXDEV;
+	n = k.h.handle_bytes;
+	if (n > FH_KH_MAX || k.h.handle_type < 0 || k.h.handle_type > 0xff)
+		return -EOPNOTSUPP;
+
+	memset(fh, 0, sizeof(*fh));
+	fh->data[0] = FH_VERSION;
+	put_le16(fh->data + FH_OFF_EXPORT, ex->id);
+	fh->data[FH_OFF_TYPE] = (uint8_t)k.h.handle_type;
+	memcpy(fh->data + FH_OFF_KH, k.h.f_handle, n);
+	mac = dafs_siphash(ex->key, fh->data, FH_OFF_KH + n);
+	put_le64(fh->data + FH_OFF_KH + n, mac);
+	fh->len = (uint16_t)(FH_OVERHEAD + n);
+	return 0;
+}
+
+int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh)
+{
+	return make_fh(ex, fd, fh);
+}
+
+/* Handle and attributes of @fd, either may be NULL. */
+static int describe(struct dafs_export *ex, int fd, dafs_fh_t *fh,
+		    dafs_attr_t *attr)
+{
+	int err = 0;
+
+	if (fh)
+		err = make_fh(ex, fd, fh);
+	if (!err && attr)
+		err = dafs_be_getattr(fd, attr);
+	return err;
+}
+
+int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh)
+{
+	union kfh k;
+	uint8_t want[FH_MAC_LEN], diff = 0;
+	size_t n, i;
+	int fd;
+
+	if (fh->len <= FH_OVERHEAD || fh->len > DAFS_FH_MAX ||
+	    fh->data[0] != FH_VERSION)
+		return -DAFS_EBADHANDLE;
+	if ((fh->data[FH_OFF_EXPORT] | fh->data[FH_OFF_EXPORT + 1] << 8) !=
+	    ex->id)
+		return -DAFS_EBADHANDLE;
+	n = fh->len - FH_OVERHEAD;
+	put_le64(want, dafs_siphash(ex->key, fh->data, FH_OFF_KH + n));
+	/* Constant time, so the MAC cannot be learnt a byte at a time. */
+	for (i = 0; i < FH_MAC_LEN; i++)
+		diff |= want[i] ^ fh->data[FH_OFF_KH + n + i];
+	if (diff)
+		return -DAFS_EBADHANDLE;
+
+	k.h.handle_bytes = (unsigned int)n;
+	k.h.handle_type = fh->data[FH_OFF_TYPE];
+	memcpy(k.h.f_handle, fh->data + FH_OFF_KH, n);
+	/*
+	 * Decoding against the root's fd pins the result to the export's
+	 * mount. The kernel answers ESTALE for an object that is gone; other
+	 * errors (EPERM without CAP_DAC_READ_SEARCH) pass through.
+	 */
+	fd = open_by_handle_at(ex->mount_fd, &k.h, O_PATH | O_NOFOLLOW |
+							   O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return fd;
+}
+
+int dafs_export_open(const char *name, const char *path, uint16_t id,
+		     const uint8_t key[DAFS_HKEY_LEN], struct dafs_export **out)
+{
+	char path_buf[PROC_FD_LEN];
+	struct dafs_export *ex;
+	struct statx sx;
+	union kfh k;
+	int err;
+
+	*out = NULL;
+	ex = calloc(1, sizeof(*ex));
+	if (!ex)
+		return -ENOMEM;
+	ex->name = strdup(name);
+	if (!ex->name) {
+		err = -ENOMEM;
+		goto fail_free;
+	}
+	ex->id = id;
+	memcpy(ex->key, key, DAFS_HKEY_LEN);
+
+	ex->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (ex->root_fd < 0) {
+		err = -errno;
+		goto fail_name;
+	}
+	/*
+	 * open_by_handle_at() refuses an O_PATH mount fd (EBADF), so the
+	 * same directory is held open once more for reading, through the
+	 * first fd so both are certainly the same inode.
+	 */
+	ex->mount_fd = open(proc_fd(path_buf, ex->root_fd),
+			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ex->mount_fd < 0) {
+		err = -errno;
+		goto fail_fd;
+	}
+	err = stat_fd(ex->root_fd, &sx);
+	if (err)
+		goto fail_mount;
+	ex->root_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	ex->root_ino = sx.stx_ino;
+
+	/* Learn the mount id, and whether the file system has handles. */
+	k.h.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(ex->root_fd, "", &k.h, &ex->mnt_id,
+			      AT_EMPTY_PATH) < 0) {
+		err = errno == EOVERFLOW ? -EOPNOTSUPP : -errno;
+		goto fail_mount;
+	}
+	err = make_fh(ex, ex->root_fd, &ex->root_fh);
+	if (err)
+		goto fail_mount;
+
+	/*
+	 * The client applies its own umask, so modes must arrive at the
+	 * file system as given; creating with the process umask and fixing up
+	 * with chmod afterwards would override default ACLs and the setgid
+	 * bit a directory passes on. umask is process-wide (dafsd's own files
+	 * are created with explicit modes), hence here, once, before handler
+	 * threads exist.
+	 */
+	umask(0);
+	*out = ex;
+	return 0;
+
+fail_mount:
+	close(ex->mount_fd);
+fail_fd:
+	close(ex->root_fd);
+fail_name:
+	free(ex->name);
+fail_free:
+	free(ex);
+	return err;
+}
+
+void dafs_export_close(struct dafs_export *ex)
+{
+	if (!ex)
+		return;
+	close(ex->mount_fd);
+	close(ex->root_fd);
+	/* The key is the handle secret: do not leave it in freed memory. */
+	explicit_bzero(ex->key, sizeof(ex->key));
+	free(ex->name);
+	free(ex);
+}
+
+const char *dafs_export_name(const struct dafs_export *ex)
+{
+	return ex->name;
+}
+
+void dafs_export_root(const struct dafs_export *ex, dafs_fh_t *fh)
+{
+	*fh = ex->root_fh;
+}
+
+static int is_root(struct dafs_export *ex, int fd)
+{
+	struct statx sx;
+	int err = stat_fd(fd, &sx);
+
+	if (err)
+		return err;
+	return makedev(sx.stx_dev_major, sx.stx_dev_minor) == ex->root_dev &&
+	       sx.stx_ino == ex->root_ino;
+}
+
+static int lookup_fd(struct dafs_export *ex, int dirfd, const char *name)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS |
+			   RESOLVE_NO_XDEV,
+	};
+	long fd;
+	int r;
+
+	if (strcmp(name, ".."))
+		return open_beneath(dirfd, name, O_PATH, 0);
+
+	/*
+	 * ".." is by definition not beneath dirfd, so RESOLVE_BENEATH cannot
+	 * apply. At the root it is the root (reopened through ".", so the
+	 * kernel still checks search permission); below the root the parent
+	 * is inside the export, and RESOLVE_NO_XDEV keeps the walk on the
+	 * export's mount.
+	 */
+	r = is_root(ex, dirfd);
+	if (r < 0)
+		return r;
+	if (r)
+		return open_beneath(ex->root_fd, ".", O_PATH | O_DIRECTORY, 0);
+	fd = syscall(SYS_openat2, dirfd, "..", &how, sizeof(how));
+	return fd < 0 ? -errno : (int)fd;
+}
+
+int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
+		   dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	int fd, err;
+
+	if (!name)
+		return -EINVAL;
+	if (strcmp(name, ".") && strcmp(name, "..")) {
+		err = check_name(name);
+		if (err)
+			return err;
+	}
+	fd = lookup_fd(ex, dirfd, name);
+	if (fd < 0)
+		return fd;
+	err = describe(ex, fd, fh, attr);
+	close(fd);
+	return err;
+}
+
+int dafs_be_setattr(int fd, const dafs_setattr_t *sa, dafs_attr_t *attr)
+{
+	const uint32_t known = DAFS_SET_MODE | DAFS_SET_UID | DAFS_SET_GID |
+			       DAFS_SET_SIZE | DAFS_SET_ATIME |
+			       DAFS_SET_MTIME | DAFS_SET_ATIME_NOW |
+			       DAFS_SET_MTIME_NOW;
+	char path[PROC_FD_LEN];
+	struct timespec ts[2];
+	struct statx sx;
+	int err;
+
+	if (sa->mask & ~known)
+		return -EINVAL;
+	if (((sa->mask & DAFS_SET_ATIME) && (sa->mask & DAFS_SET_ATIME_NOW)) ||
+	    ((sa->mask & DAFS_SET_MTIME) && (sa->mask & DAFS_SET_MTIME_NOW)))
+		return -EINVAL;
+	if (((sa->mask & DAFS_SET_MODE) && (sa->mode & ~07777u)) ||
+	    ((sa->mask & DAFS_SET_ATIME) && sa->atime.nsec >= 1000000000u) ||
+	    ((sa->mask & DAFS_SET_MTIME) && sa->mtime.nsec >= 1000000000u))
+		return -EINVAL;
+	err = stat_fd(fd, &sx);
+	if (err)
+		return err;
+	proc_fd(path, fd);
+
+	/*
+	 * Size first, as open(O_TRUNC) would: truncate(2) wants write
+	 * permission for the thread's fsuid (-EACCES) and refuses anything
+	 * but a regular file (-EISDIR, -EINVAL).
+	 */
+	if (sa->mask & DAFS_SET_SIZE) {
+		if (sa->size > INT64_MAX)
+			return -EFBIG;
+		if (S_ISLNK(sx.stx_mode))
+			return -EINVAL;
+		if (truncate(path, (off_t)sa->size) < 0)
+			return -errno;
+	}
+	if (sa->mask & DAFS_SET_MODE) {
+		/* Linux has no symlink modes: chmod would reach the target. */
+		if (S_ISLNK(sx.stx_mode))
+			return -EOPNOTSUPP;
+		if (chmod(path, sa->mode) < 0)
+			return -errno;
+	}
+	if (sa->mask & (DAFS_SET_UID | DAFS_SET_GID)) {
+		uid_t uid = sa->mask & DAFS_SET_UID ? sa->uid : (uid_t)-1;
+		gid_t gid = sa->mask & DAFS_SET_GID ? sa->gid : (gid_t)-1;
+
+		/* On the fd itself: a symlink's owner, not its target's. */
+		if (fchownat(fd, "", uid, gid, AT_EMPTY_PATH) < 0)
+			return -errno;
+	}
+	if (sa->mask & (DAFS_SET_ATIME | DAFS_SET_MTIME | DAFS_SET_ATIME_NOW |
+			DAFS_SET_MTIME_NOW)) {
+		ts[0].tv_sec = sa->atime.sec;
+		ts[0].tv_nsec = sa->mask & DAFS_SET_ATIME ? sa->atime.nsec
+			      : sa->mask & DAFS_SET_ATIME_NOW ? UTIME_NOW
+							      : UTIME_OMIT;
+		ts[1].tv_sec = sa->mtime.sec;
+		ts[1].tv_nsec = sa->mask & DAFS_SET_MTIME ? sa->mtime.nsec
+			      : sa->mask & DAFS_SET_MTIME_NOW ? UTIME_NOW
+							      : UTIME_OMIT;
+		/* AT_EMPTY_PATH works on O_PATH fds, symlinks included. */
+		if (utimensat(fd, "", ts, AT_EMPTY_PATH) < 0)
+			return -errno;
+	}
+	return attr ? dafs_be_getattr(fd, attr) : 0;
+}
+
+static int map_oflags(uint32_t o, int *flags)
+{
+	int f;
+
+	if (o & ~(uint32_t)DAFS_O_ALL)
+		return -EINVAL;
+	switch (o & DAFS_O_ACCMODE) {
+	case DAFS_O_RDONLY:
+		f = O_RDONLY;
+		break;
+	case DAFS_O_WRONLY:
+		f = O_WRONLY;
+		break;
+	case DAFS_O_RDWR:
+		f = O_RDWR;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (o & DAFS_O_APPEND)
+		f |= O_APPEND;
+	if (o & DAFS_O_TRUNC)
+		f |= O_TRUNC;
+	if (o & DAFS_O_SYNC)
+		f |= O_SYNC;
+	if (o & DAFS_O_DSYNC)
+		f |= O_DSYNC;
+	if (o & DAFS_O_DIRECT)
+		f |= O_DIRECT;
+	*flags = f;
+	return 0;
+}
+
+/*
+ * Open the object behind O_PATH @fd for I/O with open(2) @flags. Only
+ * regular files, and directories for reading if @dir_ok, are opened: a FIFO
+ * would block a handler thread, and device nodes are the client's to
+ * interpret, as over NFS (opening them here would reach the server's
+ * devices); -EINVAL for those.
+ */
+static int reopen(int fd, int flags, int dir_ok)
+{
+	char path[PROC_FD_LEN];
+	struct statx sx;
+	int err, nfd;
+
+	err = stat_fd(fd, &sx);
+	if (err)
+		return err;
+	if (S_ISLNK(sx.stx_mode))
+		return -ELOOP;
+	if (S_ISDIR(sx.stx_mode)) {
+		if (!dir_ok || (flags & O_ACCMODE) != O_RDONLY ||
+		    (flags & O_TRUNC))
+			return -EISDIR;
+		flags |= O_DIRECTORY;
+	} else if (!S_ISREG(sx.stx_mode)) {
+		return -EINVAL;
+	}
+	/*
+	 * No O_NOFOLLOW: the magic link itself must be followed. It leads to
+	 * exactly the inode checked above, never further.
+	 */
+	nfd = open(proc_fd(path, fd), flags | O_CLOEXEC);
+	return nfd < 0 ? -errno : nfd;
+}
+
+int dafs_be_open(int fd, uint32_t oflags, dafs_attr_t *attr)
+{
+	int flags, nfd, err;
+
+	err = map_oflags(oflags & ~(uint32_t)DAFS_O_EXCL, &flags);
+	if (err)
+		return err;
+	nfd = reopen(fd, flags, 1);
+	if (nfd < 0)
+		return nfd;
+	if (attr) {
+		err = dafs_be_getattr(nfd, attr);
+		if (err) {
+			close(nfd);
+			return err;
+		}
+	}
+	return nfd;
+}
+
+int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
+		   uint32_t oflags, uint32_t mode, dafs_fh_t *fh,
+		   dafs_attr_t *attr)
+{
+	int flags, fd = -EEXIST, pfd, tries, err;
+
+	err = check_name(name);
+	if (err)
+		return err;
+	err = map_oflags(oflags & ~(uint32_t)DAFS_O_EXCL, &flags);
+	if (err)
+		return err;
+	if ((mode & S_IFMT) && (mode & S_IFMT) != S_IFREG)
+		return -EINVAL;
+	mode &= 07777;
+
+	/*
+	 * Always try an exclusive create first; only if the name exists, and
+	 * the caller did not ask for exclusivity, open what is there - through
+	 * an O_PATH fd and reopen(), so an existing FIFO, device or symlink
+	 * (-ELOOP) is refused exactly as dafs_be_open() refuses it. A name
+	 * removed between the two steps is created on the next round.
+	 */
+	for (tries = 0; tries < 8; tries++) {
+		fd = open_beneath(dirfd, name, flags | O_CREAT | O_EXCL, mode);
+		if (fd != -EEXIST || (oflags & DAFS_O_EXCL))
+			break;
+		pfd = open_beneath(dirfd, name, O_PATH, 0);
+		if (pfd == -ENOENT)
+			continue;
+		if (pfd < 0) {
+			fd = pfd;
+			break;
+		}
+		fd = reopen(pfd, flags, 0);
+		close(pfd);
+		break;
+	}
+	if (fd < 0)
+		return fd;
+
+	err = describe(ex, fd, fh, attr);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/* After creating @name in @dirfd: its handle and attributes. */
+static int describe_name(struct dafs_export *ex, int dirfd, const char *name,
+			 dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	int fd, err;
+
+	if (!fh && !attr)
+		return 0;
+	fd = open_beneath(dirfd, name, O_PATH, 0);
+	if (fd < 0)
+		return fd;
+	err = describe(ex, fd, fh, attr);
+	close(fd);
+	return err;
+}
+
+int dafs_be_mkdir(struct dafs_export *ex, int dirfd, const char *name,
+		  uint32_t mode, dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	if ((mode & S_IFMT) && (mode & S_IFMT) != S_IFDIR)
+		return -EINVAL;
+	if (mkdirat(dirfd, name, mode & 07777) < 0)
+		return -errno;
+	return describe_name(ex, dirfd, name, fh, attr);
+}
+
+int dafs_be_mknod(struct dafs_export *ex, int dirfd, const char *name,
+		  uint32_t mode, uint64_t rdev, dafs_fh_t *fh,
+		  dafs_attr_t *attr)
+{
+	int err = check_name(name);
+	dev_t dev = 0;
+
+	if (err)
+		return err;
+	switch (mode & S_IFMT) {
+	case S_IFCHR:
+	case S_IFBLK:
+		/* Creating them needs CAP_MKNOD, which a non-zero fsuid
+		 * drops: the kernel decides. */
+		dev = (dev_t)rdev;
+		break;
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFREG:
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (mknodat(dirfd, name, mode & (S_IFMT | 07777), dev) < 0)
+		return -errno;
+	return describe_name(ex, dirfd, name, fh, attr);
+}
+
+int dafs_be_symlink(struct dafs_export *ex, int dirfd, const char *name,
+		    const char *target, dafs_fh_t *fh, dafs_attr_t *attr)
+{
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	if (!target || !*target)
+		return -EINVAL;
+	if (strnlen(target, DAFS_PATH_MAX + 1) > DAFS_PATH_MAX)
+		return -ENAMETOOLONG;
+	/* The target is only ever stored, never resolved by the server. */
+	if (symlinkat(target, dirfd, name) < 0)
+		return -errno;
+	return describe_name(ex, dirfd, name, fh, attr);
+}
+
+int dafs_be_readlink(int fd, char *buf, size_t size)
+{
+	ssize_t n;
+
+	if (size == 0)
+		return -ERANGE;
+	n = readlinkat(fd, "", buf, size);
+	if (n < 0)
+		return -errno;
+	/* readlink truncates silently; a full buffer leaves no room for NUL. */
+	if ((size_t)n >= size)
+		return -ERANGE;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+int dafs_be_link(int fd, int dirfd, const char *name, dafs_attr_t *attr)
+{
+	char path[PROC_FD_LEN];
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	/*
+	 * linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which a
+	 * switched thread has dropped; following our own magic link is the
+	 * unprivileged way to link an fd, and it links a symlink itself.
+	 */
+	if (linkat(AT_FDCWD, proc_fd(path, fd), dirfd, name,
+		   AT_SYMLINK_FOLLOW) < 0)
+		return -errno;
+	return attr ? dafs_be_getattr(fd, attr) : 0;
+}
+
+int dafs_be_remove(int dirfd, const char *name)
+{
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	if (unlinkat(dirfd, name, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+int dafs_be_rmdir(int dirfd, const char *name)
+{
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
+		/* POSIX allows either for a non-empty directory; say one. */
+		return errno == EEXIST ? -ENOTEMPTY : -errno;
+	return 0;
+}
+
+int dafs_be_rename(int sdirfd, const char *sname, int ddirfd,
+		   const char *dname, uint32_t flags)
+{
+	unsigned int rf = 0;
+	int err;
+
+	err = check_name(sname);
+	if (!err)
+		err = check_name(dname);
+	if (err)
+		return err;
+	if (flags & ~(DAFS_RENAME_NOREPLACE | DAFS_RENAME_EXCHANGE))
+		return -EINVAL;
+	if (flags & DAFS_RENAME_NOREPLACE)
+		rf |= RENAME_NOREPLACE;
+	if (flags & DAFS_RENAME_EXCHANGE)
+		rf |= RENAME_EXCHANGE;
+	if (renameat2(sdirfd, sname, ddirfd, dname, rf) < 0)
+		return -errno;
+	return 0;
+}
+
+/* One entry with plus: its handle and attributes, pinned by one open. */
+static int describe_entry(struct dafs_export *ex, int dirfd,
+			  struct dafs_be_dirent *ent)
+{
+	int fd, err;
+
+	fd = open_beneath(dirfd, ent->name, O_PATH, 0);
+	if (fd == -EXDEV) {
+		/*
+		 * A mount point: listed, so the directory reads as it is,
+		 * but with no handle (len 0), since exports do not cross
+		 * mounts; a lookup of it gives -EXDEV.
+		 */
+		memset(&ent->fh, 0, sizeof(ent->fh));
+		memset(&ent->attr, 0, sizeof(ent->attr));
+		ent->attr.ino = ent->ino;
+		ent->attr.mode = ent->type;
+		return 0;
+	}
+	if (fd < 0)
+		return fd;
+	err = describe(ex, fd, &ent->fh, &ent->attr);
+	close(fd);
+	if (!err)
+		ent->type = ent->attr.mode & S_IFMT;
+	return err;
+}
+
+int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
+		    int plus, dafs_be_emit emit, void *arg, int *eof)
+{
+	char path[PROC_FD_LEN];
+	struct dafs_be_dirent ent;
+	struct statx sx;
+	char *buf;
+	ssize_t n, pos;
+	int dfd, err = 0, r;
+
+	*eof = 0;
+	if (cookie > INT64_MAX)
+		return -EINVAL;
+	/*
+	 * Listing needs read permission on the directory, not search, so the
+	 * O_PATH fd is reopened rather than "." looked up in it.
+	 */
+	dfd = open(proc_fd(path, dirfd), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	buf = malloc(READDIR_BUF);
+	if (!buf) {
+		err = -ENOMEM;
+		goto out_close;
+	}
+	/* Cookies are the file system's own d_off values. */
+	if (lseek(dfd, (off_t)cookie, SEEK_SET) < 0) {
+		err = -errno;
+		goto out_free;
+	}
+
+	for (;;) {
+		n = getdents64(dfd, buf, READDIR_BUF);
+		if (n < 0) {
+			err = -errno;
+			goto out_free;
+		}
+		if (n == 0) {
+			*eof = 1;
+			goto out_free;
+		}
+		for (pos = 0; pos < n;) {
+			struct dirent64 *d = (struct dirent64 *)(buf + pos);
+
+			pos += d->d_reclen;
+			if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+				continue;
+			memset(&ent, 0, sizeof(ent));
+			ent.name = d->d_name;
+			ent.cookie = (uint64_t)d->d_off;
+			ent.ino = d->d_ino;
+			ent.type = DTTOIF(d->d_type);
+			if (plus) {
+				err = describe_entry(ex, dirfd, &ent);
+			} else if (d->d_type == DT_UNKNOWN) {
+				/* Some file systems leave the type to stat. */
+				if (statx(dirfd, d->d_name,
+					  AT_SYMLINK_NOFOLLOW, STATX_TYPE,
+					  &sx) < 0)
+					err = -errno;
+				else
+					ent.type = sx.stx_mode & S_IFMT;
+			}
+			/* Removed since getdents read it: it is gone. */
+			if (err == -ENOENT) {
+				err = 0;
+				continue;
+			}
+			if (err)
+				goto out_free;
+			r = emit(arg, &ent);
+			if (r < 0)
+				err = r;
+			if (r)
+				goto out_free;
+		}
+	}
+
+out_free:
+	free(buf);
+out_close:
+	close(dfd);
+	return err;
+}
+
+int dafs_be_statfs(int fd, dafs_statfs_t *st)
+{
+	struct statfs s;
+
+	if (fstatfs(fd, &s) < 0)
+		return -errno;
+	memset(st, 0, sizeof(*st));
+	st->blocks = s.f_blocks;
+	st->bfree = s.f_bfree;
+	st->bavail = s.f_bavail;
+	st->files = s.f_files;
+	st->ffree = s.f_ffree;
+	st->bsize = (uint32_t)s.f_bsize;
+	st->frsize = (uint32_t)(s.f_frsize ? s.f_frsize : s.f_bsize);
+	st->namemax = (uint32_t)s.f_namelen;
+	return 0;
+}
+
+/*
+ * Extended attributes go through the magic link, which lands on the inode
+ * of the fd and no further: for a symlink they are the symlink's own (as
+ * l*xattr), which Linux allows for trusted.* and security.* but not user.*.
+ */
+int dafs_be_getxattr(int fd, const char *name, void *buf, size_t size)
+{
+	char path[PROC_FD_LEN];
+	ssize_t n = getxattr(proc_fd(path, fd), name, buf, size);
+
+	return n < 0 ? -errno : (int)n;
+}
+
+int dafs_be_setxattr(int fd, const char *name, const void *val, size_t size,
+		     int flags)
+{
+	char path[PROC_FD_LEN];
+
+	if (flags & ~(XATTR_CREATE | XATTR_REPLACE))
+		return -EINVAL;
+	if (setxattr(proc_fd(path, fd), name, val, size, flags) < 0)
+		return -errno;
+	return 0;
+}
+
+int dafs_be_listxattr(int fd, char *buf, size_t size)
+{
+	char path[PROC_FD_LEN];
+	ssize_t n = listxattr(proc_fd(path, fd), buf, size);
+
+	return n < 0 ? -errno : (int)n;
+}
+
+int dafs_be_removexattr(int fd, const char *name)
+{
+	char path[PROC_FD_LEN];
+
+	if (removexattr(proc_fd(path, fd), name) < 0)
+		return -errno;
+	return 0;
+}

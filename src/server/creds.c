@@ -1,0 +1,142 @@
+/*
+ * creds.c - per-thread file-system credentials.
+ *
+ * Linux keeps credentials per thread; it is glibc that makes setuid() and
+ * setgroups() process-wide (it signals every thread to repeat the call). The
+ * raw system calls change the calling thread only, which is what a pool of
+ * handlers serving different users at once needs. Only the fs ids and the
+ * supplementary groups change: the real and effective ids stay root, so the
+ * thread can always switch back, and a non-zero fsuid makes the kernel drop
+ * the file-system capabilities (CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_MKNOD ...)
+ * of that thread until the fsuid is 0 again.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "server/creds_i.h"
+
+/* 32-bit ids: on some ABIs the plain numbers are the old 16-bit calls. */
+#ifdef SYS_setfsuid32
+#define NR_SETFSUID SYS_setfsuid32
+#define NR_SETFSGID SYS_setfsgid32
+#define NR_SETGROUPS SYS_setgroups32
+#else
+#define NR_SETFSUID SYS_setfsuid
+#define NR_SETFSGID SYS_setfsgid
+#define NR_SETGROUPS SYS_setgroups
+#endif
+
+#define CREDS_NGROUPS_MAX 32
+
+/*
+ * The process's own supplementary groups, read once before this module
+ * first changes any thread's groups; afterwards a thread's getgroups() only
+ * tells what it was switched to.
+ */
+static pthread_once_t own_once = PTHREAD_ONCE_INIT;
+static gid_t *own_groups; /* lives as long as the process */
+static int own_ngroups = -1; /* -1: could not be read: reset clears them */
+
+static void read_own_groups(void)
+{
+	int n = getgroups(0, NULL);
+
+	if (n <= 0) {
+		own_ngroups = n < 0 ? -1 : 0;
+		return;
+	}
+	own_groups = malloc((size_t)n * sizeof(*own_groups));
+	if (!own_groups)
+		return;
+	n = getgroups(n, own_groups);
+	own_ngroups = n < 0 ? -1 : n;
+}
+
+static int set_groups(size_t n, const gid_t *g)
+{
+	if (syscall(NR_SETGROUPS, n, g) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * setfsuid() and setfsgid() return the previous id whether or not they
+ * succeeded; a second call with an invalid id (-1) changes nothing and tells
+ * what the id now is.
+ */
+static int set_fsuid(uid_t uid)
+{
+	syscall(NR_SETFSUID, uid);
+	return (uid_t)syscall(NR_SETFSUID, (uid_t)-1) == uid ? 0 : -EPERM;
+}
+
+static int set_fsgid(gid_t gid)
+{
+	syscall(NR_SETFSGID, gid);
+	return (gid_t)syscall(NR_SETFSGID, (gid_t)-1) == gid ? 0 : -EPERM;
+}
+
+int dafs_creds_can_switch(void)
+{
+	return geteuid() == 0;
+}
+
+int dafs_creds_apply(const struct dafs_creds *c)
+{
+	gid_t g[CREDS_NGROUPS_MAX];
+	uint32_t i;
+	int err;
+
+	if (c->ngroups > CREDS_NGROUPS_MAX || c->uid == (uint32_t)-1 ||
+	    c->gid == (uint32_t)-1)
+		return -EINVAL;
+	if (!dafs_creds_can_switch())
+		return 0;
+	pthread_once(&own_once, read_own_groups);
+
+	for (i = 0; i < c->ngroups; i++)
+		g[i] = c->groups[i];
+	/*
+	 * Groups and gid first: they need CAP_SETGID, which a non-zero fsuid
+	 * keeps, but doing them while still fully privileged is the order
+	 * that cannot trip over a capability. On failure the thread goes back
+	 * to the server's credentials rather than keep a mixture.
+	 */
+	err = set_groups(c->ngroups, g);
+	if (err)
+		goto fail;
+	err = set_fsgid(c->gid);
+	if (err)
+		goto fail;
+	err = set_fsuid(c->uid);
+	if (err)
+		goto fail;
+	return 0;
+
+fail:
+	dafs_creds_reset();
+	return err;
+}
+
+void dafs_creds_reset(void)
+{
+	if (!dafs_creds_can_switch())
+		return;
+	pthread_once(&own_once, read_own_groups);
+
+	/*
+	 * fsuid first: returning it to 0 gives the thread its file-system
+	 * capabilities back. Resetting to our own ids cannot fail for root, so
+	 * the results are not reported.
+	 */
+	set_fsuid(geteuid());
+	set_fsgid(getegid());
+	if (own_ngroups >= 0)
+		set_groups((size_t)own_ngroups, own_groups);
+	else
+		set_groups(0, NULL);
+}

@@ -1,0 +1,1064 @@
+/*
+ * ops.c - dafsd's request handlers, dispatched by opcode through a table.
+ *
+ * Each handler resolves the request's file handles with the server's own
+ * credentials (open_by_handle_at needs CAP_DAC_READ_SEARCH), then switches
+ * the thread to the request's credentials for the operation itself, so the
+ * kernel enforces permissions as for a local process of that user.
+ * Handlers return 0 or a negative error; the dispatcher builds the reply.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server_i.h"
+
+/* Reply bodies are at most this big (the data of READ and friends is put
+ * in place separately). */
+union rep_body {
+	struct dafs_m_u32 u32;
+	struct dafs_m_u64 u64;
+	struct dafs_m_attr attr;
+	struct dafs_m_fh_attr fh_attr;
+	struct dafs_m_create_rep create;
+	struct dafs_m_path path;
+	struct dafs_m_statfs statfs;
+	struct dafs_m_open_rep open;
+	struct dafs_m_xattr_rep xattr;
+};
+
+/* A handler either fills @rep (encoded by the dispatcher) or builds its
+ * reply itself and sets *@len. */
+typedef int (*handler_fn)(struct srv_req *r, const void *body,
+			  union rep_body *rep, uint32_t *len);
+
+/* ---- helpers ---- */
+
+static int cred_on(struct srv_req *r)
+{
+	const struct dafs_creds *c;
+	uint32_t id = r->h.arg;
+
+	if (!r->srv->can_switch)
+		return 0;
+	if (id >= r->sess->ncreds)
+		return -DAFS_EBADCRED;
+	c = &r->sess->creds[id];
+	return dafs_creds_apply(c);
+}
+
+static void cred_off(struct srv_req *r)
+{
+	if (r->srv->can_switch)
+		dafs_creds_reset();
+}
+
+/* Copy a NAME/PATH view to a C string (the codec guarantees no NUL and the
+ * length bound). */
+static void cstr(char *dst, const struct dafs_view *v)
+{
+	memcpy(dst, v->p, v->len);
+	dst[v->len] = '\0';
+}
+
+static int resolve(struct srv_req *r, const dafs_fh_t *fh)
+{
+	return dafs_be_resolve(r->sess->ex, fh);
+}
+
+static void closefd(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+/* ---- open files of the session ---- */
+
+static uint64_t open_add(struct srv_session *s, int fd, uint32_t flags)
+{
+	struct srv_open *o, *n;
+	uint32_t i, cap;
+	uint64_t id = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->open_free == UINT32_MAX) {
+		cap = s->nopens ? s->nopens * 2 : 64;
+		n = realloc(s->opens, cap * sizeof(*n));
+		if (!n)
+			goto out;
+		s->opens = n;
+		for (i = s->nopens; i < cap; i++) {
+			n[i].fd = -1;
+			n[i].gen = 1;
+			n[i].users = 0;
+			n[i].closing = 0;
+			n[i].next_free = i + 1 < cap ? i + 1 : UINT32_MAX;
+		}
+		s->open_free = s->nopens;
+		s->nopens = cap;
+	}
+	i = s->open_free;
+	o = &s->opens[i];
+	s->open_free = o->next_free;
+	o->fd = fd;
+	o->flags = flags;
+	o->users = 0;
+	o->closing = 0;
+	id = (uint64_t)o->gen << 32 | i;
+out:
+	pthread_mutex_unlock(&s->lock);
+	return id;
+}
+
+static void open_release(struct srv_session *s, uint32_t i)
+{
+	struct srv_open *o = &s->opens[i];
+
+	closefd(o->fd);
+	o->fd = -1;
+	o->gen++;
+	o->next_free = s->open_free;
+	s->open_free = i;
+}
+
+/* Take a reference on open file @id; -DAFS_EBADOPEN if unknown. */
+static int open_get(struct srv_session *s, uint64_t id, struct srv_open **op)
+{
+	uint32_t i = (uint32_t)id, gen = (uint32_t)(id >> 32);
+	int rc = -DAFS_EBADOPEN;
+
+	pthread_mutex_lock(&s->lock);
+	if (i < s->nopens && s->opens[i].fd >= 0 && s->opens[i].gen == gen &&
+	    !s->opens[i].closing) {
+		s->opens[i].users++;
+		*op = &s->opens[i];
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+static void open_put(struct srv_session *s, struct srv_open *o)
+{
+	pthread_mutex_lock(&s->lock);
+	if (--o->users == 0 && o->closing)
+		open_release(s, (uint32_t)(o - s->opens));
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int open_close(struct srv_session *s, uint64_t id)
+{
+	struct srv_open *o;
+	int rc = open_get(s, id, &o);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	o->closing = 1;
+	pthread_mutex_unlock(&s->lock);
+	open_put(s, o);
+	return 0;
+}
+
+void srv_session_close_files(struct srv_session *s)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->nopens; i++)
+		if (s->opens[i].fd >= 0 && !s->opens[i].users)
+			open_release(s, i);
+	free(s->opens);
+	s->opens = NULL;
+	s->nopens = 0;
+}
+
+/* ---- handlers ---- */
+
+static int h_null(struct srv_req *r, const void *b, union rep_body *rep,
+		  uint32_t *len)
+{
+	(void)r, (void)b, (void)rep, (void)len;
+	return 0;
+}
+
+static int h_cred_register(struct srv_req *r, const void *b,
+			   union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_cred_register_req *q = b;
+	struct srv_session *s = r->sess;
+	struct dafs_creds c = {0};
+	uint32_t i;
+	int rc = 0;
+
+	(void)len;
+	c.uid = q->uid;
+	c.gid = q->gid;
+	c.ngroups = q->groups.n;
+	memcpy(c.groups, q->groups.v, q->groups.n * sizeof(uint32_t));
+	if (r->srv->cfg.root_squash && c.uid == 0) {
+		c.uid = c.gid = 65534;
+		c.ngroups = 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->ncreds; i++)
+		if (!memcmp(&s->creds[i], &c, sizeof(c)))
+			break;
+	if (i == s->ncreds) {
+		if (s->ncreds == SRV_MAX_CREDS)
+			rc = -ENOSPC;
+		else
+			s->creds[s->ncreds++] = c;
+	}
+	pthread_mutex_unlock(&s->lock);
+	rep->u32.v = i;
+	return rc;
+}
+
+static int h_probe_callback(struct srv_req *r, const void *b,
+			    union rep_body *rep, uint32_t *len)
+{
+	(void)b, (void)len;
+	return srv_callback(r->sess, DAFS_OP_CB_NULL, 5000, &rep->u64.v);
+}
+
+static int h_lookup(struct srv_req *r, const void *b, union rep_body *rep,
+		    uint32_t *len)
+{
+	const struct dafs_m_dirop_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int dfd, rc;
+
+	(void)len;
+	cstr(name, &q->name);
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_lookup(r->sess->ex, dfd, name, &rep->fh_attr.fh,
+				    &rep->fh_attr.attr);
+	cred_off(r);
+	closefd(dfd);
+	return rc;
+}
+
+static int h_getattr(struct srv_req *r, const void *b, union rep_body *rep,
+		     uint32_t *len)
+{
+	const struct dafs_m_fh *q = b;
+	int fd, rc;
+
+	(void)len;
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = dafs_be_getattr(fd, &rep->attr.attr);
+	closefd(fd);
+	return rc;
+}
+
+static int h_setattr(struct srv_req *r, const void *b, union rep_body *rep,
+		     uint32_t *len)
+{
+	const struct dafs_m_setattr_req *q = b;
+	int fd, rc;
+
+	(void)len;
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_setattr(fd, &q->sa, &rep->attr.attr);
+	cred_off(r);
+	closefd(fd);
+	return rc;
+}
+
+static int h_create(struct srv_req *r, const void *b, union rep_body *rep,
+		    uint32_t *len)
+{
+	const struct dafs_m_create_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int dfd, fd, rc;
+
+	(void)len;
+	if (q->flags & ~DAFS_O_ALL)
+		return -EINVAL;
+	cstr(name, &q->name);
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = cred_on(r);
+	fd = rc ? rc
+		: dafs_be_create(r->sess->ex, dfd, name, q->flags, q->mode,
+				 &rep->create.fh, &rep->create.attr);
+	cred_off(r);
+	closefd(dfd);
+	if (fd < 0)
+		return fd;
+	rep->create.open_id = open_add(r->sess, fd, q->flags);
+	if (!rep->create.open_id) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int h_mkdir(struct srv_req *r, const void *b, union rep_body *rep,
+		   uint32_t *len)
+{
+	const struct dafs_m_mkdir_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int dfd, rc;
+
+	(void)len;
+	cstr(name, &q->name);
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_mkdir(r->sess->ex, dfd, name, q->mode,
+				   &rep->fh_attr.fh, &rep->fh_attr.attr);
+	cred_off(r);
+	closefd(dfd);
+	return rc;
+}
+
+static int h_mknod(struct srv_req *r, const void *b, union rep_body *rep,
+		   uint32_t *len)
+{
+	const struct dafs_m_mknod_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int dfd, rc;
+
+	(void)len;
+	cstr(name, &q->name);
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_mknod(r->sess->ex, dfd, name, q->mode, q->rdev,
+				   &rep->fh_attr.fh, &rep->fh_attr.attr);
+	cred_off(r);
+	closefd(dfd);
+	return rc;
+}
+
+static int h_symlink(struct srv_req *r, const void *b, union rep_body *rep,
+		     uint32_t *len)
+{
+	const struct dafs_m_symlink_req *q = b;
+	char name[DAFS_NAME_MAX + 1], target[DAFS_PATH_MAX + 1];
+	int dfd, rc;
+
+	(void)len;
+	cstr(name, &q->name);
+	cstr(target, &q->target);
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_symlink(r->sess->ex, dfd, name, target,
+				     &rep->fh_attr.fh, &rep->fh_attr.attr);
+	cred_off(r);
+	closefd(dfd);
+	return rc;
+}
+
+static int h_readlink(struct srv_req *r, const void *b, union rep_body *rep,
+		      uint32_t *len)
+{
+	const struct dafs_m_fh *q = b;
+	/* the target is put straight after the reply's length field */
+	char *dst = (char *)r->reply + DAFS_HDR_SIZE + 4;
+	int fd, rc;
+
+	(void)rep;
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = dafs_be_readlink(fd, dst, DAFS_PATH_MAX + 1);
+	closefd(fd);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return -EIO;
+	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)rc);
+	*len = DAFS_HDR_SIZE + 4 + (uint32_t)rc;
+	return 0;
+}
+
+static int h_link(struct srv_req *r, const void *b, union rep_body *rep,
+		  uint32_t *len)
+{
+	const struct dafs_m_link_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int fd, dfd, rc;
+
+	(void)len;
+	cstr(name, &q->name);
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0) {
+		closefd(fd);
+		return dfd;
+	}
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_link(fd, dfd, name, &rep->attr.attr);
+	cred_off(r);
+	closefd(dfd);
+	closefd(fd);
+	return rc;
+}
+
+static int dirop(struct srv_req *r, const void *b,
+		 int (*fn)(int dirfd, const char *name))
+{
+	const struct dafs_m_dirop_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int dfd, rc;
+
+	cstr(name, &q->name);
+	dfd = resolve(r, &q->dir);
+	if (dfd < 0)
+		return dfd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = fn(dfd, name);
+	cred_off(r);
+	closefd(dfd);
+	return rc;
+}
+
+static int h_remove(struct srv_req *r, const void *b, union rep_body *rep,
+		    uint32_t *len)
+{
+	(void)rep, (void)len;
+	return dirop(r, b, dafs_be_remove);
+}
+
+static int h_rmdir(struct srv_req *r, const void *b, union rep_body *rep,
+		   uint32_t *len)
+{
+	(void)rep, (void)len;
+	return dirop(r, b, dafs_be_rmdir);
+}
+
+static int h_rename(struct srv_req *r, const void *b, union rep_body *rep,
+		    uint32_t *len)
+{
+	const struct dafs_m_rename_req *q = b;
+	char sname[DAFS_NAME_MAX + 1], dname[DAFS_NAME_MAX + 1];
+	int sfd, dfd, rc;
+
+	(void)rep, (void)len;
+	cstr(sname, &q->sname);
+	cstr(dname, &q->dname);
+	sfd = resolve(r, &q->sdir);
+	if (sfd < 0)
+		return sfd;
+	dfd = resolve(r, &q->ddir);
+	if (dfd < 0) {
+		closefd(sfd);
+		return dfd;
+	}
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_rename(sfd, sname, dfd, dname, q->flags);
+	cred_off(r);
+	closefd(dfd);
+	closefd(sfd);
+	return rc;
+}
+
+struct rd_ctx {
+	struct dafs_enc e;
+	int plus;
+	uint32_t n;
+};
+
+static int rd_emit(void *arg, const struct dafs_be_dirent *ent)
+{
+	struct rd_ctx *c = arg;
+	struct dafs_m_dirent_plus d;
+	size_t pos = c->e.pos;
+
+	d.cookie = ent->cookie;
+	d.ino = ent->ino;
+	d.type = ent->type;
+	d.name.p = (const uint8_t *)ent->name;
+	d.name.len = (uint32_t)strlen(ent->name);
+	if (c->plus) {
+		d.fh = ent->fh;
+		d.attr = ent->attr;
+	}
+	/* the common prefix of dirent and dirent_plus is identical */
+	dafs_enc_msg(&c->e, c->plus ? &dafs_mt_dirent_plus : &dafs_mt_dirent,
+		     &d);
+	if (c->e.err == -EMSGSIZE) {
+		c->e.pos = pos;
+		c->e.err = 0;
+		return 1; /* does not fit: resume here next time */
+	}
+	if (c->e.err)
+		return c->e.err;
+	c->n++;
+	return 0;
+}
+
+static int h_readdir(struct srv_req *r, const void *b, union rep_body *rep,
+		     uint32_t *len)
+{
+	const struct dafs_m_readdir_req *q = b;
+	/* layout: header, le32 eof, le32 entries length, entries */
+	const uint32_t start = DAFS_HDR_SIZE + 8;
+	struct rd_ctx c;
+	uint32_t max = q->maxbytes;
+	int fd, rc, eof = 0;
+
+	(void)rep;
+	if (max > r->reply_cap - start)
+		max = r->reply_cap - start;
+	fd = resolve(r, &q->dir);
+	if (fd < 0)
+		return fd;
+	dafs_enc_init(&c.e, r->reply + start, max);
+	c.plus = !!q->plus;
+	c.n = 0;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_readdir(r->sess->ex, fd, q->cookie, c.plus,
+				     rd_emit, &c, &eof);
+	cred_off(r);
+	closefd(fd);
+	if (rc < 0)
+		return rc;
+	if (!eof && c.n == 0)
+		return -EINVAL; /* not even one entry fits in maxbytes */
+	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)eof);
+	dafs_put32(r->reply + DAFS_HDR_SIZE + 4, (uint32_t)c.e.pos);
+	*len = start + (uint32_t)c.e.pos;
+	return 0;
+}
+
+static int h_statfs(struct srv_req *r, const void *b, union rep_body *rep,
+		    uint32_t *len)
+{
+	const struct dafs_m_fh *q = b;
+	int fd, rc;
+
+	(void)len;
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = dafs_be_statfs(fd, &rep->statfs.st);
+	closefd(fd);
+	return rc;
+}
+
+static int h_open(struct srv_req *r, const void *b, union rep_body *rep,
+		  uint32_t *len)
+{
+	const struct dafs_m_open_req *q = b;
+	int fd, iofd, rc;
+
+	(void)len;
+	if (q->flags & (~DAFS_O_ALL | DAFS_O_EXCL))
+		return -EINVAL;
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = cred_on(r);
+	iofd = rc ? rc : dafs_be_open(fd, q->flags, &rep->open.attr);
+	cred_off(r);
+	closefd(fd);
+	if (iofd < 0)
+		return iofd;
+	rep->open.open_id = open_add(r->sess, iofd, q->flags);
+	if (!rep->open.open_id) {
+		close(iofd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int h_close(struct srv_req *r, const void *b, union rep_body *rep,
+		   uint32_t *len)
+{
+	const struct dafs_m_u64 *q = b;
+
+	(void)rep, (void)len;
+	return open_close(r->sess, q->v);
+}
+
+/* pread/pwrite until done or EOF; returns bytes or -errno. */
+static ssize_t full_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (char *)buf + done, len - done,
+			  (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return done ? (ssize_t)done : -errno;
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pwrite(fd, (const char *)buf + done, len - done,
+			   (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return done ? (ssize_t)done : -errno;
+		}
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+/*
+ * One read: into @inl (inline, the reply) or, when @rkey is set, into the
+ * I/O buffer and from there by RDMA WRITE into the client's memory.
+ */
+static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
+		       uint32_t len, uint32_t rkey, uint64_t raddr,
+		       uint8_t *inl)
+{
+	struct srv_open *o;
+	struct dafs_sge sge;
+	ssize_t n;
+	int rc;
+
+	if (len > r->sess->p.max_io || (!rkey && !inl))
+		return -EINVAL;
+	if (off > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	rc = open_get(r->sess, open_id, &o);
+	if (rc)
+		return rc;
+	if ((o->flags & DAFS_O_ACCMODE) == DAFS_O_WRONLY) {
+		open_put(r->sess, o);
+		return -EBADF;
+	}
+	n = full_pread(o->fd, rkey ? r->iobuf : inl, len, off);
+	open_put(r->sess, o);
+	if (n > 0 && rkey) {
+		sge.addr = r->iobuf;
+		sge.len = (uint32_t)n;
+		sge.lkey = r->iomr->lkey;
+		/* unsignaled: RC ordering places it before the reply */
+		rc = r->conn->ep->ops->rdma_write(r->conn->ep, 0, &sge, 1,
+						  raddr, rkey, 0);
+		if (rc)
+			return rc;
+	}
+	return n;
+}
+
+static ssize_t do_write(struct srv_req *r, uint64_t open_id, uint64_t off,
+			uint32_t len, uint32_t rkey, uint64_t raddr,
+			const struct dafs_view *data)
+{
+	struct srv_wait w = {0, 0};
+	struct srv_open *o;
+	struct dafs_sge sge;
+	const void *src;
+	ssize_t n;
+	int rc;
+
+	if (len > r->sess->p.max_io || off > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	if (!rkey && data->len != len)
+		return -EINVAL;
+	rc = open_get(r->sess, open_id, &o);
+	if (rc)
+		return rc;
+	if ((o->flags & DAFS_O_ACCMODE) == DAFS_O_RDONLY) {
+		rc = -EBADF;
+		goto out;
+	}
+	src = data->p;
+	if (rkey && len) {
+		sge.addr = r->iobuf;
+		sge.len = len;
+		sge.lkey = r->iomr->lkey;
+		rc = r->conn->ep->ops->rdma_read(r->conn->ep, (uintptr_t)&w,
+						 &sge, raddr, rkey,
+						 DAFS_TP_SIGNALED);
+		if (!rc)
+			rc = srv_wait_send(r->srv, &w);
+		if (rc)
+			goto out;
+		src = r->iobuf;
+	}
+	n = full_pwrite(o->fd, src, len, off);
+	open_put(r->sess, o);
+	return n;
+out:
+	open_put(r->sess, o);
+	return rc;
+}
+
+static int h_read(struct srv_req *r, const void *b, union rep_body *rep,
+		  uint32_t *len)
+{
+	const struct dafs_m_read_req *q = b;
+	/* inline layout: header, le32 count, le32 eof, le32 len, data */
+	const uint32_t start = DAFS_HDR_SIZE + 12;
+	uint8_t *inl = NULL;
+	ssize_t n;
+
+	(void)rep;
+	if (!q->rkey) {
+		if (q->len > r->sess->p.inline_max ||
+		    q->len > r->reply_cap - start)
+			return -EINVAL;
+		inl = r->reply + start;
+	}
+	n = do_read(r, q->open_id, q->off, q->len, q->rkey, q->raddr, inl);
+	if (n < 0)
+		return (int)n;
+	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)n);
+	dafs_put32(r->reply + DAFS_HDR_SIZE + 4, (uint32_t)n < q->len);
+	dafs_put32(r->reply + DAFS_HDR_SIZE + 8, inl ? (uint32_t)n : 0);
+	*len = start + (inl ? (uint32_t)n : 0);
+	return 0;
+}
+
+static int h_write(struct srv_req *r, const void *b, union rep_body *rep,
+		   uint32_t *len)
+{
+	const struct dafs_m_write_req *q = b;
+	ssize_t n;
+
+	(void)len;
+	if (q->rkey && q->data.len)
+		return -EINVAL;
+	n = do_write(r, q->open_id, q->off, q->len, q->rkey, q->raddr,
+		     &q->data);
+	if (n < 0)
+		return (int)n;
+	rep->u32.v = (uint32_t)n;
+	return 0;
+}
+
+static int h_commit(struct srv_req *r, const void *b, union rep_body *rep,
+		    uint32_t *len)
+{
+	const struct dafs_m_commit_req *q = b;
+	struct srv_open *o;
+	int rc;
+
+	(void)rep, (void)len;
+	rc = open_get(r->sess, q->open_id, &o);
+	if (rc)
+		return rc;
+	rc = (q->datasync ? fdatasync(o->fd) : fsync(o->fd)) ? -errno : 0;
+	open_put(r->sess, o);
+	return rc;
+}
+
+static int h_fallocate(struct srv_req *r, const void *b, union rep_body *rep,
+		       uint32_t *len)
+{
+	const struct dafs_m_fallocate_req *q = b;
+	struct srv_open *o;
+	int rc;
+
+	(void)rep, (void)len;
+	if (q->off > (uint64_t)INT64_MAX || q->len > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	rc = open_get(r->sess, q->open_id, &o);
+	if (rc)
+		return rc;
+	rc = fallocate(o->fd, (int)q->mode, (off_t)q->off, (off_t)q->len)
+		     ? -errno
+		     : 0;
+	open_put(r->sess, o);
+	return rc;
+}
+
+static int h_copy_range(struct srv_req *r, const void *b, union rep_body *rep,
+			uint32_t *len)
+{
+	const struct dafs_m_copy_range_req *q = b;
+	struct srv_open *src, *dst;
+	loff_t soff = (loff_t)q->soff, doff = (loff_t)q->doff;
+	uint64_t done = 0;
+	ssize_t n;
+	int rc;
+
+	(void)len;
+	if (q->soff > (uint64_t)INT64_MAX || q->doff > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	rc = open_get(r->sess, q->src, &src);
+	if (rc)
+		return rc;
+	rc = open_get(r->sess, q->dst, &dst);
+	if (rc) {
+		open_put(r->sess, src);
+		return rc;
+	}
+	while (done < q->len) {
+		n = copy_file_range(src->fd, &soff, dst->fd, &doff,
+				    q->len - done, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (!done)
+				rc = -errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		done += (uint64_t)n;
+	}
+	open_put(r->sess, dst);
+	open_put(r->sess, src);
+	rep->u64.v = done;
+	return rc;
+}
+
+static int h_getxattr(struct srv_req *r, const void *b, union rep_body *rep,
+		      uint32_t *len)
+{
+	const struct dafs_m_getxattr_req *q = b;
+	/* layout: header, le32 size, le32 len, value */
+	const uint32_t start = DAFS_HDR_SIZE + 8;
+	char name[DAFS_NAME_MAX + 1];
+	uint32_t cap = q->size;
+	int fd, rc;
+
+	(void)rep;
+	if (cap > r->reply_cap - start)
+		return -E2BIG;
+	cstr(name, &q->name);
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_getxattr(fd, name, r->reply + start, cap);
+	cred_off(r);
+	closefd(fd);
+	if (rc < 0)
+		return rc;
+	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)rc);
+	dafs_put32(r->reply + DAFS_HDR_SIZE + 4, cap ? (uint32_t)rc : 0);
+	*len = start + (cap ? (uint32_t)rc : 0);
+	return 0;
+}
+
+static int h_listxattr(struct srv_req *r, const void *b, union rep_body *rep,
+		       uint32_t *len)
+{
+	const struct dafs_m_listxattr_req *q = b;
+	const uint32_t start = DAFS_HDR_SIZE + 8;
+	uint32_t cap = q->size;
+	int fd, rc;
+
+	(void)rep;
+	if (cap > r->reply_cap - start)
+		return -E2BIG;
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_listxattr(fd, (char *)r->reply + start, cap);
+	cred_off(r);
+	closefd(fd);
+	if (rc < 0)
+		return rc;
+	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)rc);
+	dafs_put32(r->reply + DAFS_HDR_SIZE + 4, cap ? (uint32_t)rc : 0);
+	*len = start + (cap ? (uint32_t)rc : 0);
+	return 0;
+}
+
+static int h_setxattr(struct srv_req *r, const void *b, union rep_body *rep,
+		      uint32_t *len)
+{
+	const struct dafs_m_setxattr_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int fd, rc;
+
+	(void)rep, (void)len;
+	cstr(name, &q->name);
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_setxattr(fd, name, q->value.p, q->value.len,
+				      (int)q->flags);
+	cred_off(r);
+	closefd(fd);
+	return rc;
+}
+
+static int h_removexattr(struct srv_req *r, const void *b,
+			 union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_xattr_name_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	int fd, rc;
+
+	(void)rep, (void)len;
+	cstr(name, &q->name);
+	fd = resolve(r, &q->fh);
+	if (fd < 0)
+		return fd;
+	rc = cred_on(r);
+	if (!rc)
+		rc = dafs_be_removexattr(fd, name);
+	cred_off(r);
+	closefd(fd);
+	return rc;
+}
+
+/*
+ * BATCH: each descriptor runs on its own and gets its own status; one bad
+ * descriptor does not fail the others. Inline read data goes into the
+ * reply after its result.
+ */
+static int h_batch(struct srv_req *r, const void *b, union rep_body *rep,
+		   uint32_t *len)
+{
+	const struct dafs_m_batch_req *q = b;
+	/* layout: header, le32 n, le32 results length, results */
+	const uint32_t start = DAFS_HDR_SIZE + 8;
+	struct dafs_m_batch_desc d;
+	struct dafs_dec dec;
+	uint8_t *out = r->reply + start, *end = r->reply + r->reply_cap;
+	uint32_t i;
+	ssize_t n;
+
+	(void)rep;
+	if (q->n == 0 || q->n > DAFS_BATCH_MAX)
+		return -EINVAL;
+	dafs_dec_init(&dec, q->descs.p, q->descs.len);
+	for (i = 0; i < q->n; i++) {
+		if (dafs_dec_msg(&dec, &dafs_mt_batch_desc, &d))
+			return -DAFS_EPROTO;
+		/* status, count, data length, data */
+		if ((size_t)(end - out) < 12)
+			return -EMSGSIZE;
+		if (d.flags & DAFS_BF_WRITE) {
+			n = d.rkey && d.data.len ? -EINVAL
+				: do_write(r, d.open_id, d.off, d.len, d.rkey,
+					   d.raddr, &d.data);
+			dafs_put32(out + 8, 0);
+		} else {
+			uint8_t *inl = NULL;
+
+			if (!d.rkey) {
+				if (d.len > r->sess->p.inline_max ||
+				    d.len > (size_t)(end - out) - 12)
+					return -EMSGSIZE;
+				inl = out + 12;
+			}
+			n = do_read(r, d.open_id, d.off, d.len, d.rkey,
+				    d.raddr, inl);
+			dafs_put32(out + 8, inl && n > 0 ? (uint32_t)n : 0);
+		}
+		dafs_put32(out, n < 0 ? dafs_err_to_status((int)n) : 0);
+		dafs_put32(out + 4, n < 0 ? 0 : (uint32_t)n);
+		out += 12 + dafs_get32(out + 8);
+	}
+	if (dec.pos != dec.len)
+		return -DAFS_EPROTO;
+	dafs_put32(r->reply + DAFS_HDR_SIZE, q->n);
+	dafs_put32(r->reply + DAFS_HDR_SIZE + 4,
+		   (uint32_t)(out - (r->reply + start)));
+	*len = (uint32_t)(out - r->reply);
+	return 0;
+}
+
+static const handler_fn handlers[DAFS_OP_MAX] = {
+	[DAFS_OP_NULL] = h_null,
+	[DAFS_OP_CRED_REGISTER] = h_cred_register,
+	[DAFS_OP_PROBE_CALLBACK] = h_probe_callback,
+	[DAFS_OP_LOOKUP] = h_lookup,
+	[DAFS_OP_GETATTR] = h_getattr,
+	[DAFS_OP_SETATTR] = h_setattr,
+	[DAFS_OP_CREATE] = h_create,
+	[DAFS_OP_MKDIR] = h_mkdir,
+	[DAFS_OP_MKNOD] = h_mknod,
+	[DAFS_OP_SYMLINK] = h_symlink,
+	[DAFS_OP_READLINK] = h_readlink,
+	[DAFS_OP_LINK] = h_link,
+	[DAFS_OP_REMOVE] = h_remove,
+	[DAFS_OP_RMDIR] = h_rmdir,
+	[DAFS_OP_RENAME] = h_rename,
+	[DAFS_OP_READDIR] = h_readdir,
+	[DAFS_OP_STATFS] = h_statfs,
+	[DAFS_OP_OPEN] = h_open,
+	[DAFS_OP_CLOSE] = h_close,
+	[DAFS_OP_READ] = h_read,
+	[DAFS_OP_WRITE] = h_write,
+	[DAFS_OP_COMMIT] = h_commit,
+	[DAFS_OP_FALLOCATE] = h_fallocate,
+	[DAFS_OP_COPY_RANGE] = h_copy_range,
+	[DAFS_OP_GETXATTR] = h_getxattr,
+	[DAFS_OP_SETXATTR] = h_setxattr,
+	[DAFS_OP_LISTXATTR] = h_listxattr,
+	[DAFS_OP_REMOVEXATTR] = h_removexattr,
+	[DAFS_OP_BATCH] = h_batch,
+};
+
+uint32_t srv_execute(struct srv_req *r, const void *body)
+{
+	struct dafs_hdr h = r->h;
+	union rep_body rep;
+	uint32_t len = 0;
+	ssize_t n;
+	int rc;
+
+	memset(&rep, 0, sizeof(rep));
+	rc = h.op < DAFS_OP_MAX && handlers[h.op]
+		     ? handlers[h.op](r, body, &rep, &len)
+		     : -DAFS_EPROTO;
+	h.flags = DAFS_HF_REPLY;
+	h.arg = dafs_err_to_status(rc);
+	if (rc == 0 && len) {
+		/* the handler laid out its own body */
+		h.len = len - DAFS_HDR_SIZE;
+		dafs_hdr_put(r->reply, &h);
+		return len;
+	}
+	n = dafs_msg_build(r->reply, r->reply_cap, &h, rc ? NULL : &rep,
+			   NULL);
+	if (n < 0) {
+		srv_log(3, "session %s: %s reply does not fit (%zd)",
+			r->sess->client, dafs_op_name(h.op), n);
+		h.arg = dafs_err_to_status(-EIO);
+		n = dafs_msg_build(r->reply, r->reply_cap, &h, NULL, NULL);
+	}
+	return (uint32_t)n;
+}

@@ -1,0 +1,194 @@
+/*
+ * server_i.h - dafsd internals: the server, its connections, sessions and
+ * handler pool (server.c), request handlers (ops.c), configuration (main.c).
+ *
+ * Threads: one acceptor (connection manager), a pool of handler threads that
+ * all wait on one shared receive CQ, one reaper for lease expiry. Requests of
+ * one session run concurrently on different handlers.
+ *
+ * Lifetimes: every posted receive buffer holds a reference on its
+ * connection, handed to the handler with the completion (success or flush);
+ * a connection is freed when the last reference goes, which is after every
+ * buffer has completed, so no completion can name a freed connection. A
+ * connection holds a reference on its session; the server's session list
+ * holds one until DESTROY_SESSION or lease expiry.
+ */
+#ifndef DAFS_SERVER_I_H
+#define DAFS_SERVER_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "backend_i.h"
+#include "creds_i.h"
+#include "proto/session_i.h"
+#include "proto/wire_i.h"
+#include "state_i.h"
+#include "transport/transport_i.h"
+
+#define SRV_MAX_EXPORTS 32
+#define SRV_MAX_CREDS 64
+#define SRV_BOOT_BUF 4096 /* receive buffer before a session is bound */
+
+struct srv_config {
+	struct {
+		char name[DAFS_NAME_MAX + 1];
+		char path[4096];
+	} exports[SRV_MAX_EXPORTS];
+	int nexports;
+	char listen_host[256];
+	uint16_t listen_port;
+	char scheme[8];
+	char state_dir[4096];
+	int min_threads, max_threads;
+	int root_squash;
+	int foreground;
+	int verbose;
+	struct dafs_sess_params limits;
+};
+
+struct srv_session;
+
+/* One receive buffer of a connection; wr_id of its RECV is its address. */
+struct srv_rbuf {
+	struct srv_conn *conn;
+	uint8_t *buf;
+};
+
+struct srv_conn {
+	struct dafs_ep *ep;
+	struct dafs_server *srv;
+	atomic_int refs;
+	atomic_int dead;
+	int dir; /* 0 until bound, then DAFS_CONN_FORE / DAFS_CONN_BACK */
+	struct srv_session *sess; /* set once when bound, then constant */
+	char peer[64];
+
+	/* receive buffers: one region, nrbuf buffers of rbuf_size */
+	uint32_t nrbuf, rbuf_size;
+	uint8_t *rmem;
+	struct dafs_mr *rmr;
+	struct srv_rbuf *rbufs;
+	/* bootstrap buffer used until the session is bound */
+	uint8_t boot[SRV_BOOT_BUF];
+	struct dafs_mr *boot_mr;
+	struct srv_rbuf boot_rb;
+	/* reply buffer for requests outside a session (CREATE_SESSION ...) */
+	uint8_t boot_reply[SRV_BOOT_BUF];
+	struct dafs_mr *boot_reply_mr;
+	struct srv_conn *next; /* server's list, under srv->lock */
+};
+
+/* An open file of a session; id on the wire: gen << 32 | index. Users
+ * hold it across a request, so CLOSE never closes an fd in use (which could
+ * be reused for another file under the user's feet). */
+struct srv_open {
+	int fd; /* -1 when free */
+	uint32_t gen;
+	uint32_t flags; /* DAFS_O_* */
+	uint32_t users;
+	int closing;
+	uint32_t next_free;
+};
+
+struct srv_session {
+	uint8_t sid[DAFS_SID_LEN];
+	struct dafs_server *srv;
+	struct dafs_export *ex;
+	struct dafs_sess_params p;
+	atomic_int refs;
+	char client[64]; /* the first connection's peer, for logs */
+
+	pthread_mutex_t lock; /* the fields below */
+	struct dafs_slot_table slots;
+	uint8_t *reply_mem; /* credits * max_response, registered */
+	struct dafs_mr *reply_mr;
+	struct dafs_creds creds[SRV_MAX_CREDS];
+	uint32_t ncreds;
+	struct srv_open *opens;
+	uint32_t nopens, open_free;
+	struct srv_conn *fore, *back; /* referenced */
+	uint64_t renewed_ns;
+	int destroyed;
+
+	/* callback channel: one outstanding callback at a time */
+	pthread_mutex_t cb_lock;
+	pthread_cond_t cb_cv;
+	uint32_t cb_seq;
+	int cb_done, cb_status;
+	uint8_t cb_req[256];
+	struct dafs_mr *cb_mr;
+
+	struct srv_session *next; /* server's list */
+};
+
+struct dafs_server {
+	struct srv_config cfg;
+	const struct dafs_tp_ops *tp;
+	struct dafs_domain *dom;
+	struct dafs_cq *rcq, *scq;
+	struct dafs_listener *lis;
+	struct dafs_state *state;
+	struct dafs_export *exports[SRV_MAX_EXPORTS];
+	int nexports;
+	int can_switch; /* running as root: per-request credentials */
+
+	pthread_mutex_t lock; /* sessions, conns, pool counts */
+	pthread_cond_t cv;
+	struct srv_session *sessions;
+	struct srv_conn *conns;
+	int nthreads, nidle;
+	atomic_int stopping;
+	pthread_t acceptor, reaper;
+
+	/* serialises polling of the send CQ (RDMA READ completions) */
+	pthread_mutex_t scq_lock;
+	pthread_cond_t scq_cv;
+	int scq_polling;
+};
+
+/* A handler's view of one request. */
+struct srv_req {
+	struct dafs_server *srv;
+	struct srv_conn *conn;
+	struct srv_session *sess;
+	struct dafs_hdr h;
+	const uint8_t *msg;
+	uint32_t len;
+	uint8_t *reply;      /* where to build the reply */
+	uint32_t reply_cap;
+	struct dafs_mr *reply_mr;
+	uint8_t *iobuf;      /* per-thread registered I/O buffer */
+	struct dafs_mr *iomr;
+	uint32_t iobuf_size;
+};
+
+int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out);
+/* Run until dafs_server_stop(); returns 0 or a negative error. */
+int dafs_server_run(struct dafs_server *srv);
+void dafs_server_stop(struct dafs_server *srv);
+void dafs_server_free(struct dafs_server *srv);
+uint16_t dafs_server_port(struct dafs_server *srv);
+
+/* ops.c: execute a decoded request, build the reply in r->reply. Returns the
+ * reply length (> 0). */
+uint32_t srv_execute(struct srv_req *r, const void *body);
+/* Close every open file of a session being freed (no users left). */
+void srv_session_close_files(struct srv_session *s);
+/* Wait for the completion of a signaled op whose wr_id is @w. */
+struct srv_wait {
+	int done;
+	int status;
+};
+int srv_wait_send(struct dafs_server *srv, struct srv_wait *w);
+/* Send a callback on the session's back channel and wait for the reply. */
+int srv_callback(struct srv_session *s, uint16_t op, int timeout_ms,
+		 uint64_t *rtt_ns);
+
+uint64_t srv_now_ns(void);
+void srv_log(int prio, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void srv_log_init(int foreground, int verbose);
+
+#endif /* DAFS_SERVER_I_H */

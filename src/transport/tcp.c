@@ -1,0 +1,1339 @@
+/*
+ * tcp.c - TCP transport: an RDMA NIC emulated over a stream socket.
+ *
+ * Each endpoint has a receive thread playing the NIC: it reads a frame
+ * header, then receives the payload straight into where it belongs - the
+ * next posted receive buffer for a SEND, the registered region named by
+ * (rkey, address) for an RDMA WRITE or READ response - so file data is
+ * never staged in user space. Posting threads write their own frames
+ * (header and gather list in one sendmsg) under a per-endpoint send lock.
+ * RDMA READ requests are answered by a responder thread, started on the
+ * first one, so that a receive thread never blocks writing: two peers
+ * reading large ranges from each other at once would otherwise each stall
+ * in sendmsg with nobody left reading.
+ *
+ * The wire format and the rules are in docs/transport-tcp.md.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "tcp_i.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define HDR_LEN 32
+#define TCP_MAGIC 0x3150435453464144ull /* "DAFSTCP1" on the wire */
+#define TCP_VERSION 1
+#define MAX_SGE 16	    /* per post, as a verbs max_send_sge */
+#define MAX_RD 64	    /* RDMA READs outstanding per direction */
+#define DEFAULT_MAX_RECV 64 /* when dafs_ep_attr.max_recv is 0 */
+
+enum frame_type {
+	FR_HELLO = 1,
+	FR_SEND = 2,
+	FR_RDMA_WRITE = 3,
+	FR_READ_REQ = 4,
+	FR_READ_RESP = 5,
+};
+
+/* A decoded frame header; on the wire it is little-endian (see put_hdr). */
+struct frame {
+	uint8_t type;
+	uint8_t flags;
+	uint16_t rsvd0;
+	uint32_t len;
+	uint32_t rkey;
+	uint32_t rsvd1;
+	uint64_t addr;
+	uint64_t tag;
+};
+
+/* A posted receive. */
+struct rq_ent {
+	uint64_t wr_id;
+	struct dafs_sge sge;
+};
+
+/*
+ * The send queue keeps what has not completed yet, in posting order:
+ * RDMA READs waiting for their response, and the completions of signaled
+ * sends and writes posted after such a READ. A verbs send queue completes
+ * in order, so a send's completion must not overtake an earlier READ's.
+ */
+struct sq_ent {
+	struct sq_ent *next;
+	uint64_t wr_id;
+	uint64_t tag;	     /* READ: matches the response */
+	struct dafs_sge sge; /* READ: where the response goes */
+	int status;	     /* reported if nonzero, else flush status */
+	uint8_t op;	     /* enum dafs_wc_op */
+	bool signaled;
+};
+
+/* An RDMA READ request from the peer, waiting for the responder. The
+ * reference on @mr keeps the region registered until it has been sent. */
+struct rd_req {
+	struct tcp_mr *mr;
+	const void *addr;
+	uint32_t len;
+	uint64_t tag;
+};
+
+struct tcp_ep {
+	struct dafs_ep base;
+	struct tcp_domain *dom;
+	struct tcp_cq *scq, *rcq;
+	int fd; /* closed only by ep_free, after the threads are joined */
+	uint32_t max_inline;
+	pthread_t rx, resp;
+
+	/* Serializes frames on fd. Taken before ->lock, never after it. */
+	pthread_mutex_t send_lock;
+
+	/*
+	 * Protects everything below. May be held while pushing to a CQ or
+	 * taking a region reference (those locks are leaves).
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t rq_cond;	  /* a receive was posted, or broken */
+	pthread_cond_t rd_cond;	  /* a READ slot freed, or broken */
+	pthread_cond_t resp_cond; /* a READ request queued, or broken */
+	pthread_cond_t done_cond; /* the receive thread has flushed */
+	/* Set once, under ->lock; read without it by loops that must stop
+	 * promptly. */
+	atomic_bool broken;
+	bool flushed;	   /* everything posted has completed */
+	bool resp_started; /* ->resp exists */
+	struct rq_ent *rq;
+	uint32_t rq_cap, rq_head, rq_n;
+	struct sq_ent *sq_head, **sq_tail;
+	unsigned nrd; /* READs outstanding or about to be */
+	uint64_t rd_seq;
+	struct rd_req resp_q[MAX_RD];
+	unsigned resp_head, resp_n;
+};
+
+struct tcp_listener {
+	struct dafs_listener base;
+	struct tcp_domain *dom;
+	int fd;	 /* non-blocking: accept threads race for connections */
+	int efd; /* eventfd, written by listener_close */
+	uint16_t port;
+	pthread_mutex_t lock;
+	pthread_cond_t idle; /* active dropped to 0 */
+	unsigned active;     /* accept calls inside */
+	bool closing;
+};
+
+static struct tcp_ep *to_ep(struct dafs_ep *base)
+{
+	return container_of(base, struct tcp_ep, base);
+}
+
+static struct tcp_domain *to_dom(struct dafs_domain *base)
+{
+	return container_of(base, struct tcp_domain, base);
+}
+
+/* DAFS_TCP_DEBUG set: say on stderr why a connection was broken, since
+ * the owner only ever sees -ECONNRESET. */
+static pthread_once_t debug_once = PTHREAD_ONCE_INIT;
+static bool debug;
+
+static void debug_init(void)
+{
+	const char *s = getenv("DAFS_TCP_DEBUG");
+
+	debug = s && *s && strcmp(s, "0");
+}
+
+/* ---- wire ---- */
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	put_le16(p, (uint16_t)v);
+	put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	put_le32(p, (uint32_t)v);
+	put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return get_le16(p) | (uint32_t)get_le16(p + 2) << 16;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	return get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+static void put_hdr(uint8_t *p, const struct frame *fr)
+{
+	p[0] = fr->type;
+	p[1] = fr->flags;
+	put_le16(p + 2, fr->rsvd0);
+	put_le32(p + 4, fr->len);
+	put_le32(p + 8, fr->rkey);
+	put_le32(p + 12, fr->rsvd1);
+	put_le64(p + 16, fr->addr);
+	put_le64(p + 24, fr->tag);
+}
+
+static void get_hdr(struct frame *fr, const uint8_t *p)
+{
+	fr->type = p[0];
+	fr->flags = p[1];
+	fr->rsvd0 = get_le16(p + 2);
+	fr->len = get_le32(p + 4);
+	fr->rkey = get_le32(p + 8);
+	fr->rsvd1 = get_le32(p + 12);
+	fr->addr = get_le64(p + 16);
+	fr->tag = get_le64(p + 24);
+}
+
+/* ---- socket I/O ---- */
+
+/* Write all of @iov, following partial writes. No SIGPIPE: a dead peer is
+ * an error return, handled like any other break. */
+static int send_all(int fd, struct iovec *iov, int cnt)
+{
+	struct msghdr msg = {0};
+	ssize_t n;
+
+	while (cnt) {
+		msg.msg_iov = iov;
+		msg.msg_iovlen = (size_t)cnt;
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		while (cnt && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/* Receive exactly @len bytes into @buf. End of stream, an error, or the
+ * endpoint breaking are all -ECONNRESET to the caller. */
+static int recv_all(struct tcp_ep *ep, void *buf, size_t len)
+{
+	char *p = buf;
+	ssize_t n;
+
+	while (len) {
+		/* Linux still delivers data after shutdown(SHUT_RD); stop
+		 * placing anything once the endpoint is broken. */
+		if (atomic_load(&ep->broken))
+			return -ECONNRESET;
+		n = recv(ep->fd, p, len, MSG_WAITALL);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return -ECONNRESET;
+	}
+	return 0;
+}
+
+/* ---- endpoint state ---- */
+
+static void push_wc(struct tcp_cq *cq, struct tcp_ep *ep, uint64_t wr_id,
+		    uint8_t op, int status, uint32_t byte_len)
+{
+	struct dafs_wc wc = {
+		.wr_id = wr_id,
+		.status = status,
+		.op = op,
+		.byte_len = byte_len,
+		.ep = &ep->base,
+	};
+
+	tcp_cq_push(cq, &wc);
+}
+
+/* Break the connection. Flushing is the receive thread's job: it is the
+ * only producer of RECV and READ completions, so doing it there keeps
+ * them in order. shutdown (not close) wakes every thread blocked on the
+ * socket, tells the peer, and keeps the descriptor number ours until
+ * ep_free, so no thread can ever touch a reused descriptor. */
+static void ep_fail(struct tcp_ep *ep)
+{
+	pthread_mutex_lock(&ep->lock);
+	if (!atomic_load(&ep->broken)) {
+		atomic_store(&ep->broken, true);
+		shutdown(ep->fd, SHUT_RDWR);
+		pthread_cond_broadcast(&ep->rq_cond);
+		pthread_cond_broadcast(&ep->rd_cond);
+		pthread_cond_broadcast(&ep->resp_cond);
+	}
+	pthread_mutex_unlock(&ep->lock);
+}
+
+static int rx_send(struct tcp_ep *ep, const struct frame *fr);
+static int rx_write(struct tcp_ep *ep, const struct frame *fr);
+static int rx_read_req(struct tcp_ep *ep, const struct frame *fr);
+static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr);
+
+/* Frame handlers by type; HELLO is only valid as the first frame. */
+static const struct {
+	const char *name;
+	int (*rx)(struct tcp_ep *ep, const struct frame *fr);
+} frame_ops[] = {
+	[FR_HELLO] = {"HELLO", NULL},
+	[FR_SEND] = {"SEND", rx_send},
+	[FR_RDMA_WRITE] = {"RDMA_WRITE", rx_write},
+	[FR_READ_REQ] = {"RDMA_READ_REQ", rx_read_req},
+	[FR_READ_RESP] = {"RDMA_READ_RESP", rx_read_resp},
+};
+
+static const char *frame_name(uint8_t type)
+{
+	if (type < ARRAY_SIZE(frame_ops) && frame_ops[type].name)
+		return frame_ops[type].name;
+	return "unknown";
+}
+
+/* A frame the peer should never have sent (or one we must refuse):
+ * the caller breaks the connection without touching memory. */
+static int violation(struct tcp_ep *ep, const struct frame *fr,
+		     const char *what, int err)
+{
+	pthread_once(&debug_once, debug_init);
+	if (debug)
+		fprintf(stderr,
+			"dafs tcp: ep %p: %s frame: %s (%s); "
+			"breaking connection\n",
+			(void *)ep, frame_name(fr->type), what, strerror(-err));
+	return -EPROTO;
+}
+
+/* Complete everything still posted: the receive thread's last act. */
+static void rx_flush(struct tcp_ep *ep)
+{
+	struct sq_ent *e;
+	struct rq_ent *r;
+
+	pthread_mutex_lock(&ep->lock);
+	while (ep->rq_n) {
+		r = &ep->rq[ep->rq_head];
+		ep->rq_head = (ep->rq_head + 1) % ep->rq_cap;
+		ep->rq_n--;
+		push_wc(ep->rcq, ep, r->wr_id, DAFS_WC_RECV, -ECONNRESET, 0);
+	}
+	while ((e = ep->sq_head)) {
+		ep->sq_head = e->next;
+		if (e->op == DAFS_WC_RDMA_READ)
+			ep->nrd--;
+		push_wc(ep->scq, ep, e->wr_id, e->op,
+			e->status ? e->status : -ECONNRESET, 0);
+		free(e);
+	}
+	ep->sq_tail = &ep->sq_head;
+	ep->flushed = true;
+	pthread_cond_broadcast(&ep->done_cond);
+	pthread_cond_broadcast(&ep->rd_cond);
+	pthread_mutex_unlock(&ep->lock);
+}
+
+/* ---- receive thread ---- */
+
+static int rx_send(struct tcp_ep *ep, const struct frame *fr)
+{
+	struct tcp_mr *mr;
+	struct rq_ent cur;
+	int err;
+
+	if (fr->rkey || fr->addr || fr->tag)
+		return violation(ep, fr, "SEND with nonzero rkey/addr/tag",
+				 -EINVAL);
+
+	/* No receive posted: wait for one, as an RC QP retries RNR
+	 * forever. The stream behind this frame waits too. */
+	pthread_mutex_lock(&ep->lock);
+	while (!ep->rq_n && !atomic_load(&ep->broken))
+		pthread_cond_wait(&ep->rq_cond, &ep->lock);
+	if (atomic_load(&ep->broken)) {
+		pthread_mutex_unlock(&ep->lock);
+		return -ECONNRESET;
+	}
+	cur = ep->rq[ep->rq_head];
+	ep->rq_head = (ep->rq_head + 1) % ep->rq_cap;
+	ep->rq_n--;
+	pthread_mutex_unlock(&ep->lock);
+
+	/* @cur is off the queue: this thread completes it on every path,
+	 * before rx_flush completes the ones behind it. The endpoint breaks
+	 * first, so an owner reacting to the error finds it broken. */
+	if (fr->len > cur.sge.len) {
+		err = violation(ep, fr, "SEND larger than the receive buffer",
+				-EMSGSIZE);
+		ep_fail(ep);
+		push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV, -EMSGSIZE, 0);
+		return err;
+	}
+	if (fr->len) {
+		/* Checked at post time; checked again because the owner may
+		 * have deregistered the buffer since (a verbs local
+		 * protection error). */
+		err = tcp_mr_get(ep->dom, cur.sge.lkey, false, cur.sge.addr,
+				 fr->len, DAFS_ACC_LOCAL_WRITE, &mr);
+		if (err) {
+			err = violation(ep, fr, "receive buffer deregistered",
+					err);
+			ep_fail(ep);
+			push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV, -EFAULT,
+				0);
+			return err;
+		}
+		err = recv_all(ep, cur.sge.addr, fr->len);
+		tcp_mr_put(ep->dom, mr);
+		if (err) {
+			ep_fail(ep);
+			push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV,
+				-ECONNRESET, 0);
+			return err;
+		}
+	}
+	push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV, 0, fr->len);
+	return 0;
+}
+
+/* The peer's address, if it can be one in this process at all. */
+static int remote_ptr(uint64_t addr, void **p)
+{
+	if (addr > UINTPTR_MAX)
+		return -EINVAL;
+	*p = (void *)(uintptr_t)addr;
+	return 0;
+}
+
+static int rx_write(struct tcp_ep *ep, const struct frame *fr)
+{
+	struct tcp_mr *mr;
+	void *p;
+	int err;
+
+	if (fr->tag)
+		return violation(ep, fr, "RDMA WRITE with nonzero tag",
+				 -EINVAL);
+	err = remote_ptr(fr->addr, &p);
+	if (!err)
+		err = tcp_mr_get(ep->dom, fr->rkey, true, p, fr->len,
+				 DAFS_ACC_REMOTE_WRITE, &mr);
+	if (err)
+		return violation(ep, fr, "RDMA WRITE refused", err);
+	err = recv_all(ep, p, fr->len);
+	tcp_mr_put(ep->dom, mr);
+	return err;
+}
+
+static void *resp_main(void *arg);
+
+static int rx_read_req(struct tcp_ep *ep, const struct frame *fr)
+{
+	struct tcp_mr *mr;
+	struct rd_req *r;
+	void *p;
+	int err;
+
+	err = remote_ptr(fr->addr, &p);
+	if (!err)
+		err = tcp_mr_get(ep->dom, fr->rkey, true, p, fr->len,
+				 DAFS_ACC_REMOTE_READ, &mr);
+	if (err)
+		return violation(ep, fr, "RDMA READ refused", err);
+
+	pthread_mutex_lock(&ep->lock);
+	if (atomic_load(&ep->broken)) {
+		err = -ECONNRESET;
+		goto err_unlock;
+	}
+	if (ep->resp_n == MAX_RD) {
+		err = violation(ep, fr, "too many RDMA READs outstanding",
+				-ENOBUFS);
+		goto err_unlock;
+	}
+	if (!ep->resp_started) {
+		err = -pthread_create(&ep->resp, NULL, resp_main, ep);
+		if (err) {
+			err = violation(ep, fr, "no responder thread", err);
+			goto err_unlock;
+		}
+		ep->resp_started = true;
+	}
+	r = &ep->resp_q[(ep->resp_head + ep->resp_n) % MAX_RD];
+	r->mr = mr;
+	r->addr = p;
+	r->len = fr->len;
+	r->tag = fr->tag;
+	ep->resp_n++;
+	pthread_cond_signal(&ep->resp_cond);
+	pthread_mutex_unlock(&ep->lock);
+	return 0;
+
+err_unlock:
+	pthread_mutex_unlock(&ep->lock);
+	tcp_mr_put(ep->dom, mr);
+	return err;
+}
+
+static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr)
+{
+	struct sq_ent *e;
+	struct tcp_mr *mr;
+	int err;
+
+	if (fr->rkey || fr->addr)
+		return violation(ep, fr, "READ response with nonzero rkey/addr",
+				 -EINVAL);
+
+	/* Only this thread removes from the send queue, and a queued
+	 * entry's fields other than ->next never change, so @e can be read
+	 * unlocked once found. Responses come in request order. */
+	pthread_mutex_lock(&ep->lock);
+	e = ep->sq_head;
+	pthread_mutex_unlock(&ep->lock);
+	if (!e || e->op != DAFS_WC_RDMA_READ || e->tag != fr->tag ||
+	    e->sge.len != fr->len)
+		return violation(ep, fr, "unexpected READ response", -EINVAL);
+
+	if (fr->len) {
+		err = tcp_mr_get(ep->dom, e->sge.lkey, false, e->sge.addr,
+				 fr->len, DAFS_ACC_LOCAL_WRITE, &mr);
+		if (err) {
+			/* rx_flush reports it on this READ. */
+			pthread_mutex_lock(&ep->lock);
+			e->status = -EFAULT;
+			pthread_mutex_unlock(&ep->lock);
+			return violation(ep, fr, "READ target deregistered",
+					 err);
+		}
+		err = recv_all(ep, e->sge.addr, fr->len);
+		tcp_mr_put(ep->dom, mr);
+		if (err)
+			return err;
+	}
+
+	pthread_mutex_lock(&ep->lock);
+	ep->sq_head = e->next;
+	if (!ep->sq_head)
+		ep->sq_tail = &ep->sq_head;
+	ep->nrd--;
+	pthread_cond_signal(&ep->rd_cond);
+	if (e->signaled)
+		push_wc(ep->scq, ep, e->wr_id, e->op, 0, 0);
+	free(e);
+	/* Send completions held back behind this READ are due now. */
+	while ((e = ep->sq_head) && e->op != DAFS_WC_RDMA_READ) {
+		ep->sq_head = e->next;
+		if (!ep->sq_head)
+			ep->sq_tail = &ep->sq_head;
+		push_wc(ep->scq, ep, e->wr_id, e->op, e->status, 0);
+		free(e);
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return 0;
+}
+
+static int rx_hdr(struct tcp_ep *ep, struct frame *fr)
+{
+	uint8_t raw[HDR_LEN];
+	int err;
+
+	err = recv_all(ep, raw, sizeof(raw));
+	if (err)
+		return err;
+	get_hdr(fr, raw);
+	if (fr->flags || fr->rsvd0 || fr->rsvd1)
+		return violation(ep, fr, "reserved header bits set", -EINVAL);
+	return 0;
+}
+
+static void *rx_main(void *arg)
+{
+	struct tcp_ep *ep = arg;
+	struct frame fr;
+	int err;
+
+	err = rx_hdr(ep, &fr);
+	if (!err && (fr.type != FR_HELLO || fr.len || fr.rkey ||
+		     fr.addr != TCP_MAGIC || fr.tag != TCP_VERSION))
+		err = violation(ep, &fr, "peer is not dafs tcp version 1",
+				-EPROTONOSUPPORT);
+	while (!err) {
+		err = rx_hdr(ep, &fr);
+		if (err)
+			break;
+		if (fr.type >= ARRAY_SIZE(frame_ops) || !frame_ops[fr.type].rx)
+			err = violation(ep, &fr, "unexpected frame type",
+					-EINVAL);
+		else
+			err = frame_ops[fr.type].rx(ep, &fr);
+	}
+	ep_fail(ep);
+	rx_flush(ep);
+	return NULL;
+}
+
+/* Answers the peer's RDMA READs, in order, from registered memory. */
+static void *resp_main(void *arg)
+{
+	struct tcp_ep *ep = arg;
+	uint8_t hdr[HDR_LEN];
+	struct iovec iov[2];
+	struct frame fr;
+	struct rd_req r;
+	int err;
+
+	pthread_mutex_lock(&ep->lock);
+	for (;;) {
+		while (!ep->resp_n && !atomic_load(&ep->broken))
+			pthread_cond_wait(&ep->resp_cond, &ep->lock);
+		if (atomic_load(&ep->broken))
+			break;
+		r = ep->resp_q[ep->resp_head];
+		ep->resp_head = (ep->resp_head + 1) % MAX_RD;
+		ep->resp_n--;
+		pthread_mutex_unlock(&ep->lock);
+
+		fr = (struct frame){
+			.type = FR_READ_RESP,
+			.len = r.len,
+			.tag = r.tag,
+		};
+		put_hdr(hdr, &fr);
+		iov[0] = (struct iovec){hdr, sizeof(hdr)};
+		iov[1] = (struct iovec){(void *)r.addr, r.len};
+		pthread_mutex_lock(&ep->send_lock);
+		err = send_all(ep->fd, iov, r.len ? 2 : 1);
+		pthread_mutex_unlock(&ep->send_lock);
+		tcp_mr_put(ep->dom, r.mr);
+		if (err)
+			ep_fail(ep);
+
+		pthread_mutex_lock(&ep->lock);
+	}
+	/* Requests never answered still hold their regions. */
+	while (ep->resp_n) {
+		tcp_mr_put(ep->dom, ep->resp_q[ep->resp_head].mr);
+		ep->resp_head = (ep->resp_head + 1) % MAX_RD;
+		ep->resp_n--;
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return NULL;
+}
+
+/* ---- endpoint setup and teardown ---- */
+
+/* Our threads take no signals: they belong to the application's threads,
+ * and every call here restarts on EINTR anyway. */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = -pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return err;
+}
+
+static bool is_tcp_cq(const struct dafs_cq *cq)
+{
+	return cq && cq->ops == &dafs_tp_tcp;
+}
+
+static int check_attr(const struct dafs_ep_attr *attr)
+{
+	if (!attr || !is_tcp_cq(attr->send_cq) || !is_tcp_cq(attr->recv_cq))
+		return -EINVAL;
+	return 0;
+}
+
+static int send_hello(int fd)
+{
+	struct frame fr = {
+		.type = FR_HELLO,
+		.addr = TCP_MAGIC,
+		.tag = TCP_VERSION,
+	};
+	uint8_t hdr[HDR_LEN];
+	struct iovec iov = {hdr, sizeof(hdr)};
+
+	put_hdr(hdr, &fr);
+	return send_all(fd, &iov, 1);
+}
+
+/* Make an endpoint of connected socket @fd, which it owns from here on
+ * (closed on failure too). */
+static int ep_new(struct tcp_domain *dom, int fd,
+		  const struct dafs_ep_attr *attr, struct dafs_ep **out)
+{
+	struct tcp_ep *ep;
+	int one = 1, err;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
+		err = -errno;
+		goto err_close;
+	}
+	ep = calloc(1, sizeof(*ep));
+	if (!ep) {
+		err = -ENOMEM;
+		goto err_close;
+	}
+	ep->base.ops = &dafs_tp_tcp;
+	ep->base.ctx = attr->ctx;
+	ep->dom = dom;
+	ep->scq = container_of(attr->send_cq, struct tcp_cq, base);
+	ep->rcq = container_of(attr->recv_cq, struct tcp_cq, base);
+	ep->fd = fd;
+	ep->max_inline = attr->max_inline;
+	ep->sq_tail = &ep->sq_head;
+	ep->rq_cap = attr->max_recv ? attr->max_recv : DEFAULT_MAX_RECV;
+	ep->rq = calloc(ep->rq_cap, sizeof(*ep->rq));
+	if (!ep->rq) {
+		err = -ENOMEM;
+		goto err_free;
+	}
+	err = -pthread_mutex_init(&ep->send_lock, NULL);
+	if (err)
+		goto err_rq;
+	err = -pthread_mutex_init(&ep->lock, NULL);
+	if (err)
+		goto err_send_lock;
+	err = -pthread_cond_init(&ep->rq_cond, NULL);
+	if (err)
+		goto err_lock;
+	err = -pthread_cond_init(&ep->rd_cond, NULL);
+	if (err)
+		goto err_rq_cond;
+	err = -pthread_cond_init(&ep->resp_cond, NULL);
+	if (err)
+		goto err_rd_cond;
+	err = -pthread_cond_init(&ep->done_cond, NULL);
+	if (err)
+		goto err_resp_cond;
+	/* Before the receive thread exists, so nothing else writes yet. */
+	err = send_hello(fd);
+	if (err)
+		goto err_done_cond;
+	err = start_thread(&ep->rx, rx_main, ep);
+	if (err)
+		goto err_done_cond;
+	*out = &ep->base;
+	return 0;
+
+err_done_cond:
+	pthread_cond_destroy(&ep->done_cond);
+err_resp_cond:
+	pthread_cond_destroy(&ep->resp_cond);
+err_rd_cond:
+	pthread_cond_destroy(&ep->rd_cond);
+err_rq_cond:
+	pthread_cond_destroy(&ep->rq_cond);
+err_lock:
+	pthread_mutex_destroy(&ep->lock);
+err_send_lock:
+	pthread_mutex_destroy(&ep->send_lock);
+err_rq:
+	free(ep->rq);
+err_free:
+	free(ep);
+err_close:
+	close(fd);
+	return err;
+}
+
+/* Returns once every completion of @ep's posted work is in its CQs. */
+static void tcp_disconnect(struct dafs_ep *base)
+{
+	struct tcp_ep *ep = to_ep(base);
+
+	ep_fail(ep);
+	pthread_mutex_lock(&ep->lock);
+	while (!ep->flushed)
+		pthread_cond_wait(&ep->done_cond, &ep->lock);
+	pthread_mutex_unlock(&ep->lock);
+}
+
+/* The owner guarantees no call on @ep is in progress or follows. Once the
+ * threads are joined nothing can produce a completion for @ep, so purging
+ * the CQs then makes the guarantee of transport_i.h hold. */
+static void tcp_ep_free(struct dafs_ep *base)
+{
+	struct tcp_ep *ep;
+
+	if (!base)
+		return;
+	ep = to_ep(base);
+	tcp_disconnect(base);
+	pthread_join(ep->rx, NULL);
+	if (ep->resp_started)
+		pthread_join(ep->resp, NULL);
+	close(ep->fd);
+	tcp_cq_purge(ep->scq, base);
+	if (ep->rcq != ep->scq)
+		tcp_cq_purge(ep->rcq, base);
+	pthread_cond_destroy(&ep->done_cond);
+	pthread_cond_destroy(&ep->resp_cond);
+	pthread_cond_destroy(&ep->rd_cond);
+	pthread_cond_destroy(&ep->rq_cond);
+	pthread_mutex_destroy(&ep->lock);
+	pthread_mutex_destroy(&ep->send_lock);
+	free(ep->rq);
+	free(ep);
+}
+
+/* ---- names and sockets ---- */
+
+static int gai_errno(int rc, int notfound)
+{
+	switch (rc) {
+	case EAI_SYSTEM:
+		return errno ? -errno : -EIO;
+	case EAI_MEMORY:
+		return -ENOMEM;
+	case EAI_AGAIN:
+		return -EAGAIN;
+	case EAI_NONAME:
+	case EAI_NODATA:
+	case EAI_ADDRFAMILY:
+	case EAI_FAMILY:
+		return -notfound;
+	default:
+		return -EINVAL;
+	}
+}
+
+static int resolve(const char *host, uint16_t port, bool passive,
+		   struct addrinfo **res)
+{
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0),
+	};
+	char serv[8];
+
+	snprintf(serv, sizeof(serv), "%u", (unsigned)port);
+	return gai_errno(getaddrinfo(host, serv, &hints, res),
+			 passive ? EADDRNOTAVAIL : EHOSTUNREACH);
+}
+
+static int tcp_listen(struct dafs_domain *dom, const char *host, uint16_t port,
+		      struct dafs_listener **out)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	struct tcp_listener *l;
+	struct addrinfo *res, *ai;
+	int one = 1, fd = -1, err;
+
+	err = resolve(host, port, true, &res);
+	if (err)
+		return err;
+	err = -EADDRNOTAVAIL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family,
+			    SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			err = -errno;
+			continue;
+		}
+		if (!setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				sizeof(one)) &&
+		    !bind(fd, ai->ai_addr, ai->ai_addrlen) &&
+		    !listen(fd, SOMAXCONN))
+			break;
+		err = -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return err;
+
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		err = -ENOMEM;
+		goto err_close;
+	}
+	l->base.ops = &dafs_tp_tcp;
+	l->dom = to_dom(dom);
+	l->fd = fd;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen)) {
+		err = -errno;
+		goto err_free;
+	}
+	if (ss.ss_family == AF_INET6)
+		l->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	else
+		l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->efd < 0) {
+		err = -errno;
+		goto err_free;
+	}
+	err = -pthread_mutex_init(&l->lock, NULL);
+	if (err)
+		goto err_efd;
+	err = -pthread_cond_init(&l->idle, NULL);
+	if (err)
+		goto err_mutex;
+	*out = &l->base;
+	return 0;
+
+err_mutex:
+	pthread_mutex_destroy(&l->lock);
+err_efd:
+	close(l->efd);
+err_free:
+	free(l);
+err_close:
+	close(fd);
+	return err;
+}
+
+static uint16_t tcp_listener_port(struct dafs_listener *base)
+{
+	return container_of(base, struct tcp_listener, base)->port;
+}
+
+static int tcp_accept(struct dafs_listener *base,
+		      const struct dafs_ep_attr *attr, struct dafs_ep **ep)
+{
+	struct tcp_listener *l = container_of(base, struct tcp_listener, base);
+	struct pollfd pfd[2];
+	int fd, err;
+
+	err = check_attr(attr);
+	if (err)
+		return err;
+	pthread_mutex_lock(&l->lock);
+	if (l->closing) {
+		pthread_mutex_unlock(&l->lock);
+		return -ECANCELED;
+	}
+	l->active++;
+	pthread_mutex_unlock(&l->lock);
+
+	for (;;) {
+		pfd[0] = (struct pollfd){.fd = l->fd, .events = POLLIN};
+		pfd[1] = (struct pollfd){.fd = l->efd, .events = POLLIN};
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		if (pfd[1].revents) {
+			err = -ECANCELED;
+			break;
+		}
+		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			/* Another accept took it, or the client gave up
+			 * before we got to it: wait for the next one. */
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR || errno == ECONNABORTED)
+				continue;
+			err = -errno;
+			break;
+		}
+		err = ep_new(l->dom, fd, attr, ep);
+		break;
+	}
+
+	pthread_mutex_lock(&l->lock);
+	if (!--l->active && l->closing)
+		pthread_cond_broadcast(&l->idle);
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+/* The eventfd stays readable once written, so every accept inside, and
+ * any still on its way in, sees it; @l is freed only after they left. */
+static void tcp_listener_close(struct dafs_listener *base)
+{
+	struct tcp_listener *l;
+	uint64_t one = 1;
+
+	if (!base)
+		return;
+	l = container_of(base, struct tcp_listener, base);
+	pthread_mutex_lock(&l->lock);
+	l->closing = true;
+	if (write(l->efd, &one, sizeof(one)) < 0) {
+		/* Cannot fail short of a counter overflow; the accepts
+		 * would still see the earlier write. */
+	}
+	while (l->active)
+		pthread_cond_wait(&l->idle, &l->lock);
+	pthread_mutex_unlock(&l->lock);
+	pthread_cond_destroy(&l->idle);
+	pthread_mutex_destroy(&l->lock);
+	close(l->efd);
+	close(l->fd);
+	free(l);
+}
+
+/* connect(2) interrupted by a signal goes on in the background; wait for
+ * it rather than start over. */
+static int connect_fd(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	socklen_t elen = sizeof(int);
+	int soerr;
+
+	if (!connect(fd, sa, len))
+		return 0;
+	if (errno != EINTR)
+		return -errno;
+	while (poll(&pfd, 1, -1) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &elen))
+		return -errno;
+	return -soerr;
+}
+
+static int tcp_connect(struct dafs_domain *dom, const char *host, uint16_t port,
+		       const struct dafs_ep_attr *attr, struct dafs_ep **ep)
+{
+	struct addrinfo *res, *ai;
+	int fd = -1, err;
+
+	if (!host || !port)
+		return -EINVAL;
+	err = check_attr(attr);
+	if (err)
+		return err;
+	err = resolve(host, port, false, &res);
+	if (err)
+		return err;
+	err = -EHOSTUNREACH;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			err = -errno;
+			continue;
+		}
+		err = connect_fd(fd, ai->ai_addr, ai->ai_addrlen);
+		if (!err)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return err;
+	return ep_new(to_dom(dom), fd, attr, ep);
+}
+
+/* ---- posting ---- */
+
+static void put_sgl(struct tcp_ep *ep, struct tcp_mr **mr, int n)
+{
+	while (n--)
+		if (mr[n])
+			tcp_mr_put(ep->dom, mr[n]);
+}
+
+/* Check each SGE against the region its lkey names and hold those
+ * regions until put_sgl(). Zero-length SGEs are skipped, as they carry
+ * nothing. */
+static int get_sgl(struct tcp_ep *ep, const struct dafs_sge *sgl, int n,
+		   unsigned access, struct tcp_mr **mr)
+{
+	int i, err;
+
+	for (i = 0; i < n; i++) {
+		mr[i] = NULL;
+		if (!sgl[i].len)
+			continue;
+		err = tcp_mr_get(ep->dom, sgl[i].lkey, false, sgl[i].addr,
+				 sgl[i].len, access, &mr[i]);
+		if (err) {
+			put_sgl(ep, mr, i);
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* Called with ->send_lock held, right after the frame went out (or
+ * failed), so completions keep the order the frames had on the wire. */
+static void complete_send(struct tcp_ep *ep, uint64_t wr_id, uint8_t op,
+			  bool signaled, int status)
+{
+	struct sq_ent *e;
+
+	if (!signaled && !status)
+		return;
+	pthread_mutex_lock(&ep->lock);
+	/* Behind an unanswered READ it waits for rx_read_resp (or
+	 * rx_flush). Out of memory, completing early beats never. */
+	if (ep->sq_head && (e = calloc(1, sizeof(*e)))) {
+		e->wr_id = wr_id;
+		e->op = op;
+		e->status = status;
+		e->signaled = true;
+		*ep->sq_tail = e;
+		ep->sq_tail = &e->next;
+	} else {
+		push_wc(ep->scq, ep, wr_id, op, status, 0);
+	}
+	pthread_mutex_unlock(&ep->lock);
+}
+
+/* SEND and RDMA WRITE: one frame, header plus the gather list. */
+static int post_frame(struct tcp_ep *ep, struct frame *fr, uint8_t op,
+		      uint64_t wr_id, const struct dafs_sge *sgl, int nsge,
+		      unsigned flags)
+{
+	struct tcp_mr *mr[MAX_SGE] = {0};
+	struct iovec iov[1 + MAX_SGE];
+	uint8_t hdr[HDR_LEN];
+	uint64_t total = 0;
+	int i, cnt = 1, err;
+
+	if (flags & ~(DAFS_TP_SIGNALED | DAFS_TP_INLINE))
+		return -EINVAL;
+	if (nsge < 0 || nsge > MAX_SGE || (nsge && !sgl))
+		return -EINVAL;
+	for (i = 0; i < nsge; i++)
+		total += sgl[i].len;
+	if (total > UINT32_MAX)
+		return -EMSGSIZE;
+	if (flags & DAFS_TP_INLINE) {
+		/* The data is in the socket before we return, so an inline
+		 * post is an ordinary one that needs no registration. */
+		if (total > ep->max_inline)
+			return -EINVAL;
+	} else {
+		err = get_sgl(ep, sgl, nsge, 0, mr);
+		if (err)
+			return err;
+	}
+
+	fr->len = (uint32_t)total;
+	put_hdr(hdr, fr);
+	iov[0] = (struct iovec){hdr, sizeof(hdr)};
+	for (i = 0; i < nsge; i++)
+		if (sgl[i].len)
+			iov[cnt++] = (struct iovec){sgl[i].addr, sgl[i].len};
+
+	pthread_mutex_lock(&ep->send_lock);
+	if (atomic_load(&ep->broken)) {
+		err = -ENOTCONN;
+	} else {
+		/* Posted: from here on the outcome is a completion. */
+		err = send_all(ep->fd, iov, cnt);
+		if (err)
+			ep_fail(ep);
+		complete_send(ep, wr_id, op, flags & DAFS_TP_SIGNALED,
+			      err ? -ECONNRESET : 0);
+		err = 0;
+	}
+	pthread_mutex_unlock(&ep->send_lock);
+	put_sgl(ep, mr, nsge);
+	return err;
+}
+
+static int tcp_post_send(struct dafs_ep *base, uint64_t wr_id,
+			 const struct dafs_sge *sgl, int nsge, unsigned flags)
+{
+	struct frame fr = {.type = FR_SEND};
+
+	return post_frame(to_ep(base), &fr, DAFS_WC_SEND, wr_id, sgl, nsge,
+			  flags);
+}
+
+static int tcp_rdma_write(struct dafs_ep *base, uint64_t wr_id,
+			  const struct dafs_sge *sgl, int nsge, uint64_t raddr,
+			  uint32_t rkey, unsigned flags)
+{
+	struct frame fr = {
+		.type = FR_RDMA_WRITE,
+		.rkey = rkey,
+		.addr = raddr,
+	};
+
+	return post_frame(to_ep(base), &fr, DAFS_WC_RDMA_WRITE, wr_id, sgl,
+			  nsge, flags);
+}
+
+static int tcp_rdma_read(struct dafs_ep *base, uint64_t wr_id,
+			 const struct dafs_sge *sge, uint64_t raddr,
+			 uint32_t rkey, unsigned flags)
+{
+	struct tcp_ep *ep = to_ep(base);
+	uint8_t hdr[HDR_LEN];
+	struct iovec iov = {hdr, sizeof(hdr)};
+	struct tcp_mr *mr;
+	struct sq_ent *e;
+	struct frame fr;
+	int err;
+
+	if (!sge || (flags & ~DAFS_TP_SIGNALED))
+		return -EINVAL;
+	/* Checked now for the caller's sake; rx_read_resp checks again
+	 * when the data arrives, as the owner may deregister meanwhile. */
+	if (sge->len) {
+		err = tcp_mr_get(ep->dom, sge->lkey, false, sge->addr, sge->len,
+				 DAFS_ACC_LOCAL_WRITE, &mr);
+		if (err)
+			return err;
+		tcp_mr_put(ep->dom, mr);
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->wr_id = wr_id;
+	e->sge = *sge;
+	e->op = DAFS_WC_RDMA_READ;
+	e->signaled = flags & DAFS_TP_SIGNALED;
+
+	/* Take a READ slot first, without the send lock, so a full window
+	 * holds up only READs. */
+	pthread_mutex_lock(&ep->lock);
+	while (ep->nrd >= MAX_RD && !atomic_load(&ep->broken))
+		pthread_cond_wait(&ep->rd_cond, &ep->lock);
+	if (atomic_load(&ep->broken)) {
+		err = -ENOTCONN;
+		goto err_unlock;
+	}
+	ep->nrd++;
+	pthread_mutex_unlock(&ep->lock);
+
+	/* Queue it and send the request under the send lock, so the queue
+	 * is in wire order, which is the order of the responses. */
+	pthread_mutex_lock(&ep->send_lock);
+	pthread_mutex_lock(&ep->lock);
+	if (atomic_load(&ep->broken)) {
+		ep->nrd--;
+		pthread_cond_signal(&ep->rd_cond);
+		pthread_mutex_unlock(&ep->send_lock);
+		err = -ENOTCONN;
+		goto err_unlock;
+	}
+	e->tag = ++ep->rd_seq;
+	*ep->sq_tail = e;
+	ep->sq_tail = &e->next;
+	pthread_mutex_unlock(&ep->lock);
+
+	fr = (struct frame){
+		.type = FR_READ_REQ,
+		.len = sge->len,
+		.rkey = rkey,
+		.addr = raddr,
+		.tag = e->tag,
+	};
+	put_hdr(hdr, &fr);
+	/* On failure the READ is queued, so rx_flush completes it. */
+	if (send_all(ep->fd, &iov, 1))
+		ep_fail(ep);
+	pthread_mutex_unlock(&ep->send_lock);
+	return 0;
+
+err_unlock:
+	pthread_mutex_unlock(&ep->lock);
+	free(e);
+	return err;
+}
+
+static int tcp_post_recv(struct dafs_ep *base, uint64_t wr_id,
+			 const struct dafs_sge *sge)
+{
+	struct tcp_ep *ep = to_ep(base);
+	struct tcp_mr *mr;
+	int err = 0;
+
+	if (!sge)
+		return -EINVAL;
+	if (sge->len) {
+		err = tcp_mr_get(ep->dom, sge->lkey, false, sge->addr, sge->len,
+				 DAFS_ACC_LOCAL_WRITE, &mr);
+		if (err)
+			return err;
+		tcp_mr_put(ep->dom, mr);
+	}
+
+	pthread_mutex_lock(&ep->lock);
+	if (atomic_load(&ep->broken)) {
+		err = -ENOTCONN;
+	} else if (ep->rq_n == ep->rq_cap) {
+		err = -ENOMEM;
+	} else {
+		ep->rq[(ep->rq_head + ep->rq_n) % ep->rq_cap] =
+			(struct rq_ent){wr_id, *sge};
+		/* The receive thread waits only on an empty queue. */
+		if (!ep->rq_n++)
+			pthread_cond_signal(&ep->rq_cond);
+	}
+	pthread_mutex_unlock(&ep->lock);
+	return err;
+}
+
+const struct dafs_tp_ops dafs_tp_tcp = {
+	.name = "tcp",
+	.accept = tcp_accept,
+	.connect = tcp_connect,
+	.cq_free = tcp_cq_free,
+	.cq_kick = tcp_cq_kick,
+	.cq_new = tcp_cq_new,
+	.dereg_mr = tcp_dereg_mr,
+	.disconnect = tcp_disconnect,
+	.domain_free = tcp_domain_free,
+	.domain_new = tcp_domain_new,
+	.ep_free = tcp_ep_free,
+	.listen = tcp_listen,
+	.listener_close = tcp_listener_close,
+	.listener_port = tcp_listener_port,
+	.poll_cq = tcp_poll_cq,
+	.post_recv = tcp_post_recv,
+	.post_send = tcp_post_send,
+	.rdma_read = tcp_rdma_read,
+	.rdma_write = tcp_rdma_write,
+	.reg_mr = tcp_reg_mr,
+	.wait_cq = tcp_wait_cq,
+};

@@ -1,0 +1,91 @@
+/*
+ * tcp_i.h - internals shared by the TCP transport's files: the domain and
+ * its region table (tcp_mr.c), the completion queue (tcp_cq.c), and the
+ * endpoints, listeners and framing (tcp.c). Nothing outside src/transport
+ * includes this; upper layers see only transport_i.h.
+ */
+#ifndef DAFS_TCP_I_H
+#define DAFS_TCP_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "transport_i.h"
+
+/*
+ * Region keys are 32 bits: a 16-bit slot index and a 16-bit generation,
+ * XORed with a per-domain random mask (a different one for lkeys and
+ * rkeys). Each slot's generation starts at a random value and steps on
+ * every deregistration, so a stale key never matches again until the
+ * generation wraps, and a peer guessing keys has one chance in 2^16 per
+ * slot - and a wrong guess costs it the connection.
+ */
+#define TCP_MR_IDX_BITS 16
+#define TCP_MR_MAX (1u << TCP_MR_IDX_BITS)
+
+struct tcp_mr {
+	struct dafs_mr base;
+	uint32_t idx;
+	unsigned refs; /* placements and sends using it; dom->lock */
+};
+
+struct tcp_domain {
+	struct dafs_domain base;
+	/* Protects everything below. Taken briefly, never while doing I/O;
+	 * nothing else is locked while holding it. */
+	pthread_mutex_t lock;
+	pthread_cond_t unref; /* a region's refs dropped to 0 */
+	struct tcp_mr **slot; /* idx -> live region or NULL */
+	uint16_t *gen;	      /* idx -> generation of the next/current key */
+	uint32_t nslot;	      /* allocated length of slot[] and gen[] */
+	uint32_t nlive;
+	uint32_t hint; /* where to start looking for a free slot */
+	uint32_t lmask, rmask;
+};
+
+/* Find the region that @key names in @dom (an rkey if @remote, else an
+ * lkey), check that [addr, addr + len) lies inside it and that it grants
+ * @access, and take a reference that keeps dereg_mr waiting until
+ * tcp_mr_put(). A zero-length range is checked like any other.
+ * Returns 0, -EINVAL (unknown or stale key, or out of bounds), or -EACCES
+ * (the region lacks @access). */
+int tcp_mr_get(struct tcp_domain *dom, uint32_t key, bool remote,
+	       const void *addr, uint64_t len, unsigned access,
+	       struct tcp_mr **mr);
+void tcp_mr_put(struct tcp_domain *dom, struct tcp_mr *mr);
+
+int tcp_domain_new(struct dafs_domain **dom);
+void tcp_domain_free(struct dafs_domain *dom);
+int tcp_reg_mr(struct dafs_domain *dom, void *addr, size_t len, unsigned access,
+	       struct dafs_mr **mr);
+int tcp_dereg_mr(struct dafs_mr *mr);
+
+struct tcp_cq {
+	struct dafs_cq base;
+	/* Protects the ring, waiters and kick state. Lock order: an ep's
+	 * lock may be held while taking this one, never the reverse. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;  /* completions arrived, or a kick */
+	pthread_cond_t space; /* the ring could not grow; a poll made room */
+	struct dafs_wc *ring;
+	uint32_t cap, head;
+	atomic_uint count; /* written under lock; read unlocked to spin */
+	unsigned waiters;
+	unsigned full_waiters;
+	uint64_t kicks;
+	atomic_bool kick_pending; /* a kick found nobody waiting */
+};
+
+void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc);
+/* Drop every queued completion of @ep (ep_free's guarantee). */
+void tcp_cq_purge(struct tcp_cq *cq, const struct dafs_ep *ep);
+
+int tcp_cq_new(struct dafs_domain *dom, uint32_t depth, struct dafs_cq **cq);
+void tcp_cq_free(struct dafs_cq *cq);
+int tcp_poll_cq(struct dafs_cq *cq, struct dafs_wc *wc, int n);
+int tcp_wait_cq(struct dafs_cq *cq, int timeout_ms);
+void tcp_cq_kick(struct dafs_cq *cq);
+
+#endif /* DAFS_TCP_I_H */
