@@ -33,8 +33,7 @@ static const char *const dafs_errs[DAFS_ELAST - DAFS_EBASE] = {
 		"remote memory key or range refused by the transport",
 	[DAFS_EDELAY - DAFS_EBASE - 1] =
 		"server busy with this request slot; retry later",
-	[DAFS_EVERSION - DAFS_EBASE - 1] =
-		"incompatible protocol version",
+	[DAFS_EVERSION - DAFS_EBASE - 1] = "incompatible protocol version",
 };
 
 DAFS_API const char *dafs_strerror(int err)

@@ -725,8 +725,15 @@ int dafs_be_readlink(int fd, char *buf, size_t size)
 	if (size == 0)
 		return -ERANGE;
 	n = readlinkat(fd, "", buf, size);
-	if (n < 0)
+	if (n < 0) {
+		struct statx sx;
+
+		/* An empty path on anything but a symlink says ENOENT. */
+		if (errno == ENOENT && !stat_fd(fd, &sx) &&
+		    !S_ISLNK(sx.stx_mode))
+			return -EINVAL;
 		return -errno;
+	}
 	/* readlink truncates silently; a full buffer leaves no room for NUL. */
 	if ((size_t)n >= size)
 		return -ERANGE;

@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,10 +72,17 @@ static const char usage_text[] =
 	"by default. Exit status: 0 success, 1 an operation failed, "
 	"2 usage error.\n";
 
-static void usage_error(const char *fmt, const char *arg)
+static void usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static void usage_error(const char *fmt, ...)
 {
+	va_list ap;
+
 	fputs("dafs: ", stderr);
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputs("\nTry 'dafs --help' for more information.\n", stderr);
 }
 
@@ -113,15 +121,14 @@ static int conn_open(struct conn *c, const char *op, const char *url)
 	c->s = NULL;
 	r = dafs_url_parse(url, &c->url);
 	if (r < 0) {
-		fprintf(stderr, "dafs: %s %s: %s\n", op, url,
-			dafs_strerror(r));
+		fprintf(stderr, "dafs: %s %s: %s\n", op, url, dafs_strerror(r));
 		return EXIT_USAGE;
 	}
 	r = dafs_session_open(url, NULL, &c->s);
 	if (r < 0) {
 		fprintf(stderr, "dafs: %s: connect to %s://%s:%u/%s: %s\n", op,
-			c->url.scheme, c->url.host, c->url.port,
-			c->url.export_, dafs_strerror(r));
+			c->url.scheme, c->url.host, c->url.port, c->url.export_,
+			dafs_strerror(r));
 		return EXIT_FAIL;
 	}
 	return 0;
@@ -176,7 +183,8 @@ static int parse_opts(int argc, char **argv, const char *optstr, int *set)
 					"dafs: %s: invalid option -- '%c'\n",
 					argv[0], optopt);
 			else
-				fprintf(stderr, "dafs: %s: invalid option '%s'\n",
+				fprintf(stderr,
+					"dafs: %s: invalid option '%s'\n",
 					argv[0], argv[optind - 1]);
 			fputs("Try 'dafs --help' for more information.\n",
 			      stderr);
@@ -264,9 +272,9 @@ enum slot_state {
 struct slot {
 	enum slot_state state;
 	char *buf;
-	uint64_t off;   /* file offset of buf[0] */
-	size_t len;     /* bytes this slot moves */
-	size_t got;     /* bytes moved so far */
+	uint64_t off;	/* file offset of buf[0] */
+	size_t len;	/* bytes this slot moves */
+	size_t got;	/* bytes moved so far */
 	int64_t result; /* of the last completion */
 };
 
@@ -664,8 +672,8 @@ static void format_time(const dafs_time_t *t, char *buf, size_t size,
 		snprintf(buf, size, "%" PRId64, t->sec);
 		return;
 	}
-	n = strftime(buf, size, precise ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M",
-		     &tm);
+	n = strftime(buf, size,
+		     precise ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M", &tm);
 	if (precise && n)
 		snprintf(buf + n, size - n, ".%09u", t->nsec);
 }
@@ -916,8 +924,8 @@ static int open_local_out(char **lpath, const char *remote)
 	int fd;
 
 	if (stat(*lpath, &st) == 0 && S_ISDIR(st.st_mode)) {
-		if (asprintf(&joined, "%s/%s", *lpath,
-			     dtool_basename(remote)) < 0)
+		if (asprintf(&joined, "%s/%s", *lpath, dtool_basename(remote)) <
+		    0)
 			return -ENOMEM;
 		free(*lpath);
 		*lpath = joined;
@@ -1333,8 +1341,7 @@ static int cmd_mv(int argc, char **argv)
 		return r;
 	if ((r = conn_open(&c, "mv", argv[first])))
 		return r;
-	if ((status = second_url("mv", argv[first], argv[first + 1], &c,
-				     &du)))
+	if ((status = second_url("mv", argv[first], argv[first + 1], &c, &du)))
 		goto out;
 
 	r = dtool_resolve_parent(c.s, c.url.path, &sdir, sname);
@@ -1403,8 +1410,7 @@ static int cmd_ln(int argc, char **argv)
 	/* A hard link: the source itself, not what a symlink points at. */
 	if ((r = conn_open(&c, "ln", argv[first])))
 		return r;
-	if ((status = second_url("ln", argv[first], argv[first + 1], &c,
-				     &du)))
+	if ((status = second_url("ln", argv[first], argv[first + 1], &c, &du)))
 		goto out;
 	r = dtool_resolve(c.s, c.url.path, 0, 0, &fh, NULL);
 	if (r < 0) {
@@ -1429,10 +1435,11 @@ static const struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 } commands[] = {
-	{"cat", cmd_cat},     {"get", cmd_get},     {"ln", cmd_ln},
-	{"ls", cmd_ls},       {"mkdir", cmd_mkdir}, {"mv", cmd_mv},
-	{"put", cmd_put},     {"rm", cmd_rm},       {"rmdir", cmd_rmdir},
-	{"stat", cmd_stat},
+	{.name = "cat", .fn = cmd_cat},	    {.name = "get", .fn = cmd_get},
+	{.name = "ln", .fn = cmd_ln},	    {.name = "ls", .fn = cmd_ls},
+	{.name = "mkdir", .fn = cmd_mkdir}, {.name = "mv", .fn = cmd_mv},
+	{.name = "put", .fn = cmd_put},	    {.name = "rm", .fn = cmd_rm},
+	{.name = "rmdir", .fn = cmd_rmdir}, {.name = "stat", .fn = cmd_stat},
 };
 
 int main(int argc, char **argv)

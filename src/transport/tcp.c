@@ -492,6 +492,7 @@ static int rx_read_req(struct tcp_ep *ep, const struct frame *fr)
 		goto err_unlock;
 	}
 	if (!ep->resp_started) {
+		/* Inherits this thread's mask: no signals (start_thread). */
 		err = -pthread_create(&ep->resp, NULL, resp_main, ep);
 		if (err) {
 			err = violation(ep, fr, "no responder thread", err);
@@ -828,6 +829,8 @@ static void tcp_ep_free(struct dafs_ep *base)
 static int gai_errno(int rc, int notfound)
 {
 	switch (rc) {
+	case 0:
+		return 0;
 	case EAI_SYSTEM:
 		return errno ? -errno : -EIO;
 	case EAI_MEMORY:
@@ -980,6 +983,10 @@ static int tcp_accept(struct dafs_listener *base,
 			break;
 		}
 		err = ep_new(l->dom, fd, attr, ep);
+		/* A client that vanished before our greeting went out is
+		 * its own problem, not the caller's: keep waiting. */
+		if (err == -EPIPE || err == -ECONNRESET)
+			continue;
 		break;
 	}
 

@@ -42,8 +42,8 @@ static void parse_bad(const char *url)
 
 START_TEST(url_basic)
 {
-	parse_ok("tcp://localhost:4821/data", "tcp", "localhost", 4821,
-		 "data", "");
+	parse_ok("tcp://localhost:4821/data", "tcp", "localhost", 4821, "data",
+		 "");
 	parse_ok("tcp://localhost/data", "tcp", "localhost", DAFS_DEFAULT_PORT,
 		 "data", "");
 	parse_ok("rdma://node7.example.org:1/scratch/a/b", "rdma",
@@ -61,8 +61,7 @@ END_TEST
 START_TEST(url_ipv6)
 {
 	parse_ok("tcp://[::1]:4820/e", "tcp", "::1", 4820, "e", "");
-	parse_ok("tcp://[::1]/e/x", "tcp", "::1", DAFS_DEFAULT_PORT, "e",
-		 "/x");
+	parse_ok("tcp://[::1]/e/x", "tcp", "::1", DAFS_DEFAULT_PORT, "e", "/x");
 	parse_ok("rdma://[fe80::1:2:3:4]:99/e", "rdma", "fe80::1:2:3:4", 99,
 		 "e", "");
 	parse_ok("tcp://[::ffff:192.0.2.1]/e", "tcp", "::ffff:192.0.2.1",
@@ -70,8 +69,8 @@ START_TEST(url_ipv6)
 	parse_ok("tcp://[fe80::1%eth0]/e", "tcp", "fe80::1%eth0",
 		 DAFS_DEFAULT_PORT, "e", "");
 	/* "%25" alone is the numeric zone 25, not an encoded empty zone */
-	parse_ok("tcp://[fe80::1%25]/e", "tcp", "fe80::1%25",
-		 DAFS_DEFAULT_PORT, "e", "");
+	parse_ok("tcp://[fe80::1%25]/e", "tcp", "fe80::1%25", DAFS_DEFAULT_PORT,
+		 "e", "");
 	parse_ok("tcp://[fe80::1%25eth0]:7/e", "tcp", "fe80::1%eth0", 7, "e",
 		 "");
 }
@@ -257,10 +256,8 @@ START_TEST(strerror_codes)
 			 "protocol error: malformed message (session closed)");
 	ck_assert_ptr_nonnull(strstr(dafs_strerror(-DAFS_EURL), "URL"));
 	ck_assert_ptr_nonnull(strstr(dafs_strerror(-DAFS_EBROKEN), "broken"));
-	ck_assert_ptr_nonnull(
-		strstr(dafs_strerror(-DAFS_ENOEXPORT), "export"));
-	ck_assert_ptr_nonnull(
-		strstr(dafs_strerror(-DAFS_EVERSION), "version"));
+	ck_assert_ptr_nonnull(strstr(dafs_strerror(-DAFS_ENOEXPORT), "export"));
+	ck_assert_ptr_nonnull(strstr(dafs_strerror(-DAFS_EVERSION), "version"));
 }
 END_TEST
 

@@ -1,0 +1,33 @@
+#!/bin/sh
+# deps.sh - install what dafs needs to build and test, from Debian's
+# packages, only where it is missing. Safe to run again.
+set -eu
+
+PKGS="gcc clang meson ninja-build pkg-config check libsubunit-dev \
+liblmdb-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev \
+libclang-rt-dev procps"
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "dafs: installing:$missing" >&2
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=sudo
+	else
+		echo "dafs: need root (or sudo) to install:$missing" >&2
+		exit 1
+	fi
+else
+	SUDO=
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
