@@ -159,13 +159,14 @@ static int post_rbuf(struct srv_conn *c, struct srv_rbuf *rb, uint32_t size,
 	return rc;
 }
 
-/* Give a consumed receive buffer back to its connection (or drop it). */
+/* Give a consumed receive buffer back to its connection. The reference
+ * the completion carried stays with the caller, who drops it when done
+ * with @c (after replying). */
 static void repost(struct srv_conn *c, struct srv_rbuf *rb)
 {
 	if (!atomic_load(&c->dead) && rb != &c->boot_rb &&
 	    post_rbuf(c, rb, c->rbuf_size, c->rmr->lkey))
 		conn_break(c, "cannot post receive buffer");
-	conn_put(c); /* the reference the completion carried */
 }
 
 /* Allocate and post @n receive buffers of @size for a bound connection. */
@@ -657,6 +658,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 				dafs_op_name(h.op), h.slot, h.seq);
 		repost(c, rb);
 		send_buf(c, slot->reply, slot->reply_len, s->reply_mr);
+		conn_put(c);
 		return;
 	case DAFS_SV_BUSY:
 		reply_error(c, &h, -DAFS_EDELAY, w->iobuf, w->iomr);
@@ -701,9 +703,11 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	 * client's next request always finds one posted */
 	repost(c, rb);
 	send_buf(c, r.reply, rlen, s->reply_mr);
+	conn_put(c);
 	return;
 done:
 	repost(c, rb);
+	conn_put(c);
 }
 
 static void *worker_main(void *arg);
