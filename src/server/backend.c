@@ -75,7 +75,7 @@ struct dafs_export {
 	char *name;
 	int root_fd;  /* O_PATH | O_DIRECTORY, for the export's life */
 	int mount_fd; /* the root again, O_RDONLY: for open_by_handle_at */
-	int mnt_id;  /* the root's mount, as name_to_handle_at reports it */
+	int mnt_id;   /* the root's mount, as name_to_handle_at reports it */
 	uint64_t root_dev, root_ino;
 	uint16_t id;
 	uint8_t key[DAFS_HKEY_LEN];
@@ -115,7 +115,7 @@ static int open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 	return fd < 0 ? -errno : (int)fd;
 }
 
-/* "." and ".." only for lookup; everything else is a single component. */
+/* One component, not "." or ".." (lookup deals with those itself). */
 static int check_name(const char *name)
 {
 	size_t len;
@@ -271,8 +271,8 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh)
 	 * mount. The kernel answers ESTALE for an object that is gone; other
 	 * errors (EPERM without CAP_DAC_READ_SEARCH) pass through.
 	 */
-	fd = open_by_handle_at(ex->mount_fd, &k.h, O_PATH | O_NOFOLLOW |
-							   O_CLOEXEC);
+	fd = open_by_handle_at(ex->mount_fd, &k.h,
+			       O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	return fd;
@@ -437,12 +437,24 @@ int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
 	return err;
 }
 
+/* One utimensat() time: the given value, now, or left alone. */
+static void set_time(struct timespec *ts, const dafs_time_t *t, int given,
+		     int now)
+{
+	ts->tv_sec = 0;
+	if (given) {
+		ts->tv_sec = t->sec;
+		ts->tv_nsec = t->nsec;
+	} else {
+		ts->tv_nsec = now ? UTIME_NOW : UTIME_OMIT;
+	}
+}
+
 int dafs_be_setattr(int fd, const dafs_setattr_t *sa, dafs_attr_t *attr)
 {
 	const uint32_t known = DAFS_SET_MODE | DAFS_SET_UID | DAFS_SET_GID |
-			       DAFS_SET_SIZE | DAFS_SET_ATIME |
-			       DAFS_SET_MTIME | DAFS_SET_ATIME_NOW |
-			       DAFS_SET_MTIME_NOW;
+			       DAFS_SET_SIZE | DAFS_SET_ATIME | DAFS_SET_MTIME |
+			       DAFS_SET_ATIME_NOW | DAFS_SET_MTIME_NOW;
 	char path[PROC_FD_LEN];
 	struct timespec ts[2];
 	struct statx sx;
@@ -492,14 +504,10 @@ int dafs_be_setattr(int fd, const dafs_setattr_t *sa, dafs_attr_t *attr)
 	}
 	if (sa->mask & (DAFS_SET_ATIME | DAFS_SET_MTIME | DAFS_SET_ATIME_NOW |
 			DAFS_SET_MTIME_NOW)) {
-		ts[0].tv_sec = sa->atime.sec;
-		ts[0].tv_nsec = sa->mask & DAFS_SET_ATIME ? sa->atime.nsec
-			      : sa->mask & DAFS_SET_ATIME_NOW ? UTIME_NOW
-							      : UTIME_OMIT;
-		ts[1].tv_sec = sa->mtime.sec;
-		ts[1].tv_nsec = sa->mask & DAFS_SET_MTIME ? sa->mtime.nsec
-			      : sa->mask & DAFS_SET_MTIME_NOW ? UTIME_NOW
-							      : UTIME_OMIT;
+		set_time(&ts[0], &sa->atime, sa->mask & DAFS_SET_ATIME,
+			 sa->mask & DAFS_SET_ATIME_NOW);
+		set_time(&ts[1], &sa->mtime, sa->mask & DAFS_SET_MTIME,
+			 sa->mask & DAFS_SET_MTIME_NOW);
 		/* AT_EMPTY_PATH works on O_PATH fds, symlinks included. */
 		if (utimensat(fd, "", ts, AT_EMPTY_PATH) < 0)
 			return -errno;
@@ -782,8 +790,8 @@ int dafs_be_rmdir(int dirfd, const char *name)
 	return 0;
 }
 
-int dafs_be_rename(int sdirfd, const char *sname, int ddirfd,
-		   const char *dname, uint32_t flags)
+int dafs_be_rename(int sdirfd, const char *sname, int ddirfd, const char *dname,
+		   uint32_t flags)
 {
 	unsigned int rf = 0;
 	int err;
@@ -888,9 +896,8 @@ int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 				err = describe_entry(ex, dirfd, &ent);
 			} else if (d->d_type == DT_UNKNOWN) {
 				/* Some file systems leave the type to stat. */
-				if (statx(dirfd, d->d_name,
-					  AT_SYMLINK_NOFOLLOW, STATX_TYPE,
-					  &sx) < 0)
+				if (statx(dirfd, d->d_name, AT_SYMLINK_NOFOLLOW,
+					  STATX_TYPE, &sx) < 0)
 					err = -errno;
 				else
 					ent.type = sx.stx_mode & S_IFMT;

@@ -38,7 +38,7 @@
  * tells what it was switched to.
  */
 static pthread_once_t own_once = PTHREAD_ONCE_INIT;
-static gid_t *own_groups; /* lives as long as the process */
+static gid_t *own_groups;    /* lives as long as the process */
 static int own_ngroups = -1; /* -1: could not be read: reset clears them */
 
 static void read_own_groups(void)

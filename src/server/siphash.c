@@ -72,7 +72,7 @@ uint64_t dafs_siphash(const uint8_t key[16], const void *data, size_t len)
 	for (; p != end; p += 8)
 		absorb(&s, le64(p));
 
-	/* The last word: the remaining bytes, and len mod 256 in the top byte. */
+	/* The last word: the tail bytes, and len mod 256 in the top byte. */
 	b = (uint64_t)(len & 0xff) << 56;
 	switch (left) {
 	case 7:

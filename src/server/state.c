@@ -23,7 +23,7 @@
 #include "server/state_i.h"
 
 #define STATE_MAPSIZE (64ul << 20) /* grows on disk only as used */
-#define STATE_MAXDBS 8             /* "meta" now; room for client records */
+#define STATE_MAXDBS 8		   /* "meta" now; room for client records */
 #define KEY_LEN 16
 #define EXPORT_PFX "export/"
 #define EXPORT_ID_MAX 0xffffu /* ids are 16 bits inside file handles */
@@ -159,7 +159,7 @@ void dafs_state_close(struct dafs_state *st)
 int dafs_state_handle_key(struct dafs_state *st, uint8_t key[16])
 {
 	static const char name[] = "handle-key";
-	MDB_val k = { sizeof(name) - 1, (void *)name }, v;
+	MDB_val k = {sizeof(name) - 1, (void *)name}, v;
 	uint8_t fresh[KEY_LEN];
 	MDB_txn *txn;
 	ssize_t n;
@@ -206,12 +206,11 @@ fail:
 	return mdb_err(rc);
 }
 
-int dafs_state_export_id(struct dafs_state *st, const char *name,
-			 uint16_t *id)
+int dafs_state_export_id(struct dafs_state *st, const char *name, uint16_t *id)
 {
 	static const char next_name[] = "export-next";
 	char kbuf[sizeof(EXPORT_PFX) + DAFS_NAME_MAX];
-	MDB_val k, nk = { sizeof(next_name) - 1, (void *)next_name }, v;
+	MDB_val k, nk = {sizeof(next_name) - 1, (void *)next_name}, v;
 	size_t len = strlen(name);
 	uint8_t buf[4];
 	uint32_t next = 1;
@@ -254,7 +253,8 @@ int dafs_state_export_id(struct dafs_state *st, const char *name,
 	}
 	if (next == 0 || next > EXPORT_ID_MAX) {
 		mdb_txn_abort(txn);
-		return -ENOSPC; /* 65535 exports have been named: ids are used up */
+		/* 65535 export names have been seen: the ids are used up. */
+		return -ENOSPC;
 	}
 
 	put_le32(buf, next);

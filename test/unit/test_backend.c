@@ -22,6 +22,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -35,10 +36,10 @@ static char tmp[PATH_MAX], expdir[PATH_MAX], outdir[PATH_MAX];
 static struct dafs_export *ex;
 static int root; /* O_PATH fd of the export root, from its handle */
 
-static const uint8_t key1[16] = { 1, 2, 3, 4, 5, 6, 7, 8,
-				  9, 10, 11, 12, 13, 14, 15, 16 };
-static const uint8_t key2[16] = { 16, 15, 14, 13, 12, 11, 10, 9,
-				  8, 7, 6, 5, 4, 3, 2, 1 };
+static const uint8_t key1[16] = {1, 2,	3,  4,	5,  6,	7,  8,
+				 9, 10, 11, 12, 13, 14, 15, 16};
+static const uint8_t key2[16] = {16, 15, 14, 13, 12, 11, 10, 9,
+				 8,  7,	 6,  5,	 4,  3,	 2,  1};
 
 /* ---- helpers ---- */
 
@@ -102,8 +103,7 @@ static int walk(int dirfd, const char *name)
 	return dafs_be_resolve(ex, &fh);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag,
-		  struct FTW *f)
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
 	(void)st, (void)flag, (void)f;
 	return remove(p);
@@ -187,9 +187,9 @@ START_TEST(siphash_vectors)
 		size_t n;
 		uint64_t out;
 	} v[] = {
-		{ 0, 0x726fdb47dd0e0e31ull },  { 1, 0x74f839c593dc67fdull },
-		{ 2, 0x0d6c8009d9a94f5aull },  { 7, 0xab0200f58b01d137ull },
-		{ 8, 0x93f5f5799a932462ull },  { 15, 0xa129ca6149be45e5ull },
+		{0, 0x726fdb47dd0e0e31ull}, {1, 0x74f839c593dc67fdull},
+		{2, 0x0d6c8009d9a94f5aull}, {7, 0xab0200f58b01d137ull},
+		{8, 0x93f5f5799a932462ull}, {15, 0xa129ca6149be45e5ull},
 	};
 	uint8_t key[16], msg[16];
 	size_t i;
@@ -313,12 +313,11 @@ START_TEST(lookup_getattr)
 	ck_assert_int_eq(dafs_be_lookup(ex, f, "..", &fh, &a), -ENOTDIR);
 	ck_assert_int_eq(dafs_be_mkdir(ex, root, "d", 0755, NULL, NULL),
 			 -EEXIST);
-	ck_assert_int_eq(dafs_be_mkdir(ex, f, "x", 0755, NULL, NULL),
-			 -ENOTDIR);
+	ck_assert_int_eq(dafs_be_mkdir(ex, f, "x", 0755, NULL, NULL), -ENOTDIR);
 	ck_assert_int_eq(dafs_be_open(d, DAFS_O_RDWR, NULL), -EISDIR);
-	ck_assert_int_eq(dafs_be_create(ex, root, "d", DAFS_O_RDONLY, 0644,
-					NULL, NULL),
-			 -EISDIR);
+	ck_assert_int_eq(
+		dafs_be_create(ex, root, "d", DAFS_O_RDONLY, 0644, NULL, NULL),
+		-EISDIR);
 	close(f);
 	close(d);
 }
@@ -327,30 +326,30 @@ END_TEST
 START_TEST(bad_names)
 {
 	char longname[DAFS_NAME_MAX + 2];
-	const char *bad[] = { "", "a/b", "/etc", "../outside", ".", "..",
-			      longname };
+	const char *bad[] = {"",  "a/b", "/etc",  "../outside",
+			     ".", "..",	 longname};
 	size_t i;
 
 	memset(longname, 'n', DAFS_NAME_MAX + 1);
 	longname[DAFS_NAME_MAX + 1] = '\0';
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		ck_assert_int_eq(dafs_be_create(ex, root, bad[i],
-						DAFS_O_RDWR, 0644, NULL, NULL),
+		ck_assert_int_eq(dafs_be_create(ex, root, bad[i], DAFS_O_RDWR,
+						0644, NULL, NULL),
 				 -EINVAL);
-		ck_assert_int_eq(dafs_be_mkdir(ex, root, bad[i], 0755, NULL,
-					       NULL),
-				 -EINVAL);
+		ck_assert_int_eq(
+			dafs_be_mkdir(ex, root, bad[i], 0755, NULL, NULL),
+			-EINVAL);
 		ck_assert_int_eq(dafs_be_remove(root, bad[i]), -EINVAL);
 		ck_assert_int_eq(dafs_be_rmdir(root, bad[i]), -EINVAL);
-		ck_assert_int_eq(dafs_be_symlink(ex, root, bad[i], "t", NULL,
-						 NULL),
-				 -EINVAL);
+		ck_assert_int_eq(
+			dafs_be_symlink(ex, root, bad[i], "t", NULL, NULL),
+			-EINVAL);
 		ck_assert_int_eq(dafs_be_rename(root, "x", root, bad[i], 0),
 				 -EINVAL);
 		if (i < 4 || i == 6)
-			ck_assert_int_eq(dafs_be_lookup(ex, root, bad[i], NULL,
-							NULL),
-					 -EINVAL);
+			ck_assert_int_eq(
+				dafs_be_lookup(ex, root, bad[i], NULL, NULL),
+				-EINVAL);
 	}
 	/* 255 bytes is the longest name and works. */
 	longname[DAFS_NAME_MAX] = '\0';
@@ -449,12 +448,11 @@ START_TEST(remove_rename_link)
 	ck_assert_int_eq(dafs_be_rmdir(root, "nope"), -ENOENT);
 
 	/* rename: replace, no-replace, exchange, into a directory. */
-	ck_assert_int_eq(dafs_be_rename(root, "a", root, "b",
-					DAFS_RENAME_NOREPLACE),
-			 -EEXIST);
-	ck_assert_int_eq(dafs_be_rename(root, "a", root, "b",
-					DAFS_RENAME_EXCHANGE),
-			 0);
+	ck_assert_int_eq(
+		dafs_be_rename(root, "a", root, "b", DAFS_RENAME_NOREPLACE),
+		-EEXIST);
+	ck_assert_int_eq(
+		dafs_be_rename(root, "a", root, "b", DAFS_RENAME_EXCHANGE), 0);
 	ck_assert_str_eq(get_file(expdir, "a"), "B");
 	ck_assert_str_eq(get_file(expdir, "b"), "A");
 	ck_assert_int_eq(dafs_be_rename(root, "a", root, "b", 0), 0);
@@ -493,9 +491,8 @@ START_TEST(symlink_mknod_statfs_xattr)
 	dafs_fh_t fh;
 	int s, f;
 
-	ck_assert_int_eq(dafs_be_symlink(ex, root, "ln", "some/target", &fh,
-					 &a),
-			 0);
+	ck_assert_int_eq(
+		dafs_be_symlink(ex, root, "ln", "some/target", &fh, &a), 0);
 	ck_assert(S_ISLNK(a.mode));
 	s = dafs_be_resolve(ex, &fh);
 	ck_assert_int_ge(s, 0);
@@ -507,17 +504,17 @@ START_TEST(symlink_mknod_statfs_xattr)
 			 -EEXIST);
 	ck_assert_int_eq(dafs_be_open(s, DAFS_O_RDONLY, NULL), -ELOOP);
 
-	ck_assert_int_eq(dafs_be_mknod(ex, root, "fifo", S_IFIFO | 0600, 0,
-				       NULL, &a),
-			 0);
+	ck_assert_int_eq(
+		dafs_be_mknod(ex, root, "fifo", S_IFIFO | 0600, 0, NULL, &a),
+		0);
 	ck_assert(S_ISFIFO(a.mode));
-	ck_assert_int_eq(dafs_be_mknod(ex, root, "sock", S_IFSOCK | 0600, 0,
-				       &fh, &a),
-			 0);
+	ck_assert_int_eq(
+		dafs_be_mknod(ex, root, "sock", S_IFSOCK | 0600, 0, &fh, &a),
+		0);
 	ck_assert(S_ISSOCK(a.mode));
-	ck_assert_int_eq(dafs_be_mknod(ex, root, "dir", S_IFDIR | 0600, 0,
-				       NULL, NULL),
-			 -EINVAL);
+	ck_assert_int_eq(
+		dafs_be_mknod(ex, root, "dir", S_IFDIR | 0600, 0, NULL, NULL),
+		-EINVAL);
 	/* The server never opens a FIFO or socket for I/O (it would block). */
 	f = walk(root, "fifo");
 	ck_assert_int_ge(f, 0);
@@ -584,7 +581,7 @@ START_TEST(symlinks_do_not_escape)
 	char target[PATH_MAX], passwd[4096];
 	dafs_attr_t a;
 	struct stat pw0, pw1;
-	const char *names[] = { "abs", "rel", "loop1", "dangling", "pw" };
+	const char *names[] = {"abs", "rel", "loop1", "dangling", "pw"};
 	size_t i;
 	int fd, s;
 
@@ -628,9 +625,9 @@ START_TEST(symlinks_do_not_escape)
 				 -EEXIST);
 		s = walk(root, n);
 		ck_assert_int_ge(s, 0);
-		ck_assert_int_eq(dafs_be_open(s, DAFS_O_RDWR | DAFS_O_TRUNC,
-					      NULL),
-				 -ELOOP);
+		ck_assert_int_eq(
+			dafs_be_open(s, DAFS_O_RDWR | DAFS_O_TRUNC, NULL),
+			-ELOOP);
 		ck_assert_int_eq(dafs_be_open(s, DAFS_O_RDONLY, NULL), -ELOOP);
 		/* Not a directory to look into, whatever it points at. */
 		ck_assert_int_eq(dafs_be_lookup(ex, s, "passwd", NULL, NULL),
@@ -640,10 +637,9 @@ START_TEST(symlinks_do_not_escape)
 	ck_assert_int_eq(dafs_be_lookup(ex, root, "updir", NULL, &a), 0);
 	s = walk(root, "updir");
 	ck_assert_int_ge(s, 0);
-	ck_assert_int_eq(dafs_be_lookup(ex, s, "secret", NULL, NULL),
-			 -ENOTDIR);
-	ck_assert_int_eq(dafs_be_create(ex, s, "planted", DAFS_O_WRONLY,
-					0666, NULL, NULL),
+	ck_assert_int_eq(dafs_be_lookup(ex, s, "secret", NULL, NULL), -ENOTDIR);
+	ck_assert_int_eq(dafs_be_create(ex, s, "planted", DAFS_O_WRONLY, 0666,
+					NULL, NULL),
 			 -ENOTDIR);
 	close(s);
 
@@ -659,11 +655,31 @@ START_TEST(symlinks_do_not_escape)
 }
 END_TEST
 
+struct mounts {
+	int mounts, others;
+};
+
+static int note_mounts(void *arg, const struct dafs_be_dirent *e)
+{
+	struct mounts *m = arg;
+
+	if (!strcmp(e->name, "tmpfs") || !strcmp(e->name, "bind")) {
+		if (e->fh.len == 0 && S_ISDIR(e->type))
+			m->mounts++;
+	} else if (e->fh.len > 0) {
+		m->others++;
+	}
+	return 0;
+}
+
 /* A mount inside the export is not followed: exports do not cross mounts. */
 START_TEST(mounts_not_crossed)
 {
 	char mnt[PATH_MAX], bind[PATH_MAX];
 	const char *fork_env = getenv("CK_FORK");
+	struct mounts m;
+	dafs_fh_t fh;
+	int fd, eof;
 
 	if (!is_root_user())
 		return;
@@ -682,18 +698,30 @@ START_TEST(mounts_not_crossed)
 	xpath(bind, expdir, "bind");
 	ck_assert_int_eq(mkdir(mnt, 0755), 0);
 	ck_assert_int_eq(mkdir(bind, 0755), 0);
+	put_file(expdir, "plain", "", 0644);
 	ck_assert_int_eq(mount("none", mnt, "tmpfs", 0, "size=1m"), 0);
 	ck_assert_int_eq(mount(outdir, bind, NULL, MS_BIND, NULL), 0);
 	/* Reopen the export inside the new namespace. */
 	close_export();
 	open_export(key1);
 
-	ck_assert_int_eq(dafs_be_lookup(ex, root, "tmpfs", NULL, NULL),
-			 -EXDEV);
+	ck_assert_int_eq(dafs_be_lookup(ex, root, "tmpfs", NULL, NULL), -EXDEV);
 	ck_assert_int_eq(dafs_be_lookup(ex, root, "bind", NULL, NULL), -EXDEV);
-	ck_assert_int_eq(dafs_be_create(ex, root, "bind", DAFS_O_RDWR, 0644,
-					NULL, NULL),
-			 -EXDEV);
+	ck_assert_int_eq(
+		dafs_be_create(ex, root, "bind", DAFS_O_RDWR, 0644, NULL, NULL),
+		-EXDEV);
+	/* No handle is minted for an object of another mount. */
+	fd = open(mnt, O_PATH | O_DIRECTORY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dafs_be_handle(ex, fd, &fh), -EXDEV);
+	close(fd);
+	/* readdir lists the mount points, without handles. */
+	memset(&m, 0, sizeof(m));
+	ck_assert_int_eq(dafs_be_readdir(ex, root, 0, 1, note_mounts, &m, &eof),
+			 0);
+	ck_assert_int_eq(eof, 1);
+	ck_assert_int_eq(m.mounts, 2);
+	ck_assert_int_eq(m.others, 1); /* "plain" has its handle */
 	ck_assert_str_eq(get_file(outdir, "secret"), "outside data\n");
 	close_export();
 	ck_assert_int_eq(umount2(bind, 0), 0);
@@ -830,8 +858,9 @@ static void *other_thread(void *arg)
 
 START_TEST(creds_switch)
 {
-	struct dafs_creds nobody = { .uid = 65534, .gid = 65534 };
-	struct other o = { 0 };
+	struct dafs_creds nobody = {.uid = 65534, .gid = 65534};
+	struct other o = {0};
+	dafs_setattr_t sa;
 	char p[PATH_MAX];
 	pthread_t t;
 	dafs_fh_t fh;
@@ -871,9 +900,9 @@ START_TEST(creds_switch)
 	ck_assert_int_eq(syscall(SYS_setfsuid, -1), 65534);
 	pthread_barrier_wait(&o.switched);
 	ck_assert_int_eq(dafs_be_open(sec, DAFS_O_RDONLY, NULL), -EACCES);
-	ck_assert_int_eq(dafs_be_create(ex, dir, "x", DAFS_O_RDWR, 0644, NULL,
-					NULL),
-			 -EACCES);
+	ck_assert_int_eq(
+		dafs_be_create(ex, dir, "x", DAFS_O_RDWR, 0644, NULL, NULL),
+		-EACCES);
 	ck_assert_int_eq(dafs_be_mkdir(ex, dir, "x", 0755, NULL, NULL),
 			 -EACCES);
 	ck_assert_int_eq(dafs_be_open(grp, DAFS_O_RDONLY, NULL), -EACCES);
@@ -891,12 +920,31 @@ START_TEST(creds_switch)
 	ck_assert_int_eq(dafs_be_resolve(ex, &fh), -EPERM);
 
 	/* What nobody creates, nobody owns. */
-	f = dafs_be_create(ex, opendir_fd, "mine", DAFS_O_RDWR, 0600, NULL,
-			   &a);
+	f = dafs_be_create(ex, opendir_fd, "mine", DAFS_O_RDWR, 0600, NULL, &a);
 	ck_assert_int_ge(f, 0);
-	close(f);
 	ck_assert_uint_eq(a.uid, 65534);
 	ck_assert_uint_eq(a.gid, 65534);
+
+	/* Device nodes need CAP_MKNOD, which the switch dropped. */
+	ck_assert_int_eq(dafs_be_mknod(ex, opendir_fd, "null", S_IFCHR | 0666,
+				       makedev(1, 3), NULL, NULL),
+			 -EPERM);
+	ck_assert(!exists(expdir, "open/null"));
+
+	/* setattr: the owner may, others may not. */
+	memset(&sa, 0, sizeof(sa));
+	sa.mask = DAFS_SET_MODE;
+	sa.mode = 0604;
+	ck_assert_int_eq(dafs_be_setattr(f, &sa, &a), 0);
+	ck_assert_uint_eq(a.mode & 07777, 0604);
+	close(f);
+	ck_assert_int_eq(dafs_be_setattr(sec, &sa, NULL), -EPERM);
+	sa.mask = DAFS_SET_SIZE;
+	sa.size = 0;
+	ck_assert_int_eq(dafs_be_setattr(sec, &sa, NULL), -EACCES);
+	sa.mask = DAFS_SET_UID;
+	sa.uid = 65534;
+	ck_assert_int_eq(dafs_be_setattr(sec, &sa, NULL), -EPERM);
 
 	/* Supplementary groups count. */
 	nobody.ngroups = 1;
@@ -910,15 +958,31 @@ START_TEST(creds_switch)
 	nobody.ngroups = 33;
 	ck_assert_int_eq(dafs_creds_apply(&nobody), -EINVAL);
 
-	/* Back to root: everything works again. */
+	/* Back to root: everything works again; nobody changed nothing. */
 	dafs_creds_reset();
 	ck_assert_int_eq(syscall(SYS_setfsuid, -1), 0);
+	ck_assert_str_eq(get_file(expdir, "secret"), "root only");
+	ck_assert_int_eq(dafs_be_getattr(sec, &a), 0);
+	ck_assert_uint_eq(a.mode & 07777, 0600);
+	ck_assert_uint_eq(a.uid, 0);
 	fd = dafs_be_open(sec, DAFS_O_RDONLY, NULL);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	fd = dafs_be_create(ex, dir, "x", DAFS_O_RDWR, 0644, NULL, &a);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_uint_eq(a.uid, 0);
+	close(fd);
+
+	/* Root may make a device node, but the server never opens one: it
+	 * would be the server's own /dev/null, not the client's. */
+	ck_assert_int_eq(dafs_be_mknod(ex, dir, "null", S_IFCHR | 0666,
+				       makedev(1, 3), &fh, &a),
+			 0);
+	ck_assert(S_ISCHR(a.mode));
+	ck_assert_uint_eq(a.rdev, makedev(1, 3));
+	fd = dafs_be_resolve(ex, &fh);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dafs_be_open(fd, DAFS_O_RDWR, NULL), -EINVAL);
 	close(fd);
 	close(sec);
 	close(grp);
@@ -1046,8 +1110,7 @@ START_TEST(readdir_plus)
 	unsigned i;
 	int d, fd, eof;
 
-	ck_assert_int_eq(dafs_be_mkdir(ex, root, "small", 0755, NULL, NULL),
-			 0);
+	ck_assert_int_eq(dafs_be_mkdir(ex, root, "small", 0755, NULL, NULL), 0);
 	d = walk(root, "small");
 	ck_assert_int_ge(d, 0);
 
@@ -1086,7 +1149,7 @@ START_TEST(state_persists)
 {
 	char dir[PATH_MAX];
 	struct dafs_state *st;
-	uint8_t k1[16], k2[16], zero[16] = { 0 };
+	uint8_t k1[16], k2[16], zero[16] = {0};
 	uint16_t id;
 	struct stat sb;
 
