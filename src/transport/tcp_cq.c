@@ -48,15 +48,6 @@ static void spin_init(void)
 	spin_us = v > MAX_SPIN_US ? MAX_SPIN_US : (unsigned)v;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield" ::: "memory");
-#endif
-}
-
 static uint64_t now_us(void)
 {
 	struct timespec ts;
