@@ -69,9 +69,9 @@ int main(int argc, char **argv)
 	}
 	t1 = now();
 	/* wire sizes: 32-byte TCP frame header + 24-byte DAFS header +
-	 * body (fh: 2 + len; attr: 100) */
+	 * body (fh: 2 + len; attr: 96) */
 	printf("getattr %.1f usec/call %u %u\n", (t1 - t0) * 1e6 / (double)n,
-	       32 + 24 + 2 + fh.len, 32 + 24 + 100);
+	       32 + 24 + 2 + fh.len, 32 + 24 + 96);
 	dafs_session_close(s);
 	return 0;
 }

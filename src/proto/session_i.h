@@ -28,9 +28,9 @@ struct dafs_sess_params {
 	uint32_t credits, cb_credits, write_method, lease_ms, max_io;
 };
 
-/* Smallest message buffers any session uses: a request or reply header
- * plus the largest fixed body, so every non-data op always fits. */
-#define DAFS_MSG_MIN 4096
+/* Smallest message buffers any session uses: every non-data message fits
+ * (the largest, a SYMLINK request with a 4095-byte target, is 4509 bytes). */
+#define DAFS_MSG_MIN 8192
 /* Room for header and fields before the data of a READ reply or WRITE
  * request (a bound, not an exact size). */
 #define DAFS_IO_OVERHEAD 128

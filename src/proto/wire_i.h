@@ -107,8 +107,8 @@ enum dafs_ftype {
 	DAFS_F_NAME,   /* le32 len (1..255), no NUL -> dafs_view */
 	DAFS_F_PATH,   /* le32 len (1..4095), no NUL -> dafs_view */
 	DAFS_F_BYTES,  /* le32 len + bytes -> dafs_view (may be last-deferred) */
-	DAFS_F_ATTR,   /* fixed 100 bytes -> dafs_attr_t */
-	DAFS_F_SATTR,  /* fixed 52 bytes -> dafs_setattr_t */
+	DAFS_F_ATTR,   /* fixed 96 bytes -> dafs_attr_t */
+	DAFS_F_SATTR,  /* fixed 48 bytes -> dafs_setattr_t */
 	DAFS_F_SID,    /* 16 bytes -> uint8_t[16] */
 	DAFS_F_GROUPS, /* le32 n (<= 32) + n * le32 -> dafs_groups */
 	DAFS_F_STATFS, /* fixed 52 bytes -> dafs_statfs_t */
@@ -427,9 +427,13 @@ int dafs_msg_parse(const void *buf, size_t len, struct dafs_hdr *h,
 		   void *body);
 
 /* Wire status <-> library return code (negative errno or -DAFS_E*). */
+/* A status no server sends (beyond the project band) is a protocol error,
+ * never a negated overflow. */
 static inline int dafs_status_to_err(uint32_t st)
 {
-	return st == 0 ? 0 : -(int)st;
+	if (st == 0)
+		return 0;
+	return st <= DAFS_ELAST ? -(int)st : -DAFS_EPROTO;
 }
 static inline uint32_t dafs_err_to_status(int err)
 {

@@ -102,14 +102,16 @@ static void emit(const char *name, uint16_t op, uint8_t flags, uint32_t arg,
 		 const body_t *b)
 {
 	static uint8_t buf[8192];
-	struct dafs_hdr h = {.flags = flags, .op = op, .slot = seq % 16,
-			     .seq = ++seq, .arg = arg};
+	struct dafs_hdr h = {.flags = flags, .op = op, .arg = arg};
 	struct dafs_hdr h2;
 	body_t out;
 	char path[4096];
 	ssize_t n;
 	FILE *f;
 
+	seq++;
+	h.slot = seq % 16;
+	h.seq = seq;
 	n = dafs_msg_build(buf, sizeof(buf), &h, b, NULL);
 	if (n < 0 || dafs_msg_parse(buf, (size_t)n, &h2, &out)) {
 		fprintf(stderr, "gen_corpus: %s: does not build (%zd)\n", name,
@@ -491,7 +493,8 @@ int main(int argc, char **argv)
 		lower(low, d->name);
 		for (reply = 0; reply < 2; reply++) {
 			if (fill(op, reply, &b)) {
-				fprintf(stderr, "gen_corpus: no seed for %s %s\n",
+				fprintf(stderr,
+					"gen_corpus: no seed for %s %s\n",
 					d->name, reply ? "reply" : "request");
 				return 1;
 			}

@@ -115,7 +115,8 @@ static int run_path(const char *path)
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
-		if (rc == 0 && asprintf(&p, "%s/%s", path, ents[i]->d_name) > 0) {
+		if (rc == 0 &&
+		    asprintf(&p, "%s/%s", path, ents[i]->d_name) > 0) {
 			if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
 				rc = run_file(p);
 			free(p);

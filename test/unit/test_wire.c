@@ -32,7 +32,8 @@ static uint32_t g32(struct gen *g)
 {
 	g->n++;
 	/* high bit set and every byte different: byte-order slips show */
-	return 0x80000000u | (g->n & 0x7fff) << 16 | ((g->n * 0x9e37u) & 0xffff);
+	return 0x80000000u | (g->n & 0x7fff) << 16 |
+	       ((g->n * 0x9e37u) & 0xffff);
 }
 
 static uint64_t g64(struct gen *g)
@@ -232,7 +233,7 @@ static void eq_groups(const struct dafs_groups *a, const struct dafs_groups *b)
 	{                                                                      \
 		cmp_##t(a, b);                                                 \
 	}                                                                      \
-	static const struct kind k_##t = {#t, sizeof(struct dafs_m_##t),      \
+	static const struct kind k_##t = {#t, sizeof(struct dafs_m_##t),       \
 					  fill_v_##t, cmp_v_##t}
 
 struct kind {
@@ -599,7 +600,7 @@ static void fill_statfs(struct gen *g, struct dafs_m_statfs *a)
 	gstatfs(g, &a->st);
 }
 static void cmp_statfs(const struct dafs_m_statfs *a,
-			const struct dafs_m_statfs *b)
+		       const struct dafs_m_statfs *b)
 {
 	eq_statfs(&a->st, &b->st);
 }
@@ -829,6 +830,7 @@ struct opcase {
 	uint8_t flags;
 };
 
+/* clang-format off */
 #define C(op, rq, rp, fl) {DAFS_OP_##op, #op, &k_##rq, &k_##rp, fl}
 static const struct opcase cases[] = {
 	C(NULL, empty, empty, IDEM | NOSS),
@@ -866,6 +868,7 @@ static const struct opcase cases[] = {
 	C(CB_NULL, empty, empty, IDEM | CBCH),
 };
 #undef C
+/* clang-format on */
 #define NCASES ((int)(sizeof(cases) / sizeof(cases[0])))
 
 static const struct opcase *find_case(uint32_t op)
@@ -941,8 +944,12 @@ static void battr(struct bb *b, uint32_t an, uint32_t mn, uint32_t cn)
 static int parse_body(uint8_t flags, uint16_t op, uint32_t arg,
 		      const struct bb *body, void *out)
 {
-	struct dafs_hdr h = {.flags = flags, .op = op, .slot = 1, .seq = 1,
-			     .arg = arg, .len = (uint32_t)body->n};
+	struct dafs_hdr h = {.flags = flags,
+			     .op = op,
+			     .slot = 1,
+			     .seq = 1,
+			     .arg = arg,
+			     .len = (uint32_t)body->n};
 	uint8_t *f = malloc(DAFS_HDR_SIZE + body->n);
 	int rc;
 
@@ -987,7 +994,7 @@ static void roundtrip(const struct opcase *c, int reply)
 	h.slot = 0x04030201;
 	h.seq = 0x0a0b0c0d;
 	h.arg = reply ? DAFS_OK : 0x1e2e3e4e; /* request: credential id */
-	h.len = 0xffffffff;                   /* the builder fills it in */
+	h.len = 0xffffffff;		      /* the builder fills it in */
 
 	buf = malloc(8192);
 	ck_assert_ptr_nonnull(buf);
@@ -1138,6 +1145,8 @@ END_TEST
 
 /* ---- literal frames ---- */
 
+/* clang-format off: the byte tables are laid out field by field */
+
 /*
  * Parse an exact-size copy of @f; re-encoding the result must give @f back.
  * Returns the copy, which the decoded views borrow: the caller frees it.
@@ -1153,8 +1162,7 @@ static uint8_t *frame(const uint8_t *f, size_t n, struct dafs_hdr *h,
 	memcpy(c, f, n);
 	ck_assert_int_eq(dafs_msg_parse(c, n, h, body), 0);
 	h2 = *h;
-	ck_assert_int_eq(dafs_msg_build(again, n, &h2, body, NULL),
-			 (ssize_t)n);
+	ck_assert_int_eq(dafs_msg_build(again, n, &h2, body, NULL), (ssize_t)n);
 	ck_assert_mem_eq(again, f, n);
 	free(again);
 	return c;
@@ -1163,15 +1171,15 @@ static uint8_t *frame(const uint8_t *f, size_t n, struct dafs_hdr *h,
 START_TEST(test_frame_getattr)
 {
 	static const uint8_t f[] = {
-		'D', 'A', 'F', 'S',     /* magic */
-		0x01,                   /* version */
-		0x00,                   /* flags: request */
-		0x0b, 0x00,             /* op 11: GETATTR */
+		'D',  'A',  'F',  'S',	/* magic */
+		0x01,			/* version */
+		0x00,			/* flags: request */
+		0x0b, 0x00,		/* op 11: GETATTR */
 		0x01, 0x02, 0x03, 0x04, /* slot */
 		0x2a, 0x00, 0x00, 0x80, /* seq */
 		0x07, 0x00, 0x00, 0x00, /* arg: credential id */
 		0x06, 0x00, 0x00, 0x00, /* body length */
-		0x04, 0x00,             /* fh: le16 length */
+		0x04, 0x00,		/* fh: le16 length */
 		0xde, 0xad, 0xbe, 0xef,
 	};
 	struct dafs_m_fh b;
@@ -1193,32 +1201,129 @@ END_TEST
 START_TEST(test_frame_getattr_reply)
 {
 	static const uint8_t f[] = {
-		'D', 'A', 'F', 'S', 0x01,
-		0x01,                   /* flags: reply */
-		0x0b, 0x00,             /* GETATTR */
-		0x05, 0x00, 0x00, 0x00, /* slot 5 */
-		0x09, 0x00, 0x00, 0x00, /* seq 9 */
-		0x00, 0x00, 0x00, 0x00, /* status 0 */
-		0x60, 0x00, 0x00, 0x00, /* body length 96 */
+		'D',
+		'A',
+		'F',
+		'S',
+		0x01,
+		0x01, /* flags: reply */
+		0x0b,
+		0x00, /* GETATTR */
+		0x05,
+		0x00,
+		0x00,
+		0x00, /* slot 5 */
+		0x09,
+		0x00,
+		0x00,
+		0x00, /* seq 9 */
+		0x00,
+		0x00,
+		0x00,
+		0x00, /* status 0 */
+		0x60,
+		0x00,
+		0x00,
+		0x00, /* body length 96 */
 		/* attr: ino, size, blocks, change, rdev (le64 each) */
-		0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
-		0x00, 0x20, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-		0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-		0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
-		0x03, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0x01,
+		0x02,
+		0x03,
+		0x04,
+		0x05,
+		0x06,
+		0x07,
+		0x08,
+		0x00,
+		0x20,
+		0x00,
+		0x00,
+		0x01,
+		0x00,
+		0x00,
+		0x00,
+		0x10,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x11,
+		0x22,
+		0x33,
+		0x44,
+		0x55,
+		0x66,
+		0x77,
+		0x88,
+		0x03,
+		0x08,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
 		/* mode, nlink, uid, gid, blksize (le32 each) */
-		0xa4, 0x81, 0x00, 0x00,
-		0x02, 0x00, 0x00, 0x00,
-		0xe8, 0x03, 0x00, 0x00,
-		0x64, 0x00, 0x00, 0x00,
-		0x00, 0x10, 0x00, 0x00,
+		0xa4,
+		0x81,
+		0x00,
+		0x00,
+		0x02,
+		0x00,
+		0x00,
+		0x00,
+		0xe8,
+		0x03,
+		0x00,
+		0x00,
+		0x64,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x10,
+		0x00,
+		0x00,
 		/* atime, mtime, ctime: le64 seconds (signed), le32 nsec */
-		0x00, 0xf1, 0x53, 0x65, 0x00, 0x00, 0x00, 0x00,
-		0x15, 0xcd, 0x5b, 0x07,
-		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-		0xff, 0xc9, 0x9a, 0x3b,
-		0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
+		0x00,
+		0xf1,
+		0x53,
+		0x65,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x15,
+		0xcd,
+		0x5b,
+		0x07,
+		0xff,
+		0xff,
+		0xff,
+		0xff,
+		0xff,
+		0xff,
+		0xff,
+		0xff,
+		0xff,
+		0xc9,
+		0x9a,
+		0x3b,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x01,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
 	};
 	struct dafs_m_attr b;
 	struct dafs_hdr h;
@@ -1249,15 +1354,12 @@ END_TEST
 START_TEST(test_frame_lookup)
 {
 	static const uint8_t f[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x00,
-		0x0a, 0x00,             /* LOOKUP */
-		0x00, 0x00, 0x00, 0x00,
-		0x01, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x0a, 0x00, 0x00, 0x00, /* body length 10 */
-		0x01, 0x00, 0x7f,       /* fh: 1 byte */
+		'D',  'A',  'F',  'S',	0x01, 0x00, 0x0a, 0x00, /* LOOKUP */
+		0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, /* body length 10 */
+		0x01, 0x00, 0x7f,			  /* fh: 1 byte */
 		0x03, 0x00, 0x00, 0x00, /* name: le32 length, bytes, no NUL */
-		'e', 't', 'c',
+		'e',  't',  'c',
 	};
 	struct dafs_m_dirop_req b;
 	struct dafs_hdr h;
@@ -1276,31 +1378,25 @@ END_TEST
 START_TEST(test_frame_read_write)
 {
 	static const uint8_t rd[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x00,
-		0x1a, 0x00,             /* READ */
-		0x02, 0x00, 0x00, 0x00,
-		0x03, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x20, 0x00, 0x00, 0x00, /* 32 */
+		'D',  'A',  'F',  'S',	0x01, 0x00, 0x1a, 0x00, /* READ */
+		0x02, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, /* 32 */
 		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* open_id */
 		0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* off */
-		0x00, 0x00, 0x01, 0x00,                         /* len */
-		0xbe, 0xba, 0xfe, 0xca,                         /* rkey */
+		0x00, 0x00, 0x01, 0x00,				/* len */
+		0xbe, 0xba, 0xfe, 0xca,				/* rkey */
 		0x44, 0x33, 0x22, 0x11, 0x00, 0x7f, 0x00, 0x00, /* raddr */
 	};
 	static const uint8_t wr[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x00,
-		0x1b, 0x00,             /* WRITE */
-		0x02, 0x00, 0x00, 0x00,
-		0x04, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x27, 0x00, 0x00, 0x00, /* 36 + 3 */
+		'D',  'A',  'F',  'S',	0x01, 0x00, 0x1b, 0x00, /* WRITE */
+		0x02, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, 0x27, 0x00, 0x00, 0x00, /* 36 + 3 */
 		0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* open_id */
 		0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* off */
-		0x03, 0x00, 0x00, 0x00,                         /* len */
-		0x00, 0x00, 0x00, 0x00,                         /* rkey 0 */
+		0x03, 0x00, 0x00, 0x00,				/* len */
+		0x00, 0x00, 0x00, 0x00,				/* rkey 0 */
 		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* raddr */
-		0x03, 0x00, 0x00, 0x00, 'h', 'i', 0x00,         /* data */
+		0x03, 0x00, 0x00, 0x00, 'h',  'i',  0x00,	/* data */
 	};
 	struct dafs_m_read_req r;
 	struct dafs_m_write_req w;
@@ -1328,48 +1424,43 @@ END_TEST
 START_TEST(test_frame_setattr_statfs_cred)
 {
 	static const uint8_t sa[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x00,
-		0x0c, 0x00, /* SETATTR */
+		'D',  'A',  'F',  'S',	0x01, 0x00, 0x0c, 0x00, /* SETATTR */
 		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x34, 0x00, 0x00, 0x00, /* 4 + 48 */
-		0x02, 0x00, 0xab, 0xcd, /* fh */
-		0x3f, 0x00, 0x00, 0x00, /* mask */
-		0xed, 0x01, 0x00, 0x00, /* mode 0755 */
-		0x01, 0x02, 0x00, 0x00, /* uid */
-		0x03, 0x04, 0x00, 0x00, /* gid */
+		0x00, 0x00, 0x00, 0x00, 0x34, 0x00, 0x00, 0x00, /* 4 + 48 */
+		0x02, 0x00, 0xab, 0xcd,				/* fh */
+		0x3f, 0x00, 0x00, 0x00,				/* mask */
+		0xed, 0x01, 0x00, 0x00,				/* mode 0755 */
+		0x01, 0x02, 0x00, 0x00,				/* uid */
+		0x03, 0x04, 0x00, 0x00,				/* gid */
 		0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, /* size */
 		0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* atime */
-		0x0b, 0x00, 0x00, 0x00,
-		0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* mtime */
+		0x0b, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, /* mtime */
 		0x0d, 0x00, 0x00, 0x00,
 	};
 	static const uint8_t st[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x01,
-		0x17, 0x00, /* STATFS reply */
-		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x34, 0x00, 0x00, 0x00, /* 52 */
-		0x01, 0, 0, 0, 0, 0, 0, 0, /* blocks */
-		0x02, 0, 0, 0, 0, 0, 0, 0, /* bfree */
-		0x03, 0, 0, 0, 0, 0, 0, 0, /* bavail */
-		0x04, 0, 0, 0, 0, 0, 0, 0, /* files */
-		0x05, 0, 0, 0, 0, 0, 0, 0, /* ffree */
-		0x00, 0x10, 0, 0,          /* bsize */
-		0x00, 0x02, 0, 0,          /* frsize */
-		0xff, 0x00, 0, 0,          /* namemax */
+		'D',  'A',  'F',  'S',	0x01, 0x01, 0x17, 0x00, /* STATFS reply
+								 */
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x34, 0x00, 0x00, 0x00,    /* 52 */
+		0x01, 0,    0,	  0,	0,    0,    0,	  0, /* blocks */
+		0x02, 0,    0,	  0,	0,    0,    0,	  0, /* bfree */
+		0x03, 0,    0,	  0,	0,    0,    0,	  0, /* bavail */
+		0x04, 0,    0,	  0,	0,    0,    0,	  0, /* files */
+		0x05, 0,    0,	  0,	0,    0,    0,	  0, /* ffree */
+		0x00, 0x10, 0,	  0,			     /* bsize */
+		0x00, 0x02, 0,	  0,			     /* frsize */
+		0xff, 0x00, 0,	  0,			     /* namemax */
 	};
 	static const uint8_t cr[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x00,
-		0x04, 0x00, /* CRED_REGISTER */
-		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x14, 0x00, 0x00, 0x00, /* 20 */
-		0xe8, 0x03, 0x00, 0x00, /* uid */
-		0xe9, 0x03, 0x00, 0x00, /* gid */
+		'D',  'A',  'F',  'S',	0x01, 0x00, 0x04, 0x00, /* CRED_REGISTER
+								 */
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, /* 20 */
+		0xe8, 0x03, 0x00, 0x00,			  /* uid */
+		0xe9, 0x03, 0x00, 0x00,			  /* gid */
 		0x02, 0x00, 0x00, 0x00, /* groups: n, then n le32 */
-		0x04, 0x00, 0x00, 0x00,
-		0x1b, 0x00, 0x00, 0x00,
+		0x04, 0x00, 0x00, 0x00, 0x1b, 0x00, 0x00, 0x00,
 	};
 	struct dafs_m_setattr_req s;
 	struct dafs_m_statfs t;
@@ -1410,36 +1501,28 @@ END_TEST
 START_TEST(test_frame_error_and_callback)
 {
 	static const uint8_t err[] = {
-		'D', 'A', 'F', 'S', 0x01,
-		0x01,                   /* reply */
-		0x0a, 0x00,             /* LOOKUP */
-		0x07, 0x00, 0x00, 0x00,
-		0x08, 0x00, 0x00, 0x00,
-		0x02, 0x00, 0x00, 0x00, /* status ENOENT */
-		0x00, 0x00, 0x00, 0x00, /* no body */
+		'D',  'A',  'F',  'S',	0x01, 0x01, /* reply */
+		0x0a, 0x00,			    /* LOOKUP */
+		0x07, 0x00, 0x00, 0x00, 0x08, 0x00,
+		0x00, 0x00, 0x02, 0x00, 0x00, 0x00, /* status ENOENT */
+		0x00, 0x00, 0x00, 0x00,		    /* no body */
 	};
 	static const uint8_t seq[] = {
-		'D', 'A', 'F', 'S', 0x01, 0x01,
-		0x0b, 0x00,             /* GETATTR */
-		0x07, 0x00, 0x00, 0x00,
-		0x08, 0x00, 0x00, 0x00,
+		'D',  'A',  'F',  'S',	0x01, 0x01, 0x0b, 0x00, /* GETATTR */
+		0x07, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00,
 		0x35, 0x75, 0x00, 0x00, /* status DAFS_ESEQ = 30005 */
 		0x00, 0x00, 0x00, 0x00,
 	};
 	static const uint8_t cb[] = {
-		'D', 'A', 'F', 'S', 0x01,
-		0x02,                   /* callback request */
-		0x40, 0x00,             /* CB_NULL */
-		0x00, 0x00, 0x00, 0x00,
-		0x01, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00,
+		'D',  'A',  'F',  'S',	0x01, 0x02, /* callback request */
+		0x40, 0x00,			    /* CB_NULL */
+		0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 	};
 	static const uint8_t cbr[] = {
-		'D', 'A', 'F', 'S', 0x01,
-		0x03, /* callback reply */
-		0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		'D',  'A',  'F',  'S',	0x01, 0x03, /* callback reply */
+		0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
 	};
 	body_t b;
 	struct dafs_hdr h;
@@ -1462,11 +1545,11 @@ END_TEST
 /* ---- rejections ---- */
 
 static const uint8_t good_getattr[] = {
-	'D', 'A', 'F', 'S', 0x01, 0x00, 0x0b, 0x00,
-	0x01, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
-	0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00,
-	0x01, 0x00, 0x55,
+	'D',  'A',  'F',  'S',	0x01, 0x00, 0x0b, 0x00, 0x01,
+	0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x55,
 };
+/* clang-format on */
 
 START_TEST(test_reject_header)
 {
@@ -1527,12 +1610,12 @@ START_TEST(test_reject_opcodes)
 			continue;
 		ck_assert_int_eq(parse_body(0, (uint16_t)op, 0, &empty, &b),
 				 -DAFS_EPROTO);
-		ck_assert_int_eq(parse_body(DAFS_HF_CB, (uint16_t)op, 0,
-					    &empty, &b),
-				 -DAFS_EPROTO);
-		ck_assert_int_eq(parse_body(DAFS_HF_REPLY, (uint16_t)op, 0,
-					    &empty, &b),
-				 -DAFS_EPROTO);
+		ck_assert_int_eq(
+			parse_body(DAFS_HF_CB, (uint16_t)op, 0, &empty, &b),
+			-DAFS_EPROTO);
+		ck_assert_int_eq(
+			parse_body(DAFS_HF_REPLY, (uint16_t)op, 0, &empty, &b),
+			-DAFS_EPROTO);
 		ck_assert_int_eq(parse_body(DAFS_HF_REPLY | DAFS_HF_CB,
 					    (uint16_t)op, 0, &empty, &b),
 				 -DAFS_EPROTO);
@@ -1545,9 +1628,9 @@ START_TEST(test_reject_opcodes)
 			 0);
 	ck_assert_int_eq(parse_body(0, DAFS_OP_CB_NULL, 0, &empty, &b),
 			 -DAFS_EPROTO);
-	ck_assert_int_eq(parse_body(DAFS_HF_REPLY, DAFS_OP_CB_NULL, 0, &empty,
-				    &b),
-			 -DAFS_EPROTO);
+	ck_assert_int_eq(
+		parse_body(DAFS_HF_REPLY, DAFS_OP_CB_NULL, 0, &empty, &b),
+		-DAFS_EPROTO);
 	ck_assert_int_eq(parse_body(DAFS_HF_REPLY | DAFS_HF_CB,
 				    DAFS_OP_DESTROY_SESSION, 0, &empty, &b),
 			 -DAFS_EPROTO);
@@ -1593,9 +1676,9 @@ START_TEST(test_reject_sizes)
 		b->n = 0;
 		b32(b, len[i]);
 		bfill(b, '/', len[i]);
-		ck_assert_int_eq(parse_body(DAFS_HF_REPLY, DAFS_OP_READLINK, 0,
-					    b, &out),
-				 (i == 1 || i == 2) ? 0 : -DAFS_EPROTO);
+		ck_assert_int_eq(
+			parse_body(DAFS_HF_REPLY, DAFS_OP_READLINK, 0, b, &out),
+			(i == 1 || i == 2) ? 0 : -DAFS_EPROTO);
 		b->n = 0;
 		b16(b, 0);
 		b32(b, 1);
@@ -1630,9 +1713,9 @@ START_TEST(test_reject_sizes)
 		b32(b, i);
 		for (j = 0; j < i; j++)
 			b32(b, j + 1);
-		ck_assert_int_eq(parse_body(0, DAFS_OP_CRED_REGISTER, 0, b,
-					    &out),
-				 i <= DAFS_GROUPS_MAX ? 0 : -DAFS_EPROTO);
+		ck_assert_int_eq(
+			parse_body(0, DAFS_OP_CRED_REGISTER, 0, b, &out),
+			i <= DAFS_GROUPS_MAX ? 0 : -DAFS_EPROTO);
 	}
 	b->n = 0;
 	b32(b, 0);
@@ -1669,9 +1752,9 @@ START_TEST(test_reject_nul)
 	b.n = 0;
 	b32(&b, 6);
 	bmem(&b, "/a\0/b", 6);
-	ck_assert_int_eq(parse_body(DAFS_HF_REPLY, DAFS_OP_READLINK, 0, &b,
-				    &out),
-			 -DAFS_EPROTO);
+	ck_assert_int_eq(
+		parse_body(DAFS_HF_REPLY, DAFS_OP_READLINK, 0, &b, &out),
+		-DAFS_EPROTO);
 	/* CREATE_SESSION's export name is a NAME too */
 	b.n = 0;
 	b32(&b, 1);
@@ -1684,8 +1767,7 @@ START_TEST(test_reject_nul)
 	b32(&b, 2);
 	bmem(&b, "xy", 2);
 	bfill(&b, 0, 7 * 4);
-	ck_assert_int_eq(parse_body(0, DAFS_OP_CREATE_SESSION, 0, &b, &out),
-			 0);
+	ck_assert_int_eq(parse_body(0, DAFS_OP_CREATE_SESSION, 0, &b, &out), 0);
 }
 END_TEST
 
@@ -1697,9 +1779,8 @@ START_TEST(test_reject_nsec)
 	int i, slot;
 
 	battr(&b, 999999999, 999999999, 999999999);
-	ck_assert_int_eq(parse_body(DAFS_HF_REPLY, DAFS_OP_GETATTR, 0, &b,
-				    &out),
-			 0);
+	ck_assert_int_eq(
+		parse_body(DAFS_HF_REPLY, DAFS_OP_GETATTR, 0, &b, &out), 0);
 	for (slot = 0; slot < 3; slot++) {
 		for (i = 0; i < 3; i++) {
 			b.n = 0;
@@ -1741,9 +1822,9 @@ START_TEST(test_reject_trailing)
 	bmem(&b, "\x00", 1);
 	ck_assert_int_eq(parse_body(0, DAFS_OP_NULL, 0, &b, &out),
 			 -DAFS_EPROTO);
-	ck_assert_int_eq(parse_body(DAFS_HF_REPLY, DAFS_OP_DESTROY_SESSION, 0,
-				    &b, &out),
-			 -DAFS_EPROTO);
+	ck_assert_int_eq(
+		parse_body(DAFS_HF_REPLY, DAFS_OP_DESTROY_SESSION, 0, &b, &out),
+		-DAFS_EPROTO);
 	/* a request's arg is a credential id, not a status: body expected */
 	b.n = 0;
 	ck_assert_int_eq(parse_body(0, DAFS_OP_GETATTR, 5, &b, &out),
@@ -1783,9 +1864,8 @@ START_TEST(test_enc_deferred)
 
 	/* header + body, then the gathered data: one valid frame */
 	memcpy(buf + n, data, sizeof(data));
-	ck_assert_int_eq(dafs_msg_parse(buf, (size_t)n + sizeof(data), &h2,
-					&w2),
-			 0);
+	ck_assert_int_eq(
+		dafs_msg_parse(buf, (size_t)n + sizeof(data), &h2, &w2), 0);
 	ck_assert_uint_eq(w2.open_id, 9);
 	ck_assert_uint_eq(w2.data.len, sizeof(data));
 	ck_assert_mem_eq(w2.data.p, data, sizeof(data));
@@ -1795,13 +1875,12 @@ START_TEST(test_enc_deferred)
 			 -EINVAL);
 	/* deferred bytes that would overflow the header's length */
 	w.data.len = UINT32_MAX - 10;
-	ck_assert_int_lt(dafs_msg_build(buf, DAFS_HDR_SIZE + 36, &h, &w,
-					&deferred),
-			 0);
+	ck_assert_int_lt(
+		dafs_msg_build(buf, DAFS_HDR_SIZE + 36, &h, &w, &deferred), 0);
 	w.data.len = UINT32_MAX - 36;
-	ck_assert_int_eq(dafs_msg_build(buf, DAFS_HDR_SIZE + 36, &h, &w,
-					&deferred),
-			 DAFS_HDR_SIZE + 36);
+	ck_assert_int_eq(
+		dafs_msg_build(buf, DAFS_HDR_SIZE + 36, &h, &w, &deferred),
+		DAFS_HDR_SIZE + 36);
 	ck_assert_uint_eq(h.len, UINT32_MAX);
 	free(buf);
 }
@@ -1956,15 +2035,18 @@ START_TEST(test_sub_dirents)
 			dp.attr.size = 100u * (uint64_t)i;
 			dp.attr.mtime.nsec = 5 + (uint32_t)i;
 			if (plus) {
-				ck_assert_int_eq(dafs_enc_msg(&e,
-						&dafs_mt_dirent_plus, &dp), 0);
+				ck_assert_int_eq(
+					dafs_enc_msg(&e, &dafs_mt_dirent_plus,
+						     &dp),
+					0);
 			} else {
 				de.cookie = dp.cookie;
 				de.ino = dp.ino;
 				de.type = dp.type;
 				de.name = dp.name;
-				ck_assert_int_eq(dafs_enc_msg(&e,
-						&dafs_mt_dirent, &de), 0);
+				ck_assert_int_eq(
+					dafs_enc_msg(&e, &dafs_mt_dirent, &de),
+					0);
 			}
 		}
 		rep.eof = 1;
@@ -1982,11 +2064,14 @@ START_TEST(test_sub_dirents)
 		for (i = 0; d.pos < d.len; i++) {
 			ck_assert_int_lt(i, 3);
 			if (plus) {
-				ck_assert_int_eq(dafs_dec_msg(&d,
-						&dafs_mt_dirent_plus, &dp2), 0);
+				ck_assert_int_eq(
+					dafs_dec_msg(&d, &dafs_mt_dirent_plus,
+						     &dp2),
+					0);
 			} else {
-				ck_assert_int_eq(dafs_dec_msg(&d,
-						&dafs_mt_dirent, &de2), 0);
+				ck_assert_int_eq(
+					dafs_dec_msg(&d, &dafs_mt_dirent, &de2),
+					0);
 				dp2.cookie = de2.cookie;
 				dp2.ino = de2.ino;
 				dp2.type = de2.type;
@@ -2010,8 +2095,9 @@ START_TEST(test_sub_dirents)
 		/* a cut entry list fails the entry decoder, not the reader */
 		dafs_dec_init(&d, rep2.entries.p, rep2.entries.len - 1);
 		while (!d.err && d.pos < d.len)
-			dafs_dec_msg(&d, plus ? &dafs_mt_dirent_plus :
-						&dafs_mt_dirent,
+			dafs_dec_msg(&d,
+				     plus ? &dafs_mt_dirent_plus
+					  : &dafs_mt_dirent,
 				     &dp2);
 		ck_assert_int_eq(d.err, -DAFS_EPROTO);
 	}
@@ -2023,12 +2109,23 @@ START_TEST(test_sub_batch)
 {
 	static uint8_t descs[1024], results[1024];
 	struct dafs_m_batch_desc in[3] = {
-		{.open_id = 11, .off = 0, .len = 5, .flags = DAFS_BF_WRITE,
+		{.open_id = 11,
+		 .off = 0,
+		 .len = 5,
+		 .flags = DAFS_BF_WRITE,
 		 .data = {(const uint8_t *)"hello", 5}},
-		{.open_id = 12, .off = 1u << 20, .len = 65536, .flags = 0,
-		 .rkey = 0x1234, .raddr = 0x7ff000001000ull},
-		{.open_id = 13, .off = 7, .len = 1 << 20,
-		 .flags = DAFS_BF_WRITE, .rkey = 0x99, .raddr = 0x2000},
+		{.open_id = 12,
+		 .off = 1u << 20,
+		 .len = 65536,
+		 .flags = 0,
+		 .rkey = 0x1234,
+		 .raddr = 0x7ff000001000ull},
+		{.open_id = 13,
+		 .off = 7,
+		 .len = 1 << 20,
+		 .flags = DAFS_BF_WRITE,
+		 .rkey = 0x99,
+		 .raddr = 0x2000},
 	};
 	struct dafs_m_batch_result res[3] = {
 		{.status = 0, .count = 5},
@@ -2073,9 +2170,8 @@ START_TEST(test_sub_batch)
 
 	dafs_enc_init(&e, results, sizeof(results));
 	for (i = 0; i < 3; i++)
-		ck_assert_int_eq(dafs_enc_msg(&e, &dafs_mt_batch_result,
-					      &res[i]),
-				 0);
+		ck_assert_int_eq(
+			dafs_enc_msg(&e, &dafs_mt_batch_result, &res[i]), 0);
 	rp.n = 3;
 	rp.results.p = results;
 	rp.results.len = (uint32_t)e.pos;
