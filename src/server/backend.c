@@ -16,6 +16,16 @@
  * Exports do not cross mounts: objects on another mount than the root's
  * (a file system mounted inside the export, a bind mount) give -EXDEV.
  *
+ * Handles come in two kinds, chosen per export when it is opened. Kernel
+ * handles (version 1) are opened with open_by_handle_at(), which needs
+ * CAP_DAC_READ_SEARCH. Without it (dafsd run as an ordinary user) the export
+ * uses table handles (version 2): the handle names the inode number and the
+ * kernel handle (which embeds the generation, so a reused inode number is
+ * told apart), and the LMDB state keeps, per export, each object's parent
+ * and name as dafsd last handed it out. Resolving walks those records up to
+ * the root, opens the path beneath the root exactly as a lookup would, and
+ * checks that it found the same object; anything else is -ESTALE.
+ *
  * Where a system call has no form that works on an O_PATH fd (chmod,
  * truncate, open for I/O, xattrs, link), the call goes through
  * /proc/self/fd/N. That magic link is our own fd, so it names exactly the
@@ -26,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,26 +49,36 @@
 
 #include "proto/wire_i.h"
 #include "server/backend_i.h"
+#include "server/state_i.h"
 
 /*
- * Handle layout (all of it covered by the MAC):
+ * Handle layouts (all of it covered by the MAC), kernel handles:
  *
- *   0      version (FH_VERSION)
+ *   0      version (FH_KERNEL)
  *   1..2   export id, little-endian
  *   3      kernel handle type (struct file_handle.handle_type)
- *   4..    kernel handle bytes (f_handle), n = len - FH_OVERHEAD
+ *   4..    kernel handle bytes (f_handle), n = len - 12
  *   len-8  SipHash-2-4 of bytes [0, len - 8) under the export's key, LE
+ *
+ * and table handles:
+ *
+ *   0      version (FH_TABLE)
+ *   1..2   export id, little-endian
+ *   3..10  inode number, little-endian
+ *   11     kernel handle type
+ *   12..   kernel handle bytes, n = len - 20
+ *   len-8  the MAC, as above
  *
  * The length is implicit: SipHash mixes the message length into its last
  * word, so truncating or extending a handle breaks the MAC as well.
  */
-#define FH_VERSION 1
+#define FH_KERNEL 1
+#define FH_TABLE 2
 #define FH_OFF_EXPORT 1
-#define FH_OFF_TYPE 3
-#define FH_OFF_KH 4
+#define FH_OFF_INO 3   /* table handles */
+#define FH_KH_OFF_K 4  /* where the kernel handle starts, kernel handles */
+#define FH_KH_OFF_T 12 /* ... table handles; its type is the byte before */
 #define FH_MAC_LEN 8
-#define FH_OVERHEAD (FH_OFF_KH + FH_MAC_LEN)
-#define FH_KH_MAX (DAFS_FH_MAX - FH_OVERHEAD)
 
 #ifndef MAX_HANDLE_SZ
 #define MAX_HANDLE_SZ 128
@@ -80,7 +101,19 @@ struct dafs_export {
 	uint16_t id;
 	uint8_t key[DAFS_HKEY_LEN];
 	dafs_fh_t root_fh;
+	struct dafs_table *tab;	      /* non-NULL: table handles */
+	struct dafs_export *tab_next; /* on tab_exports, under tab_lock */
 };
+
+/*
+ * The exports with table handles. link, remove, rmdir and rename are given
+ * only fds, and their effect on names concerns every such export on the
+ * same file system: a rename must follow the object in each table that
+ * records it (exports may nest and share objects). So they find the tables
+ * here, by device. Written at export open and close, read by those calls.
+ */
+static pthread_rwlock_t tab_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct dafs_export *tab_exports;
 
 /* A struct file_handle with room for any kernel handle. */
 union kfh {
@@ -196,81 +229,308 @@ int dafs_be_getattr(int fd, dafs_attr_t *attr)
 	return 0;
 }
 
-/* Build our handle around the kernel's handle for @fd. */
-static int make_fh(struct dafs_export *ex, int fd, dafs_fh_t *fh)
+static uint64_t get_le64(const uint8_t *p)
 {
-	union kfh k;
-	uint64_t mac;
-	int mnt_id;
-	size_t n;
+	uint64_t v = 0;
+	int i;
 
-	k.h.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(fd, "", &k.h, &mnt_id, AT_EMPTY_PATH) < 0)
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The kernel's handle for @fd, which must be on the export's mount. */
+static int kernel_handle(struct dafs_export *ex, int fd, union kfh *k)
+{
+	int mnt_id;
+
+	k->h.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &k->h, &mnt_id, AT_EMPTY_PATH) < 0)
 		return errno == EOVERFLOW ? -EOPNOTSUPP : -errno;
 	if (mnt_id != ex->mnt_id)
 		return -EXDEV;
+	if (k->h.handle_type < 0 || k->h.handle_type > 0xff)
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+/*
+ * Build our handle around the kernel's handle for @fd; @ino (its inode
+ * number) goes into table handles.
+ */
+static int make_fh(struct dafs_export *ex, int fd, uint64_t ino, dafs_fh_t *fh)
+{
+	size_t off = ex->tab ? FH_KH_OFF_T : FH_KH_OFF_K, n;
+	union kfh k;
+	uint64_t mac;
+	int err;
+
+	err = kernel_handle(ex, fd, &k);
+	if (err)
+		return err;
 	n = k.h.handle_bytes;
-	if (n > FH_KH_MAX || k.h.handle_type < 0 || k.h.handle_type > 0xff)
+	if (n > DAFS_FH_MAX - off - FH_MAC_LEN)
 		return -EOPNOTSUPP;
 
 	memset(fh, 0, sizeof(*fh));
-	fh->data[0] = FH_VERSION;
+	fh->data[0] = ex->tab ? FH_TABLE : FH_KERNEL;
 	put_le16(fh->data + FH_OFF_EXPORT, ex->id);
-	fh->data[FH_OFF_TYPE] = (uint8_t)k.h.handle_type;
-	memcpy(fh->data + FH_OFF_KH, k.h.f_handle, n);
-	mac = dafs_siphash(ex->key, fh->data, FH_OFF_KH + n);
-	put_le64(fh->data + FH_OFF_KH + n, mac);
-	fh->len = (uint16_t)(FH_OVERHEAD + n);
+	if (ex->tab)
+		put_le64(fh->data + FH_OFF_INO, ino);
+	fh->data[off - 1] = (uint8_t)k.h.handle_type;
+	memcpy(fh->data + off, k.h.f_handle, n);
+	mac = dafs_siphash(ex->key, fh->data, off + n);
+	put_le64(fh->data + off + n, mac);
+	fh->len = (uint16_t)(off + n + FH_MAC_LEN);
 	return 0;
+}
+
+/*
+ * Handle and attributes of @fd, either may be NULL; *@ino (if not NULL)
+ * receives its inode number where it was needed (a table handle or the
+ * attributes), else 0.
+ */
+static int describe(struct dafs_export *ex, int fd, dafs_fh_t *fh,
+		    dafs_attr_t *attr, uint64_t *ino)
+{
+	uint64_t num = 0;
+	struct statx sx;
+	int err;
+
+	/* One statx serves both: the attributes and the table's number. */
+	if (attr || (fh && ex->tab)) {
+		err = stat_fd(fd, &sx);
+		if (err)
+			return err;
+		if (attr)
+			fill_attr(&sx, attr);
+		num = sx.stx_ino;
+	}
+	if (ino)
+		*ino = num;
+	return fh ? make_fh(ex, fd, num, fh) : 0;
 }
 
 int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh)
 {
-	return make_fh(ex, fd, fh);
+	return describe(ex, fd, fh, NULL, NULL);
 }
 
-/* Handle and attributes of @fd, either may be NULL. */
-static int describe(struct dafs_export *ex, int fd, dafs_fh_t *fh,
-		    dafs_attr_t *attr)
+/* Device and inode number of @name in @dirfd ("" for @dirfd itself). */
+static int name_id(int dirfd, const char *name, uint64_t *dev, uint64_t *ino)
 {
-	int err = 0;
+	struct statx sx;
 
-	if (fh)
-		err = make_fh(ex, fd, fh);
-	if (!err && attr)
-		err = dafs_be_getattr(fd, attr);
-	return err;
+	if (statx(dirfd, name,
+		  AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH), STATX_INO,
+		  &sx) < 0)
+		return -errno;
+	if (dev)
+		*dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+	*ino = sx.stx_ino;
+	return 0;
+}
+
+/*
+ * In table mode: @ino, just handed out, is @name in @dirfd. A failure here
+ * fails the call, since the handle it made could not be resolved.
+ */
+static int record(struct dafs_export *ex, int dirfd, const char *name,
+		  uint64_t ino)
+{
+	struct dafs_table_rec rec = {.ino = ino, .name = name};
+	int err;
+
+	if (!ex->tab)
+		return 0;
+	err = name_id(dirfd, "", NULL, &rec.parent);
+	if (err)
+		return err;
+	return dafs_state_table_put(ex->tab, &rec, 1, 0);
+}
+
+/* Whether any export uses table handles (so names must be followed). */
+static int tables_in_use(void)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&tab_lock);
+	r = tab_exports != NULL;
+	pthread_rwlock_unlock(&tab_lock);
+	return r;
+}
+
+/*
+ * After a link, rename or remove on device @dev: put (@del 0) or delete
+ * (@del 1) records in the table of every table export on that device.
+ * Errors are dropped: the operation itself succeeded, and a record left
+ * behind or missing only makes handles of that object stale (-ESTALE,
+ * never another object: resolution checks identity).
+ */
+static void tables_update(uint64_t dev, const struct dafs_table_rec *recs,
+			  size_t n, int del)
+{
+	struct dafs_export *ex;
+	size_t i;
+
+	pthread_rwlock_rdlock(&tab_lock);
+	for (ex = tab_exports; ex; ex = ex->tab_next) {
+		if (ex->root_dev != dev)
+			continue;
+		if (!del) {
+			(void)dafs_state_table_put(ex->tab, recs, n,
+						   DAFS_TABLE_EXISTING);
+			continue;
+		}
+		for (i = 0; i < n; i++)
+			(void)dafs_state_table_del(ex->tab, &recs[i]);
+	}
+	pthread_rwlock_unlock(&tab_lock);
+}
+
+/*
+ * Open @path (components separated by '/', possibly longer than PATH_MAX)
+ * beneath @dirfd as a lookup would, a chunk of at most PATH_MAX - 1 bytes
+ * at a time, each from the directory the last one reached.
+ */
+static int open_path(int dirfd, char *path)
+{
+	int fd, dfd = dirfd;
+	char *p = path, *slash;
+
+	while (strnlen(p, PATH_MAX) == PATH_MAX) {
+		/* Names are at most 255 bytes: there is a '/' in there. */
+		slash = memrchr(p, '/', PATH_MAX);
+		if (!slash || slash == p) {
+			fd = -ENAMETOOLONG;
+			goto out;
+		}
+		*slash = '\0';
+		fd = open_beneath(dfd, p, O_PATH | O_DIRECTORY, 0);
+		*slash = '/';
+		if (fd < 0)
+			goto out;
+		if (dfd != dirfd)
+			close(dfd);
+		dfd = fd;
+		p = slash + 1;
+	}
+	fd = open_beneath(dfd, p, O_PATH, 0);
+out:
+	if (dfd != dirfd)
+		close(dfd);
+	return fd;
+}
+
+/* Whether @fd is the object a table handle names: inode number and kernel
+ * handle (hence generation) both the same. */
+static int same_object(struct dafs_export *ex, int fd, uint64_t ino, int type,
+		       const uint8_t *kh, size_t n)
+{
+	uint64_t fino = 0;
+	union kfh k;
+	int err;
+
+	err = name_id(fd, "", NULL, &fino);
+	if (err)
+		return err;
+	err = kernel_handle(ex, fd, &k);
+	if (err)
+		return err == -EXDEV ? -ESTALE : err;
+	if (fino != ino || k.h.handle_type != type || k.h.handle_bytes != n ||
+	    memcmp(k.h.f_handle, kh, n))
+		return -ESTALE;
+	return 0;
+}
+
+/* Resolve a table handle (its MAC checked) through the export's table. */
+static int resolve_table(struct dafs_export *ex, const dafs_fh_t *fh,
+			 uint64_t ino, int type, const uint8_t *kh, size_t n)
+{
+	char *path;
+	int fd, err;
+
+	if (ino == ex->root_ino) {
+		/* The root has no record; its handle is fixed. */
+		if (fh->len != ex->root_fh.len ||
+		    memcmp(fh->data, ex->root_fh.data, fh->len))
+			return -ESTALE;
+		fd = fcntl(ex->root_fd, F_DUPFD_CLOEXEC, 0);
+		return fd < 0 ? -errno : fd;
+	}
+	err = dafs_state_table_path(ex->tab, ino, ex->root_ino, &path);
+	if (err == -ENOENT || err == -ELOOP)
+		return -ESTALE;
+	if (err < 0)
+		return err;
+	fd = open_path(ex->root_fd, path);
+	free(path);
+	/*
+	 * The recorded path no longer leads anywhere (removed, renamed by a
+	 * local user, a component replaced by a symlink or a mount): stale.
+	 * Other errors (EACCES on a directory on the way) pass through.
+	 */
+	if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP || fd == -EXDEV ||
+	    fd == -ENAMETOOLONG)
+		return -ESTALE;
+	if (fd < 0)
+		return fd;
+	err = same_object(ex, fd, ino, type, kh, n);
+	if (err) {
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh)
 {
-	union kfh k;
 	uint8_t want[FH_MAC_LEN], diff = 0;
-	size_t n, i;
+	size_t off, n, i;
+	union kfh k;
 	int fd;
 
-	if (fh->len <= FH_OVERHEAD || fh->len > DAFS_FH_MAX ||
-	    fh->data[0] != FH_VERSION)
+	if (fh->len > DAFS_FH_MAX)
+		return -DAFS_EBADHANDLE;
+	if (fh->len > 0 && fh->data[0] == FH_KERNEL)
+		off = FH_KH_OFF_K;
+	else if (fh->len > 0 && fh->data[0] == FH_TABLE)
+		off = FH_KH_OFF_T;
+	else
+		return -DAFS_EBADHANDLE;
+	if (fh->len <= off + FH_MAC_LEN)
 		return -DAFS_EBADHANDLE;
 	if ((fh->data[FH_OFF_EXPORT] | fh->data[FH_OFF_EXPORT + 1] << 8) !=
 	    ex->id)
 		return -DAFS_EBADHANDLE;
-	n = fh->len - FH_OVERHEAD;
-	put_le64(want, dafs_siphash(ex->key, fh->data, FH_OFF_KH + n));
+	n = fh->len - off - FH_MAC_LEN;
+	put_le64(want, dafs_siphash(ex->key, fh->data, off + n));
 	/* Constant time, so the MAC cannot be learnt a byte at a time. */
 	for (i = 0; i < FH_MAC_LEN; i++)
-		diff |= want[i] ^ fh->data[FH_OFF_KH + n + i];
+		diff |= want[i] ^ fh->data[off + n + i];
 	if (diff)
 		return -DAFS_EBADHANDLE;
 
-	k.h.handle_bytes = (unsigned int)n;
-	k.h.handle_type = fh->data[FH_OFF_TYPE];
-	memcpy(k.h.f_handle, fh->data + FH_OFF_KH, n);
+	if (ex->tab) {
+		/*
+		 * A kernel handle we issued while we had the capability:
+		 * genuine, but there is nothing to resolve it with now.
+		 */
+		if (fh->data[0] != FH_TABLE)
+			return -ESTALE;
+		return resolve_table(ex, fh, get_le64(fh->data + FH_OFF_INO),
+				     fh->data[off - 1], fh->data + off, n);
+	}
+
 	/*
-	 * Decoding against the root's fd pins the result to the export's
-	 * mount. The kernel answers ESTALE for an object that is gone; other
-	 * errors (EPERM without CAP_DAC_READ_SEARCH) pass through.
+	 * Both kinds carry the kernel handle, so table handles issued by an
+	 * unprivileged run still resolve now. Decoding against the root's fd
+	 * pins the result to the export's mount. The kernel answers ESTALE
+	 * for an object that is gone; other errors pass through.
 	 */
+	k.h.handle_bytes = (unsigned int)n;
+	k.h.handle_type = fh->data[off - 1];
+	memcpy(k.h.f_handle, fh->data + off, n);
 	fd = open_by_handle_at(ex->mount_fd, &k.h,
 			       O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -278,14 +538,15 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh)
 	return fd;
 }
 
-int dafs_export_open(const char *name, const char *path, uint16_t id,
-		     const uint8_t key[DAFS_HKEY_LEN], struct dafs_export **out)
+int dafs_export_open(struct dafs_state *st, const char *name, const char *path,
+		     uint16_t id, const uint8_t key[DAFS_HKEY_LEN],
+		     struct dafs_export **out)
 {
 	char path_buf[PROC_FD_LEN];
 	struct dafs_export *ex;
 	struct statx sx;
 	union kfh k;
-	int err;
+	int fd, err;
 
 	*out = NULL;
 	ex = calloc(1, sizeof(*ex));
@@ -328,9 +589,35 @@ int dafs_export_open(const char *name, const char *path, uint16_t id,
 		err = errno == EOVERFLOW ? -EOPNOTSUPP : -errno;
 		goto fail_mount;
 	}
-	err = make_fh(ex, ex->root_fd, &ex->root_fh);
-	if (err)
+	/*
+	 * Which handles: try the root's own kernel handle. Without
+	 * CAP_DAC_READ_SEARCH that is EPERM whatever the handle, and the
+	 * export falls back to the handle table. Any other failure means the
+	 * file system cannot decode handles at all.
+	 */
+	fd = open_by_handle_at(ex->mount_fd, &k.h, O_PATH | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+	} else if (errno != EPERM) {
+		err = errno == EOVERFLOW ? -EOPNOTSUPP : -errno;
 		goto fail_mount;
+	} else if (!st) {
+		err = -EPERM;
+		goto fail_mount;
+	} else {
+		err = dafs_state_table_open(st, id, &ex->tab);
+		if (err)
+			goto fail_mount;
+	}
+	err = make_fh(ex, ex->root_fd, ex->root_ino, &ex->root_fh);
+	if (err)
+		goto fail_tab;
+	if (ex->tab) {
+		pthread_rwlock_wrlock(&tab_lock);
+		ex->tab_next = tab_exports;
+		tab_exports = ex;
+		pthread_rwlock_unlock(&tab_lock);
+	}
 
 	/*
 	 * The client applies its own umask, so modes must arrive at the
@@ -344,6 +631,8 @@ int dafs_export_open(const char *name, const char *path, uint16_t id,
 	*out = ex;
 	return 0;
 
+fail_tab:
+	dafs_state_table_close(ex->tab);
 fail_mount:
 	close(ex->mount_fd);
 fail_fd:
@@ -357,8 +646,21 @@ fail_free:
 
 void dafs_export_close(struct dafs_export *ex)
 {
+	struct dafs_export **pp;
+
 	if (!ex)
 		return;
+	if (ex->tab) {
+		pthread_rwlock_wrlock(&tab_lock);
+		for (pp = &tab_exports; *pp; pp = &(*pp)->tab_next) {
+			if (*pp == ex) {
+				*pp = ex->tab_next;
+				break;
+			}
+		}
+		pthread_rwlock_unlock(&tab_lock);
+		dafs_state_table_close(ex->tab);
+	}
 	close(ex->mount_fd);
 	close(ex->root_fd);
 	/* The key is the handle secret: do not leave it in freed memory. */
@@ -370,6 +672,11 @@ void dafs_export_close(struct dafs_export *ex)
 const char *dafs_export_name(const struct dafs_export *ex)
 {
 	return ex->name;
+}
+
+int dafs_export_table(const struct dafs_export *ex)
+{
+	return ex->tab != NULL;
 }
 
 void dafs_export_root(const struct dafs_export *ex, dafs_fh_t *fh)
@@ -420,6 +727,7 @@ static int lookup_fd(struct dafs_export *ex, int dirfd, const char *name)
 int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
 		   dafs_fh_t *fh, dafs_attr_t *attr)
 {
+	uint64_t ino;
 	int fd, err;
 
 	if (!name)
@@ -432,8 +740,14 @@ int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
 	fd = lookup_fd(ex, dirfd, name);
 	if (fd < 0)
 		return fd;
-	err = describe(ex, fd, fh, attr);
+	err = describe(ex, fd, fh, attr, &ino);
 	close(fd);
+	/*
+	 * "." and ".." are not names the object can be found by again; the
+	 * directories they reach were recorded when they were handed out.
+	 */
+	if (!err && fh && strcmp(name, ".") && strcmp(name, ".."))
+		err = record(ex, dirfd, name, ino);
 	return err;
 }
 
@@ -607,6 +921,7 @@ int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 		   dafs_attr_t *attr)
 {
 	int flags, fd = -EEXIST, pfd, tries, err;
+	uint64_t ino;
 
 	err = check_name(name);
 	if (err)
@@ -643,7 +958,9 @@ int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 	if (fd < 0)
 		return fd;
 
-	err = describe(ex, fd, fh, attr);
+	err = describe(ex, fd, fh, attr, &ino);
+	if (!err && fh)
+		err = record(ex, dirfd, name, ino);
 	if (err) {
 		close(fd);
 		return err;
@@ -655,6 +972,7 @@ int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 static int describe_name(struct dafs_export *ex, int dirfd, const char *name,
 			 dafs_fh_t *fh, dafs_attr_t *attr)
 {
+	uint64_t ino;
 	int fd, err;
 
 	if (!fh && !attr)
@@ -662,8 +980,10 @@ static int describe_name(struct dafs_export *ex, int dirfd, const char *name,
 	fd = open_beneath(dirfd, name, O_PATH, 0);
 	if (fd < 0)
 		return fd;
-	err = describe(ex, fd, fh, attr);
+	err = describe(ex, fd, fh, attr, &ino);
 	close(fd);
+	if (!err && fh)
+		err = record(ex, dirfd, name, ino);
 	return err;
 }
 
@@ -751,11 +1071,15 @@ int dafs_be_readlink(int fd, char *buf, size_t size)
 
 int dafs_be_link(int fd, int dirfd, const char *name, dafs_attr_t *attr)
 {
+	struct dafs_table_rec rec = {.name = name};
 	char path[PROC_FD_LEN];
-	int err = check_name(name);
+	int err = check_name(name), track;
+	uint64_t dev;
 
 	if (err)
 		return err;
+	track = tables_in_use() && !name_id(fd, "", NULL, &rec.ino) &&
+		!name_id(dirfd, "", &dev, &rec.parent);
 	/*
 	 * linkat(fd, "", AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which a
 	 * switched thread has dropped; following our own magic link is the
@@ -764,37 +1088,53 @@ int dafs_be_link(int fd, int dirfd, const char *name, dafs_attr_t *attr)
 	if (linkat(AT_FDCWD, proc_fd(path, fd), dirfd, name,
 		   AT_SYMLINK_FOLLOW) < 0)
 		return -errno;
+	/*
+	 * The new name becomes the recorded one: "write a temporary, link it
+	 * into place, remove the temporary" then keeps handles valid.
+	 */
+	if (track)
+		tables_update(dev, &rec, 1, 0);
 	return attr ? dafs_be_getattr(fd, attr) : 0;
+}
+
+/* remove and rmdir: the name goes, and with it its record, if it is that
+ * object's (a file with other links then goes stale until looked up). */
+static int unlink_name(int dirfd, const char *name, int flags)
+{
+	struct dafs_table_rec rec = {.name = name};
+	int err = check_name(name), track;
+	uint64_t dev;
+
+	if (err)
+		return err;
+	track = tables_in_use() && !name_id(dirfd, "", &dev, &rec.parent) &&
+		!name_id(dirfd, name, NULL, &rec.ino);
+	if (unlinkat(dirfd, name, flags) < 0)
+		/* POSIX allows either for a non-empty directory; say one. */
+		return errno == EEXIST ? -ENOTEMPTY : -errno;
+	if (track)
+		tables_update(dev, &rec, 1, 1);
+	return 0;
 }
 
 int dafs_be_remove(int dirfd, const char *name)
 {
-	int err = check_name(name);
-
-	if (err)
-		return err;
-	if (unlinkat(dirfd, name, 0) < 0)
-		return -errno;
-	return 0;
+	return unlink_name(dirfd, name, 0);
 }
 
 int dafs_be_rmdir(int dirfd, const char *name)
 {
-	int err = check_name(name);
-
-	if (err)
-		return err;
-	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0)
-		/* POSIX allows either for a non-empty directory; say one. */
-		return errno == EEXIST ? -ENOTEMPTY : -errno;
-	return 0;
+	return unlink_name(dirfd, name, AT_REMOVEDIR);
 }
 
 int dafs_be_rename(int sdirfd, const char *sname, int ddirfd, const char *dname,
 		   uint32_t flags)
 {
+	/* [0]: the object moved to dname; [1]: the one at dname before */
+	struct dafs_table_rec rec[2] = {{.name = dname}, {.name = dname}};
+	uint64_t dev, sdir;
 	unsigned int rf = 0;
-	int err;
+	int err, track, had_target = 0;
 
 	err = check_name(sname);
 	if (!err)
@@ -807,17 +1147,45 @@ int dafs_be_rename(int sdirfd, const char *sname, int ddirfd, const char *dname,
 		rf |= RENAME_NOREPLACE;
 	if (flags & DAFS_RENAME_EXCHANGE)
 		rf |= RENAME_EXCHANGE;
+	/* The numbers before, for the tables after. */
+	track = tables_in_use() && !name_id(sdirfd, "", &dev, &sdir) &&
+		!name_id(ddirfd, "", NULL, &rec[0].parent) &&
+		!name_id(sdirfd, sname, NULL, &rec[0].ino);
+	if (track) {
+		had_target = !name_id(ddirfd, dname, NULL, &rec[1].ino) &&
+			     rec[1].ino != rec[0].ino;
+		rec[1].parent = rec[0].parent;
+	}
 	if (renameat2(sdirfd, sname, ddirfd, dname, rf) < 0)
 		return -errno;
+	if (!track)
+		return 0;
+	if (rf & RENAME_EXCHANGE) {
+		/* Each took the other's place. */
+		rec[1].parent = sdir;
+		rec[1].name = sname;
+		tables_update(dev, rec, had_target ? 2 : 1, 0);
+		return 0;
+	}
+	/*
+	 * The replaced object lost its name (if the record says so); the
+	 * moved one, and through the parent links everything beneath it,
+	 * now lives under the new name.
+	 */
+	if (had_target)
+		tables_update(dev, &rec[1], 1, 1);
+	tables_update(dev, rec, 1, 0);
 	return 0;
 }
 
-/* One entry with plus: its handle and attributes, pinned by one open. */
+/* One entry with plus: its handle and attributes, pinned by one open; its
+ * inode number in *@ino, 0 for a mount point (no handle). */
 static int describe_entry(struct dafs_export *ex, int dirfd,
-			  struct dafs_be_dirent *ent)
+			  struct dafs_be_dirent *ent, uint64_t *ino)
 {
 	int fd, err;
 
+	*ino = 0;
 	fd = open_beneath(dirfd, ent->name, O_PATH, 0);
 	if (fd == -EXDEV) {
 		/*
@@ -833,10 +1201,41 @@ static int describe_entry(struct dafs_export *ex, int dirfd,
 	}
 	if (fd < 0)
 		return fd;
-	err = describe(ex, fd, &ent->fh, &ent->attr);
+	err = describe(ex, fd, &ent->fh, &ent->attr, ino);
 	close(fd);
 	if (!err)
 		ent->type = ent->attr.mode & S_IFMT;
+	return err;
+}
+
+/*
+ * The records of one readdir-plus call, written in one transaction per
+ * getdents64 buffer (the names point into it) rather than one per entry.
+ */
+struct rd_recs {
+	struct dafs_table_rec *rec;
+	size_t n;
+	uint64_t dir; /* the directory's inode number */
+};
+
+/* The smallest dirent64: a buffer holds at most this many entries. */
+#define RD_RECS_MAX (READDIR_BUF / 24)
+
+static void rd_note(struct rd_recs *r, uint64_t ino, const char *name)
+{
+	r->rec[r->n].ino = ino;
+	r->rec[r->n].parent = r->dir;
+	r->rec[r->n].name = name;
+	r->n++;
+}
+
+static int rd_flush(struct dafs_export *ex, struct rd_recs *r)
+{
+	int err = 0;
+
+	if (r->n)
+		err = dafs_state_table_put(ex->tab, r->rec, r->n, 0);
+	r->n = 0;
 	return err;
 }
 
@@ -845,7 +1244,9 @@ int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 {
 	char path[PROC_FD_LEN];
 	struct dafs_be_dirent ent;
+	struct rd_recs recs = {0};
 	struct statx sx;
+	uint64_t ino;
 	char *buf;
 	ssize_t n, pos;
 	int dfd, err = 0, r;
@@ -865,6 +1266,16 @@ int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 		err = -ENOMEM;
 		goto out_close;
 	}
+	if (plus && ex->tab) {
+		err = name_id(dirfd, "", NULL, &recs.dir);
+		if (err)
+			goto out_free;
+		recs.rec = malloc(RD_RECS_MAX * sizeof(*recs.rec));
+		if (!recs.rec) {
+			err = -ENOMEM;
+			goto out_free;
+		}
+	}
 	/* Cookies are the file system's own d_off values. */
 	if (lseek(dfd, (off_t)cookie, SEEK_SET) < 0) {
 		err = -errno;
@@ -872,6 +1283,13 @@ int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 	}
 
 	for (;;) {
+		/* The handles emitted so far must resolve before the names
+		 * they were recorded under are overwritten. */
+		if (recs.rec) {
+			err = rd_flush(ex, &recs);
+			if (err)
+				goto out_free;
+		}
 		n = getdents64(dfd, buf, READDIR_BUF);
 		if (n < 0) {
 			err = -errno;
@@ -893,7 +1311,9 @@ int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 			ent.ino = d->d_ino;
 			ent.type = DTTOIF(d->d_type);
 			if (plus) {
-				err = describe_entry(ex, dirfd, &ent);
+				err = describe_entry(ex, dirfd, &ent, &ino);
+				if (!err && ino && recs.rec)
+					rd_note(&recs, ino, d->d_name);
 			} else if (d->d_type == DT_UNKNOWN) {
 				/* Some file systems leave the type to stat. */
 				if (statx(dirfd, d->d_name, AT_SYMLINK_NOFOLLOW,
@@ -918,6 +1338,10 @@ int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 	}
 
 out_free:
+	/* A stop (r > 0) is a success: what was emitted must resolve. */
+	if (!err && recs.rec)
+		err = rd_flush(ex, &recs);
+	free(recs.rec);
 	free(buf);
 out_close:
 	close(dfd);

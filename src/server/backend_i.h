@@ -17,6 +17,18 @@
  * because the key and the kernel handles do. Objects that no longer exist
  * give -ESTALE.
  *
+ * Two kinds, chosen when the export is opened: kernel handles (version 1),
+ * opened with open_by_handle_at(), where the server has CAP_DAC_READ_SEARCH;
+ * table handles (version 2) where it has not (run as an ordinary user).
+ * Those add the inode number, and the state keeps each handed-out object's
+ * (parent, name) in a per-export table; resolving walks it up to the root,
+ * opens the path beneath the root and checks inode number and kernel handle
+ * (the generation) of what it finds. The calls that issue handles for
+ * (dirfd, name) record it; link, rename, remove and rmdir keep the tables of
+ * all table exports on the same file system up to date. Renames and removals
+ * made by local users, not through dafsd, make table handles under them
+ * stale until the object is looked up again.
+ *
  * Credentials: every operation runs with the calling thread's file-system
  * credentials (creds_i.h); the backend does no permission checks of its own.
  *
@@ -35,36 +47,53 @@
 #include "dafs/dafs.h"
 
 struct dafs_export;
+struct dafs_state;
 
 #define DAFS_HKEY_LEN 16
 
 /*
  * Open @path as export @name with numeric @id (part of its handles) and the
- * handle MAC @key. The root must be a directory.
+ * handle MAC @key. The root must be a directory. If open_by_handle_at() is
+ * refused (EPERM: no CAP_DAC_READ_SEARCH), the export uses table handles
+ * kept in @st, which must then outlive the export (close the export first).
+ * @st may be NULL where table handles are not wanted.
  * Errors: -ENOENT, -ENOTDIR, -EACCES from opening the root; -EOPNOTSUPP if
- * the file system cannot produce file handles; -ENOMEM.
+ * the file system cannot produce or decode file handles; -EPERM if table
+ * handles are needed and @st is NULL; state errors (state_i.h); -ENOMEM.
  */
-int dafs_export_open(const char *name, const char *path, uint16_t id,
-		     const uint8_t key[DAFS_HKEY_LEN], struct dafs_export **ex);
+int dafs_export_open(struct dafs_state *st, const char *name, const char *path,
+		     uint16_t id, const uint8_t key[DAFS_HKEY_LEN],
+		     struct dafs_export **ex);
 void dafs_export_close(struct dafs_export *ex);
 const char *dafs_export_name(const struct dafs_export *ex);
+/* 1 if the export uses table handles, 0 for kernel handles. */
+int dafs_export_table(const struct dafs_export *ex);
 /* The root's handle. */
 void dafs_export_root(const struct dafs_export *ex, dafs_fh_t *fh);
 
 /*
  * Resolve @fh to an O_PATH | O_NOFOLLOW fd (the caller closes it), checking
  * the MAC first. Must run with the server's own credentials (a non-zero
- * fsuid drops CAP_DAC_READ_SEARCH, which open_by_handle_at needs); the
+ * fsuid drops CAP_DAC_READ_SEARCH, which open_by_handle_at needs; table
+ * handles need search permission on the directories on the way); the
  * operations below then run with the request's credentials on that fd.
- * Returns the fd, or -DAFS_EBADHANDLE (not ours / forged), -ESTALE (gone).
+ * Returns the fd, or -DAFS_EBADHANDLE (not ours / forged), -ESTALE (gone;
+ * with table handles also: no longer where it was recorded, or a kernel
+ * handle from a privileged run), -EACCES (table handles: a directory on the
+ * way cannot be searched).
  */
 int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh);
-/* The handle of @fd, an object of this export. */
+/* The handle of @fd, an object of this export. With table handles nothing
+ * is recorded: it resolves only if the object was handed out by name. */
 int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh);
 
 /*
  * The operations. @fd / @dirfd are O_PATH fds from dafs_be_resolve(); they
  * run with the calling thread's credentials, so the kernel checks access.
+ * With table handles, a call that hands out a handle for a name also fails
+ * with the state's errors (-ENOSPC, -EIO) if it cannot record it: a handle
+ * that could not be resolved is worse than an error. link, remove, rmdir
+ * and rename update the tables after the fact and never fail for them.
  */
 int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
 		   dafs_fh_t *fh, dafs_attr_t *attr);
@@ -114,9 +143,10 @@ struct dafs_be_dirent {
 typedef int (*dafs_be_emit)(void *arg, const struct dafs_be_dirent *ent);
 /*
  * Emit entries from @cookie (0 = start), skipping "." and "..". With @plus,
- * each entry carries its handle and attributes. *@eof = 1 when the end was
- * reached. Cookies are the directory's own offsets (stable across calls and
- * server restarts for the file systems Linux ships).
+ * each entry carries its handle and attributes; table handles are recorded
+ * in batches and resolve once the call has returned (0). *@eof = 1 when the
+ * end was reached. Cookies are the directory's own offsets (stable across
+ * calls and server restarts for the file systems Linux ships).
  */
 int dafs_be_readdir(struct dafs_export *ex, int dirfd, uint64_t cookie,
 		    int plus, dafs_be_emit emit, void *arg, int *eof);

@@ -931,7 +931,7 @@ int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out)
 		rc = dafs_state_export_id(srv->state, cfg->exports[i].name,
 					  &id);
 		if (!rc)
-			rc = dafs_export_open(cfg->exports[i].name,
+			rc = dafs_export_open(srv->state, cfg->exports[i].name,
 					      cfg->exports[i].path, id, key,
 					      &srv->exports[i]);
 		if (rc) {

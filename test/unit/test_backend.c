@@ -5,16 +5,19 @@
  *
  * Every test works in a fresh directory under /tmp holding "export" (the
  * exported tree) and "outside" (what the export must never reach). The
- * credential and mount tests need root and say so when skipped.
+ * credential and mount tests need root and say so when skipped. The table
+ * tests run dafsd's side as user nobody, in a child process.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -33,6 +37,7 @@
 #include "server/state_i.h"
 
 static char tmp[PATH_MAX], expdir[PATH_MAX], outdir[PATH_MAX];
+static struct dafs_state *state; /* in tmp/state, for the handle table */
 static struct dafs_export *ex;
 static int root; /* O_PATH fd of the export root, from its handle */
 
@@ -113,7 +118,8 @@ static void open_export(const uint8_t *key)
 {
 	dafs_fh_t fh;
 
-	ck_assert_int_eq(dafs_export_open("test", expdir, 1, key, &ex), 0);
+	ck_assert_int_eq(dafs_export_open(state, "test", expdir, 1, key, &ex),
+			 0);
 	dafs_export_root(ex, &fh);
 	root = dafs_be_resolve(ex, &fh);
 	ck_assert_int_ge(root, 0);
@@ -151,13 +157,17 @@ static void base_teardown(void)
 
 static void setup(void)
 {
+	char sdir[PATH_MAX];
+
 	xpath(tmp, base, "t-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(tmp));
 	xpath(expdir, tmp, "export");
 	xpath(outdir, tmp, "outside");
+	xpath(sdir, tmp, "state");
 	ck_assert_int_eq(mkdir(expdir, 0755), 0);
 	ck_assert_int_eq(mkdir(outdir, 0755), 0);
 	put_file(outdir, "secret", "outside data\n", 0644);
+	ck_assert_int_eq(dafs_state_open(sdir, &state), 0);
 	open_export(key1);
 }
 
@@ -166,6 +176,8 @@ static void teardown(void)
 	dafs_creds_reset();
 	if (ex)
 		close_export();
+	dafs_state_close(state);
+	state = NULL;
 	nftw(tmp, rm_one, 64, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
@@ -384,6 +396,8 @@ START_TEST(setattr_ops)
 	sa.atime.nsec = 5;
 	sa.mtime.sec = 1200000000;
 	sa.mtime.nsec = 7;
+	if (geteuid() != 0) /* giving files away needs CAP_CHOWN */
+		sa.mask &= ~(DAFS_SET_UID | DAFS_SET_GID);
 	ck_assert_int_eq(dafs_be_setattr(f, &sa, &b), 0);
 	ck_assert_uint_eq(b.size, 4);
 	ck_assert_uint_eq(b.mode & 07777, 0600);
@@ -769,7 +783,8 @@ START_TEST(handle_tamper)
 
 	/* The same key under another export id: not ours either. */
 	close_export();
-	ck_assert_int_eq(dafs_export_open("other", expdir, 2, key1, &ex), 0);
+	ck_assert_int_eq(dafs_export_open(state, "other", expdir, 2, key1, &ex),
+			 0);
 	root = -1;
 	ck_assert_int_eq(dafs_be_resolve(ex, &fh), -DAFS_EBADHANDLE);
 }
@@ -1003,6 +1018,10 @@ struct seen {
 	uint64_t cookie; /* of the last accepted entry */
 	int plus;
 	int bad_plus;
+	/* with plus: this call's handles and inode numbers, checked after
+	 * it (table handles are recorded when the call returns) */
+	dafs_fh_t *fh;
+	uint64_t *ino;
 };
 
 static int count_entry(void *arg, const struct dafs_be_dirent *e)
@@ -1019,15 +1038,11 @@ static int count_entry(void *arg, const struct dafs_be_dirent *e)
 	else if (s->hit[n]++)
 		s->dups++;
 	if (s->plus) {
-		int fd = dafs_be_resolve(ex, &e->fh);
-		dafs_attr_t a;
-
-		if (fd < 0 || dafs_be_getattr(fd, &a) || a.ino != e->attr.ino ||
-		    a.ino != e->ino || !S_ISREG(e->attr.mode) ||
+		if (e->attr.ino != e->ino || !S_ISREG(e->attr.mode) ||
 		    e->type != S_IFREG)
 			s->bad_plus++;
-		if (fd >= 0)
-			close(fd);
+		s->fh[s->taken] = e->fh;
+		s->ino[s->taken] = e->ino;
 	} else if (e->type != S_IFREG) {
 		s->bad_plus++;
 	}
@@ -1047,12 +1062,18 @@ static unsigned read_all(int dir, int plus, unsigned budget, unsigned total,
 			 struct seen *s)
 {
 	unsigned calls = 0, i;
-	int eof = 0;
+	dafs_attr_t a;
+	int eof = 0, fd;
 
 	memset(s, 0, sizeof(*s));
 	s->hit = calloc(BIG, 1);
 	ck_assert_ptr_nonnull(s->hit);
 	s->plus = plus;
+	if (plus) {
+		s->fh = calloc(budget, sizeof(*s->fh));
+		s->ino = calloc(budget, sizeof(*s->ino));
+		ck_assert(s->fh && s->ino);
+	}
 	while (!eof) {
 		s->budget = budget;
 		s->taken = 0;
@@ -1061,7 +1082,17 @@ static unsigned read_all(int dir, int plus, unsigned budget, unsigned total,
 				 0);
 		ck_assert(eof || s->taken == budget);
 		ck_assert_uint_lt(++calls, 10 * BIG);
+		for (i = 0; plus && i < s->taken; i++) {
+			fd = dafs_be_resolve(ex, &s->fh[i]);
+			if (fd < 0 || dafs_be_getattr(fd, &a) ||
+			    a.ino != s->ino[i])
+				s->bad_plus++;
+			if (fd >= 0)
+				close(fd);
+		}
 	}
+	free(s->fh);
+	free(s->ino);
 	ck_assert_uint_eq(s->dups, 0);
 	ck_assert_uint_eq(s->strays, 0);
 	ck_assert_int_eq(s->bad_plus, 0);
@@ -1183,7 +1214,7 @@ START_TEST(state_persists)
 
 	/* The persisted key makes handles that survive a restart. */
 	close_export();
-	ck_assert_int_eq(dafs_export_open("alpha", expdir, id, k1, &ex), 0);
+	ck_assert_int_eq(dafs_export_open(st, "alpha", expdir, id, k1, &ex), 0);
 	{
 		dafs_fh_t fh;
 		int fd;
@@ -1191,12 +1222,15 @@ START_TEST(state_persists)
 		dafs_export_root(ex, &fh);
 		dafs_export_close(ex);
 		ck_assert_int_eq(dafs_state_handle_key(st, k2), 0);
-		ck_assert_int_eq(dafs_export_open("alpha", expdir, id, k2, &ex),
-				 0);
+		ck_assert_int_eq(
+			dafs_export_open(st, "alpha", expdir, id, k2, &ex), 0);
 		fd = dafs_be_resolve(ex, &fh);
 		ck_assert_int_ge(fd, 0);
 		close(fd);
 	}
+	/* An export with table handles must close before its state. */
+	dafs_export_close(ex);
+	ex = NULL;
 	dafs_state_close(st);
 
 	/* A state directory that is not a directory. */
@@ -1212,12 +1246,708 @@ START_TEST(export_open_errors)
 	char p[PATH_MAX];
 
 	xpath(p, tmp, "missing");
-	ck_assert_int_eq(dafs_export_open("x", p, 1, key1, &e), -ENOENT);
+	ck_assert_int_eq(dafs_export_open(state, "x", p, 1, key1, &e), -ENOENT);
 	xpath(p, outdir, "secret");
-	ck_assert_int_eq(dafs_export_open("x", p, 1, key1, &e), -ENOTDIR);
-	ck_assert_int_eq(dafs_export_open("x", "/proc", 1, key1, &e),
+	ck_assert_int_eq(dafs_export_open(state, "x", p, 1, key1, &e),
+			 -ENOTDIR);
+	ck_assert_int_eq(dafs_export_open(state, "x", "/proc", 1, key1, &e),
 			 -EOPNOTSUPP);
 	ck_assert_str_eq(dafs_export_name(ex), "test");
+}
+END_TEST
+
+/* ---- table handles: a server without CAP_DAC_READ_SEARCH ---- */
+
+/*
+ * These run in a child process that has become user nobody (as root; run
+ * by another user, the child just is that user), over an export and a state
+ * directory that nobody owns, as "dafsd run as a user" would. check's
+ * asserts report to the runner and, without CK_FORK, jump back into it, so
+ * the child checks with T() and T_EQ(): a failure says where and ends the
+ * child with status 1, which the parent asserts on.
+ */
+#define NOBODY 65534
+#define DEEP 36 /* levels of DEEP_NAME-byte names: beyond PATH_MAX */
+#define DEEP_NAME 120
+#define MANY 50
+#define FAKE_INO (UINT64_MAX - 2) /* no file system hands these out */
+
+static char tabbase[PATH_MAX], tabtmp[PATH_MAX], tabexp[PATH_MAX],
+	tabstate[PATH_MAX];
+
+__attribute__((noreturn, format(printf, 2, 3))) static void
+tfail(int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "# table child, line %d: ", line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	_exit(1);
+}
+
+#define T(c)                                                                   \
+	do {                                                                   \
+		if (!(c))                                                      \
+			tfail(__LINE__, "%s", #c);                             \
+	} while (0)
+#define T_EQ(a, b)                                                             \
+	do {                                                                   \
+		long long a_ = (long long)(a), b_ = (long long)(b);            \
+		if (a_ != b_)                                                  \
+			tfail(__LINE__, "%s == %lld, want %lld (%s)", #a, a_,  \
+			      b_, #b);                                         \
+	} while (0)
+
+/* Remove @name in @dfd and everything beneath, by fds: paths here can be
+ * longer than PATH_MAX, which nftw cannot remove. */
+static void rm_at(int dfd, const char *name)
+{
+	struct dirent *e;
+	int fd, again;
+	DIR *d;
+
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+	if (fd < 0) {
+		unlinkat(dfd, name, 0);
+		return;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	do {
+		again = 0;
+		rewinddir(d);
+		while ((e = readdir(d))) {
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				rm_at(dirfd(d), e->d_name);
+				again = 1;
+			}
+		}
+	} while (again);
+	closedir(d);
+	unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+static void own(const char *p)
+{
+	if (geteuid() == 0)
+		ck_assert_int_eq(chown(p, NOBODY, NOBODY), 0);
+}
+
+static void tab_base_setup(void)
+{
+	snprintf(tabbase, sizeof(tabbase), "/tmp/dafs-tab-XXXXXX");
+	if (!mkdtemp(tabbase) ||
+	    (geteuid() == 0 && chown(tabbase, NOBODY, NOBODY) < 0)) {
+		perror(tabbase);
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void tab_base_teardown(void)
+{
+	rm_at(AT_FDCWD, tabbase);
+}
+
+static void tab_setup(void)
+{
+	xpath(tabtmp, tabbase, "t-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tabtmp));
+	own(tabtmp);
+	xpath(tabexp, tabtmp, "export");
+	xpath(tabstate, tabtmp, "state");
+	ck_assert_int_eq(mkdir(tabexp, 0755), 0);
+	ck_assert_int_eq(mkdir(tabstate, 0700), 0);
+	own(tabexp);
+	own(tabstate);
+}
+
+/* Run @fn in a child that is nobody, through and through. */
+static void as_nobody(void (*fn)(void))
+{
+	int status;
+	pid_t pid;
+
+	fflush(NULL); /* nothing buffered twice */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (geteuid() == 0 &&
+		    (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 ||
+		     setuid(NOBODY) < 0))
+			tfail(__LINE__, "dropping privileges: %s",
+			      strerror(errno));
+		fn();
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "table child failed (status %#x), see its message",
+		      status);
+}
+
+struct tab {
+	struct dafs_state *st;
+	struct dafs_export *ex;
+	uint8_t key[16];
+	uint16_t id;
+	int root;
+};
+
+/* What dafsd does at startup, as an ordinary user. */
+static void tab_open(struct tab *t)
+{
+	dafs_fh_t fh;
+
+	T_EQ(dafs_state_open(tabstate, &t->st), 0);
+	T_EQ(dafs_state_handle_key(t->st, t->key), 0);
+	T_EQ(dafs_state_export_id(t->st, "tab", &t->id), 0);
+	T_EQ(dafs_export_open(t->st, "tab", tabexp, t->id, t->key, &t->ex), 0);
+	T_EQ(dafs_export_table(t->ex), 1);
+	dafs_export_root(t->ex, &fh);
+	T_EQ(fh.data[0], 2);
+	t->root = dafs_be_resolve(t->ex, &fh);
+	T(t->root >= 0);
+}
+
+static void tab_close(struct tab *t)
+{
+	close(t->root);
+	dafs_export_close(t->ex);
+	dafs_state_close(t->st);
+}
+
+/* @fh resolves to the object @a describes. */
+static void same_as(struct tab *t, const dafs_fh_t *fh, const dafs_attr_t *a,
+		    int line)
+{
+	dafs_attr_t b;
+	int fd = dafs_be_resolve(t->ex, fh);
+
+	if (fd < 0)
+		tfail(line, "resolve: %d", fd);
+	if (dafs_be_getattr(fd, &b))
+		tfail(line, "getattr failed");
+	close(fd);
+	if (b.ino != a->ino || b.mode != a->mode || b.uid != a->uid ||
+	    b.gid != a->gid || b.size != a->size)
+		tfail(line,
+		      "resolved to ino %llu mode %o, want ino %llu mode %o",
+		      (unsigned long long)b.ino, b.mode,
+		      (unsigned long long)a->ino, a->mode);
+}
+#define SAME(t, fh, a) same_as(t, fh, a, __LINE__)
+
+/* A new MAC over a handle the test changed: a forgery only the key holder
+ * could make, to reach the checks behind the MAC. */
+static void remac(const uint8_t key[16], dafs_fh_t *fh)
+{
+	size_t n = fh->len - 8;
+	uint64_t mac = dafs_siphash(key, fh->data, n);
+	int i;
+
+	for (i = 0; i < 8; i++)
+		fh->data[n + i] = (uint8_t)(mac >> (8 * i));
+}
+
+static void deep_name(char *buf, int level)
+{
+	snprintf(buf, DEEP_NAME + 1, "%02d", level);
+	memset(buf + 2, 'x', DEEP_NAME - 2);
+	buf[DEEP_NAME] = '\0';
+}
+
+static void deep_fn(void)
+{
+	static dafs_fh_t fh[DEEP + 1];
+	static dafs_attr_t a[DEEP + 1];
+	char name[DEEP_NAME + 1], buf[32];
+	dafs_fh_t lfh, sfh, nfh;
+	dafs_attr_t la, sa, na;
+	struct stat st;
+	struct tab t;
+	int d, nd, fd, io, i;
+
+	tab_open(&t);
+	/* The root resolves to the root, without a record. */
+	T_EQ(stat(tabexp, &st), 0);
+	T_EQ(dafs_be_getattr(t.root, &la), 0);
+	T_EQ(la.ino, st.st_ino);
+
+	/* mkdir down to a path longer than PATH_MAX, by handle each step. */
+	d = fcntl(t.root, F_DUPFD_CLOEXEC, 0);
+	T(d >= 0);
+	for (i = 0; i < DEEP; i++) {
+		deep_name(name, i);
+		T_EQ(dafs_be_mkdir(t.ex, d, name, 0755, &fh[i], &a[i]), 0);
+		T_EQ(fh[i].data[0], 2);
+		nd = dafs_be_resolve(t.ex, &fh[i]);
+		T(nd >= 0);
+		close(d);
+		d = nd;
+	}
+	fd = dafs_be_create(t.ex, d, "file", DAFS_O_RDWR | DAFS_O_EXCL, 0640,
+			    &fh[DEEP], &a[DEEP]);
+	T(fd >= 0);
+	T_EQ(write(fd, "deep data", 9), 9);
+	close(fd);
+	T_EQ(dafs_be_symlink(t.ex, d, "link", "../../x", &sfh, &sa), 0);
+	T_EQ(dafs_be_mknod(t.ex, d, "fifo", S_IFIFO | 0600, 0, &nfh, &na), 0);
+	close(d);
+	a[DEEP].size = 9;
+
+	/* Every handle, resolved from scratch, is its object. */
+	for (i = 0; i <= DEEP; i++)
+		SAME(&t, &fh[i], &a[i]);
+	SAME(&t, &sfh, &sa);
+	SAME(&t, &nfh, &na);
+	T(S_ISLNK(sa.mode) && S_ISFIFO(na.mode));
+
+	/* Lookups from the root give the very same handles. */
+	d = fcntl(t.root, F_DUPFD_CLOEXEC, 0);
+	for (i = 0; i < DEEP; i++) {
+		deep_name(name, i);
+		T_EQ(dafs_be_lookup(t.ex, d, name, &lfh, &la), 0);
+		T_EQ(lfh.len, fh[i].len);
+		T(!memcmp(lfh.data, fh[i].data, lfh.len));
+		T_EQ(la.ino, a[i].ino);
+		nd = dafs_be_resolve(t.ex, &lfh);
+		T(nd >= 0);
+		close(d);
+		d = nd;
+	}
+	close(d);
+
+	/* The data, through the deepest file's handle. */
+	fd = dafs_be_resolve(t.ex, &fh[DEEP]);
+	T(fd >= 0);
+	io = dafs_be_open(fd, DAFS_O_RDONLY, NULL);
+	T(io >= 0);
+	T_EQ(read(io, buf, sizeof(buf)), 9);
+	T(!memcmp(buf, "deep data", 9));
+	close(io);
+	close(fd);
+	tab_close(&t);
+}
+
+/* mkdir @name in @dirfd: its handle, attributes, and an fd from the handle. */
+static int tmkdir(struct tab *t, int dirfd, const char *name, dafs_fh_t *fh,
+		  dafs_attr_t *a)
+{
+	int fd;
+
+	T_EQ(dafs_be_mkdir(t->ex, dirfd, name, 0755, fh, a), 0);
+	fd = dafs_be_resolve(t->ex, fh);
+	T(fd >= 0);
+	return fd;
+}
+
+static void tcreate(struct tab *t, int dirfd, const char *name, dafs_fh_t *fh,
+		    dafs_attr_t *a)
+{
+	int fd = dafs_be_create(t->ex, dirfd, name, DAFS_O_RDWR | DAFS_O_EXCL,
+				0644, fh, a);
+
+	T(fd >= 0);
+	close(fd);
+}
+
+static void rename_fn(void)
+{
+	dafs_fh_t A, B, C, F, V, X, Y, TF, fh;
+	dafs_attr_t a, b, c, f, v, x, y, tf, la;
+	char p1[PATH_MAX], p2[PATH_MAX];
+	int fa, fb, fc, fd;
+	struct tab t;
+
+	tab_open(&t);
+	fa = tmkdir(&t, t.root, "a", &A, &a);
+	fb = tmkdir(&t, fa, "b", &B, &b);
+	fc = tmkdir(&t, fb, "c", &C, &c);
+	tcreate(&t, fc, "f", &F, &f);
+	close(fb);
+
+	/* The top directory renamed: everything beneath it still resolves,
+	 * through the parent links. */
+	T_EQ(dafs_be_rename(t.root, "a", t.root, "z", 0), 0);
+	SAME(&t, &A, &a);
+	SAME(&t, &B, &b);
+	SAME(&t, &C, &c);
+	SAME(&t, &F, &f);
+	/* A middle one, to another parent. */
+	T_EQ(dafs_be_rename(fa, "b", t.root, "b2", 0), 0);
+	SAME(&t, &B, &b);
+	SAME(&t, &C, &c);
+	SAME(&t, &F, &f);
+	T_EQ(dafs_be_lookup(t.ex, t.root, "b2", &fh, NULL), 0);
+	T(fh.len == B.len && !memcmp(fh.data, B.data, B.len));
+	/* The file itself. */
+	T_EQ(dafs_be_rename(fc, "f", t.root, "g", 0), 0);
+	SAME(&t, &F, &f);
+	close(fc);
+
+	/* Renamed over another file: that one is gone, stale. */
+	tcreate(&t, t.root, "victim", &V, &v);
+	T_EQ(dafs_be_rename(t.root, "g", t.root, "victim", 0), 0);
+	T_EQ(dafs_be_resolve(t.ex, &V), -ESTALE);
+	SAME(&t, &F, &f);
+
+	/* Exchanged: both follow. */
+	tcreate(&t, t.root, "x", &X, &x);
+	fd = tmkdir(&t, t.root, "y", &Y, &y);
+	close(fd);
+	T_EQ(dafs_be_rename(t.root, "x", t.root, "y", DAFS_RENAME_EXCHANGE), 0);
+	SAME(&t, &X, &x);
+	SAME(&t, &Y, &y);
+	T_EQ(dafs_be_lookup(t.ex, t.root, "x", NULL, &la), 0);
+	T_EQ(la.ino, y.ino);
+
+	/* Linked into place, the temporary removed: the handle follows. */
+	tcreate(&t, t.root, "tmpf", &TF, &tf);
+	fd = dafs_be_resolve(t.ex, &TF);
+	T(fd >= 0);
+	T_EQ(dafs_be_link(fd, t.root, "final", NULL), 0);
+	close(fd);
+	T_EQ(dafs_be_remove(t.root, "tmpf"), 0);
+	SAME(&t, &TF, &tf);
+
+	/* Renamed by a local user, not through dafsd: stale, until a lookup
+	 * records the new name. */
+	xpath(p1, tabexp, "z");
+	xpath(p2, tabexp, "zz");
+	T_EQ(rename(p1, p2), 0);
+	T_EQ(dafs_be_resolve(t.ex, &A), -ESTALE);
+	T_EQ(dafs_be_lookup(t.ex, t.root, "zz", &fh, NULL), 0);
+	SAME(&t, &A, &a);
+	close(fa);
+	tab_close(&t);
+}
+
+static void stale_fn(void)
+{
+	dafs_fh_t F, D, R1, R2, S1, O, bad;
+	dafs_attr_t f, d, r1, r2, s1, o;
+	struct dafs_table *tab;
+	struct dafs_export *ex2;
+	struct dafs_table_rec rec[2];
+	char p[PATH_MAX], *path;
+	unsigned i, bit;
+	struct tab t;
+	uint64_t rino;
+	uint16_t id2;
+	int fd;
+
+	tab_open(&t);
+	T_EQ(dafs_state_table_open(t.st, t.id, &tab), 0);
+	T_EQ(dafs_be_getattr(t.root, &o), 0);
+	rino = o.ino;
+	/* Removed through dafsd: stale, and the record is gone too. */
+	tcreate(&t, t.root, "f", &F, &f);
+	T_EQ(dafs_state_table_path(tab, f.ino, rino, &path), 1);
+	T(!strcmp(path, "f"));
+	free(path);
+	T_EQ(dafs_be_remove(t.root, "f"), 0);
+	T_EQ(dafs_be_resolve(t.ex, &F), -ESTALE);
+	T_EQ(dafs_state_table_path(tab, f.ino, rino, &path), -ENOENT);
+	fd = tmkdir(&t, t.root, "d", &D, &d);
+	close(fd);
+	T_EQ(dafs_be_rmdir(t.root, "d"), 0);
+	T_EQ(dafs_be_resolve(t.ex, &D), -ESTALE);
+	T_EQ(dafs_state_table_path(tab, d.ino, rino, &path), -ENOENT);
+	/* So is the record of a file renamed over. */
+	tcreate(&t, t.root, "g", &F, &f);
+	tcreate(&t, t.root, "h", &D, &d);
+	T_EQ(dafs_be_rename(t.root, "g", t.root, "h", 0), 0);
+	T_EQ(dafs_state_table_path(tab, d.ino, rino, &path), -ENOENT);
+	T_EQ(dafs_state_table_path(tab, f.ino, rino, &path), 1);
+	T(!strcmp(path, "h"));
+	free(path);
+
+	/* Replaced by a new file of the same name: the old handle is stale
+	 * even where the inode number comes back (ext4 often reuses it at
+	 * once), since the generation in the kernel handle differs. */
+	tcreate(&t, t.root, "r", &R1, &r1);
+	T_EQ(dafs_be_remove(t.root, "r"), 0);
+	tcreate(&t, t.root, "r", &R2, &r2);
+	T_EQ(dafs_be_resolve(t.ex, &R1), -ESTALE);
+	SAME(&t, &R2, &r2);
+	fprintf(stderr, "# table: replaced file %s its inode number\n",
+		r1.ino == r2.ino ? "reused" : "did not reuse");
+	/* The same, behind dafsd's back: the record still names "s". */
+	tcreate(&t, t.root, "s", &S1, &s1);
+	xpath(p, tabexp, "s");
+	T_EQ(unlink(p), 0);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+	T(fd >= 0);
+	close(fd);
+	T_EQ(dafs_be_resolve(t.ex, &S1), -ESTALE);
+
+	/* The reuse detector on its own: same number and record, another
+	 * generation (the last kernel handle byte), a valid MAC. */
+	bad = R2;
+	bad.data[bad.len - 9] ^= 1;
+	remac(t.key, &bad);
+	T_EQ(dafs_be_resolve(t.ex, &bad), -ESTALE);
+	/* Another recorded object's number under this kernel handle. */
+	tcreate(&t, t.root, "other", &O, &o);
+	bad = R2;
+	for (i = 0; i < 8; i++)
+		bad.data[3 + i] = (uint8_t)(o.ino >> (8 * i));
+	remac(t.key, &bad);
+	T_EQ(dafs_be_resolve(t.ex, &bad), -ESTALE);
+
+	/* Forged without the key: every bit, the length, the export. */
+	for (i = 0; i < R2.len; i++) {
+		for (bit = 0; bit < 8; bit++) {
+			bad = R2;
+			bad.data[i] ^= (uint8_t)(1u << bit);
+			T_EQ(dafs_be_resolve(t.ex, &bad), -DAFS_EBADHANDLE);
+		}
+	}
+	bad = R2;
+	bad.len--;
+	T_EQ(dafs_be_resolve(t.ex, &bad), -DAFS_EBADHANDLE);
+	bad.len += 2;
+	T_EQ(dafs_be_resolve(t.ex, &bad), -DAFS_EBADHANDLE);
+	bad.len = 0;
+	T_EQ(dafs_be_resolve(t.ex, &bad), -DAFS_EBADHANDLE);
+	T_EQ(dafs_state_export_id(t.st, "tab2", &id2), 0);
+	T_EQ(dafs_export_open(t.st, "tab2", tabexp, id2, t.key, &ex2), 0);
+	T_EQ(dafs_be_resolve(ex2, &R2), -DAFS_EBADHANDLE);
+	dafs_export_close(ex2);
+
+	/* A loop in the table ends in -ESTALE, not in a hang. */
+	rec[0] = (struct dafs_table_rec){
+		.ino = o.ino, .parent = FAKE_INO, .name = "l1"};
+	rec[1] = (struct dafs_table_rec){
+		.ino = FAKE_INO, .parent = o.ino, .name = "l2"};
+	T_EQ(dafs_state_table_put(tab, rec, 2, 0), 0);
+	T_EQ(dafs_be_resolve(t.ex, &O), -ESTALE);
+	T_EQ(dafs_state_table_path(tab, o.ino, r2.ino, &path), -ELOOP);
+	T_EQ(dafs_state_table_path(tab, FAKE_INO - 1, r2.ino, &path), -ENOENT);
+	/* Names that are not one component are refused. */
+	rec[0].name = "a/b";
+	T_EQ(dafs_state_table_put(tab, rec, 1, 0), -EINVAL);
+	rec[0].name = "..";
+	T_EQ(dafs_state_table_put(tab, rec, 1, 0), -EINVAL);
+	/* A lookup puts the record right again. */
+	T_EQ(dafs_be_lookup(t.ex, t.root, "other", NULL, NULL), 0);
+	T_EQ(dafs_be_resolve(t.ex, &O), -ESTALE); /* no handle asked */
+	T_EQ(dafs_be_lookup(t.ex, t.root, "other", &bad, NULL), 0);
+	SAME(&t, &O, &o);
+	dafs_state_table_close(tab);
+	tab_close(&t);
+}
+
+struct keep {
+	dafs_fh_t fh[MANY];
+	uint64_t ino[MANY];
+	unsigned n;
+};
+
+static int keep_entry(void *arg, const struct dafs_be_dirent *e)
+{
+	struct keep *k = arg;
+
+	if (k->n == MANY)
+		return -ENOSPC;
+	k->fh[k->n] = e->fh;
+	k->ino[k->n++] = e->ino;
+	return 0;
+}
+
+static void restart_fn(void)
+{
+	static struct keep k;
+	dafs_fh_t R, K, F, rh;
+	dafs_attr_t kk, f, a;
+	char name[16], buf[16];
+	unsigned i;
+	int d, fd, io, eof;
+	struct tab t;
+
+	tab_open(&t);
+	dafs_export_root(t.ex, &R);
+	d = tmkdir(&t, t.root, "keep", &K, &kk);
+	fd = dafs_be_create(t.ex, d, "f", DAFS_O_RDWR, 0600, &F, &f);
+	T(fd >= 0);
+	T_EQ(write(fd, "kept", 4), 4);
+	close(fd);
+	f.size = 4;
+	close(d);
+	/* Files made locally, handed out only by readdir with plus. */
+	d = tmkdir(&t, t.root, "many", &K, &kk);
+	for (i = 0; i < MANY; i++) {
+		snprintf(name, sizeof(name), "m%02u", i);
+		fd = openat(d, name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		T(fd >= 0);
+		close(fd);
+	}
+	T_EQ(dafs_be_readdir(t.ex, d, 0, 1, keep_entry, &k, &eof), 0);
+	T_EQ(eof, 1);
+	T_EQ(k.n, MANY);
+	close(d);
+
+	/* Restart: the export and the state closed and opened again. */
+	tab_close(&t);
+	tab_open(&t);
+	dafs_export_root(t.ex, &rh);
+	T(rh.len == R.len && !memcmp(rh.data, R.data, R.len));
+	SAME(&t, &F, &f);
+	for (i = 0; i < MANY; i++) {
+		fd = dafs_be_resolve(t.ex, &k.fh[i]);
+		T(fd >= 0);
+		T_EQ(dafs_be_getattr(fd, &a), 0);
+		T_EQ(a.ino, k.ino[i]);
+		close(fd);
+	}
+	fd = dafs_be_resolve(t.ex, &F);
+	io = dafs_be_open(fd, DAFS_O_RDONLY, NULL);
+	T(io >= 0);
+	T_EQ(read(io, buf, sizeof(buf)), 4);
+	T(!memcmp(buf, "kept", 4));
+	close(io);
+	close(fd);
+	tab_close(&t);
+}
+
+/* Handles passed between the runs below, through files; 0 or -1. */
+static int fh_save(const char *name, const dafs_fh_t *fh)
+{
+	char p[PATH_MAX];
+	FILE *f;
+	int ok;
+
+	if (snprintf(p, sizeof(p), "%s/%s", tabtmp, name) >= (int)sizeof(p))
+		return -1;
+	f = fopen(p, "w");
+	if (!f)
+		return -1;
+	ok = fwrite(fh, sizeof(*fh), 1, f) == 1;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int fh_load(const char *name, dafs_fh_t *fh)
+{
+	char p[PATH_MAX];
+	FILE *f;
+	int ok;
+
+	if (snprintf(p, sizeof(p), "%s/%s", tabtmp, name) >= (int)sizeof(p))
+		return -1;
+	f = fopen(p, "r");
+	if (!f)
+		return -1;
+	ok = fread(fh, sizeof(*fh), 1, f) == 1;
+	fclose(f);
+	return ok ? 0 : -1;
+}
+
+static void mode_user_fn(void)
+{
+	dafs_fh_t fh;
+	dafs_attr_t a;
+	struct tab t;
+
+	tab_open(&t);
+	tcreate(&t, t.root, "x", &fh, &a);
+	T_EQ(fh_save("table.fh", &fh), 0);
+	tab_close(&t);
+}
+
+static void mode_user_again_fn(void)
+{
+	dafs_fh_t fh;
+	struct tab t;
+	int fd;
+
+	tab_open(&t);
+	/* A kernel handle from the privileged run cannot be opened now. */
+	T_EQ(fh_load("kernel.fh", &fh), 0);
+	T_EQ(dafs_be_resolve(t.ex, &fh), -ESTALE);
+	/* The table handle of the first run still can. */
+	T_EQ(fh_load("table.fh", &fh), 0);
+	fd = dafs_be_resolve(t.ex, &fh);
+	T(fd >= 0);
+	close(fd);
+	tab_close(&t);
+}
+
+START_TEST(table_deep)
+{
+	as_nobody(deep_fn);
+}
+END_TEST
+
+START_TEST(table_rename)
+{
+	as_nobody(rename_fn);
+}
+END_TEST
+
+START_TEST(table_stale)
+{
+	as_nobody(stale_fn);
+}
+END_TEST
+
+START_TEST(table_restart)
+{
+	as_nobody(restart_fn);
+}
+END_TEST
+
+/* As root the export keeps kernel handles; handles of either kind made by
+ * one run are answered sensibly by a run of the other kind. */
+START_TEST(table_root_kernel)
+{
+	struct dafs_export *kex;
+	struct dafs_state *st;
+	uint8_t key[16];
+	dafs_fh_t fh, rfh;
+	dafs_attr_t a;
+	struct stat sb;
+	char p[PATH_MAX];
+	uint16_t id;
+	int fd;
+
+	if (!is_root_user())
+		return;
+	as_nobody(mode_user_fn);
+
+	ck_assert_int_eq(dafs_state_open(tabstate, &st), 0);
+	ck_assert_int_eq(dafs_state_handle_key(st, key), 0);
+	ck_assert_int_eq(dafs_state_export_id(st, "tab", &id), 0);
+	ck_assert_int_eq(dafs_export_open(st, "tab", tabexp, id, key, &kex), 0);
+	ck_assert_int_eq(dafs_export_table(kex), 0);
+	dafs_export_root(kex, &rfh);
+	ck_assert_uint_eq(rfh.data[0], 1);
+	/* The unprivileged run's table handle carries the kernel handle. */
+	ck_assert_int_eq(fh_load("table.fh", &fh), 0);
+	ck_assert_uint_eq(fh.data[0], 2);
+	fd = dafs_be_resolve(kex, &fh);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dafs_be_getattr(fd, &a), 0);
+	close(fd);
+	xpath(p, tabexp, "x");
+	ck_assert_int_eq(stat(p, &sb), 0);
+	ck_assert_uint_eq(a.ino, sb.st_ino);
+	/* Its own handles are kernel handles, which the next unprivileged
+	 * run refuses as stale (it cannot open them). */
+	fd = dafs_be_resolve(kex, &rfh);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dafs_be_lookup(kex, fd, "x", &fh, NULL), 0);
+	close(fd);
+	ck_assert_uint_eq(fh.data[0], 1);
+	ck_assert_int_eq(fh_save("kernel.fh", &fh), 0);
+	dafs_export_close(kex);
+	dafs_state_close(st);
+	as_nobody(mode_user_again_fn);
 }
 END_TEST
 
@@ -1277,6 +2007,16 @@ static Suite *backend_suite(void)
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, state_persists);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("table");
+	tcase_add_unchecked_fixture(tc, tab_base_setup, tab_base_teardown);
+	tcase_add_checked_fixture(tc, tab_setup, NULL);
+	tcase_add_test(tc, table_deep);
+	tcase_add_test(tc, table_rename);
+	tcase_add_test(tc, table_stale);
+	tcase_add_test(tc, table_restart);
+	tcase_add_test(tc, table_root_kernel);
 	suite_add_tcase(s, tc);
 	return s;
 }
