@@ -157,6 +157,9 @@ static int post_rbuf(dafs_session_t *s, uint32_t i)
 	struct dafs_sge sge = {s->rmem + (size_t)i * s->p.max_response,
 			       s->p.max_response, s->rmr->lkey};
 
+	/* reconnecting: the new endpoint gets every free buffer */
+	if (!s->ep)
+		return 0;
 	return s->ep->ops->post_recv(s->ep, i, &sge);
 }
 
@@ -541,6 +544,9 @@ static void reconnect(dafs_session_t *s)
 	int rc = -ENOTCONN;
 
 	s->reconnecting = 1;
+	/* nobody posts on the old endpoint once it is freed, nor on the new
+	 * one before it is bound */
+	s->ep = NULL;
 	pthread_mutex_unlock(&s->lock);
 	/* no completion of the old endpoint may be reaped after this */
 	old->ops->ep_free(old);
@@ -556,9 +562,6 @@ static void reconnect(dafs_session_t *s)
 		if (!rc) {
 			memcpy(bq.sid, s->sid, DAFS_SID_LEN);
 			bq.dir = DAFS_CONN_FORE;
-			/* the first request buffer and the last receive
-			 * buffer carry the bind */
-			s->ep = ep;
 			/* the callback memory is idle (its thread stopped)
 			 * and no waiter holds it, unlike the receive
 			 * buffers */
@@ -576,6 +579,7 @@ static void reconnect(dafs_session_t *s)
 		usleep(100000);
 	}
 	pthread_mutex_lock(&s->lock);
+	s->ep = ep; /* NULL if the reconnection failed */
 	for (i = 0; !rc && i < s->p.credits; i++)
 		if (!rbuf_held(s, i))
 			rc = post_rbuf(s, i);

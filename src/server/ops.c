@@ -204,7 +204,8 @@ static int h_cred_register(struct srv_req *r, const void *b,
 		c.ngroups = 0;
 	}
 	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->ncreds; i++)
+	/* never id 0: the anonymous slot, and the client's "default" */
+	for (i = 1; i < s->ncreds; i++)
 		if (!memcmp(&s->creds[i], &c, sizeof(c)))
 			break;
 	if (i == s->ncreds) {

@@ -1029,7 +1029,9 @@ void dafs_server_stop(struct dafs_server *srv)
 		pthread_mutex_lock(&srv->lock);
 	}
 	pthread_mutex_unlock(&srv->lock);
-	until = srv_now_ns() + 2000000000u;
+	/* every buffer of a broken connection completes (flush), so this
+	 * ends; the bound only guards against a transport bug */
+	until = srv_now_ns() + 10000000000u;
 	while (srv->conns && srv_now_ns() < until) {
 		if (srv->tp->poll_cq(srv->rcq, &wc, 1) == 1) {
 			struct srv_rbuf *rb = (void *)(uintptr_t)wc.wr_id;
@@ -1049,12 +1051,20 @@ void dafs_server_free(struct dafs_server *srv)
 		return;
 	if (srv->lis)
 		srv->lis->ops->listener_close(srv->lis);
+	if (srv->conns) {
+		/* a connection's threads may still complete into the CQs:
+		 * leaking them beats freeing memory under a live writer */
+		srv_log(LOG_ERR, "shutdown: connections did not drain; "
+				 "leaving transport objects allocated");
+		goto skip_transport;
+	}
 	if (srv->rcq)
 		srv->tp->cq_free(srv->rcq);
 	if (srv->scq)
 		srv->tp->cq_free(srv->scq);
 	if (srv->dom)
 		srv->tp->domain_free(srv->dom);
+skip_transport:
 	for (i = 0; i < srv->nexports; i++)
 		dafs_export_close(srv->exports[i]);
 	if (srv->state)

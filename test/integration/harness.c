@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -58,6 +59,13 @@ int it_rmtree(const char *path)
 	if (nftw(path, rm_one, 64, FTW_DEPTH | FTW_PHYS) == 0)
 		return 0;
 	return -errno;
+}
+
+int it_join(char *dst, size_t size, const char *a, const char *b)
+{
+	int n = snprintf(dst, size, "%s/%s", a, b);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
 const char *it_base(void)
@@ -111,7 +119,9 @@ int it_log_contains(const struct it_daemon *d, const char *needle)
 int it_log_sanitizer(const struct it_daemon *d, char *line, size_t size)
 {
 	static const char *const marks[] = {
-		"ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer",
+		"ERROR: AddressSanitizer",
+		"runtime error:",
+		"LeakSanitizer",
 		"ThreadSanitizer",
 	};
 	char *log = read_all(d->log_file, NULL), *hit = NULL, *p, *bol, *eol;
@@ -178,7 +188,9 @@ void it_base_setup(void)
 		fprintf(stderr, "# cannot make a directory in /tmp: %s\n",
 			strerror(errno));
 		base_dir[0] = '\0';
+		return;
 	}
+	chmod(base_dir, 0755);
 }
 
 /* Is @pid a live dafsd process (not a zombie)? */
@@ -225,8 +237,9 @@ static void reap_leftover(const char *dir)
 	pid_t pid = 0;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/pid", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = it_join(path, sizeof(path), dir, "pid")
+		     ? -1
+		     : open(path, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		n = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
@@ -236,15 +249,15 @@ static void reap_leftover(const char *dir)
 		}
 	}
 	if (is_live_dafsd(pid)) {
-		fprintf(stderr, "# killing leftover dafsd %d of %s\n",
-			(int)pid, dir);
+		fprintf(stderr, "# killing leftover dafsd %d of %s\n", (int)pid,
+			dir);
 		kill(pid, SIGKILL);
 		until = it_now_ms() + 5000;
 		while (is_live_dafsd(pid) && it_now_ms() < until)
 			sleep_ms(10);
 	}
-	snprintf(path, sizeof(path), "%s/log", dir);
-	dump_file(path, path, 40);
+	if (!it_join(path, sizeof(path), dir, "log"))
+		dump_file(path, path, 40);
 }
 
 void it_base_teardown(void)
@@ -284,10 +297,12 @@ int it_daemon_init(struct it_daemon *d, const char *name)
 		return -ENAMETOOLONG;
 	if (!mkdtemp(d->dir))
 		return -errno;
-	snprintf(d->export_dir, sizeof(d->export_dir), "%s/export", d->dir);
-	snprintf(d->state_dir, sizeof(d->state_dir), "%s/state", d->dir);
-	snprintf(d->port_file, sizeof(d->port_file), "%s/port", d->dir);
-	snprintf(d->log_file, sizeof(d->log_file), "%s/log", d->dir);
+	if (it_join(d->export_dir, sizeof(d->export_dir), d->dir, "export") ||
+	    it_join(d->state_dir, sizeof(d->state_dir), d->dir, "state") ||
+	    it_join(d->port_file, sizeof(d->port_file), d->dir, "port") ||
+	    it_join(d->log_file, sizeof(d->log_file), d->dir, "log"))
+		return -ENAMETOOLONG;
+	chmod(d->dir, 0755);
 	/* the export is world-readable so that other users can walk it */
 	if (mkdir(d->export_dir, 0755) || chmod(d->export_dir, 0755) ||
 	    mkdir(d->state_dir, 0700))
@@ -300,7 +315,8 @@ static int write_pid(const struct it_daemon *d)
 	char path[PATH_MAX + 16], buf[32];
 	int fd, n, rc = 0;
 
-	snprintf(path, sizeof(path), "%s/pid", d->dir);
+	if (it_join(path, sizeof(path), d->dir, "pid"))
+		return -ENAMETOOLONG;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
@@ -334,10 +350,29 @@ static uint16_t read_port(const char *path)
 	return (uint16_t)v;
 }
 
+/*
+ * The daemon runs through a symlink of its own name: the machine is shared,
+ * and a stray "pkill dafsd" elsewhere must not take down the daemon under
+ * test (that is how it would look: a test failing for no reason). Its
+ * /proc/PID/exe is still $DAFSD.
+ */
+static int server_link(struct it_daemon *d, const char *dafsd, char *out,
+		       size_t size)
+{
+	char real[PATH_MAX];
+
+	if (!realpath(dafsd, real))
+		return -errno;
+	if (it_join(out, size, d->dir, "dafs-server"))
+		return -ENAMETOOLONG;
+	unlink(out);
+	return symlink(real, out) ? -errno : 0;
+}
+
 int it_daemon_start(struct it_daemon *d)
 {
 	const char *dafsd = getenv("DAFSD");
-	char exp_arg[PATH_MAX + 8];
+	char exp_arg[PATH_MAX + 8], exe[PATH_MAX];
 	const char *argv[16];
 	pid_t pid, parent = getpid();
 	uint64_t until;
@@ -349,8 +384,13 @@ int it_daemon_start(struct it_daemon *d)
 	}
 	if (d->pid)
 		return -EBUSY;
+	st = server_link(d, dafsd, exe, sizeof(exe));
+	if (st) {
+		fprintf(stderr, "# %s: %s\n", dafsd, strerror(-st));
+		return st;
+	}
 	snprintf(exp_arg, sizeof(exp_arg), "data=%s", d->export_dir);
-	argv[i++] = dafsd;
+	argv[i++] = exe;
 	argv[i++] = "--export";
 	argv[i++] = exp_arg;
 	argv[i++] = "--state-dir";
@@ -385,7 +425,15 @@ int it_daemon_start(struct it_daemon *d)
 			_exit(127);
 		/* nothing of the test (sessions' sockets) leaks in */
 		close_range(3, ~0u, 0);
-		execv(dafsd, (char *const *)argv);
+		/* a crash leaves its core where core_report() looks */
+		if (chdir(d->dir) == 0) {
+			struct rlimit rl;
+
+			getrlimit(RLIMIT_CORE, &rl);
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_CORE, &rl);
+		}
+		execv(exe, (char *const *)argv);
 		_exit(127);
 	}
 	close(logfd);
@@ -400,8 +448,10 @@ int it_daemon_start(struct it_daemon *d)
 			break;
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			d->pid = 0;
-			fprintf(stderr, "# dafsd exited at start (status "
-					"%#x)\n", st);
+			fprintf(stderr,
+				"# dafsd exited at start (status "
+				"%#x)\n",
+				st);
 			it_log_dump(d, 40);
 			return -ECHILD;
 		}
@@ -416,6 +466,46 @@ int it_daemon_start(struct it_daemon *d)
 	snprintf(d->url, sizeof(d->url), "tcp://127.0.0.1:%u/data",
 		 (unsigned)d->port);
 	return 0;
+}
+
+/*
+ * A daemon that dumped core: print every thread's backtrace (gdb, if there
+ * is one) to stderr, so the crash can be diagnosed from the test log even
+ * though the core goes with the test's directory.
+ */
+static void core_report(const struct it_daemon *d, pid_t pid)
+{
+	char core[PATH_MAX + 32], exe[PATH_MAX + 16],
+		bt[] = "thread apply all bt";
+	const char *gdb = "/usr/bin/gdb";
+	struct stat st;
+	pid_t g;
+
+	if (it_join(exe, sizeof(exe), d->dir, "dafs-server"))
+		return;
+	/* core_pattern "core" or "core.%p" (the kernel's usual ones) */
+	if (it_join(core, sizeof(core), d->dir, "core") || stat(core, &st)) {
+		snprintf(core, sizeof(core), "%s/core.%d", d->dir, (int)pid);
+		if (stat(core, &st)) {
+			fprintf(stderr, "# (no core file in %s)\n", d->dir);
+			return;
+		}
+	}
+	if (access(gdb, X_OK)) {
+		fprintf(stderr, "# core: %s (no gdb for a backtrace)\n", core);
+		return;
+	}
+	fflush(NULL);
+	g = fork();
+	if (g == 0) {
+		dup2(2, 1);
+		execl(gdb, gdb, "-batch", "-nx", "-ex", bt, exe, core,
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (g > 0)
+		while (waitpid(g, NULL, 0) < 0 && errno == EINTR)
+			;
 }
 
 int it_daemon_stop(struct it_daemon *d, int timeout_ms)
@@ -436,8 +526,9 @@ int it_daemon_stop(struct it_daemon *d, int timeout_ms)
 			return -errno;
 		}
 		if (it_now_ms() > until) {
-			fprintf(stderr, "# dafsd %d did not stop in %d ms: "
-					"killing it\n",
+			fprintf(stderr,
+				"# dafsd %d did not stop in %d ms: "
+				"killing it\n",
 				(int)d->pid, timeout_ms);
 			kill(d->pid, SIGKILL);
 			while (waitpid(d->pid, &st, 0) < 0 && errno == EINTR)
@@ -447,6 +538,8 @@ int it_daemon_stop(struct it_daemon *d, int timeout_ms)
 		}
 		sleep_ms(2);
 	}
+	if (WIFSIGNALED(st) && WCOREDUMP(st))
+		core_report(d, d->pid);
 	d->pid = 0;
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);

@@ -24,14 +24,14 @@
 #include <sys/types.h>
 
 struct it_daemon {
-	char dir[PATH_MAX];        /* private to this daemon */
+	char dir[PATH_MAX];	   /* private to this daemon */
 	char export_dir[PATH_MAX]; /* exported as "data" */
 	char state_dir[PATH_MAX];
 	char port_file[PATH_MAX];
-	char log_file[PATH_MAX];   /* stdout and stderr, appended */
-	char url[128];             /* tcp://127.0.0.1:PORT/data */
+	char log_file[PATH_MAX]; /* stdout and stderr, appended */
+	char url[128];		 /* tcp://127.0.0.1:PORT/data */
 	uint16_t port;
-	pid_t pid;                 /* 0 when not running */
+	pid_t pid; /* 0 when not running */
 };
 
 /* Unchecked fixtures (the runner process): make / remove the base. */
@@ -64,6 +64,9 @@ int it_log_sanitizer(const struct it_daemon *d, char *line, size_t size);
 int it_log_contains(const struct it_daemon *d, const char *needle);
 /* Print the last @lines lines of the log to stderr, prefixed "# ". */
 void it_log_dump(const struct it_daemon *d, int lines);
+
+/* @a "/" @b into @dst; -ENAMETOOLONG if it does not fit. */
+int it_join(char *dst, size_t size, const char *a, const char *b);
 
 /* Remove a directory tree (or a file). Missing is not an error. */
 int it_rmtree(const char *path);

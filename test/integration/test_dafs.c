@@ -128,16 +128,14 @@ static const char *lpath(char *buf, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(rel, sizeof(rel), fmt, ap);
 	va_end(ap);
-	snprintf(buf, PATH_MAX, "%s/%s", D.export_dir, rel);
+	ck_assert_int_eq(it_join(buf, PATH_MAX, D.export_dir, rel), 0);
 	return buf;
 }
 
-static void lwrite(const char *rel, const void *data, size_t len,
-		   mode_t mode)
+static void lwrite(const char *rel, const void *data, size_t len, mode_t mode)
 {
 	char p[PATH_MAX];
-	int fd = open(lpath(p, "%s", rel), O_WRONLY | O_CREAT | O_TRUNC,
-		      mode);
+	int fd = open(lpath(p, "%s", rel), O_WRONLY | O_CREAT | O_TRUNC, mode);
 
 	ck_assert_msg(fd >= 0, "open %s: %s", p, strerror(errno));
 	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
@@ -181,8 +179,8 @@ static struct stat lstat_of(const char *rel)
 	char p[PATH_MAX];
 	struct stat st;
 
-	ck_assert_msg(lstat(lpath(p, "%s", rel), &st) == 0, "lstat %s: %s",
-		      p, strerror(errno));
+	ck_assert_msg(lstat(lpath(p, "%s", rel), &st) == 0, "lstat %s: %s", p,
+		      strerror(errno));
 	return st;
 }
 
@@ -200,8 +198,8 @@ static void lcheck(const char *rel, const void *want, size_t len)
 	size_t n;
 	uint8_t *got = lread(rel, &n);
 
-	ck_assert_msg(n == len, "%s: %zu bytes on disk, expected %zu", rel,
-		      n, len);
+	ck_assert_msg(n == len, "%s: %zu bytes on disk, expected %zu", rel, n,
+		      len);
 	ck_assert_msg(fnv1a(got, n) == fnv1a(want, len) &&
 			      !memcmp(got, want, len),
 		      "%s: content on disk differs", rel);
@@ -459,8 +457,7 @@ START_TEST(test_create)
 	ck_assert_uint_eq(lstat_of("c").st_mode & 07777, 0640);
 
 	/* O_TRUNC empties it */
-	OK(dafs_create(S, &ROOT, "c", O_WRONLY | O_TRUNC, 0640, &f, NULL,
-		       &a));
+	OK(dafs_create(S, &ROOT, "c", O_WRONLY | O_TRUNC, 0640, &f, NULL, &a));
 	ck_assert_uint_eq(a.size, 0);
 	OK(dafs_close(f));
 	ck_assert_uint_eq(lstat_of("c").st_size, 0);
@@ -544,8 +541,7 @@ START_TEST(test_symlink_link)
 	ck_assert_str_eq(buf, target);
 	/* room for the target but not its NUL */
 	EXPECT(dafs_readlink(S, &sl, buf, strlen(target)), -ERANGE);
-	EXPECT(dafs_readlink(S, &sl, buf, strlen(target) + 1),
-	       strlen(target));
+	EXPECT(dafs_readlink(S, &sl, buf, strlen(target) + 1), strlen(target));
 	ck_assert_str_eq(buf, target);
 	EXPECT(dafs_symlink(S, &ROOT, "sl", "other", NULL, NULL), -EEXIST);
 	/* a symlink is not a file to read */
@@ -621,8 +617,7 @@ START_TEST(test_rename)
 
 	/* NOREPLACE refuses, and changes nothing */
 	lwrite("r4", "CCC", 3, 0644);
-	EXPECT(dafs_rename(S, &ROOT, "r3", &ROOT, "r4",
-			   DAFS_RENAME_NOREPLACE),
+	EXPECT(dafs_rename(S, &ROOT, "r3", &ROOT, "r4", DAFS_RENAME_NOREPLACE),
 	       -EEXIST);
 	lcheck("r3", "AAAA", 4);
 	lcheck("r4", "CCC", 3);
@@ -633,8 +628,7 @@ START_TEST(test_rename)
 	OK(dafs_rename(S, &ROOT, "r3", &ROOT, "r5", DAFS_RENAME_EXCHANGE));
 	lcheck("r3", "CCC", 3);
 	lcheck("r5", "AAAA", 4);
-	EXPECT(dafs_rename(S, &ROOT, "r3", &ROOT, "none",
-			   DAFS_RENAME_EXCHANGE),
+	EXPECT(dafs_rename(S, &ROOT, "r3", &ROOT, "none", DAFS_RENAME_EXCHANGE),
 	       -ENOENT);
 
 	/* across directories */
@@ -903,8 +897,7 @@ START_TEST(test_fallocate_copy)
 		ck_assert_int_eq(st.st_size, MiB);
 		ck_assert_int_ge(st.st_blocks, 2 * MiB / 512);
 		/* a hole punched keeps the size and reads zeros */
-		OK(dafs_fallocate(f,
-				  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		OK(dafs_fallocate(f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				  0, 4096));
 		ck_assert_int_eq(lstat_of("fa").st_size, MiB);
 		EXPECT(dafs_fallocate(f, 0, 0, 0), -EINVAL);
@@ -957,8 +950,7 @@ START_TEST(test_xattr)
 	EXPECT(dafs_getxattr(S, &fh, "user.color", buf, sizeof(buf)), 4);
 	ck_assert(!memcmp(buf, "blue", 4));
 	EXPECT(dafs_getxattr(S, &fh, "user.color", buf, 2), -ERANGE);
-	EXPECT(dafs_getxattr(S, &fh, "user.none", buf, sizeof(buf)),
-	       -ENODATA);
+	EXPECT(dafs_getxattr(S, &fh, "user.none", buf, sizeof(buf)), -ENODATA);
 
 	EXPECT(dafs_setxattr(S, &fh, "user.color", "red", 3, XATTR_CREATE),
 	       -EEXIST);
@@ -990,8 +982,7 @@ START_TEST(test_xattr)
 	EXPECT(dafs_listxattr(S, &fh, buf, 3), -ERANGE);
 
 	OK(dafs_removexattr(S, &fh, "user.color"));
-	EXPECT(dafs_getxattr(S, &fh, "user.color", buf, sizeof(buf)),
-	       -ENODATA);
+	EXPECT(dafs_getxattr(S, &fh, "user.color", buf, sizeof(buf)), -ENODATA);
 	ck_assert_int_lt(getxattr(p, "user.color", buf, sizeof(buf)), 0);
 	ck_assert_int_eq(errno, ENODATA);
 	EXPECT(dafs_removexattr(S, &fh, "user.color"), -ENODATA);
@@ -1018,15 +1009,13 @@ static void io_round(size_t size, int registered, uint64_t seed)
 		OK(dafs_mem_register(S, wbuf, size, &wm));
 		OK(dafs_mem_register(S, rbuf, size + 100, &rm));
 	}
-	OK(dafs_create(S, &ROOT, name, O_RDWR | O_EXCL, 0644, &f, NULL,
-		       NULL));
+	OK(dafs_create(S, &ROOT, name, O_RDWR | O_EXCL, 0644, &f, NULL, NULL));
 	EXPECT(dafs_write(f, wbuf, size, 0, wm), size);
 	lcheck(name, wbuf, size);
 
 	memset(rbuf, 0xee, size + 100);
 	EXPECT(dafs_read(f, rbuf, size, 0, rm), size);
-	ck_assert_msg(!memcmp(rbuf, wbuf, size), "%s: read back differs",
-		      name);
+	ck_assert_msg(!memcmp(rbuf, wbuf, size), "%s: read back differs", name);
 	/* asking for more than there is: short, exact bytes */
 	memset(rbuf, 0xee, size + 100);
 	EXPECT(dafs_read(f, rbuf, size + 100 > 4096 ? 4096 : size + 100,
@@ -1201,14 +1190,12 @@ static void pipeline(dafs_file_t *f, int write, uint8_t *mem_base,
 			slot[i].off = next;
 			if (write) {
 				fill(slot[i].buf, PIPE_CHUNK, seed, next);
-				OK(dafs_write_async(f, slot[i].buf,
-						    PIPE_CHUNK, next, m, cg,
-						    &slot[i]));
+				OK(dafs_write_async(f, slot[i].buf, PIPE_CHUNK,
+						    next, m, cg, &slot[i]));
 			} else {
 				memset(slot[i].buf, 0, PIPE_CHUNK);
-				OK(dafs_read_async(f, slot[i].buf,
-						   PIPE_CHUNK, next, m, cg,
-						   &slot[i]));
+				OK(dafs_read_async(f, slot[i].buf, PIPE_CHUNK,
+						   next, m, cg, &slot[i]));
 			}
 			next += PIPE_CHUNK;
 			inflight++;
@@ -1238,10 +1225,10 @@ static void pipeline(dafs_file_t *f, int write, uint8_t *mem_base,
 				      dafs_strerror((int)c[k].result));
 			if (!write) {
 				fill(want, PIPE_CHUNK, seed, sl->off);
-				ck_assert_msg(!memcmp(want, sl->buf,
-						      PIPE_CHUNK),
-					      "read at %llu: wrong bytes",
-					      (unsigned long long)sl->off);
+				ck_assert_msg(
+					!memcmp(want, sl->buf, PIPE_CHUNK),
+					"read at %llu: wrong bytes",
+					(unsigned long long)sl->off);
 			}
 			sl->off = UINT64_MAX;
 			done += PIPE_CHUNK;
@@ -1282,8 +1269,7 @@ START_TEST(test_async_pipeline)
 		ck_assert_int_eq(n, PIPE_CHUNK);
 		fill(want, PIPE_CHUNK, seed, off);
 		ck_assert_msg(!memcmp(chunk, want, PIPE_CHUNK),
-			      "disk differs at %llu",
-			      (unsigned long long)off);
+			      "disk differs at %llu", (unsigned long long)off);
 		hl ^= mix64(fnv1a(chunk, PIPE_CHUNK) + off);
 		hw ^= mix64(fnv1a(want, PIPE_CHUNK) + off);
 	}
@@ -1333,6 +1319,22 @@ START_TEST(test_async_pipeline)
 }
 END_TEST
 
+static dafs_iodesc_t iod(dafs_file_t *f, int write, void *buf, size_t len,
+			 uint64_t off, dafs_mem_t *mem, uintptr_t ctx)
+{
+	dafs_iodesc_t d = {
+		.file = f,
+		.write = write,
+		.buf = buf,
+		.len = (uint32_t)len,
+		.off = off,
+		.mem = mem,
+		.ctx = (void *)ctx,
+	};
+
+	return d;
+}
+
 START_TEST(test_batch)
 {
 	enum { NB = 8 };
@@ -1372,28 +1374,22 @@ START_TEST(test_batch)
 
 	memset(io, 0, sizeof(io));
 	/* 0: small inline read */
-	io[0] = (dafs_iodesc_t){rw, 0, tiny, sizeof(tiny), 10, NULL,
-				(void *)0};
+	io[0] = iod(rw, 0, tiny, sizeof(tiny), 10, NULL, 0);
 	/* 1: large registered read */
-	io[1] = (dafs_iodesc_t){rw, 0, rbig, (uint32_t)big, 4096, mr,
-				(void *)1};
+	io[1] = iod(rw, 0, rbig, big, 4096, mr, 1);
 	/* 2: small inline write */
-	io[2] = (dafs_iodesc_t){bo, 1, small, sizeof(small), 0, NULL,
-				(void *)2};
+	io[2] = iod(bo, 1, small, sizeof(small), 0, NULL, 2);
 	/* 3: large registered write after it */
-	io[3] = (dafs_iodesc_t){bo, 1, wbig, (uint32_t)bigw, 4096, mw,
-				(void *)3};
+	io[3] = iod(bo, 1, wbig, bigw, 4096, mw, 3);
 	/* 4: a read on a write-only open fails alone */
-	io[4] = (dafs_iodesc_t){wo, 0, wobuf, sizeof(wobuf), 0, NULL,
-				(void *)4};
+	io[4] = iod(wo, 0, wobuf, sizeof(wobuf), 0, NULL, 4);
 	/* 5: a closed open id fails alone */
-	io[5] = (dafs_iodesc_t){(dafs_file_t *)&stale, 0, stalebuf,
-				sizeof(stalebuf), 0, NULL, (void *)5};
+	io[5] = iod((dafs_file_t *)&stale, 0, stalebuf, sizeof(stalebuf), 0,
+		    NULL, 5);
 	/* 6: a read at the end of the file */
-	io[6] = (dafs_iodesc_t){rw, 0, eofbuf, sizeof(eofbuf), 2 * MiB, NULL,
-				(void *)6};
+	io[6] = iod(rw, 0, eofbuf, sizeof(eofbuf), 2 * MiB, NULL, 6);
 	/* 7: a write on a read-only open fails alone */
-	io[7] = (dafs_iodesc_t){rw, 1, small, 10, 0, NULL, (void *)7};
+	io[7] = iod(rw, 1, small, 10, 0, NULL, 7);
 
 	EXPECT(dafs_batch_io(S, io, 0, cg), -EINVAL);
 	EXPECT(dafs_batch_io(S, io, DAFS_BATCH_MAX + 1, cg), -EINVAL);
@@ -1466,8 +1462,7 @@ START_TEST(test_replay_create)
 	dafs_fh_t fh;
 
 	dafs__test_drop_after_send(S);
-	OK(dafs_create(S, &ROOT, "once", O_RDWR | O_EXCL, 0644, &f, &fh,
-		       &a));
+	OK(dafs_create(S, &ROOT, "once", O_RDWR | O_EXCL, 0644, &f, &fh, &a));
 	ck_assert_uint_eq(dafs__test_reconnects(S), before + 1);
 	ck_assert_int_eq(lcount("once"), 1);
 	ck_assert_uint_eq(lstat_of("once").st_ino, a.ino);
@@ -1537,13 +1532,22 @@ END_TEST
 
 /* ---- 6. confinement ---- */
 
+/* @dir/@name does not exist on the local disk. */
+static void absent(const char *dir, const char *name)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	ck_assert_int_eq(it_join(p, sizeof(p), dir, name), 0);
+	ck_assert_msg(lstat(p, &st) && errno == ENOENT, "%s exists", p);
+}
+
 START_TEST(test_confinement)
 {
-	char name[64], out[PATH_MAX], p[PATH_MAX];
+	char name[64], p[PATH_MAX];
 	dafs_fh_t fh, etc, up, sub, bad;
 	dafs_attr_t a, ra;
 	dafs_file_t *f = NULL;
-	struct stat st;
 	unsigned i;
 	int rc;
 
@@ -1599,12 +1603,10 @@ START_TEST(test_confinement)
 	/* names are single components */
 	EXPECT(dafs_lookup(S, &ROOT, "sub/..", NULL, NULL), -EINVAL);
 	EXPECT(dafs_lookup(S, &ROOT, "../etc", NULL, NULL), -EINVAL);
-	EXPECT(dafs_create(S, &ROOT, "../escape", O_RDWR, 0644, &f, NULL,
-			   NULL),
+	EXPECT(dafs_create(S, &ROOT, "../escape", O_RDWR, 0644, &f, NULL, NULL),
 	       -EINVAL);
 	EXPECT(dafs_mkdir(S, &ROOT, "sub/x", 0755, NULL, NULL), -EINVAL);
-	EXPECT(dafs_mknod(S, &ROOT, "../fifo", S_IFIFO | 0644, 0, NULL,
-			  NULL),
+	EXPECT(dafs_mknod(S, &ROOT, "../fifo", S_IFIFO | 0644, 0, NULL, NULL),
 	       -EINVAL);
 	EXPECT(dafs_symlink(S, &ROOT, "a/b", "x", NULL, NULL), -EINVAL);
 	lwrite("mine", "m", 1, 0644);
@@ -1616,16 +1618,13 @@ START_TEST(test_confinement)
 	EXPECT(dafs_mkdir(S, &ROOT, ".", 0755, NULL, NULL), -EINVAL);
 
 	/* nothing appeared outside the export */
-	snprintf(out, sizeof(out), "/etc/%s", name);
-	ck_assert_msg(lstat(out, &st) && errno == ENOENT, "%s exists", out);
-	snprintf(out, sizeof(out), "/%s", name);
-	ck_assert_msg(lstat(out, &st) && errno == ENOENT, "%s exists", out);
-	snprintf(out, sizeof(out), "%s/%s", D.dir, name);
-	ck_assert_msg(lstat(out, &st) && errno == ENOENT, "%s exists", out);
-	snprintf(out, sizeof(out), "%s/escape", D.dir);
-	ck_assert_msg(lstat(out, &st) && errno == ENOENT, "%s exists", out);
-	snprintf(out, sizeof(out), "%s/stolen", D.dir);
-	ck_assert_msg(lstat(out, &st) && errno == ENOENT, "%s exists", out);
+	absent("/etc", name);
+	absent("", name);
+	absent(D.dir, name);
+	absent(D.dir, "escape");
+	absent(D.dir, "stolen");
+	absent(D.dir, "linked");
+	absent(D.dir, "fifo");
 	lcheck("mine", "m", 1);
 
 	/* a handle with any one byte changed is refused */
@@ -1701,6 +1700,38 @@ START_TEST(test_restart)
 	EXPECT(dafs_getattr(S, &root2, &a2), -ESTALE);
 	free(data);
 	free(back);
+}
+END_TEST
+
+/*
+ * The server goes away for good: the session gives up after its timeout,
+ * says so from then on (sticky), and closes cleanly.
+ */
+START_TEST(test_server_gone)
+{
+	dafs_session_opts_t o;
+	dafs_session_t *s2;
+	dafs_file_t *f;
+	dafs_attr_t a;
+	int rc;
+
+	/* the fixture's session would wait out its 30 s default */
+	dafs_session_close(S);
+	S = NULL;
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = 1500;
+	s2 = session(&o);
+	OK(dafs_getattr(s2, &ROOT, &a));
+	OK(dafs_create(s2, &ROOT, "held", O_RDWR, 0644, &f, NULL, NULL));
+	ck_assert_int_eq(it_daemon_stop(&D, 20000), 0);
+
+	rc = dafs_getattr(s2, &ROOT, &a);
+	ck_assert_msg(rc == -DAFS_EBROKEN || rc == -ETIMEDOUT,
+		      "getattr with the server gone: %s", dafs_strerror(rc));
+	EXPECT(dafs_getattr(s2, &ROOT, &a), -DAFS_EBROKEN);
+	EXPECT(dafs_write(f, "x", 1, 0, NULL), -DAFS_EBROKEN);
+	EXPECT(dafs_close(f), -DAFS_EBROKEN);
+	dafs_session_close(s2);
 }
 END_TEST
 
@@ -1835,8 +1866,8 @@ static void *worker_main(void *arg)
 		/* sizes cross the inline limit both ways */
 		len = 1 + mix64((uint64_t)(w->id * 100000 + i)) % maxlen;
 		fill(wbuf, len, (uint64_t)w->id << 32 | (uint64_t)i, 0);
-		rc = dafs_create(S, &w->dir, a, O_RDWR | O_EXCL, 0644, &f,
-				 &fh, NULL);
+		rc = dafs_create(S, &w->dir, a, O_RDWR | O_EXCL, 0644, &f, &fh,
+				 NULL);
 		if (rc)
 			WFAIL(w, "create %s: %s", a, dafs_strerror(rc));
 		n = dafs_write(f, wbuf, len, 0, NULL);
@@ -1864,8 +1895,8 @@ static void *worker_main(void *arg)
 		cookie = 0;
 		eof = 0;
 		while (!eof) {
-			rc = dafs_readdir(S, &w->dir, &cookie, i & 1,
-					  rd_count, &cnt, &eof);
+			rc = dafs_readdir(S, &w->dir, &cookie, i & 1, rd_count,
+					  &cnt, &eof);
 			if (rc < 0)
 				WFAIL(w, "readdir: %s", dafs_strerror(rc));
 		}
@@ -1882,8 +1913,7 @@ static void *worker_main(void *arg)
 			WFAIL(w, "remove: %s", dafs_strerror(rc));
 		rc = dafs_lookup(S, &w->dir, b, NULL, NULL);
 		if (rc != -ENOENT)
-			WFAIL(w, "lookup after remove: %s",
-			      dafs_strerror(rc));
+			WFAIL(w, "lookup after remove: %s", dafs_strerror(rc));
 		w->iters++;
 	}
 out:
@@ -1973,8 +2003,8 @@ START_TEST(test_slow_request)
 	lfd = open(lpath(p, "leased"), O_RDONLY);
 	ck_assert_int_ge(lfd, 0);
 	if (fcntl(lfd, F_SETLEASE, F_WRLCK)) {
-		fprintf(stderr, "# SKIP slow request: no lease on %s: %s\n",
-			p, strerror(errno));
+		fprintf(stderr, "# SKIP slow request: no lease on %s: %s\n", p,
+			strerror(errno));
 		close(lfd);
 		sigaction(SIGIO, &old, NULL);
 		return;
@@ -2055,8 +2085,7 @@ static int raw_connect(uint16_t port)
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons(port);
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)),
-			 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return fd;
@@ -2135,8 +2164,8 @@ START_TEST(test_garbage)
 	p += 32;
 	memset(p, 0, 24);
 	put32(p, DAFS_MAGIC);
-	p[4] = 1;	  /* version */
-	p[6] = 0xe7;	  /* op 999 */
+	p[4] = 1;    /* version */
+	p[6] = 0xe7; /* op 999 */
 	p[7] = 0x03;
 	raw_send(fd, buf, 32 + 32 + 24);
 	ck_assert(raw_wait_close(fd));
@@ -2237,8 +2266,7 @@ START_TEST(test_bigdir)
 		snprintf(name, sizeof(name), "f%06d", i);
 		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 			    0644);
-		ck_assert_msg(fd >= 0, "create %s: %s", name,
-			      strerror(errno));
+		ck_assert_msg(fd >= 0, "create %s: %s", name, strerror(errno));
 		close(fd);
 	}
 	close(dfd);
@@ -2325,6 +2353,7 @@ static Suite *dafs_suite(void)
 
 	tc = tcase(s, "restart", 60);
 	tcase_add_test(tc, test_restart);
+	tcase_add_test(tc, test_server_gone);
 
 	tc = tcase(s, "creds", 60);
 	tcase_add_test(tc, test_creds);
