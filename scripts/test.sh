@@ -1,8 +1,8 @@
-#!/bin/sh
+#!/bin/bash
 # test.sh - the README's second command: install what is missing, build
 # with gcc (warnings are errors) and with ASan+UBSan, and run every test in
 # both builds. Exit status 0 only if all pass.
-set -eu
+set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 "$top/scripts/deps.sh"
@@ -12,11 +12,17 @@ cd "$top"
 	-Db_lundef=false -Dwerror=true
 
 status=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "== tests (gcc build) =="
-meson test -C build --print-errorlogs || status=1
+meson test -C build --print-errorlogs | tee -a "$log" || status=1
 echo "== tests (ASan+UBSan build) =="
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	meson test -C build-asan --print-errorlogs --no-suite fuzz ||
-	status=1
+	meson test -C build-asan --print-errorlogs --no-suite fuzz |
+	tee -a "$log" || status=1
+# one closing line over both builds (meson prints a summary per build)
+awk '/^Ok:/ {ok += $2} /^Fail:/ {f += $2} /^Timeout:/ {f += $2}
+	/^Unexpected Pass:/ {f += $3} /^Skipped:/ {sk += $2}
+	END {printf "tests: %d passed, %d failed, %d skipped\n", ok, f, sk}' "$log"
 exit $status
