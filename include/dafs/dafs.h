@@ -343,9 +343,11 @@ int dafs_cg_new(dafs_session_t *s, dafs_cg_t **cg);
 int dafs_cg_free(dafs_cg_t *cg);
 
 /**
- * Submit a read or write; its completion is delivered to @p cg.
- * @return 0 when submitted; -EAGAIN when all credits are in use and
- *         @p cg has completions to reap first; other errors as dafs_read().
+ * Submit a read or write; its completion is delivered to @p cg. When every
+ * credit of the session is in use, waits for one (driving completions, so
+ * it cannot wait on itself).
+ * @return 0 when submitted; -ETIMEDOUT if no credit freed within the
+ *         session's timeout; other errors as dafs_read().
  */
 int dafs_read_async(dafs_file_t *f, void *buf, size_t len, uint64_t off,
 		    dafs_mem_t *mem, dafs_cg_t *cg, void *ctx);

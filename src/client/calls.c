@@ -523,6 +523,8 @@ DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
 	rc = prep_io(f, 0, buf, len, off, mem, &q, NULL, &g, &tmp);
 	if (rc)
 		return rc;
+	if (mem)
+		atomic_fetch_add(&mem->users, 1);
 	rc = dafs_c_call(s, DAFS_OP_READ, &q, &r, NULL, &cr);
 	if (!rc) {
 		if (r.count > len || (r.data.len && r.data.len != r.count) ||
@@ -535,6 +537,8 @@ DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
 		}
 		dafs_c_end(s, cr);
 	}
+	if (mem)
+		atomic_fetch_sub(&mem->users, 1);
 	drop_tmp(s, tmp);
 	return rc;
 }
@@ -553,11 +557,15 @@ DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 	rc = prep_io(f, 1, (void *)buf, len, off, mem, NULL, &q, &g, &tmp);
 	if (rc)
 		return rc;
+	if (mem)
+		atomic_fetch_add(&mem->users, 1);
 	rc = dafs_c_call(s, DAFS_OP_WRITE, &q, &r, &g, &cr);
 	if (!rc) {
 		rc = r.v <= len ? (ssize_t)r.v : -DAFS_EPROTO;
 		dafs_c_end(s, cr);
 	}
+	if (mem)
+		atomic_fetch_sub(&mem->users, 1);
 	drop_tmp(s, tmp);
 	return rc;
 }
@@ -716,8 +724,10 @@ static int submit_async(dafs_cg_t *cg, struct creq *cr)
 		if (cr->tmp_mr)
 			s->tp->dereg_mr(cr->tmp_mr);
 		cr->tmp_mr = NULL;
-		free(cr->batch);
-		cr->batch = NULL;
+		if (cr->mem)
+			atomic_fetch_sub(&cr->mem->users, 1);
+		cr->mem = NULL;
+		dafs_c_batch_release(cr);
 		dafs_c_end(s, cr);
 	}
 	return rc;
@@ -751,6 +761,9 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	cr->ubuf = buf;
 	cr->ulen = (uint32_t)len;
 	cr->tmp_mr = tmp;
+	cr->mem = mem;
+	if (mem)
+		atomic_fetch_add(&mem->users, 1);
 	return submit_async(cg, cr);
 }
 
@@ -885,6 +898,9 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 	cr->batch = copy;
 	cr->nbatch = n;
 	copy = NULL;
+	for (i = 0; i < n; i++)
+		if (cr->batch[i].mem)
+			atomic_fetch_add(&cr->batch[i].mem->users, 1);
 	pthread_mutex_lock(&s->lock);
 	/* one outstanding per element; submit_async adds the last */
 	cg->outstanding += (uint32_t)n - 1;

@@ -732,6 +732,7 @@ int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
 	cr->rbuf = NULL;
 	cr->cg = NULL;
 	cr->tmp_mr = NULL;
+	cr->mem = NULL;
 	cr->batch = NULL;
 	cr->gather.len = 0;
 	h.op = op;
@@ -877,6 +878,17 @@ void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result)
 	cg->outstanding--;
 }
 
+void dafs_c_batch_release(struct creq *cr)
+{
+	int i;
+
+	for (i = 0; cr->batch && i < cr->nbatch; i++)
+		if (cr->batch[i].mem)
+			atomic_fetch_sub(&cr->batch[i].mem->users, 1);
+	free(cr->batch);
+	cr->batch = NULL;
+}
+
 /* An asynchronous request's reply arrived (s->lock held): turn it into
  * completions and free the slot. */
 static void deliver(dafs_session_t *s, struct creq *cr)
@@ -940,8 +952,7 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 			}
 			dafs_c_cg_push(cr->cg, io->ctx, result);
 		}
-		free(cr->batch);
-		cr->batch = NULL;
+		dafs_c_batch_release(cr);
 		break;
 	default: /* CREQ_ORPHAN: nobody waits any more */
 		break;
@@ -949,6 +960,10 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 	if (cr->tmp_mr) {
 		s->tp->dereg_mr(cr->tmp_mr);
 		cr->tmp_mr = NULL;
+	}
+	if (cr->mem) {
+		atomic_fetch_sub(&cr->mem->users, 1);
+		cr->mem = NULL;
 	}
 	post_rbuf(s, (uint32_t)((cr->rbuf - s->rmem) / s->p.max_response));
 	cr->rbuf = NULL;

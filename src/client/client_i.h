@@ -57,6 +57,7 @@ struct creq {
 	void *ubuf;             /* inline read destination */
 	uint32_t ulen;
 	struct dafs_mr *tmp_mr; /* temporary registration to drop */
+	dafs_mem_t *mem;        /* the caller's registration, held */
 	dafs_iodesc_t *batch;   /* copies of the batch elements */
 	int nbatch;
 };
@@ -71,7 +72,7 @@ struct dafs_cg {
 struct dafs_mem {
 	dafs_session_t *s;
 	struct dafs_mr *mr;
-	atomic_int users;
+	atomic_int users; /* I/O in flight on it: no deregistration */
 };
 
 struct dafs_file {
@@ -138,6 +139,9 @@ int dafs_c_simple(dafs_session_t *s, uint16_t op, const void *body,
 
 /* Drive completions until @cg has one, or @timeout_ms (-1: forever). */
 int dafs_c_progress_cg(dafs_session_t *s, dafs_cg_t *cg, int timeout_ms);
+/* Drop the holds a batch's elements have on their registrations and free
+ * the element copies. */
+void dafs_c_batch_release(struct creq *cr);
 /* Called with s->lock held: a completion for @cg. */
 void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result);
 

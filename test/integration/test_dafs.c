@@ -1310,6 +1310,14 @@ START_TEST(test_async_pipeline)
 	ck_assert(!memcmp(want, mem, 100));
 	EXPECT(dafs_cg_wait(cg, c, 4, 0), -ENOENT);
 
+	/* a registration with I/O in flight cannot go away under it;
+	 * completions are only processed when someone polls, so the read is
+	 * still outstanding here */
+	OK(dafs_read_async(f, mem, PIPE_CHUNK, 0, m, cg, NULL));
+	EXPECT(dafs_mem_deregister(m), -EBUSY);
+	EXPECT(dafs_cg_wait(cg, c, 4, 10000), 1);
+	ck_assert_int_eq(c[0].result, PIPE_CHUNK);
+
 	OK(dafs_close(f));
 	OK(dafs_mem_deregister(m));
 	OK(dafs_cg_free(cg));
