@@ -6,7 +6,8 @@
 #     server's page cache (the export is on tmpfs), depth 8, blocks 4 KiB,
 #     64 KiB and 1 MiB, next to raw single-stream loopback TCP bandwidth;
 #   - the round trip of a getattr next to a raw TCP ping-pong of the same
-#     message sizes.
+#     message sizes, both blocking (pingpong) and polling like dafs's own
+#     completion wait (spinpong, the strict reference).
 #
 # Loopback figures on a shared 2-core machine swing by 2x between runs, so
 # every figure is measured ROUNDS times (default 3), interleaved with its
@@ -43,7 +44,7 @@ url=tcp://127.0.0.1:$(cat "$state/port")/data
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-: >"$state/tcp" ; : >"$state/pp"
+: >"$state/tcp" ; : >"$state/pp" ; : >"$state/sp"
 for blk in 4K 64K 1M; do : >"$state/w$blk"; : >"$state/r$blk"; : >"$state/c$blk"; done
 : >"$state/lat"
 
@@ -68,6 +69,8 @@ while [ $r -lt "$rounds" ]; do
 	rep=$(echo "$lat" | awk '{print $5}')
 	"$b/bench/tcp-baseline" pingpong "$req" "$rep" 20000 |
 		awk '{print $4}' >>"$state/pp"
+	"$b/bench/tcp-baseline" spinpong "$req" "$rep" 20000 |
+		awk '{print $4}' >>"$state/sp"
 done
 
 tcp=$(median <"$state/tcp")
@@ -85,7 +88,10 @@ for blk in 4K 64K 1M; do
 	printf '%-26s %10.3f\n' "server CPU s/GB read $blk" "$c"
 done
 pp=$(median <"$state/pp")
+sp=$(median <"$state/sp")
 lat=$(median <"$state/lat")
 printf '%-26s %10.1f %10s\n' "raw TCP ping-pong us" "$pp" "ref"
-printf '%-26s %10.1f %9.2fx\n' "dafs getattr us" "$lat" \
-	"$(echo "$lat $pp" | awk '{print $1/$2}')"
+printf '%-26s %10.1f %10s\n' "raw TCP spin-pong us" "$sp" "ref"
+printf '%-26s %10.1f %9.2fx %6.2fx\n' "dafs getattr us" "$lat" \
+	"$(echo "$lat $pp" | awk '{print $1/$2}')" \
+	"$(echo "$lat $sp" | awk '{print $1/$2}')"
