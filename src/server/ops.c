@@ -643,8 +643,49 @@ static ssize_t full_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 /*
- * One read: into @inl (inline, the reply) or, when @rkey is set, into the
- * I/O buffer and from there by RDMA WRITE into the client's memory.
+ * A direct read straight from the file by rdma_write_file, which spares
+ * the copy into the I/O buffer. Returns the bytes sent (fewer than @len at
+ * end of file), or a negative error when nothing was sent: this transport
+ * or this file cannot do it, or the file could not be read, and the
+ * caller goes through the I/O buffer instead.
+ */
+static ssize_t read_from_file(struct srv_req *r, struct srv_open *o,
+			      uint64_t off, uint32_t len, uint32_t rkey,
+			      uint64_t raddr)
+{
+	struct dafs_ep *ep = r->conn->ep;
+	struct stat st;
+	uint64_t n;
+	int rc;
+
+	/* O_DIRECT: the client asked to bypass the page cache, and its
+	 * alignment errors must reach it as this read's error, which pread
+	 * reports and a frame already under way could not (the transport
+	 * refuses such a descriptor anyway). */
+	if (o->flags & DAFS_O_DIRECT)
+		return -EOPNOTSUPP;
+	if (fstat(o->fd, &st))
+		return -errno;
+	/* The size decides how much is sent, and only a regular file's
+	 * size says how much there is to read. */
+	if (!S_ISREG(st.st_mode))
+		return -EOPNOTSUPP;
+	n = (uint64_t)st.st_size > off ? (uint64_t)st.st_size - off : 0;
+	if (n > len)
+		n = len;
+	if (!n)
+		return 0;
+	/* unsignaled: RC ordering places it before the reply. If the file
+	 * shrinks meanwhile the client gets zeros for the lost tail. */
+	rc = ep->ops->rdma_write_file(ep, 0, o->fd, off, (uint32_t)n, raddr,
+				      rkey, 0);
+	return rc ? rc : (ssize_t)n;
+}
+
+/*
+ * One read: into @inl (inline, the reply) or, when @rkey is set, by RDMA
+ * WRITE into the client's memory - from the file itself where the
+ * transport can, else through the I/O buffer.
  */
 static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
 		       uint32_t len, uint32_t rkey, uint64_t raddr,
@@ -665,6 +706,17 @@ static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
 	if ((o->flags & DAFS_O_ACCMODE) == DAFS_O_WRONLY) {
 		open_put(r->sess, o);
 		return -EBADF;
+	}
+	if (rkey) {
+		/* the fd stays ours until the transport has read it */
+		n = read_from_file(r, o, off, len, rkey, raddr);
+		if (n >= 0) {
+			open_put(r->sess, o);
+			return n;
+		}
+		/* Nothing was sent. Through the I/O buffer a file that
+		 * cannot be read fails as it always did: a short count, or
+		 * its error. */
 	}
 	n = full_pread(o->fd, rkey ? r->iobuf : inl, len, off);
 	open_put(r->sess, o);

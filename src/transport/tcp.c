@@ -6,15 +6,17 @@
  * next posted receive buffer for a SEND, the registered region named by
  * (rkey, address) for an RDMA WRITE or READ response - so file data is
  * never staged in user space. Posting threads write their own frames
- * (header and gather list in one sendmsg) under a per-endpoint send lock.
- * RDMA READ requests are answered by a responder thread, started on the
- * first one, so that a receive thread never blocks writing: two peers
- * reading large ranges from each other at once would otherwise each stall
- * in sendmsg with nobody left reading.
+ * (header and gather list in one sendmsg; or header, then a file range
+ * spliced through a pipe of the posting thread's) under a per-endpoint
+ * send lock. RDMA READ requests are answered by a responder thread,
+ * started on the first one, so that a receive thread never blocks
+ * writing: two peers reading large ranges from each other at once would
+ * otherwise each stall in sendmsg with nobody left reading.
  *
  * The wire format and the rules are in docs/transport-tcp.md.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,6 +27,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -220,8 +223,9 @@ static void get_hdr(struct frame *fr, const uint8_t *p)
 /* ---- socket I/O ---- */
 
 /* Write all of @iov, following partial writes. No SIGPIPE: a dead peer is
- * an error return, handled like any other break. */
-static int send_all(int fd, struct iovec *iov, int cnt)
+ * an error return, handled like any other break. @flags: 0, or MSG_MORE
+ * when more of the frame follows by another call. */
+static int send_iov(int fd, struct iovec *iov, int cnt, int flags)
 {
 	struct msghdr msg = {0};
 	ssize_t n;
@@ -229,7 +233,7 @@ static int send_all(int fd, struct iovec *iov, int cnt)
 	while (cnt) {
 		msg.msg_iov = iov;
 		msg.msg_iovlen = (size_t)cnt;
-		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -246,6 +250,11 @@ static int send_all(int fd, struct iovec *iov, int cnt)
 		}
 	}
 	return 0;
+}
+
+static int send_all(int fd, struct iovec *iov, int cnt)
+{
+	return send_iov(fd, iov, cnt, 0);
 }
 
 /* Receive exactly @len bytes into @buf. End of stream, an error, or the
@@ -1209,6 +1218,335 @@ static int tcp_rdma_write(struct dafs_ep *base, uint64_t wr_id,
 			  nsge, flags);
 }
 
+/* The file end of rdma_write_file, checked before anything is posted: a
+ * descriptor that splice() refuses once the header is out costs the
+ * connection. */
+static int check_file(int fd)
+{
+	struct stat st;
+	int fl;
+
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -EBADF;
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+		return -EBADF;
+	/* O_DIRECT reads fail on alignment, which we could learn with the
+	 * header already sent. */
+	if (fl & O_DIRECT)
+		return -EINVAL;
+	if (fstat(fd, &st))
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	return 0;
+}
+
+/* splice() reports failures of both its ends through one errno. Those of
+ * the socket are a broken connection, -ECONNRESET as for any send; the
+ * rest are the file's own. */
+static int splice_err(int e)
+{
+	switch (e) {
+	case EPIPE:
+	case ECONNRESET:
+	case ECONNABORTED:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case ENETDOWN:
+		return -ECONNRESET;
+	default:
+		return -e;
+	}
+}
+
+/* DAFS_TCP_DEBUG: a file that failed to read halfway cost the connection;
+ * the peer only sees it end, and an unsignaled write's error completion
+ * may be reaped by nobody who looks. */
+static void file_error(struct tcp_ep *ep, int err)
+{
+	pthread_once(&debug_once, debug_init);
+	if (debug)
+		fprintf(stderr,
+			"dafs tcp: ep %p: RDMA_WRITE from a file: read error "
+			"(%s); breaking connection\n",
+			(void *)ep, strerror(-err));
+}
+
+/*
+ * rdma_write_file's staging pipe: page references, not bytes. One per
+ * thread, so a thread fills it from the file - which may wait for the
+ * disk - before taking the send lock, and other frames on the endpoint
+ * are not held up meanwhile. Empty between calls. Made on first use,
+ * closed when the thread exits; a forked child makes its own rather than
+ * share its parent's.
+ */
+struct xpipe {
+	int fd[2];  /* -1: none yet */
+	size_t cap; /* bytes it holds: slots x page size */
+	pid_t pid;  /* of the process that made it */
+};
+
+static __thread struct xpipe xpipe = {{-1, -1}, 0, 0};
+static pthread_key_t xpipe_key;
+static pthread_once_t xpipe_once = PTHREAD_ONCE_INIT;
+static int xpipe_key_err;
+
+static void pipe_drop(struct xpipe *xp)
+{
+	if (xp->fd[0] < 0)
+		return;
+	close(xp->fd[0]);
+	close(xp->fd[1]);
+	xp->fd[0] = xp->fd[1] = -1;
+}
+
+/* Thread exit: its value is the thread's own xpipe. */
+static void xpipe_exit(void *arg)
+{
+	pipe_drop(arg);
+}
+
+static void xpipe_key_init(void)
+{
+	xpipe_key_err = -pthread_key_create(&xpipe_key, xpipe_exit);
+}
+
+/*
+ * This thread's pipe, sized to 1 MiB, the default pipe-max-size, so that a
+ * large read goes file -> pipe -> socket in one round: sendfile()'s own
+ * pipe holds 64 KiB, and splicing that little at a time made 1 MiB reads
+ * slower than read + send here. If the kernel refuses the size (a user
+ * over its pipe quota), the default size works too, in more rounds.
+ * Non-blocking, so a miscount can never leave us waiting on our own pipe.
+ */
+static int pipe_get(struct xpipe **out)
+{
+	struct xpipe *xp = &xpipe;
+	int sz;
+
+	pthread_once(&xpipe_once, xpipe_key_init);
+	if (xpipe_key_err)
+		return xpipe_key_err;
+	if (xp->fd[0] >= 0 && xp->pid != getpid()) {
+		/* the parent's, inherited by fork: not ours to use */
+		close(xp->fd[0]);
+		close(xp->fd[1]);
+		xp->fd[0] = xp->fd[1] = -1;
+	}
+	if (xp->fd[0] < 0) {
+		if (pipe2(xp->fd, O_CLOEXEC | O_NONBLOCK))
+			return -errno;
+		fcntl(xp->fd[1], F_SETPIPE_SZ, 1 << 20);
+		sz = fcntl(xp->fd[1], F_GETPIPE_SZ);
+		if (sz <= 0 || pthread_setspecific(xpipe_key, xp)) {
+			pipe_drop(xp);
+			return -ENOMEM;
+		}
+		xp->cap = (size_t)sz;
+		xp->pid = getpid();
+	}
+	*out = xp;
+	return 0;
+}
+
+/*
+ * Splice up to @len bytes of @fd at *@pos into the (empty) pipe: page
+ * references, no copy. A pipe slot holds at most one page, so an
+ * unaligned range takes fewer bytes than the pipe's size. Returns the
+ * bytes now in the pipe - fewer than @len at end of file (*@eof set) -
+ * or the file's negative error, after which the pipe must be dropped.
+ */
+static ssize_t pipe_fill(struct xpipe *xp, int fd, loff_t *pos, size_t len,
+			 bool *eof)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), room, got = 0;
+	ssize_t n;
+
+	room = xp->cap - (size_t)(*pos % (loff_t)page);
+	if (len > room)
+		len = room;
+	*eof = false;
+	while (got < len) {
+		n = splice(fd, pos, xp->fd[1], NULL, len - got, 0);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			*eof = true;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		/* full after all: send what is there */
+		if (errno == EAGAIN && got)
+			break;
+		return -errno;
+	}
+	return (ssize_t)got;
+}
+
+/*
+ * Splice the @len bytes in the pipe to @sock; SPLICE_F_MORE if more of the
+ * frame follows. Returns the bytes sent, fewer if the pipe gave up some (a
+ * page truncated away before it could be read, which splice reports as
+ * the end of the data), -ECONNRESET if the socket failed, or a file
+ * error.
+ */
+static ssize_t pipe_drain(struct xpipe *xp, int sock, size_t len, bool more)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = splice(xp->fd[0], NULL, sock, NULL, len - done,
+			   more ? SPLICE_F_MORE : 0);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || errno == EAGAIN)
+			break;
+		return splice_err(errno);
+	}
+	return (ssize_t)done;
+}
+
+/* Zeros owed for a file that shrank: the header promised @len bytes and
+ * the peer's framing counts on every one of them. */
+static int send_zeros(int fd, uint64_t len)
+{
+	static const uint8_t zeros[4096];
+	struct iovec iov[16];
+	int cnt;
+
+	while (len) {
+		for (cnt = 0; len && cnt < (int)ARRAY_SIZE(iov); cnt++) {
+			iov[cnt].iov_base = (void *)zeros;
+			iov[cnt].iov_len =
+				len < sizeof(zeros) ? len : sizeof(zeros);
+			len -= iov[cnt].iov_len;
+		}
+		if (send_iov(fd, iov, cnt, len ? MSG_MORE : 0))
+			return -ECONNRESET;
+	}
+	return 0;
+}
+
+/*
+ * An RDMA WRITE frame from a file, its first @got bytes already in the
+ * pipe: the header, then pipe to socket, refilling from the file until
+ * @len bytes are out. The kernel moves page references, where read + send
+ * would copy the data into user space and out again. Called with
+ * ->send_lock held. Returns 0, -ECONNRESET (the socket failed), or a file
+ * error; either error leaves the stream unusable and the pipe to drop.
+ */
+static int send_file_frame(struct tcp_ep *ep, struct xpipe *xp,
+			   const uint8_t *hdr, int fd, loff_t pos, uint32_t len,
+			   ssize_t got, bool eof)
+{
+	struct iovec iov = {(void *)hdr, HDR_LEN};
+	uint32_t left = len;
+	ssize_t n;
+
+	/* MSG_MORE despite TCP_NODELAY: the header waits for the payload
+	 * instead of leaving in a segment of its own. */
+	if (send_iov(ep->fd, &iov, 1, len ? MSG_MORE : 0))
+		return -ECONNRESET;
+	while (left) {
+		n = pipe_drain(xp, ep->fd, (size_t)got, (uint32_t)got < left);
+		if (n < 0)
+			return (int)n;
+		left -= (uint32_t)n;
+		if (n < got) {
+			/* pages truncated away under the pipe: what is
+			 * left in it is stale */
+			pipe_drop(xp);
+			break;
+		}
+		if (eof || !left)
+			break;
+		got = pipe_fill(xp, fd, &pos, left, &eof);
+		if (got < 0)
+			return (int)got;
+	}
+	/* Short of @len only if the file shrank since the caller looked. */
+	return send_zeros(ep->fd, left);
+}
+
+static int tcp_rdma_write_file(struct dafs_ep *base, uint64_t wr_id, int fd,
+			       uint64_t off, uint32_t len, uint64_t raddr,
+			       uint32_t rkey, unsigned flags)
+{
+	struct tcp_ep *ep = to_ep(base);
+	struct frame fr = {
+		.type = FR_RDMA_WRITE,
+		.len = len,
+		.rkey = rkey,
+		.addr = raddr,
+	};
+	struct xpipe *xp = NULL;
+	loff_t pos = (loff_t)off;
+	uint8_t hdr[HDR_LEN];
+	bool eof = false;
+	ssize_t got = 0;
+	int err;
+
+	if (flags & ~DAFS_TP_SIGNALED)
+		return -EINVAL;
+	if (off > (uint64_t)INT64_MAX - len)
+		return -EINVAL;
+	err = check_file(fd);
+	if (err)
+		return err;
+	put_hdr(hdr, &fr);
+	/* The first pipeful is read before the header goes out, and
+	 * before the send lock: a file that cannot be read fails the call
+	 * with nothing posted, and one that waits for its disk holds up no
+	 * other frame. */
+	if (len) {
+		err = pipe_get(&xp);
+		if (err)
+			return err;
+		got = pipe_fill(xp, fd, &pos, len, &eof);
+		if (got < 0) {
+			pipe_drop(xp);
+			return (int)got;
+		}
+	}
+
+	pthread_mutex_lock(&ep->send_lock);
+	if (atomic_load(&ep->broken)) {
+		pthread_mutex_unlock(&ep->send_lock);
+		/* what the pipe holds must not start another frame */
+		if (xp)
+			pipe_drop(xp);
+		return -ENOTCONN;
+	}
+	/* Posted: from here on the outcome is a completion. A file error
+	 * halfway breaks the connection, as a local error moves a verbs QP
+	 * to the error state. */
+	err = send_file_frame(ep, xp, hdr, fd, pos, len, got, eof);
+	if (err) {
+		ep_fail(ep);
+		if (err != -ECONNRESET)
+			file_error(ep, err);
+	}
+	complete_send(ep, wr_id, DAFS_WC_RDMA_WRITE, flags & DAFS_TP_SIGNALED,
+		      err);
+	pthread_mutex_unlock(&ep->send_lock);
+	/* a frame cut short may leave bytes in the pipe */
+	if (err && xp)
+		pipe_drop(xp);
+	return 0;
+}
+
 static int tcp_rdma_read(struct dafs_ep *base, uint64_t wr_id,
 			 const struct dafs_sge *sge, uint64_t raddr,
 			 uint32_t rkey, unsigned flags)
@@ -1341,6 +1679,7 @@ const struct dafs_tp_ops dafs_tp_tcp = {
 	.post_send = tcp_post_send,
 	.rdma_read = tcp_rdma_read,
 	.rdma_write = tcp_rdma_write,
+	.rdma_write_file = tcp_rdma_write_file,
 	.reg_mr = tcp_reg_mr,
 	.wait_cq = tcp_wait_cq,
 };

@@ -142,3 +142,12 @@ int dafs_tp_stub_rdma_read(struct dafs_ep *ep, uint64_t wr_id,
 	(void)ep, (void)wr_id, (void)sge, (void)raddr, (void)rkey, (void)flags;
 	return -EOPNOTSUPP;
 }
+
+int dafs_tp_stub_rdma_write_file(struct dafs_ep *ep, uint64_t wr_id, int fd,
+				 uint64_t off, uint32_t len, uint64_t raddr,
+				 uint32_t rkey, unsigned flags)
+{
+	(void)ep, (void)wr_id, (void)fd, (void)off, (void)len, (void)raddr;
+	(void)rkey, (void)flags;
+	return -EOPNOTSUPP;
+}

@@ -155,6 +155,38 @@ struct dafs_tp_ops {
 	int (*rdma_read)(struct dafs_ep *ep, uint64_t wr_id,
 			 const struct dafs_sge *sge, uint64_t raddr,
 			 uint32_t rkey, unsigned flags);
+	/*
+	 * An RDMA WRITE whose payload is the bytes [@off, @off + @len) of
+	 * the file @fd instead of a gather list, so a server can answer a
+	 * read from its page cache without copying the data into a
+	 * registered buffer first. Everything else is as rdma_write with one
+	 * SGE: the peer checks (@rkey, @raddr, @len), a following SEND on
+	 * @ep is placed after it, it completes only if DAFS_TP_SIGNALED
+	 * (DAFS_TP_INLINE is -EINVAL: the data is not in memory), errors
+	 * always complete.
+	 *
+	 * @fd: a regular file open for reading, without O_DIRECT; borrowed
+	 * for the call only (an implementation reads it before returning).
+	 * The caller checked that the bytes exist. If the file shrinks
+	 * meanwhile, the peer still gets exactly @len bytes, zeros in place
+	 * of the missing ones (the frame promised @len; the stream stays
+	 * usable), and the call returns 0. An implementation may read part
+	 * of the file before it sends anything: a read error then fails the
+	 * call with nothing posted; one after the frame has begun breaks the
+	 * connection and completes this write with the file's error.
+	 *
+	 * Returns 0 (posted), -EINVAL (bad flags; @off + @len beyond
+	 * INT64_MAX; @fd not a regular file or opened O_DIRECT), -EBADF
+	 * (@fd not open for reading), -ENOTCONN (connection broken),
+	 * -EOPNOTSUPP (the transport cannot send from a file), another
+	 * negative errno (the file's read error, or no resources for the
+	 * transfer, such as -EMFILE). Whatever the error, nothing was
+	 * posted, and the caller can read the data into a registered buffer
+	 * and rdma_write it instead.
+	 */
+	int (*rdma_write_file)(struct dafs_ep *ep, uint64_t wr_id, int fd,
+			       uint64_t off, uint32_t len, uint64_t raddr,
+			       uint32_t rkey, unsigned flags);
 };
 
 /* Implementations. dafs_tp_verbs is the stub table without rdma-core. */
@@ -198,5 +230,8 @@ int dafs_tp_stub_rdma_write(struct dafs_ep *ep, uint64_t wr_id,
 int dafs_tp_stub_rdma_read(struct dafs_ep *ep, uint64_t wr_id,
 			   const struct dafs_sge *sge, uint64_t raddr,
 			   uint32_t rkey, unsigned flags);
+int dafs_tp_stub_rdma_write_file(struct dafs_ep *ep, uint64_t wr_id, int fd,
+				 uint64_t off, uint32_t len, uint64_t raddr,
+				 uint32_t rkey, unsigned flags);
 
 #endif /* DAFS_TRANSPORT_I_H */

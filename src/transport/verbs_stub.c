@@ -24,6 +24,7 @@ const struct dafs_tp_ops dafs_tp_verbs = {
 	.post_send = dafs_tp_stub_post_send,
 	.rdma_read = dafs_tp_stub_rdma_read,
 	.rdma_write = dafs_tp_stub_rdma_write,
+	.rdma_write_file = dafs_tp_stub_rdma_write_file,
 	.reg_mr = dafs_tp_stub_reg_mr,
 	.wait_cq = dafs_tp_stub_wait_cq,
 };

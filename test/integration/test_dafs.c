@@ -1446,6 +1446,199 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* @len bytes of 0xee, as set before a read: nothing landed there (one
+ * check for the whole range: a passing check costs check a message). */
+static int untouched(const uint8_t *p, size_t len)
+{
+	while (len && *p == 0xee)
+		p++, len--;
+	return !len;
+}
+
+/*
+ * Direct reads where the server cannot send from the file, or sends less
+ * than asked: O_DIRECT opens (read through the I/O buffer, so alignment
+ * errors are this read's own), a directory, and batch reads across and
+ * past the end. Bytes past the count are never touched.
+ */
+START_TEST(test_read_direct_edges)
+{
+	const size_t size = 256 * KiB + 100, cap = 512 * KiB;
+	uint8_t *data = xmalloc(size), *buf;
+	dafs_iodesc_t io[3];
+	dafs_completion_t c[3];
+	int64_t res[3];
+	dafs_file_t *f, *d;
+	dafs_fh_t fh;
+	dafs_mem_t *m;
+	dafs_cg_t *cg;
+	int i, n, got = 0;
+
+	fill(data, size, 31, 0);
+	lwrite("od", data, size, 0644);
+	buf = aligned_alloc(4096, cap);
+	ck_assert_ptr_nonnull(buf);
+	OK(dafs_mem_register(S, buf, cap, &m));
+	OK(dafs_lookup(S, &ROOT, "od", &fh, NULL));
+
+	/* O_DIRECT: aligned, then short at the end, then past it */
+	OK(dafs_open(S, &fh, O_RDONLY | O_DIRECT, &f));
+	memset(buf, 0xee, cap);
+	EXPECT(dafs_read(f, buf, 128 * KiB, 64 * KiB, m), 128 * KiB);
+	ck_assert(!memcmp(buf, data + 64 * KiB, 128 * KiB));
+	memset(buf, 0xee, cap);
+	EXPECT(dafs_read(f, buf, 128 * KiB, 192 * KiB, m), 64 * KiB + 100);
+	ck_assert(!memcmp(buf, data + 192 * KiB, 64 * KiB + 100));
+	ck_assert(untouched(buf + 64 * KiB + 100, 64 * KiB - 100));
+	EXPECT(dafs_read(f, buf, 64 * KiB, 512 * KiB, m), 0);
+	/* misaligned: the kernel refuses it, and only this read fails */
+	EXPECT(dafs_read(f, buf, 64 * KiB, 1, m), -EINVAL);
+	memset(buf, 0xee, cap);
+	EXPECT(dafs_read(f, buf, 64 * KiB, 0, m), 64 * KiB);
+	ck_assert(!memcmp(buf, data, 64 * KiB));
+	OK(dafs_close(f));
+
+	/* a directory reads as it always did */
+	OK(dafs_open(S, &ROOT, O_RDONLY, &d));
+	EXPECT(dafs_read(d, buf, 64 * KiB, 0, m), -EISDIR);
+	OK(dafs_close(d));
+
+	/* batch: across the end (short), past it (nothing), a plain one */
+	OK(dafs_open(S, &fh, O_RDONLY, &f));
+	OK(dafs_cg_new(S, &cg));
+	memset(buf, 0xee, cap);
+	io[0] = iod(f, 0, buf, 128 * KiB, size - 1000, m, 0);
+	io[1] = iod(f, 0, buf + 128 * KiB, 64 * KiB, size + 1, m, 1);
+	io[2] = iod(f, 0, buf + 256 * KiB, 200 * KiB, 5, m, 2);
+	OK(dafs_batch_io(S, io, 3, cg));
+	while (got < 3) {
+		n = dafs_cg_wait(cg, c, 3, 10000);
+		ck_assert_msg(n > 0, "cg_wait: %d", n);
+		for (i = 0; i < n; i++)
+			res[(uintptr_t)c[i].ctx] = c[i].result;
+		got += n;
+	}
+	EXPECT(res[0], 1000);
+	ck_assert(!memcmp(buf, data + size - 1000, 1000));
+	ck_assert(untouched(buf + 1000, 256 * KiB - 1000));
+	EXPECT(res[1], 0);
+	EXPECT(res[2], 200 * KiB);
+	ck_assert(!memcmp(buf + 256 * KiB, data + 5, 200 * KiB));
+	OK(dafs_cg_free(cg));
+	OK(dafs_close(f));
+
+	OK(dafs_mem_deregister(m));
+	free(buf);
+	free(data);
+}
+END_TEST
+
+/* Cuts the file short and writes it back, over and over. */
+struct cutter {
+	char path[PATH_MAX];
+	const uint8_t *data;
+	size_t size;
+	atomic_int stop;
+	unsigned cuts;
+};
+
+static void *cutter_main(void *arg)
+{
+	struct cutter *c = arg;
+	int fd = open(c->path, O_WRONLY);
+	size_t cut;
+
+	if (fd < 0)
+		return NULL;
+	while (!atomic_load(&c->stop)) {
+		cut = (size_t)(mix64(c->cuts++) % c->size);
+		if (ftruncate(fd, (off_t)cut) ||
+		    pwrite(fd, c->data + cut, c->size - cut, (off_t)cut) !=
+			    (ssize_t)(c->size - cut))
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+/*
+ * Direct reads racing truncation on the server's side: the server sizes
+ * each read before sending it, so a file cut meanwhile gives zeros in
+ * place of the bytes it lost. Every byte that arrives is the file's or a
+ * zero, never anything else, nothing lands past the count, and the
+ * connection never breaks.
+ */
+START_TEST(test_read_truncate_race)
+{
+	const size_t size = 4 * MiB, len = MiB;
+	uint8_t *data = xmalloc(size), *buf = xmalloc(len);
+	uint64_t end, reconnects, off;
+	struct cutter c;
+	unsigned reads = 0, zeros = 0;
+	dafs_file_t *f;
+	dafs_fh_t fh;
+	dafs_mem_t *m;
+	pthread_t t;
+	ssize_t n;
+	size_t i;
+
+	fill(data, size, 77, 0);
+	lwrite("race", data, size, 0644);
+	memset(&c, 0, sizeof(c));
+	lpath(c.path, "race");
+	c.data = data;
+	c.size = size;
+	OK(dafs_mem_register(S, buf, len, &m));
+	OK(dafs_lookup(S, &ROOT, "race", &fh, NULL));
+	OK(dafs_open(S, &fh, O_RDONLY, &f));
+	reconnects = dafs__test_reconnects(S);
+
+	ck_assert_int_eq(pthread_create(&t, NULL, cutter_main, &c), 0);
+	end = it_now_ms() + 2000;
+	while (it_now_ms() < end) {
+		off = mix64(reads) % (size - len / 2);
+		memset(buf, 0xee, len);
+		n = dafs_read(f, buf, len, off, m);
+		ck_assert_msg(n >= 0 && (size_t)n <= len, "read: %zd", n);
+		/* plain loops, one check each: a passing check costs check a
+		 * message to its runner */
+		for (i = 0; i < (size_t)n; i++) {
+			if (buf[i] == data[off + i])
+				continue;
+			if (buf[i])
+				break;
+			zeros++;
+		}
+		ck_assert_msg(
+			i == (size_t)n,
+			"read %u at %llu: byte %zu is 0x%02x, file 0x%02x",
+			reads, (unsigned long long)off, i, buf[i],
+			data[off + i]);
+		while (i < len && buf[i] == 0xee)
+			i++;
+		ck_assert_msg(i == len,
+			      "read %u: byte %zu past the count written", reads,
+			      i);
+		reads++;
+	}
+	atomic_store(&c.stop, 1);
+	pthread_join(t, NULL);
+	ck_assert_uint_gt(c.cuts, 0);
+	fprintf(stderr, "# %u reads, %u cuts, %u zero bytes\n", reads, c.cuts,
+		zeros);
+
+	/* the file whole again, and the same connection reads it right */
+	n = dafs_read(f, buf, len, size - len, m);
+	EXPECT(n, len);
+	ck_assert(!memcmp(buf, data + size - len, len));
+	ck_assert_uint_eq(dafs__test_reconnects(S), reconnects);
+	OK(dafs_close(f));
+	OK(dafs_mem_deregister(m));
+	free(buf);
+	free(data);
+}
+END_TEST
+
 /* ---- 4. exactly-once through the reply cache ---- */
 
 /* How many entries of the root are named @name (by a local scan). */
@@ -2343,6 +2536,8 @@ static Suite *dafs_suite(void)
 	tc = tcase(s, "io", 120);
 	tcase_add_loop_test(tc, test_sync_io, 0, 2);
 	tcase_add_test(tc, test_io_edges);
+	tcase_add_test(tc, test_read_direct_edges);
+	tcase_add_test(tc, test_read_truncate_race);
 
 	tc = tcase(s, "async", 120);
 	tcase_add_test(tc, test_async_pipeline);

@@ -13,13 +13,17 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -208,13 +212,16 @@ static void send_buf(struct side *s, uint64_t wr_id, struct buf *b, size_t off,
 	ck_assert_int_eq(tp->post_send(s->ep, wr_id, &sge, 1, flags), 0);
 }
 
+/* One check at the end, not one per byte: every passing check costs a
+ * message to check's runner, and some ranges here are megabytes. */
 static void assert_filled(const uint8_t *p, size_t len, uint8_t v)
 {
 	size_t i;
 
-	for (i = 0; i < len; i++)
-		ck_assert_msg(p[i] == v, "byte %zu is 0x%02x, not 0x%02x", i,
-			      p[i], v);
+	for (i = 0; i < len && p[i] == v; i++)
+		;
+	ck_assert_msg(i == len, "byte %zu is 0x%02x, not 0x%02x", i,
+		      i < len ? p[i] : v, v);
 }
 
 /* Every post on @s refuses with -ENOTCONN. */
@@ -1447,6 +1454,503 @@ START_TEST(test_raw_peer)
 }
 END_TEST
 
+/* ---- RDMA WRITE from a file ---- */
+
+/* An unlinked temporary file of @len bytes of pattern(@seed); *@data gets
+ * a copy of them (free it). */
+static int file_new(size_t len, uint32_t seed, uint8_t **data)
+{
+	char path[] = "/tmp/dafs-test-transport-XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(unlink(path), 0);
+	*data = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(*data);
+	pattern(*data, len, seed);
+	ck_assert_int_eq(pwrite(fd, *data, len, 0), (ssize_t)len);
+	return fd;
+}
+
+/* Reopen @fd's file with @flags (through /proc, which works for an
+ * unlinked file too). */
+static int file_reopen(int fd, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, flags);
+}
+
+START_TEST(test_rdma_write_file)
+{
+	const size_t flen = 3u << 20, head = 2u << 20;
+	struct buf target, rb, sb;
+	struct dafs_wc wc;
+	struct pair p;
+	uint8_t *data;
+	int fd;
+
+	pair_open(&p);
+	fd = file_new(flen, 11, &data);
+	buf_init(&target, &p.b, flen + 8192, ACC_RW, CANARY);
+	buf_init(&rb, &p.b, 128, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&sb, &p.a, 64, 0, 0);
+	post_recv(&p.b, 1, &rb, 0, 64);
+	post_recv(&p.b, 2, &rb, 64, 64);
+
+	/* 70000 bytes from the middle of the file, at offset 1000. */
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 5, fd, 12345, 70000,
+					     raddr_of(&target, 1000),
+					     target.mr->rkey, DAFS_TP_SIGNALED),
+			 0);
+	memcpy(sb.p, "done", 4);
+	send_buf(&p.a, 6, &sb, 0, 4, DAFS_TP_SIGNALED);
+	/* When the SEND completes at b, the write is already in place. */
+	wait_wc(p.b.cq, &wc);
+	ck_assert_uint_eq(wc.wr_id, 1);
+	ck_assert_int_eq(wc.status, 0);
+	ck_assert_mem_eq(rb.p, "done", 4);
+	assert_filled(target.p, 1000, CANARY);
+	ck_assert(!memcmp(target.p + 1000, data + 12345, 70000));
+	assert_filled(target.p + 71000, target.len - 71000, CANARY);
+	expect_none(p.b.cq, 20);
+	expect_wc(p.a.cq, p.a.ep, 5, DAFS_WC_RDMA_WRITE, 0);
+	expect_wc(p.a.cq, p.a.ep, 6, DAFS_WC_SEND, 0);
+	/* it reads like pread: the descriptor's offset stays */
+	ck_assert_int_eq(lseek(fd, 0, SEEK_CUR), 0);
+
+	/* The whole file in two unsignaled writes larger than the socket
+	 * buffers, and an empty one; only the signaled SEND completes. */
+	memset(target.p, CANARY, target.len);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 7, fd, 0, head,
+					     raddr_of(&target, 0),
+					     target.mr->rkey, 0),
+			 0);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 8, fd, head, flen - head,
+					     raddr_of(&target, head),
+					     target.mr->rkey, 0),
+			 0);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 9, fd, flen, 0,
+					     raddr_of(&target, flen + 100),
+					     target.mr->rkey, 0),
+			 0);
+	send_buf(&p.a, 10, &sb, 0, 4, DAFS_TP_SIGNALED);
+	expect_wc(p.b.cq, p.b.ep, 2, DAFS_WC_RECV, 0);
+	ck_assert(!memcmp(target.p, data, flen));
+	assert_filled(target.p + flen, 8192, CANARY);
+	expect_wc(p.a.cq, p.a.ep, 10, DAFS_WC_SEND, 0);
+	expect_none(p.a.cq, 50);
+
+	/* Unaligned at both ends, and longer than any one pipeful. */
+	memset(target.p, CANARY, target.len);
+	post_recv(&p.b, 3, &rb, 0, 64);
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 11, fd, 4097, flen - 4097 - 3,
+				    raddr_of(&target, 5), target.mr->rkey, 0),
+		0);
+	send_buf(&p.a, 12, &sb, 0, 4, DAFS_TP_SIGNALED);
+	expect_wc(p.b.cq, p.b.ep, 3, DAFS_WC_RECV, 0);
+	assert_filled(target.p, 5, CANARY);
+	ck_assert(!memcmp(target.p + 5, data + 4097, flen - 4097 - 3));
+	assert_filled(target.p + 5 + flen - 4097 - 3,
+		      target.len - (5 + flen - 4097 - 3), CANARY);
+	expect_wc(p.a.cq, p.a.ep, 12, DAFS_WC_SEND, 0);
+
+	close(fd);
+	free(data);
+	buf_fini(&target);
+	buf_fini(&rb);
+	buf_fini(&sb);
+	pair_close(&p);
+}
+END_TEST
+
+/* Open descriptors of this process. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+struct file_writer {
+	struct dafs_ep *ep;
+	struct buf *target;
+	int fd;
+	int rc;
+};
+
+static void *file_writer_main(void *arg)
+{
+	struct file_writer *w = arg;
+
+	w->rc = tp->rdma_write_file(w->ep, 1, w->fd, 0, 4096,
+				    raddr_of(w->target, 0), w->target->mr->rkey,
+				    0);
+	return NULL;
+}
+
+/* A thread that sent from a file and exits leaves no descriptor behind
+ * (the TCP transport stages through a pipe per thread). */
+START_TEST(test_rdma_write_file_thread_exit)
+{
+	struct file_writer w;
+	struct buf target, rb, sb;
+	struct pair p;
+	uint8_t *data;
+	pthread_t t;
+	int before, i;
+
+	pair_open(&p);
+	buf_init(&target, &p.b, 4096, ACC_RW, CANARY);
+	buf_init(&rb, &p.b, 64 * 4, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&sb, &p.a, 64, 0, 0);
+	w = (struct file_writer){p.a.ep, &target, file_new(4096, 8, &data), 1};
+	before = count_fds();
+	for (i = 0; i < 4; i++) {
+		post_recv(&p.b, (uint64_t)i, &rb, 64 * (size_t)i, 64);
+		memset(target.p, CANARY, target.len);
+		ck_assert_int_eq(pthread_create(&t, NULL, file_writer_main, &w),
+				 0);
+		pthread_join(t, NULL);
+		ck_assert_int_eq(w.rc, 0);
+		send_buf(&p.a, 100, &sb, 0, 1, 0);
+		expect_wc(p.b.cq, p.b.ep, (uint64_t)i, DAFS_WC_RECV, 0);
+		ck_assert(!memcmp(target.p, data, 4096));
+		ck_assert_int_eq(count_fds(), before);
+	}
+	close(w.fd);
+	free(data);
+	buf_fini(&target);
+	buf_fini(&rb);
+	buf_fini(&sb);
+	pair_close(&p);
+}
+END_TEST
+
+/* The file shrank after the caller looked at its size: the frame still
+ * carries the promised length, zeros where the file ended, and the stream
+ * stays in step. */
+START_TEST(test_rdma_write_file_shrunk)
+{
+	struct buf target, rb, sb;
+	struct dafs_wc wc;
+	struct pair p;
+	uint8_t *data;
+	int fd;
+
+	pair_open(&p);
+	fd = file_new(200000, 5, &data);
+	ck_assert_int_eq(ftruncate(fd, 3000), 0);
+	buf_init(&target, &p.b, 256 << 10, ACC_RW, CANARY);
+	buf_init(&rb, &p.b, 192, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&sb, &p.a, 64, 0, 0);
+	post_recv(&p.b, 1, &rb, 0, 64);
+	post_recv(&p.b, 2, &rb, 64, 64);
+
+	/* 2000 bytes left of 150000 asked for: 148000 zeros */
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 1, fd, 1000, 150000,
+					     raddr_of(&target, 100),
+					     target.mr->rkey, DAFS_TP_SIGNALED),
+			 0);
+	memcpy(sb.p, "one", 3);
+	send_buf(&p.a, 2, &sb, 0, 3, 0);
+	wait_wc(p.b.cq, &wc);
+	ck_assert_uint_eq(wc.wr_id, 1);
+	ck_assert_int_eq(wc.status, 0);
+	ck_assert_uint_eq(wc.byte_len, 3);
+	ck_assert_mem_eq(rb.p, "one", 3);
+	assert_filled(target.p, 100, CANARY);
+	ck_assert_mem_eq(target.p + 100, data + 1000, 2000);
+	assert_filled(target.p + 2100, 148000, 0);
+	assert_filled(target.p + 150100, target.len - 150100, CANARY);
+	expect_wc(p.a.cq, p.a.ep, 1, DAFS_WC_RDMA_WRITE, 0);
+
+	/* Nothing left at all: only zeros. */
+	ck_assert_int_eq(ftruncate(fd, 0), 0);
+	memset(target.p, CANARY, target.len);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 3, fd, 0, 5000,
+					     raddr_of(&target, 0),
+					     target.mr->rkey, 0),
+			 0);
+	memcpy(sb.p, "two", 3);
+	send_buf(&p.a, 4, &sb, 0, 3, 0);
+	expect_wc(p.b.cq, p.b.ep, 2, DAFS_WC_RECV, 0);
+	ck_assert_mem_eq(rb.p + 64, "two", 3);
+	assert_filled(target.p, 5000, 0);
+	assert_filled(target.p + 5000, target.len - 5000, CANARY);
+
+	/* Cut in a later pipeful of a long write. */
+	close(fd);
+	free(data);
+	fd = file_new(3u << 20, 6, &data);
+	ck_assert_int_eq(ftruncate(fd, (3u << 19) + 100), 0);
+	buf_fini(&target);
+	buf_init(&target, &p.b, 3u << 20, ACC_RW, CANARY);
+	post_recv(&p.b, 4, &rb, 0, 64);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 6, fd, 10, (3u << 20) - 10,
+					     raddr_of(&target, 10),
+					     target.mr->rkey, 0),
+			 0);
+	send_buf(&p.a, 7, &sb, 0, 3, 0);
+	expect_wc(p.b.cq, p.b.ep, 4, DAFS_WC_RECV, 0);
+	assert_filled(target.p, 10, CANARY);
+	ck_assert(!memcmp(target.p + 10, data + 10, (3u << 19) + 90));
+	assert_filled(target.p + (3u << 19) + 100, (3u << 19) - 100, 0);
+
+	/* And the connection carries on as before. */
+	post_recv(&p.b, 3, &rb, 128, 64);
+	memcpy(sb.p, "three", 5);
+	send_buf(&p.a, 5, &sb, 0, 5, DAFS_TP_SIGNALED);
+	wait_wc(p.b.cq, &wc);
+	ck_assert_uint_eq(wc.wr_id, 3);
+	ck_assert_int_eq(wc.status, 0);
+	ck_assert_uint_eq(wc.byte_len, 5);
+	ck_assert_mem_eq(rb.p + 128, "three", 5);
+	expect_wc(p.a.cq, p.a.ep, 5, DAFS_WC_SEND, 0);
+	expect_none(p.a.cq, 20);
+
+	close(fd);
+	free(data);
+	buf_fini(&target);
+	buf_fini(&rb);
+	buf_fini(&sb);
+	pair_close(&p);
+}
+END_TEST
+
+/* The target checks a file write's key and bounds like any other: a bad
+ * one breaks the connection untouched. */
+START_TEST(test_rdma_write_file_refused)
+{
+	struct buf target, ra, rb;
+	uint32_t rkey;
+	uint64_t raddr;
+	struct pair p;
+	uint8_t *data;
+	int fd;
+
+	pair_open(&p);
+	fd = file_new(4096, 9, &data);
+	buf_init(&target, &p.b, 4096, ACC_RW, CANARY);
+	buf_init(&ra, &p.a, 64, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&rb, &p.b, 128, DAFS_ACC_LOCAL_WRITE, CANARY);
+	post_recv(&p.a, 50, &ra, 0, 64);
+	post_recv(&p.b, 60, &rb, 0, 64);
+	post_recv(&p.b, 61, &rb, 64, 64);
+
+	rkey = target.mr->rkey;
+	raddr = raddr_of(&target, 1024);
+	if (_i == 0)
+		rkey ^= 1u << 16; /* same slot, another generation */
+	else
+		raddr = raddr_of(&target, 4096 - 64 + 1); /* past the end */
+	/* unsignaled: errors complete anyway */
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 7, fd, 0, 64, raddr, rkey, 0), 0);
+	expect_wc(p.b.cq, p.b.ep, 60, DAFS_WC_RECV, -ECONNRESET);
+	expect_wc(p.b.cq, p.b.ep, 61, DAFS_WC_RECV, -ECONNRESET);
+	expect_recv_flush(&p.a, 50, -ECONNRESET);
+	expect_none(p.a.cq, 20);
+	expect_none(p.b.cq, 0);
+	assert_filled(target.p, 4096, CANARY);
+	assert_filled(rb.p, 128, CANARY);
+	assert_posts_refused(&p.a, &ra);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 8, fd, 0, 64,
+					     raddr_of(&target, 0),
+					     target.mr->rkey, 0),
+			 -ENOTCONN);
+	buf_fini(&target);
+	buf_fini(&ra);
+	buf_fini(&rb);
+	pair_close(&p);
+
+	/* What the refused call had read must not turn up in the next
+	 * frame from this thread, on another connection. */
+	pair_open(&p);
+	buf_init(&target, &p.b, 4096, ACC_RW, CANARY);
+	buf_init(&rb, &p.b, 64, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&ra, &p.a, 64, 0, 'x');
+	post_recv(&p.b, 1, &rb, 0, 64);
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 9, fd, 100, 64,
+					     raddr_of(&target, 0),
+					     target.mr->rkey, 0),
+			 0);
+	send_buf(&p.a, 10, &ra, 0, 1, 0);
+	expect_wc(p.b.cq, p.b.ep, 1, DAFS_WC_RECV, 0);
+	ck_assert_mem_eq(target.p, data + 100, 64);
+	assert_filled(target.p + 64, 4096 - 64, CANARY);
+
+	close(fd);
+	free(data);
+	buf_fini(&target);
+	buf_fini(&ra);
+	buf_fini(&rb);
+	pair_close(&p);
+}
+END_TEST
+
+/* What is refused before anything goes out: the connection is unharmed.
+ * Runs in its own process (check forks), so the descriptor limit it lowers
+ * goes with it. */
+START_TEST(test_rdma_write_file_validation)
+{
+	struct buf target, rb, sb;
+	int fd, wfd, pfd[2], odfd, fill[64], nfill;
+	struct rlimit rl, nofile;
+	uint64_t raddr;
+	uint32_t rkey;
+	struct pair p;
+	uint8_t *data;
+
+	pair_open(&p);
+	fd = file_new(4096, 3, &data);
+	buf_init(&target, &p.b, 4096, ACC_RW, CANARY);
+	buf_init(&rb, &p.b, 64, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&sb, &p.a, 64, 0, 'v');
+	raddr = raddr_of(&target, 0);
+	rkey = target.mr->rkey;
+
+	/* flags: the payload is not in memory, so no INLINE */
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 1, fd, 0, 16, raddr, rkey,
+					     DAFS_TP_INLINE),
+			 -EINVAL);
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, fd, 0, 16, raddr, rkey, 0x80),
+		-EINVAL);
+	/* a range that no off_t can name */
+	ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 1, fd, (uint64_t)INT64_MAX,
+					     1, raddr, rkey, 0),
+			 -EINVAL);
+	/* descriptors that cannot be read */
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, -1, 0, 16, raddr, rkey, 0),
+		-EBADF);
+	wfd = file_reopen(fd, O_WRONLY);
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, wfd, 0, 16, raddr, rkey, 0),
+		-EBADF);
+	close(wfd);
+	wfd = file_reopen(fd, O_PATH);
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, wfd, 0, 16, raddr, rkey, 0),
+		-EBADF);
+	close(wfd);
+	/* not a regular file */
+	wfd = open("/tmp", O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(wfd, 0);
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, wfd, 0, 16, raddr, rkey, 0),
+		-EINVAL);
+	close(wfd);
+	ck_assert_int_eq(pipe(pfd), 0);
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, pfd[0], 0, 16, raddr, rkey, 0),
+		-EINVAL);
+	close(pfd[0]);
+	close(pfd[1]);
+	/* O_DIRECT, where the file system has it */
+	odfd = file_reopen(fd, O_RDONLY | O_DIRECT);
+	if (odfd >= 0) {
+		ck_assert_int_eq(tp->rdma_write_file(p.a.ep, 1, odfd, 0, 4096,
+						     raddr, rkey, 0),
+				 -EINVAL);
+		close(odfd);
+	}
+
+	/* Out of descriptors for the transfer (its pipe, on TCP): an
+	 * error, nothing posted. */
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile = rl;
+	nofile.rlim_cur = 64;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &nofile), 0);
+	for (nfill = 0; nfill < 64 && (fill[nfill] = dup(fd)) >= 0; nfill++)
+		;
+	ck_assert_int_eq(
+		tp->rdma_write_file(p.a.ep, 1, fd, 0, 16, raddr, rkey, 0),
+		-EMFILE);
+	while (nfill--)
+		close(fill[nfill]);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+
+	/* None of that reached the peer. */
+	post_recv(&p.b, 2, &rb, 0, 64);
+	send_buf(&p.a, 3, &sb, 0, 8, DAFS_TP_SIGNALED);
+	expect_wc(p.b.cq, p.b.ep, 2, DAFS_WC_RECV, 0);
+	assert_filled(rb.p, 8, 'v');
+	assert_filled(target.p, 4096, CANARY);
+	expect_wc(p.a.cq, p.a.ep, 3, DAFS_WC_SEND, 0);
+	expect_none(p.a.cq, 0);
+
+	close(fd);
+	free(data);
+	buf_fini(&target);
+	buf_fini(&rb);
+	buf_fini(&sb);
+	pair_close(&p);
+}
+END_TEST
+
+/* On the wire a write from a file is the very frame rdma_write sends from
+ * memory holding the same bytes: the peer cannot tell them apart. */
+START_TEST(test_rdma_write_file_wire)
+{
+	const uint32_t len = 5000, rkey = 0xabcdef01;
+	const uint64_t raddr = 0x1122334455667788ull;
+	struct dafs_listener *l;
+	struct dafs_ep_attr a;
+	struct dafs_sge sge;
+	struct dafs_ep *ep;
+	uint8_t h[32], *in;
+	struct buf src;
+	struct side s;
+	uint8_t *data;
+	int fd, ffd;
+
+	side_init(&s);
+	ck_assert_int_eq(tp->listen(s.dom, "127.0.0.1", 0, &l), 0);
+	fd = raw_connect(tp->listener_port(l));
+	a = attr_of(&s, 8, 0);
+	ck_assert_int_eq(tp->accept(l, &a, &ep), 0);
+	ck_assert_int_eq(recv(fd, h, 32, MSG_WAITALL), 32); /* HELLO */
+	raw_write(fd, h, 32);
+
+	ffd = file_new(len + 300, 21, &data);
+	buf_init(&src, &s, len, 0, 0);
+	memcpy(src.p, data + 300, len);
+	sge = sge_of(&src, 0, len);
+	ck_assert_int_eq(tp->rdma_write(ep, 1, &sge, 1, raddr, rkey, 0), 0);
+	ck_assert_int_eq(
+		tp->rdma_write_file(ep, 2, ffd, 300, len, raddr, rkey, 0), 0);
+	in = malloc(2 * (32 + len));
+	ck_assert_ptr_nonnull(in);
+	ck_assert_int_eq(recv(fd, in, 2 * (32 + len), MSG_WAITALL),
+			 2 * (32 + len));
+	hdr(h, 3, len, rkey, raddr, 0);
+	ck_assert_mem_eq(in, h, 32);
+	ck_assert(!memcmp(in + 32, data + 300, len));
+	ck_assert(!memcmp(in + 32 + len, in, 32 + len));
+
+	free(in);
+	close(fd);
+	tp->ep_free(ep);
+	close(ffd);
+	free(data);
+	buf_fini(&src);
+	tp->listener_close(l);
+	tp->cq_free(s.cq);
+	tp->domain_free(s.dom);
+}
+END_TEST
+
 /* ---- many threads on one endpoint ---- */
 
 #define NTHREADS 4
@@ -1595,6 +2099,12 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_connect_refused);
 	tcase_add_loop_test(tc, test_raw_peer, 0, RAW_NCASES);
 	tcase_add_test(tc, test_concurrent_senders);
+	tcase_add_test(tc, test_rdma_write_file);
+	tcase_add_test(tc, test_rdma_write_file_shrunk);
+	tcase_add_loop_test(tc, test_rdma_write_file_refused, 0, 2);
+	tcase_add_test(tc, test_rdma_write_file_validation);
+	tcase_add_test(tc, test_rdma_write_file_wire);
+	tcase_add_test(tc, test_rdma_write_file_thread_exit);
 	suite_add_tcase(s, tc);
 	return s;
 }
