@@ -3,8 +3,8 @@
  * handler pool (server.c), request handlers (ops.c), configuration (main.c).
  *
  * Threads: one acceptor (connection manager), a pool of handler threads that
- * all wait on one shared receive CQ, one reaper for lease expiry. Requests of
- * one session run concurrently on different handlers.
+ * all wait on one shared receive CQ, one reaper for lease expiry and pool
+ * growth. Requests of one session run concurrently on different handlers.
  *
  * Lifetimes: every posted receive buffer holds a reference on its
  * connection, handed to the handler with the completion (success or flush);
@@ -139,6 +139,7 @@ struct dafs_server {
 	struct srv_session *sessions;
 	struct srv_conn *conns;
 	int nthreads, nidle;
+	uint64_t last_done_ns; /* a handler last finished a request */
 	atomic_int stopping;
 	pthread_t acceptor, reaper;
 
