@@ -31,9 +31,14 @@ union rep_body {
 	struct dafs_m_xattr_rep xattr;
 };
 
-/* A handler either fills @rep (encoded by the dispatcher) or builds its
- * reply itself and sets *@len. */
-typedef int (*handler_fn)(struct srv_req *r, const void *body,
+/*
+ * A handler gets the decoded body and the O_PATH fds of the handles its
+ * table entry names (resolved by the dispatcher with the server's own
+ * credentials, in order), and runs with the request's credentials when its
+ * entry says so. It either fills @rep (encoded by the dispatcher) or builds
+ * its reply itself and sets *@len.
+ */
+typedef int (*handler_fn)(struct srv_req *r, const void *body, const int *fd,
 			  union rep_body *rep, uint32_t *len);
 
 /* ---- helpers ---- */
@@ -178,14 +183,14 @@ void srv_session_close_files(struct srv_session *s)
 
 /* ---- handlers ---- */
 
-static int h_null(struct srv_req *r, const void *b, union rep_body *rep,
-		  uint32_t *len)
+static int h_null(struct srv_req *r, const void *b, const int *fd,
+		  union rep_body *rep, uint32_t *len)
 {
-	(void)r, (void)b, (void)rep, (void)len;
+	(void)fd, (void)r, (void)b, (void)rep, (void)len;
 	return 0;
 }
 
-static int h_cred_register(struct srv_req *r, const void *b,
+static int h_cred_register(struct srv_req *r, const void *b, const int *fd,
 			   union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_cred_register_req *q = b;
@@ -194,7 +199,7 @@ static int h_cred_register(struct srv_req *r, const void *b,
 	uint32_t i;
 	int rc = 0;
 
-	(void)len;
+	(void)fd, (void)len;
 	c.uid = q->uid;
 	c.gid = q->gid;
 	c.ngroups = q->groups.n;
@@ -219,175 +224,110 @@ static int h_cred_register(struct srv_req *r, const void *b,
 	return rc;
 }
 
-static int h_probe_callback(struct srv_req *r, const void *b,
+static int h_probe_callback(struct srv_req *r, const void *b, const int *fd,
 			    union rep_body *rep, uint32_t *len)
 {
-	(void)b, (void)len;
+	(void)fd, (void)b, (void)len;
 	return srv_callback(r->sess, DAFS_OP_CB_NULL, 5000, &rep->u64.v);
 }
 
-static int h_lookup(struct srv_req *r, const void *b, union rep_body *rep,
-		    uint32_t *len)
+static int h_lookup(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_dirop_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int dfd, rc;
 
 	(void)len;
 	cstr(name, &q->name);
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0)
-		return dfd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_lookup(r->sess->ex, dfd, name, &rep->fh_attr.fh,
-				    &rep->fh_attr.attr);
-	cred_off(r);
-	closefd(dfd);
-	return rc;
+	return dafs_be_lookup(r->sess->ex, fd[0], name, &rep->fh_attr.fh,
+			      &rep->fh_attr.attr);
 }
 
-static int h_getattr(struct srv_req *r, const void *b, union rep_body *rep,
-		     uint32_t *len)
+static int h_getattr(struct srv_req *r, const void *b, const int *fd,
+		     union rep_body *rep, uint32_t *len)
 {
-	const struct dafs_m_fh *q = b;
-	int fd, rc;
-
-	(void)len;
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = dafs_be_getattr(fd, &rep->attr.attr);
-	closefd(fd);
-	return rc;
+	(void)r, (void)b, (void)len;
+	return dafs_be_getattr(fd[0], &rep->attr.attr);
 }
 
-static int h_setattr(struct srv_req *r, const void *b, union rep_body *rep,
-		     uint32_t *len)
+static int h_setattr(struct srv_req *r, const void *b, const int *fd,
+		     union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_setattr_req *q = b;
-	int fd, rc;
 
-	(void)len;
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_setattr(fd, &q->sa, &rep->attr.attr);
-	cred_off(r);
-	closefd(fd);
-	return rc;
+	(void)r, (void)len;
+	return dafs_be_setattr(fd[0], &q->sa, &rep->attr.attr);
 }
 
-static int h_create(struct srv_req *r, const void *b, union rep_body *rep,
-		    uint32_t *len)
+static int h_create(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_create_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int dfd, fd, rc;
+	int iofd;
 
 	(void)len;
 	if (q->flags & ~DAFS_O_ALL)
 		return -EINVAL;
 	cstr(name, &q->name);
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0)
-		return dfd;
-	rc = cred_on(r);
-	fd = rc ? rc
-		: dafs_be_create(r->sess->ex, dfd, name, q->flags, q->mode,
-				 &rep->create.fh, &rep->create.attr);
-	cred_off(r);
-	closefd(dfd);
-	if (fd < 0)
-		return fd;
-	rep->create.open_id = open_add(r->sess, fd, q->flags);
+	iofd = dafs_be_create(r->sess->ex, fd[0], name, q->flags, q->mode,
+			      &rep->create.fh, &rep->create.attr);
+	if (iofd < 0)
+		return iofd;
+	rep->create.open_id = open_add(r->sess, iofd, q->flags);
 	if (!rep->create.open_id) {
-		close(fd);
+		close(iofd);
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-static int h_mkdir(struct srv_req *r, const void *b, union rep_body *rep,
-		   uint32_t *len)
+static int h_mkdir(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_mkdir_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int dfd, rc;
 
 	(void)len;
 	cstr(name, &q->name);
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0)
-		return dfd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_mkdir(r->sess->ex, dfd, name, q->mode,
-				   &rep->fh_attr.fh, &rep->fh_attr.attr);
-	cred_off(r);
-	closefd(dfd);
-	return rc;
+	return dafs_be_mkdir(r->sess->ex, fd[0], name, q->mode,
+			     &rep->fh_attr.fh, &rep->fh_attr.attr);
 }
 
-static int h_mknod(struct srv_req *r, const void *b, union rep_body *rep,
-		   uint32_t *len)
+static int h_mknod(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_mknod_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int dfd, rc;
 
 	(void)len;
 	cstr(name, &q->name);
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0)
-		return dfd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_mknod(r->sess->ex, dfd, name, q->mode, q->rdev,
-				   &rep->fh_attr.fh, &rep->fh_attr.attr);
-	cred_off(r);
-	closefd(dfd);
-	return rc;
+	return dafs_be_mknod(r->sess->ex, fd[0], name, q->mode, q->rdev,
+			     &rep->fh_attr.fh, &rep->fh_attr.attr);
 }
 
-static int h_symlink(struct srv_req *r, const void *b, union rep_body *rep,
-		     uint32_t *len)
+static int h_symlink(struct srv_req *r, const void *b, const int *fd,
+		     union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_symlink_req *q = b;
 	char name[DAFS_NAME_MAX + 1], target[DAFS_PATH_MAX + 1];
-	int dfd, rc;
 
 	(void)len;
 	cstr(name, &q->name);
 	cstr(target, &q->target);
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0)
-		return dfd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_symlink(r->sess->ex, dfd, name, target,
-				     &rep->fh_attr.fh, &rep->fh_attr.attr);
-	cred_off(r);
-	closefd(dfd);
-	return rc;
+	return dafs_be_symlink(r->sess->ex, fd[0], name, target,
+			       &rep->fh_attr.fh, &rep->fh_attr.attr);
 }
 
-static int h_readlink(struct srv_req *r, const void *b, union rep_body *rep,
-		      uint32_t *len)
+static int h_readlink(struct srv_req *r, const void *b, const int *fd,
+		      union rep_body *rep, uint32_t *len)
 {
-	const struct dafs_m_fh *q = b;
 	/* the target is put straight after the reply's length field */
 	char *dst = (char *)r->reply + DAFS_HDR_SIZE + 4;
-	int fd, rc;
+	int rc;
 
-	(void)rep;
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = dafs_be_readlink(fd, dst, DAFS_PATH_MAX + 1);
-	closefd(fd);
+	(void)b, (void)rep;
+	rc = dafs_be_readlink(fd[0], dst, DAFS_PATH_MAX + 1);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
@@ -397,90 +337,51 @@ static int h_readlink(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_link(struct srv_req *r, const void *b, union rep_body *rep,
-		  uint32_t *len)
+static int h_link(struct srv_req *r, const void *b, const int *fd,
+		  union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_link_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int fd, dfd, rc;
 
-	(void)len;
+	(void)r, (void)len;
 	cstr(name, &q->name);
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0) {
-		closefd(fd);
-		return dfd;
-	}
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_link(fd, dfd, name, &rep->attr.attr);
-	cred_off(r);
-	closefd(dfd);
-	closefd(fd);
-	return rc;
+	return dafs_be_link(fd[0], fd[1], name, &rep->attr.attr);
 }
 
-static int dirop(struct srv_req *r, const void *b,
+static int dirop(const void *b, int dirfd,
 		 int (*fn)(int dirfd, const char *name))
 {
 	const struct dafs_m_dirop_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int dfd, rc;
 
 	cstr(name, &q->name);
-	dfd = resolve(r, &q->dir);
-	if (dfd < 0)
-		return dfd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = fn(dfd, name);
-	cred_off(r);
-	closefd(dfd);
-	return rc;
+	return fn(dirfd, name);
 }
 
-static int h_remove(struct srv_req *r, const void *b, union rep_body *rep,
-		    uint32_t *len)
+static int h_remove(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
 {
-	(void)rep, (void)len;
-	return dirop(r, b, dafs_be_remove);
+	(void)r, (void)rep, (void)len;
+	return dirop(b, fd[0], dafs_be_remove);
 }
 
-static int h_rmdir(struct srv_req *r, const void *b, union rep_body *rep,
-		   uint32_t *len)
+static int h_rmdir(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
 {
-	(void)rep, (void)len;
-	return dirop(r, b, dafs_be_rmdir);
+	(void)r, (void)rep, (void)len;
+	return dirop(b, fd[0], dafs_be_rmdir);
 }
 
-static int h_rename(struct srv_req *r, const void *b, union rep_body *rep,
-		    uint32_t *len)
+static int h_rename(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_rename_req *q = b;
 	char sname[DAFS_NAME_MAX + 1], dname[DAFS_NAME_MAX + 1];
-	int sfd, dfd, rc;
 
-	(void)rep, (void)len;
+	(void)r, (void)rep, (void)len;
 	cstr(sname, &q->sname);
 	cstr(dname, &q->dname);
-	sfd = resolve(r, &q->sdir);
-	if (sfd < 0)
-		return sfd;
-	dfd = resolve(r, &q->ddir);
-	if (dfd < 0) {
-		closefd(sfd);
-		return dfd;
-	}
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_rename(sfd, sname, dfd, dname, q->flags);
-	cred_off(r);
-	closefd(dfd);
-	closefd(sfd);
-	return rc;
+	return dafs_be_rename(fd[0], sname, fd[1], dname, q->flags);
 }
 
 struct rd_ctx {
@@ -518,31 +419,24 @@ static int rd_emit(void *arg, const struct dafs_be_dirent *ent)
 	return 0;
 }
 
-static int h_readdir(struct srv_req *r, const void *b, union rep_body *rep,
-		     uint32_t *len)
+static int h_readdir(struct srv_req *r, const void *b, const int *fd,
+		     union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_readdir_req *q = b;
 	/* layout: header, le32 eof, le32 entries length, entries */
 	const uint32_t start = DAFS_HDR_SIZE + 8;
 	struct rd_ctx c;
 	uint32_t max = q->maxbytes;
-	int fd, rc, eof = 0;
+	int rc, eof = 0;
 
 	(void)rep;
 	if (max > r->reply_cap - start)
 		max = r->reply_cap - start;
-	fd = resolve(r, &q->dir);
-	if (fd < 0)
-		return fd;
 	dafs_enc_init(&c.e, r->reply + start, max);
 	c.plus = !!q->plus;
 	c.n = 0;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_readdir(r->sess->ex, fd, q->cookie, c.plus,
-				     rd_emit, &c, &eof);
-	cred_off(r);
-	closefd(fd);
+	rc = dafs_be_readdir(r->sess->ex, fd[0], q->cookie, c.plus, rd_emit, &c,
+			     &eof);
 	if (rc < 0)
 		return rc;
 	if (!eof && c.n == 0)
@@ -553,37 +447,23 @@ static int h_readdir(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_statfs(struct srv_req *r, const void *b, union rep_body *rep,
-		    uint32_t *len)
+static int h_statfs(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
 {
-	const struct dafs_m_fh *q = b;
-	int fd, rc;
-
-	(void)len;
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = dafs_be_statfs(fd, &rep->statfs.st);
-	closefd(fd);
-	return rc;
+	(void)r, (void)b, (void)len;
+	return dafs_be_statfs(fd[0], &rep->statfs.st);
 }
 
-static int h_open(struct srv_req *r, const void *b, union rep_body *rep,
-		  uint32_t *len)
+static int h_open(struct srv_req *r, const void *b, const int *fd,
+		  union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_open_req *q = b;
-	int fd, iofd, rc;
+	int iofd;
 
 	(void)len;
 	if (q->flags & (~DAFS_O_ALL | DAFS_O_EXCL))
 		return -EINVAL;
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = cred_on(r);
-	iofd = rc ? rc : dafs_be_open(fd, q->flags, &rep->open.attr);
-	cred_off(r);
-	closefd(fd);
+	iofd = dafs_be_open(fd[0], q->flags, &rep->open.attr);
 	if (iofd < 0)
 		return iofd;
 	rep->open.open_id = open_add(r->sess, iofd, q->flags);
@@ -594,12 +474,12 @@ static int h_open(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_close(struct srv_req *r, const void *b, union rep_body *rep,
-		   uint32_t *len)
+static int h_close(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_u64 *q = b;
 
-	(void)rep, (void)len;
+	(void)fd, (void)rep, (void)len;
 	return open_close(r->sess, q->v);
 }
 
@@ -777,8 +657,8 @@ out:
 	return rc;
 }
 
-static int h_read(struct srv_req *r, const void *b, union rep_body *rep,
-		  uint32_t *len)
+static int h_read(struct srv_req *r, const void *b, const int *fd,
+		  union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_read_req *q = b;
 	/* inline layout: header, le32 count, le32 eof, le32 len, data */
@@ -786,7 +666,7 @@ static int h_read(struct srv_req *r, const void *b, union rep_body *rep,
 	uint8_t *inl = NULL;
 	ssize_t n;
 
-	(void)rep;
+	(void)fd, (void)rep;
 	if (!q->rkey) {
 		if (q->len > r->sess->p.inline_max ||
 		    q->len > r->reply_cap - start)
@@ -803,13 +683,13 @@ static int h_read(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_write(struct srv_req *r, const void *b, union rep_body *rep,
-		   uint32_t *len)
+static int h_write(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_write_req *q = b;
 	ssize_t n;
 
-	(void)len;
+	(void)fd, (void)len;
 	if (q->rkey && q->data.len)
 		return -EINVAL;
 	n = do_write(r, q->open_id, q->off, q->len, q->rkey, q->raddr,
@@ -820,14 +700,14 @@ static int h_write(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_commit(struct srv_req *r, const void *b, union rep_body *rep,
-		    uint32_t *len)
+static int h_commit(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_commit_req *q = b;
 	struct srv_open *o;
 	int rc;
 
-	(void)rep, (void)len;
+	(void)fd, (void)rep, (void)len;
 	rc = open_get(r->sess, q->open_id, &o);
 	if (rc)
 		return rc;
@@ -836,14 +716,14 @@ static int h_commit(struct srv_req *r, const void *b, union rep_body *rep,
 	return rc;
 }
 
-static int h_fallocate(struct srv_req *r, const void *b, union rep_body *rep,
-		       uint32_t *len)
+static int h_fallocate(struct srv_req *r, const void *b, const int *fd,
+		       union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_fallocate_req *q = b;
 	struct srv_open *o;
 	int rc;
 
-	(void)rep, (void)len;
+	(void)fd, (void)rep, (void)len;
 	if (q->off > (uint64_t)INT64_MAX || q->len > (uint64_t)INT64_MAX)
 		return -EINVAL;
 	rc = open_get(r->sess, q->open_id, &o);
@@ -856,8 +736,8 @@ static int h_fallocate(struct srv_req *r, const void *b, union rep_body *rep,
 	return rc;
 }
 
-static int h_copy_range(struct srv_req *r, const void *b, union rep_body *rep,
-			uint32_t *len)
+static int h_copy_range(struct srv_req *r, const void *b, const int *fd,
+			union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_copy_range_req *q = b;
 	struct srv_open *src, *dst;
@@ -866,7 +746,7 @@ static int h_copy_range(struct srv_req *r, const void *b, union rep_body *rep,
 	ssize_t n;
 	int rc;
 
-	(void)len;
+	(void)fd, (void)len;
 	if (q->soff > (uint64_t)INT64_MAX || q->doff > (uint64_t)INT64_MAX)
 		return -EINVAL;
 	rc = open_get(r->sess, q->src, &src);
@@ -897,28 +777,21 @@ static int h_copy_range(struct srv_req *r, const void *b, union rep_body *rep,
 	return rc;
 }
 
-static int h_getxattr(struct srv_req *r, const void *b, union rep_body *rep,
-		      uint32_t *len)
+static int h_getxattr(struct srv_req *r, const void *b, const int *fd,
+		      union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_getxattr_req *q = b;
 	/* layout: header, le32 size, le32 len, value */
 	const uint32_t start = DAFS_HDR_SIZE + 8;
 	char name[DAFS_NAME_MAX + 1];
 	uint32_t cap = q->size;
-	int fd, rc;
+	int rc;
 
 	(void)rep;
 	if (cap > r->reply_cap - start)
 		return -E2BIG;
 	cstr(name, &q->name);
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_getxattr(fd, name, r->reply + start, cap);
-	cred_off(r);
-	closefd(fd);
+	rc = dafs_be_getxattr(fd[0], name, r->reply + start, cap);
 	if (rc < 0)
 		return rc;
 	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)rc);
@@ -927,25 +800,18 @@ static int h_getxattr(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_listxattr(struct srv_req *r, const void *b, union rep_body *rep,
-		       uint32_t *len)
+static int h_listxattr(struct srv_req *r, const void *b, const int *fd,
+		       union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_listxattr_req *q = b;
 	const uint32_t start = DAFS_HDR_SIZE + 8;
 	uint32_t cap = q->size;
-	int fd, rc;
+	int rc;
 
 	(void)rep;
 	if (cap > r->reply_cap - start)
 		return -E2BIG;
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_listxattr(fd, (char *)r->reply + start, cap);
-	cred_off(r);
-	closefd(fd);
+	rc = dafs_be_listxattr(fd[0], (char *)r->reply + start, cap);
 	if (rc < 0)
 		return rc;
 	dafs_put32(r->reply + DAFS_HDR_SIZE, (uint32_t)rc);
@@ -954,45 +820,27 @@ static int h_listxattr(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static int h_setxattr(struct srv_req *r, const void *b, union rep_body *rep,
-		      uint32_t *len)
+static int h_setxattr(struct srv_req *r, const void *b, const int *fd,
+		      union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_setxattr_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int fd, rc;
 
-	(void)rep, (void)len;
+	(void)r, (void)rep, (void)len;
 	cstr(name, &q->name);
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_setxattr(fd, name, q->value.p, q->value.len,
-				      (int)q->flags);
-	cred_off(r);
-	closefd(fd);
-	return rc;
+	return dafs_be_setxattr(fd[0], name, q->value.p, q->value.len,
+				(int)q->flags);
 }
 
-static int h_removexattr(struct srv_req *r, const void *b,
+static int h_removexattr(struct srv_req *r, const void *b, const int *fd,
 			 union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_xattr_name_req *q = b;
 	char name[DAFS_NAME_MAX + 1];
-	int fd, rc;
 
-	(void)rep, (void)len;
+	(void)r, (void)rep, (void)len;
 	cstr(name, &q->name);
-	fd = resolve(r, &q->fh);
-	if (fd < 0)
-		return fd;
-	rc = cred_on(r);
-	if (!rc)
-		rc = dafs_be_removexattr(fd, name);
-	cred_off(r);
-	closefd(fd);
-	return rc;
+	return dafs_be_removexattr(fd[0], name);
 }
 
 /*
@@ -1000,8 +848,8 @@ static int h_removexattr(struct srv_req *r, const void *b,
  * descriptor does not fail the others. Inline read data goes into the
  * reply after its result.
  */
-static int h_batch(struct srv_req *r, const void *b, union rep_body *rep,
-		   uint32_t *len)
+static int h_batch(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_batch_req *q = b;
 	/* layout: header, le32 n, le32 results length, results */
@@ -1012,7 +860,7 @@ static int h_batch(struct srv_req *r, const void *b, union rep_body *rep,
 	uint32_t i;
 	ssize_t n;
 
-	(void)rep;
+	(void)fd, (void)rep;
 	if (q->n == 0 || q->n > DAFS_BATCH_MAX)
 		return -EINVAL;
 	dafs_dec_init(&dec, q->descs.p, q->descs.len);
@@ -1023,9 +871,10 @@ static int h_batch(struct srv_req *r, const void *b, union rep_body *rep,
 		if ((size_t)(end - out) < 12)
 			return -EMSGSIZE;
 		if (d.flags & DAFS_BF_WRITE) {
-			n = d.rkey && d.data.len ? -EINVAL
-				: do_write(r, d.open_id, d.off, d.len, d.rkey,
-					   d.raddr, &d.data);
+			n = d.rkey && d.data.len
+				    ? -EINVAL
+				    : do_write(r, d.open_id, d.off, d.len,
+					       d.rkey, d.raddr, &d.data);
 			dafs_put32(out + 8, 0);
 		} else {
 			uint8_t *inl = NULL;
@@ -1036,8 +885,8 @@ static int h_batch(struct srv_req *r, const void *b, union rep_body *rep,
 					return -EMSGSIZE;
 				inl = out + 12;
 			}
-			n = do_read(r, d.open_id, d.off, d.len, d.rkey,
-				    d.raddr, inl);
+			n = do_read(r, d.open_id, d.off, d.len, d.rkey, d.raddr,
+				    inl);
 			dafs_put32(out + 8, inl && n > 0 ? (uint32_t)n : 0);
 		}
 		dafs_put32(out, n < 0 ? dafs_err_to_status((int)n) : 0);
@@ -1053,37 +902,91 @@ static int h_batch(struct srv_req *r, const void *b, union rep_body *rep,
 	return 0;
 }
 
-static const handler_fn handlers[DAFS_OP_MAX] = {
-	[DAFS_OP_NULL] = h_null,
-	[DAFS_OP_CRED_REGISTER] = h_cred_register,
-	[DAFS_OP_PROBE_CALLBACK] = h_probe_callback,
-	[DAFS_OP_LOOKUP] = h_lookup,
-	[DAFS_OP_GETATTR] = h_getattr,
-	[DAFS_OP_SETATTR] = h_setattr,
-	[DAFS_OP_CREATE] = h_create,
-	[DAFS_OP_MKDIR] = h_mkdir,
-	[DAFS_OP_MKNOD] = h_mknod,
-	[DAFS_OP_SYMLINK] = h_symlink,
-	[DAFS_OP_READLINK] = h_readlink,
-	[DAFS_OP_LINK] = h_link,
-	[DAFS_OP_REMOVE] = h_remove,
-	[DAFS_OP_RMDIR] = h_rmdir,
-	[DAFS_OP_RENAME] = h_rename,
-	[DAFS_OP_READDIR] = h_readdir,
-	[DAFS_OP_STATFS] = h_statfs,
-	[DAFS_OP_OPEN] = h_open,
-	[DAFS_OP_CLOSE] = h_close,
-	[DAFS_OP_READ] = h_read,
-	[DAFS_OP_WRITE] = h_write,
-	[DAFS_OP_COMMIT] = h_commit,
-	[DAFS_OP_FALLOCATE] = h_fallocate,
-	[DAFS_OP_COPY_RANGE] = h_copy_range,
-	[DAFS_OP_GETXATTR] = h_getxattr,
-	[DAFS_OP_SETXATTR] = h_setxattr,
-	[DAFS_OP_LISTXATTR] = h_listxattr,
-	[DAFS_OP_REMOVEXATTR] = h_removexattr,
-	[DAFS_OP_BATCH] = h_batch,
+/* Handle fields to resolve: 1 + their offset in the request body. */
+#define FH(type, member) ((uint16_t)(offsetof(type, member) + 1))
+#define FH1(type, member)                                                      \
+	{                                                                      \
+		FH(type, member), 0                                            \
+	}
+#define FH2(type, m1, m2)                                                      \
+	{                                                                      \
+		FH(type, m1), FH(type, m2)                                     \
+	}
+
+struct handler {
+	handler_fn fn;
+	uint16_t fh[2]; /* handles to resolve, in order; 0: none */
+	uint8_t user;	/* run with the request's credentials */
 };
+
+static const struct handler handlers[DAFS_OP_MAX] = {
+	[DAFS_OP_NULL] = {h_null},
+	[DAFS_OP_CRED_REGISTER] = {h_cred_register},
+	[DAFS_OP_PROBE_CALLBACK] = {h_probe_callback},
+	[DAFS_OP_LOOKUP] = {h_lookup, FH1(struct dafs_m_dirop_req, dir), 1},
+	[DAFS_OP_GETATTR] = {h_getattr, FH1(struct dafs_m_fh, fh), 0},
+	[DAFS_OP_SETATTR] = {h_setattr, FH1(struct dafs_m_setattr_req, fh), 1},
+	[DAFS_OP_CREATE] = {h_create, FH1(struct dafs_m_create_req, dir), 1},
+	[DAFS_OP_MKDIR] = {h_mkdir, FH1(struct dafs_m_mkdir_req, dir), 1},
+	[DAFS_OP_MKNOD] = {h_mknod, FH1(struct dafs_m_mknod_req, dir), 1},
+	[DAFS_OP_SYMLINK] = {h_symlink, FH1(struct dafs_m_symlink_req, dir), 1},
+	[DAFS_OP_READLINK] = {h_readlink, FH1(struct dafs_m_fh, fh), 0},
+	[DAFS_OP_LINK] = {h_link, FH2(struct dafs_m_link_req, fh, dir), 1},
+	[DAFS_OP_REMOVE] = {h_remove, FH1(struct dafs_m_dirop_req, dir), 1},
+	[DAFS_OP_RMDIR] = {h_rmdir, FH1(struct dafs_m_dirop_req, dir), 1},
+	[DAFS_OP_RENAME] = {h_rename, FH2(struct dafs_m_rename_req, sdir, ddir),
+			    1},
+	[DAFS_OP_READDIR] = {h_readdir, FH1(struct dafs_m_readdir_req, dir), 1},
+	[DAFS_OP_STATFS] = {h_statfs, FH1(struct dafs_m_fh, fh), 0},
+	[DAFS_OP_OPEN] = {h_open, FH1(struct dafs_m_open_req, fh), 1},
+	[DAFS_OP_CLOSE] = {h_close},
+	[DAFS_OP_READ] = {h_read},
+	[DAFS_OP_WRITE] = {h_write},
+	[DAFS_OP_COMMIT] = {h_commit},
+	[DAFS_OP_FALLOCATE] = {h_fallocate},
+	[DAFS_OP_COPY_RANGE] = {h_copy_range},
+	[DAFS_OP_GETXATTR] = {h_getxattr, FH1(struct dafs_m_getxattr_req, fh),
+			      1},
+	[DAFS_OP_SETXATTR] = {h_setxattr, FH1(struct dafs_m_setxattr_req, fh),
+			      1},
+	[DAFS_OP_LISTXATTR] = {h_listxattr,
+			       FH1(struct dafs_m_listxattr_req, fh), 1},
+	[DAFS_OP_REMOVEXATTR] = {h_removexattr,
+				 FH1(struct dafs_m_xattr_name_req, fh), 1},
+	[DAFS_OP_BATCH] = {h_batch},
+};
+
+/*
+ * Resolve the entry's handles with the server's own credentials
+ * (open_by_handle_at needs CAP_DAC_READ_SEARCH, which a switched fsuid
+ * drops), then run the handler, with the request's credentials if the
+ * entry says so.
+ */
+static int run(struct srv_req *r, const struct handler *hd, const void *body,
+	       union rep_body *rep, uint32_t *len)
+{
+	int fd[2] = {-1, -1}, i, rc = 0, user = 0;
+
+	for (i = 0; i < 2 && hd->fh[i] && !rc; i++) {
+		rc = resolve(r, (const dafs_fh_t *)((const uint8_t *)body +
+						    hd->fh[i] - 1));
+		if (rc >= 0) {
+			fd[i] = rc;
+			rc = 0;
+		}
+	}
+	if (!rc && hd->user) {
+		user = 1;
+		rc = cred_on(r);
+	}
+	if (!rc)
+		rc = hd->fn(r, body, fd, rep, len);
+	if (user)
+		cred_off(r);
+	closefd(fd[1]);
+	closefd(fd[0]);
+	return rc;
+}
 
 uint32_t srv_execute(struct srv_req *r, const void *body)
 {
@@ -1094,8 +997,8 @@ uint32_t srv_execute(struct srv_req *r, const void *body)
 	int rc;
 
 	memset(&rep, 0, sizeof(rep));
-	rc = h.op < DAFS_OP_MAX && handlers[h.op]
-		     ? handlers[h.op](r, body, &rep, &len)
+	rc = h.op < DAFS_OP_MAX && handlers[h.op].fn
+		     ? run(r, &handlers[h.op], body, &rep, &len)
 		     : -DAFS_EPROTO;
 	h.flags = DAFS_HF_REPLY;
 	h.arg = dafs_err_to_status(rc);
@@ -1105,8 +1008,7 @@ uint32_t srv_execute(struct srv_req *r, const void *body)
 		dafs_hdr_put(r->reply, &h);
 		return len;
 	}
-	n = dafs_msg_build(r->reply, r->reply_cap, &h, rc ? NULL : &rep,
-			   NULL);
+	n = dafs_msg_build(r->reply, r->reply_cap, &h, rc ? NULL : &rep, NULL);
 	if (n < 0) {
 		srv_log(3, "session %s: %s reply does not fit (%zd)",
 			r->sess->client, dafs_op_name(h.op), n);
