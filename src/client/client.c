@@ -164,6 +164,7 @@ static int post_rbuf(dafs_session_t *s, uint32_t i)
 }
 
 static void *cb_main(void *arg);
+static void progress(dafs_session_t *s, int wait_ms);
 
 /* Bind a fresh back-channel connection and start its thread. */
 static int back_channel(dafs_session_t *s)
@@ -453,24 +454,29 @@ fail:
 DAFS_API void dafs_session_close(dafs_session_t *s)
 {
 	struct dafs_m_u32 none;
+	uint64_t deadline;
 	uint32_t i;
 	int busy;
 
 	if (!s)
 		return;
-	/* let outstanding requests finish (bounded by their timeouts) */
+	/* let outstanding requests finish, for one request timeout at most:
+	 * a request whose caller timed out may never be answered */
 	pthread_mutex_lock(&s->lock);
+	deadline = now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
 	for (;;) {
 		for (busy = 0, i = 0; i < s->p.credits && s->reqs; i++)
 			busy |= s->reqs[i].busy;
-		if (!busy || s->broken)
+		if (!busy || s->broken || now_ns() >= deadline)
 			break;
-		pthread_mutex_unlock(&s->lock);
-		usleep(1000);
-		pthread_mutex_lock(&s->lock);
+		if (!s->polling && !s->reconnecting)
+			progress(s, 10);
+		else
+			pthread_cond_wait(&s->cv, &s->lock);
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (!s->broken)
+	/* with slots still taken, the server's lease reaps the session */
+	if (!s->broken && !busy)
 		dafs_c_simple(s, DAFS_OP_DESTROY_SESSION, NULL, &none);
 	session_free(s);
 }
