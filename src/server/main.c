@@ -33,6 +33,8 @@ static void usage(FILE *f)
 		"  -t, --threads MIN:MAX    handler pool size (default 2:16)\n"
 		"      --credits N          most outstanding requests per "
 		"session (default 64)\n"
+		"      --max-connections N  refuse connections beyond N "
+		"(default 1024)\n"
 		"      --lease-ms N         longest lease granted (default "
 		"90000)\n"
 		"      --root-squash        map requests of uid 0 to "
@@ -137,7 +139,7 @@ static int parse_uint(const char *opt, const char *arg, uint32_t lo,
 
 static const char *port_file;
 
-enum { O_CREDITS = 256, O_LEASE, O_SQUASH, O_PORTFILE };
+enum { O_CREDITS = 256, O_LEASE, O_SQUASH, O_PORTFILE, O_MAXCONN };
 
 static const struct option longopts[] = {
 	{"export", required_argument, NULL, 'e'},
@@ -146,6 +148,7 @@ static const struct option longopts[] = {
 	{"state-dir", required_argument, NULL, 's'},
 	{"threads", required_argument, NULL, 't'},
 	{"credits", required_argument, NULL, O_CREDITS},
+	{"max-connections", required_argument, NULL, O_MAXCONN},
 	{"lease-ms", required_argument, NULL, O_LEASE},
 	{"root-squash", no_argument, NULL, O_SQUASH},
 	{"port-file", required_argument, NULL, O_PORTFILE},
@@ -244,6 +247,11 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 	case O_CREDITS:
 		return parse_uint("--credits", arg, 1, 1024,
 				  &cfg->limits.credits);
+	case O_MAXCONN:
+		if (parse_uint("--max-connections", arg, 1, 1000000, &v))
+			return -1;
+		cfg->max_conns = (int)v;
+		return 0;
 	case O_LEASE:
 		return parse_uint("--lease-ms", arg, 1000, 3600000,
 				  &cfg->limits.lease_ms);
@@ -276,6 +284,7 @@ static void defaults(struct srv_config *cfg)
 	cfg->listen_port = DAFS_DEFAULT_PORT;
 	cfg->min_threads = 2;
 	cfg->max_threads = 16;
+	cfg->max_conns = 1024;
 	cfg->foreground = 1;
 	if (geteuid() == 0 || !home)
 		strcpy(cfg->state_dir, "/var/lib/dafsd");

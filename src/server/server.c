@@ -86,6 +86,7 @@ static void conn_free(struct srv_conn *c)
 	for (pp = &srv->conns; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
+			srv->nconns--;
 			break;
 		}
 	pthread_cond_broadcast(&srv->cv);
@@ -827,6 +828,20 @@ static void *acceptor_main(void *arg)
 		}
 		snprintf(c->peer, sizeof(c->peer), "#%u",
 			 atomic_fetch_add(&seqno, 1) + 1);
+		pthread_mutex_lock(&srv->lock);
+		rc = srv->nconns >= srv->cfg.max_conns;
+		pthread_mutex_unlock(&srv->lock);
+		if (rc) {
+			/* each connection costs the transport threads and
+			 * buffers: refuse rather than exhaust them */
+			srv_log(LOG_WARNING,
+				"connection %s refused: %d connections open "
+				"(--max-connections)",
+				c->peer, srv->cfg.max_conns);
+			c->ep->ops->ep_free(c->ep);
+			free(c);
+			continue;
+		}
 		c->boot_rb.conn = c;
 		c->boot_rb.buf = c->boot;
 		rc = srv->tp->reg_mr(srv->dom, c->boot, sizeof(c->boot),
@@ -839,6 +854,7 @@ static void *acceptor_main(void *arg)
 		pthread_mutex_lock(&srv->lock);
 		c->next = srv->conns;
 		srv->conns = c;
+		srv->nconns++;
 		pthread_mutex_unlock(&srv->lock);
 		if (!rc)
 			rc = post_rbuf(c, &c->boot_rb, sizeof(c->boot),

@@ -42,6 +42,7 @@ struct srv_config {
 	char scheme[8];
 	char state_dir[4096];
 	int min_threads, max_threads;
+	int max_conns;
 	int root_squash;
 	int foreground;
 	int verbose;
@@ -138,6 +139,7 @@ struct dafs_server {
 	pthread_cond_t cv;
 	struct srv_session *sessions;
 	struct srv_conn *conns;
+	int nconns;
 	int nthreads, nidle;
 	uint64_t last_done_ns; /* a handler last finished a request */
 	atomic_int stopping;

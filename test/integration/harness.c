@@ -400,6 +400,8 @@ int it_daemon_start(struct it_daemon *d)
 	argv[i++] = "--port-file";
 	argv[i++] = d->port_file;
 	argv[i++] = "-v";
+	for (st = 0; st < 4 && d->extra[st]; st++)
+		argv[i++] = d->extra[st];
 	argv[i] = NULL;
 
 	unlink(d->port_file);

@@ -32,6 +32,7 @@ struct it_daemon {
 	char url[128];		 /* tcp://127.0.0.1:PORT/data */
 	uint16_t port;
 	pid_t pid; /* 0 when not running */
+	const char *extra[4]; /* more dafsd arguments, NULL-terminated */
 };
 
 /* Unchecked fixtures (the runner process): make / remove the base. */

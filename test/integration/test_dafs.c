@@ -2319,6 +2319,45 @@ static void hello(uint8_t *h)
 	frame_hdr(h, FR_HELLO, 0, TCP_MAGIC, 1);
 }
 
+/* Beyond --max-connections the server refuses connections with an error
+ * to the client and a log line, keeps serving, and has room again once a
+ * session closes. */
+START_TEST(test_max_connections)
+{
+	dafs_session_t *s2 = NULL;
+	dafs_attr_t a;
+	int i, rc;
+
+	/* restart the fixture's daemon with room for one session: its fore
+	 * and its back connection */
+	dafs_session_close(S);
+	S = NULL;
+	ck_assert_int_eq(it_daemon_stop(&D, 20000), 0);
+	D.extra[0] = "--max-connections";
+	D.extra[1] = "2";
+	ck_assert_int_eq(it_daemon_start(&D), 0);
+	S = session(NULL);
+	rc = dafs_session_open(D.url, NULL, &s2);
+	ck_assert_msg(rc < 0, "a third connection was accepted");
+	ck_assert(it_daemon_alive(&D));
+	ck_assert(it_log_contains(&D, "--max-connections"));
+	OK(dafs_getattr(S, &ROOT, &a));
+
+	dafs_session_close(S);
+	S = NULL;
+	for (i = 0; i < 100; i++) {
+		rc = dafs_session_open(D.url, NULL, &s2);
+		if (!rc)
+			break;
+		usleep(50000);
+	}
+	OK(rc);
+	S = s2;
+	OK(dafs_getattr(S, &ROOT, &a));
+	D.extra[0] = D.extra[1] = NULL;
+}
+END_TEST
+
 START_TEST(test_garbage)
 {
 	uint8_t buf[8192], *p;
@@ -2567,6 +2606,7 @@ static Suite *dafs_suite(void)
 
 	tc = tcase(s, "robust", 60);
 	tcase_add_test(tc, test_garbage);
+	tcase_add_test(tc, test_max_connections);
 
 	tc = tcase(s, "bigdir", 180);
 	tcase_add_test(tc, test_bigdir);
