@@ -600,9 +600,17 @@ static void reconnect(dafs_session_t *s)
 		for (i = 0; i < s->p.credits; i++) {
 			struct creq *cr = &s->reqs[i];
 
+			if (!cr->busy || !cr->sent || cr->done)
+				continue;
+			/* an orphan (its caller timed out) may name memory
+			 * deregistered since, and a refused key would break
+			 * the new connection too: it is not re-sent, and its
+			 * slot stays retired, since the server may or may
+			 * not have seen its sequence number */
+			if (cr->kind == CREQ_ORPHAN)
+				continue;
 			/* replies in flight were lost with the connection */
-			if (cr->busy && cr->sent && !cr->done &&
-			    send_req(s, cr))
+			if (send_req(s, cr))
 				s->broken = 1;
 		}
 	}
