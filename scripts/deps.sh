@@ -5,7 +5,7 @@ set -eu
 
 PKGS="gcc clang meson ninja-build pkg-config check libsubunit-dev \
 liblmdb-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev \
-libclang-rt-dev procps"
+libclang-rt-dev procps attr"
 
 missing=""
 for p in $PKGS; do

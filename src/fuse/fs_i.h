@@ -1,0 +1,72 @@
+/*
+ * fs_i.h - dafs-fuse: one mount of a DAFS export through the libfuse3
+ * low-level API (ops.c), set up by main.c.
+ *
+ * Every FUSE request is handled on a libfuse worker thread over the one
+ * libdafs session of the mount: the thread switches to the caller's
+ * credentials (creds.c), finds the server's handle for the node id
+ * (inode.c), makes the call, and replies. Data moves through the thread's
+ * registered buffer (bufpool.c).
+ */
+#ifndef DAFS_FUSE_FS_I_H
+#define DAFS_FUSE_FS_I_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "dafs/dafs.h"
+#include "fuse/bufpool_i.h"
+#include "fuse/creds_i.h"
+#include "fuse/inode_i.h"
+
+/* Options from the command line (main.c); see dafs-fuse(1). */
+struct dfs_opts {
+	char *url;
+	char *mountpoint;
+	int foreground;
+	int debug;
+	int ro;
+	int threads;         /* most FUSE worker threads */
+	int timeout_ms;      /* per-request timeout of the session */
+	int readahead_kb;    /* kernel readahead of the mount, 0: leave */
+	int splice;          /* take write data from /dev/fuse by splice */
+	double attr_timeout;
+	double entry_timeout;
+	double negative_timeout;
+};
+
+/* Open files and directories, kept on a list so that what the kernel
+ * never released (a lazy unmount) is closed at exit. */
+struct dfs_handle {
+	struct dfs_handle *prev, *next;
+	int dir;
+};
+
+struct dfs {
+	dafs_session_t *s;
+	struct dfs_opts o;
+	uint32_t max_io;
+	uint32_t inline_max;
+	struct fino_table ino;
+	struct fcred_cache creds;
+	struct fbuf_pool pool;
+
+	pthread_mutex_t hlock;   /* handles */
+	struct dfs_handle handles; /* list head */
+};
+
+/* The low-level operations table. */
+extern const struct fuse_lowlevel_ops dfs_ops;
+
+/* Set up / tear down what the operations use, once the session is open. */
+int dfs_init(struct dfs *fs);
+void dfs_fini(struct dfs *fs);
+
+/* A libdafs result as the positive errno FUSE replies with (0 for
+ * success): project codes become EIO, handle errors ESTALE. */
+int dfs_errno(int rc);
+
+#endif /* DAFS_FUSE_FS_I_H */

@@ -1,0 +1,219 @@
+/*
+ * inode.c - the inode table of dafs-fuse (see inode_i.h): node ids for
+ * server file handles, with the kernel's lookup counts.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuse/inode_i.h"
+
+struct fino {
+	struct fino *next_fh, *next_id; /* hash chains */
+	uint64_t id;
+	uint64_t nlookup;
+	uint32_t hash;       /* of the handle bytes */
+	dafs_fh_t fh;
+};
+
+#define INITIAL_BUCKETS 1024u
+
+/* FNV-1a over the handle; handles are MAC'd, so well spread already. */
+static uint32_t fh_hash(const dafs_fh_t *fh)
+{
+	uint32_t h = 2166136261u;
+	uint16_t i;
+
+	for (i = 0; i < fh->len; i++) {
+		h ^= fh->data[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static size_t id_bucket(const struct fino_table *t, uint64_t id)
+{
+	return (size_t)(id ^ (id >> 32)) & (t->nbuckets - 1);
+}
+
+static int fh_equal(const dafs_fh_t *a, const dafs_fh_t *b)
+{
+	return a->len == b->len && !memcmp(a->data, b->data, a->len);
+}
+
+static void link_entry(struct fino_table *t, struct fino *e)
+{
+	size_t b = e->hash & (t->nbuckets - 1);
+
+	e->next_fh = t->by_fh[b];
+	t->by_fh[b] = e;
+	b = id_bucket(t, e->id);
+	e->next_id = t->by_id[b];
+	t->by_id[b] = e;
+}
+
+/* Double both tables; on allocation failure keep the old ones (longer
+ * chains, still correct). */
+static void grow(struct fino_table *t)
+{
+	struct fino **ofh = t->by_fh, **oid = t->by_id, *e, *next;
+	size_t on = t->nbuckets, i;
+
+	t->by_fh = calloc(on * 2, sizeof(*t->by_fh));
+	t->by_id = calloc(on * 2, sizeof(*t->by_id));
+	if (!t->by_fh || !t->by_id) {
+		free(t->by_fh);
+		free(t->by_id);
+		t->by_fh = ofh;
+		t->by_id = oid;
+		return;
+	}
+	t->nbuckets = on * 2;
+	/* every entry is on exactly one by_fh chain: relink from those */
+	for (i = 0; i < on; i++) {
+		for (e = ofh[i]; e; e = next) {
+			next = e->next_fh;
+			link_entry(t, e);
+		}
+	}
+	free(ofh);
+	free(oid);
+}
+
+static struct fino *find_id(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+
+	for (e = t->by_id[id_bucket(t, id)]; e; e = e->next_id)
+		if (e->id == id)
+			return e;
+	return NULL;
+}
+
+int fino_table_init(struct fino_table *t, const dafs_fh_t *root)
+{
+	memset(t, 0, sizeof(*t));
+	t->nbuckets = INITIAL_BUCKETS;
+	t->by_fh = calloc(t->nbuckets, sizeof(*t->by_fh));
+	t->by_id = calloc(t->nbuckets, sizeof(*t->by_id));
+	t->root = calloc(1, sizeof(*t->root));
+	if (!t->by_fh || !t->by_id || !t->root) {
+		free(t->by_fh);
+		free(t->by_id);
+		free(t->root);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	t->root->id = FINO_ROOT_ID;
+	t->root->nlookup = 1;
+	t->root->fh = *root;
+	t->root->hash = fh_hash(root);
+	link_entry(t, t->root);
+	t->count = 1;
+	t->next_id = FINO_ROOT_ID + 1;
+	return 0;
+}
+
+void fino_table_fini(struct fino_table *t)
+{
+	struct fino *e, *next;
+	size_t i;
+
+	for (i = 0; i < t->nbuckets; i++) {
+		for (e = t->by_fh[i]; e; e = next) {
+			next = e->next_fh;
+			free(e);
+		}
+	}
+	free(t->by_fh);
+	free(t->by_id);
+	pthread_mutex_destroy(&t->lock);
+	memset(t, 0, sizeof(*t));
+}
+
+int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
+{
+	uint32_t h = fh_hash(fh);
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	for (e = t->by_fh[h & (t->nbuckets - 1)]; e; e = e->next_fh)
+		if (e->hash == h && fh_equal(&e->fh, fh))
+			break;
+	if (!e) {
+		e = malloc(sizeof(*e));
+		if (!e) {
+			pthread_mutex_unlock(&t->lock);
+			return -ENOMEM;
+		}
+		e->id = t->next_id++;
+		e->nlookup = 0;
+		e->hash = h;
+		e->fh = *fh;
+		if (t->count >= t->nbuckets)
+			grow(t);
+		link_entry(t, e);
+		t->count++;
+	}
+	e->nlookup++;
+	*id = e->id;
+	pthread_mutex_unlock(&t->lock);
+	return 0;
+}
+
+/* Unlink @e from a chain: the handle chain if @by_fh, else the id one. */
+static void unlink_from(struct fino **head, struct fino *e, int by_fh)
+{
+	struct fino **pp = head;
+
+	while (*pp && *pp != e)
+		pp = by_fh ? &(*pp)->next_fh : &(*pp)->next_id;
+	if (*pp)
+		*pp = by_fh ? e->next_fh : e->next_id;
+}
+
+void fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
+{
+	struct fino *e;
+
+	if (id == FINO_ROOT_ID)
+		return;
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (!e) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	e->nlookup = n >= e->nlookup ? 0 : e->nlookup - n;
+	if (e->nlookup) {
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
+	unlink_from(&t->by_fh[e->hash & (t->nbuckets - 1)], e, 1);
+	unlink_from(&t->by_id[id_bucket(t, id)], e, 0);
+	t->count--;
+	pthread_mutex_unlock(&t->lock);
+	free(e);
+}
+
+int fino_fh(struct fino_table *t, uint64_t id, dafs_fh_t *fh)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e)
+		*fh = e->fh;
+	pthread_mutex_unlock(&t->lock);
+	return e ? 0 : -ESTALE;
+}
+
+size_t fino_count(struct fino_table *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->count;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}

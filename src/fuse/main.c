@@ -1,0 +1,413 @@
+/*
+ * main.c - dafs-fuse: mount a DAFS export with FUSE. Command line,
+ * daemonizing, the libdafs session, the FUSE session and its
+ * multi-threaded loop.
+ *
+ * Order matters: the process forks into the background first (threads do
+ * not survive fork, and libdafs runs some), then opens the session and
+ * mounts; the parent waits on a pipe for the child's verdict, so a mount
+ * that fails (no server, bad export, busy mount point) fails the command
+ * with a message on the terminal, as mount(8) would.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fuse/fs_i.h"
+
+#ifndef DAFS_FUSE_VERSION
+#define DAFS_FUSE_VERSION "0"
+#endif
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: dafs-fuse URL MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+		"\n"
+		"Mount the DAFS export URL (tcp://HOST[:PORT]/EXPORT) on "
+		"MOUNTPOINT.\n"
+		"\n"
+		"  -f                   stay in the foreground\n"
+		"  -d                   debug: print every FUSE request "
+		"(implies -f)\n"
+		"  -o OPTIONS           comma-separated mount options:\n"
+		"     ro                    read-only (writes fail with "
+		"EROFS)\n"
+		"     allow_other           let other users in (root, or "
+		"user_allow_other\n"
+		"                           in /etc/fuse.conf)\n"
+		"     default_permissions   let the kernel check permissions "
+		"from the mode\n"
+		"                           bits (default: the server checks, "
+		"as the caller)\n"
+		"     attr_timeout=S        cache attributes S seconds "
+		"(default 1)\n"
+		"     entry_timeout=S       cache names S seconds (default 1)\n"
+		"     negative_timeout=S    cache \"no such name\" S seconds "
+		"(default 0)\n"
+		"     server_timeout=S      fail a request with EIO when the "
+		"server does not\n"
+		"                           answer in S seconds (default 30)\n"
+		"     threads=N             at most N request threads "
+		"(default 16)\n"
+		"     readahead_kb=N        kernel readahead of the mount "
+		"(default 1024, as\n"
+		"                           root; 0 leaves the kernel's)\n"
+		"     splice                take write data from /dev/fuse by "
+		"splice\n"
+		"     and FUSE's own: fsname=, subtype=, max_read=, ... (see "
+		"mount.fuse3(8))\n"
+		"  -h, --help           this text\n"
+		"  -V, --version        the version\n"
+		"\n"
+		"Unmount with: fusermount3 -u MOUNTPOINT\n");
+}
+
+struct cli {
+	struct dfs_opts o;
+	double server_timeout;
+	int help, version;
+};
+
+enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_RO };
+
+#define OPT(t, field) {t, offsetof(struct cli, field), 1}
+#define VOPT(t, field) {t, offsetof(struct cli, field), 0}
+
+static const struct fuse_opt spec[] = {
+	VOPT("attr_timeout=%lf", o.attr_timeout),
+	VOPT("entry_timeout=%lf", o.entry_timeout),
+	VOPT("negative_timeout=%lf", o.negative_timeout),
+	VOPT("server_timeout=%lf", server_timeout),
+	VOPT("threads=%d", o.threads),
+	VOPT("readahead_kb=%d", o.readahead_kb),
+	OPT("splice", o.splice),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FG),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_KEY("ro", KEY_RO),
+	FUSE_OPT_END,
+};
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *out)
+{
+	struct cli *c = data;
+
+	(void)out;
+	switch (key) {
+	case FUSE_OPT_KEY_NONOPT:
+		if (!c->o.url) {
+			c->o.url = strdup(arg);
+			return c->o.url ? 0 : -1;
+		}
+		if (!c->o.mountpoint) {
+			c->o.mountpoint = strdup(arg);
+			return c->o.mountpoint ? 0 : -1;
+		}
+		fprintf(stderr, "dafs-fuse: unexpected argument \"%s\"\n",
+			arg);
+		return -1;
+	case KEY_HELP:
+		c->help = 1;
+		return 0;
+	case KEY_VERSION:
+		c->version = 1;
+		return 0;
+	case KEY_FG:
+		c->o.foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		/* kept: libfuse prints the requests */
+		c->o.debug = c->o.foreground = 1;
+		return 1;
+	case KEY_RO:
+		/* kept: the kernel mounts read-only as well */
+		c->o.ro = 1;
+		return 1;
+	default:
+		/* for libfuse and the kernel */
+		return 1;
+	}
+}
+
+static void log_syslog(enum fuse_log_level level, const char *fmt,
+		       va_list ap)
+{
+	/* fuse_log_level follows syslog's numbering */
+	vsyslog((int)level, fmt, ap);
+}
+
+/*
+ * Fork; the parent waits until the child reports (one byte: 0 mounted,
+ * else the exit status) and exits with it. Returns in the child, with
+ * *@fd the pipe's write end.
+ */
+static int background(int *fd)
+{
+	int p[2];
+	unsigned char st = 1;
+	pid_t pid;
+
+	if (pipe(p) < 0) {
+		perror("dafs-fuse: pipe");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("dafs-fuse: fork");
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		if (read(p[0], &st, 1) != 1)
+			st = 1; /* the child died without a word */
+		_exit(st);
+	}
+	close(p[0]);
+	setsid();
+	*fd = p[1];
+	return 0;
+}
+
+static void report(int *fd, unsigned char st)
+{
+	if (*fd < 0)
+		return;
+	if (write(*fd, &st, 1) != 1) {
+		/* the parent is gone: nobody to tell */
+	}
+	close(*fd);
+	*fd = -1;
+}
+
+/* After mounting in the background: no terminal, logs to syslog. */
+static void detach(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	if (chdir("/")) {
+		/* "/" always exists */
+	}
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	openlog("dafs-fuse", LOG_PID, LOG_DAEMON);
+	fuse_set_log_func(log_syslog);
+}
+
+/*
+ * The kernel starts a FUSE mount with a 128 KiB readahead window; reads of
+ * 1 MiB need a bigger one. The mount's backing device is "0:N", the
+ * device number that /proc/self/mountinfo shows for the mount point;
+ * writing its read_ahead_kb needs root, so failure is only logged.
+ */
+static void set_readahead(const char *mnt, int kb)
+{
+	char line[4096], path[128], dev[32], mp[PATH_MAX], *p, *q;
+	unsigned int major, minor;
+	FILE *f;
+	int found = 0;
+
+	if (kb <= 0)
+		return;
+	f = fopen("/proc/self/mountinfo", "r");
+	if (!f)
+		return;
+	while (!found && fgets(line, sizeof(line), f)) {
+		/* id parent major:minor root mountpoint ... */
+		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &major, &minor,
+			   mp) != 3)
+			continue;
+		/* undo the \ooo escapes of spaces and such */
+		for (p = q = mp; *p; q++) {
+			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' &&
+			    p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
+			    p[3] <= '7') {
+				*q = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 +
+					    (p[3] - '0'));
+				p += 4;
+			} else {
+				*q = *p++;
+			}
+		}
+		*q = '\0';
+		/* the last matching line is the mount on top */
+		if (!strcmp(mp, mnt) && strstr(line, " - fuse"))
+			found = 1;
+	}
+	fclose(f);
+	if (!found)
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb",
+		 major, minor);
+	snprintf(dev, sizeof(dev), "%d\n", kb);
+	f = fopen(path, "w");
+	if (!f || fputs(dev, f) < 0 || fclose(f)) {
+		fuse_log(FUSE_LOG_DEBUG, "dafs-fuse: cannot set %s\n", path);
+		if (f)
+			fclose(f);
+	}
+}
+
+/* -o fsname=URL,subtype=dafs,max_read=N ahead of the user's options,
+ * which may override them. */
+static int mount_opts(struct fuse_args *args, const char *url,
+		      uint32_t max_io)
+{
+	size_t n = strlen(url) + sizeof("fsname=");
+	char *opts = NULL, *fsname, buf[64];
+	int rc;
+
+	fsname = malloc(n);
+	if (!fsname)
+		return -1;
+	snprintf(fsname, n, "fsname=%s", url);
+	/* commas and backslashes in the URL escaped */
+	rc = fuse_opt_add_opt_escaped(&opts, fsname);
+	free(fsname);
+	snprintf(buf, sizeof(buf), "subtype=dafs,max_read=%u", max_io);
+	if (!rc)
+		rc = fuse_opt_add_opt(&opts, buf);
+	if (!rc)
+		rc = fuse_opt_insert_arg(args, 1, "-o");
+	if (!rc)
+		rc = fuse_opt_insert_arg(args, 2, opts);
+	free(opts);
+	return rc ? -1 : 0;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_loop_config *lc = NULL;
+	struct fuse_session *se = NULL;
+	dafs_session_opts_t so;
+	struct cli c;
+	struct dfs fs;
+	char mnt[PATH_MAX];
+	int status = 1, pfd = -1, rc, inited = 0, mounted = 0, sig = 0;
+
+	memset(&c, 0, sizeof(c));
+	memset(&fs, 0, sizeof(fs));
+	c.o.attr_timeout = 1.0;
+	c.o.entry_timeout = 1.0;
+	c.o.threads = 16;
+	c.o.readahead_kb = 1024;
+	c.server_timeout = 30.0;
+	if (fuse_opt_parse(&args, &c, spec, opt_proc) < 0) {
+		usage(stderr);
+		goto out_args;
+	}
+	if (c.help) {
+		usage(stdout);
+		status = 0;
+		goto out_args;
+	}
+	if (c.version) {
+		printf("dafs-fuse %s (libfuse %s)\n", DAFS_FUSE_VERSION,
+		       fuse_pkgversion());
+		status = 0;
+		goto out_args;
+	}
+	if (!c.o.url || !c.o.mountpoint) {
+		usage(stderr);
+		goto out_args;
+	}
+	if (c.o.threads < 1 || c.o.threads > 256 || c.o.attr_timeout < 0 ||
+	    c.o.entry_timeout < 0 || c.o.negative_timeout < 0 ||
+	    c.server_timeout <= 0 || c.server_timeout > 86400) {
+		fprintf(stderr, "dafs-fuse: an option is out of range "
+				"(threads 1..256, timeouts >= 0, "
+				"server_timeout 0..86400)\n");
+		goto out_args;
+	}
+	/* the mount point as an absolute path: we chdir("/") later */
+	if (!realpath(c.o.mountpoint, mnt)) {
+		fprintf(stderr, "dafs-fuse: %s: %s\n", c.o.mountpoint,
+			strerror(errno));
+		goto out_args;
+	}
+	if (!c.o.foreground && background(&pfd))
+		goto out_args;
+
+	memset(&so, 0, sizeof(so));
+	/* one request per worker thread at most, and room for readahead */
+	so.credits = c.o.threads > 16 ? (uint32_t)c.o.threads : 16;
+	so.timeout_ms = (uint32_t)(c.server_timeout * 1000);
+	rc = dafs_session_open(c.o.url, &so, &fs.s);
+	if (rc) {
+		fprintf(stderr, "dafs-fuse: %s: %s\n", c.o.url,
+			dafs_strerror(rc));
+		goto out;
+	}
+	fs.o = c.o;
+	rc = dfs_init(&fs);
+	if (rc) {
+		fprintf(stderr, "dafs-fuse: setting up: %s\n",
+			dafs_strerror(rc));
+		goto out;
+	}
+	inited = 1;
+	if (mount_opts(&args, c.o.url, fs.max_io)) {
+		fprintf(stderr, "dafs-fuse: out of memory\n");
+		goto out;
+	}
+	se = fuse_session_new(&args, &dfs_ops, sizeof(dfs_ops), &fs);
+	if (!se)
+		goto out; /* libfuse said why */
+	if (fuse_set_signal_handlers(se))
+		goto out;
+	if (fuse_session_mount(se, mnt))
+		goto out;
+	mounted = 1;
+	set_readahead(mnt, c.o.readahead_kb);
+	if (pfd >= 0) {
+		detach();
+		report(&pfd, 0);
+	}
+
+	lc = fuse_loop_cfg_create();
+	if (!lc)
+		goto out;
+	fuse_loop_cfg_set_max_threads(lc, (unsigned int)c.o.threads);
+	fuse_loop_cfg_set_clone_fd(lc, 0);
+	sig = fuse_session_loop_mt(se, lc);
+	/* a signal (SIGTERM, SIGINT, SIGHUP) or an unmount ends the loop */
+	status = sig < 0 ? 1 : 0;
+
+out:
+	if (lc)
+		fuse_loop_cfg_destroy(lc);
+	if (se) {
+		if (mounted)
+			fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+	}
+	if (inited)
+		dfs_fini(&fs);
+	if (fs.s)
+		dafs_session_close(fs.s);
+	report(&pfd, (unsigned char)status);
+out_args:
+	fuse_opt_free_args(&args);
+	free(c.o.url);
+	free(c.o.mountpoint);
+	return status;
+}

@@ -1,0 +1,1359 @@
+/*
+ * ops.c - the FUSE low-level operations of dafs-fuse, each one libdafs
+ * call (or a few) on the mount's session.
+ *
+ * Conventions: a handler finds the server handle of its node id, switches
+ * its thread to the caller's credentials when the server checks
+ * permissions for the call (as_caller), calls libdafs, and replies. libdafs
+ * errors are negative; they become FUSE's positive errno in one place,
+ * dfs_errno(), called only by reply_err().
+ *
+ * Lookup counts: every reply that gives the kernel a node (entry, create,
+ * readdirplus) takes one reference in the inode table; when the reply
+ * cannot be delivered (the request was interrupted) the reference is given
+ * back at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fuse/fs_i.h"
+
+/* ---- conventions at the edge ---- */
+
+int dfs_errno(int rc)
+{
+	if (rc >= 0)
+		return 0;
+	rc = -rc;
+	if (rc == DAFS_EBADHANDLE || rc == ESTALE)
+		return ESTALE;
+	/* project codes (a broken session, a protocol error ...), a request
+	 * that timed out or was cancelled: the server is unreachable or
+	 * misbehaves, which a program sees as an I/O error */
+	if (rc > DAFS_EBASE || rc == ETIMEDOUT || rc == ECANCELED ||
+	    rc >= 4096)
+		return EIO;
+	return rc;
+}
+
+static void reply_err(fuse_req_t req, int rc)
+{
+	fuse_reply_err(req, dfs_errno(rc));
+}
+
+static struct dfs *FS(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void to_stat(const dafs_attr_t *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_rdev = a->rdev;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = a->blksize;
+	st->st_blocks = (blkcnt_t)a->blocks;
+	st->st_atim.tv_sec = a->atime.sec;
+	st->st_atim.tv_nsec = a->atime.nsec;
+	st->st_mtim.tv_sec = a->mtime.sec;
+	st->st_mtim.tv_nsec = a->mtime.nsec;
+	st->st_ctim.tv_sec = a->ctime.sec;
+	st->st_ctim.tv_nsec = a->ctime.nsec;
+}
+
+/*
+ * Make the caller of @req this thread's credentials on the session: the
+ * server then checks permissions as the kernel would for that process.
+ * Supplementary groups beyond the protocol's 32 are cut, as NFS's
+ * AUTH_SYS cuts beyond 16.
+ */
+static int as_caller(struct dfs *fs, fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[FCRED_GROUPS_MAX];
+	uint32_t id;
+	int n, rc;
+
+	n = fuse_req_getgroups(req, FCRED_GROUPS_MAX, groups);
+	if (n < 0)
+		n = 0; /* the caller has gone: its primary group still counts */
+	if (n > FCRED_GROUPS_MAX)
+		n = FCRED_GROUPS_MAX;
+	rc = fcred_get(&fs->creds, ctx->uid, ctx->gid, n, groups, &id);
+	if (rc)
+		return rc;
+	return dafs_cred_use(fs->s, id);
+}
+
+/* The daemon's own credentials, for calls the server does not check
+ * (getattr, I/O on an open file, close). */
+static void as_self(struct dfs *fs)
+{
+	dafs_cred_use(fs->s, 0);
+}
+
+static int refuse_ro(struct dfs *fs)
+{
+	return fs->o.ro ? -EROFS : 0;
+}
+
+/* Reply with a new entry for @fh: one more lookup of its node. */
+static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
+			const dafs_attr_t *a)
+{
+	struct fuse_entry_param e;
+	uint64_t id;
+	int rc;
+
+	rc = fino_ref(&fs->ino, fh, &id);
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	memset(&e, 0, sizeof(e));
+	e.ino = id;
+	e.attr_timeout = fs->o.attr_timeout;
+	e.entry_timeout = fs->o.entry_timeout;
+	to_stat(a, &e.attr);
+	if (fuse_reply_entry(req, &e))
+		fino_forget(&fs->ino, id, 1);
+}
+
+/* ---- handles: open files and directories ---- */
+
+struct dfs_file {
+	struct dfs_handle h; /* first: the handle list holds these */
+	dafs_file_t *f;
+};
+
+struct dfs_dent {
+	uint64_t cookie;
+	uint32_t type;
+	uint32_t name; /* offset in dfs_dir.names */
+	uint64_t ino;
+	dafs_fh_t fh;     /* plus batches only */
+	dafs_attr_t attr; /* plus batches only */
+};
+
+/*
+ * An open directory keeps the last batch of entries the server sent (one
+ * READDIR round trip fills up to max_response bytes), so the kernel's
+ * page-sized readdir calls are served from it rather than each costing a
+ * round trip that discards most of what it fetched.
+ */
+struct dfs_dir {
+	struct dfs_handle h; /* first */
+	pthread_mutex_t lock; /* everything below; held over READDIR */
+	dafs_fh_t fh;
+	uint64_t self_ino, parent_ino; /* for "." and "..", 0: not known */
+	int filled;         /* a batch is held */
+	int plus;           /* it has handles and attributes */
+	int eof;            /* it ends the directory */
+	uint64_t start;     /* the server cookie it was read from */
+	struct dfs_dent *ents;
+	uint32_t n, cap;
+	char *names;
+	size_t nlen, ncap;
+	int err; /* set by the fill callback */
+};
+
+static void handle_add(struct dfs *fs, struct dfs_handle *h, int dir)
+{
+	h->dir = dir;
+	pthread_mutex_lock(&fs->hlock);
+	h->next = fs->handles.next;
+	h->prev = &fs->handles;
+	h->next->prev = h;
+	fs->handles.next = h;
+	pthread_mutex_unlock(&fs->hlock);
+}
+
+static void handle_del(struct dfs *fs, struct dfs_handle *h)
+{
+	pthread_mutex_lock(&fs->hlock);
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
+	pthread_mutex_unlock(&fs->hlock);
+}
+
+static struct dfs_file *file_of(struct fuse_file_info *fi)
+{
+	return (struct dfs_file *)(uintptr_t)fi->fh;
+}
+
+static struct dfs_dir *dir_of(struct fuse_file_info *fi)
+{
+	return (struct dfs_dir *)(uintptr_t)fi->fh;
+}
+
+static void dir_free(struct dfs_dir *d)
+{
+	pthread_mutex_destroy(&d->lock);
+	free(d->ents);
+	free(d->names);
+	free(d);
+}
+
+/* ---- lookup and forget ---- */
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t dir, fh;
+	dafs_attr_t a;
+	int rc;
+
+	rc = fino_fh(&fs->ino, parent, &dir);
+	if (!rc)
+		rc = as_caller(fs, req);
+	if (!rc)
+		rc = dafs_lookup(fs->s, &dir, name, &fh, &a);
+	if (rc == -ENOENT && fs->o.negative_timeout > 0) {
+		struct fuse_entry_param e;
+
+		/* node id 0: "no such name", cached for the timeout */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->o.negative_timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc)
+		reply_err(req, rc);
+	else
+		reply_entry(fs, req, &fh, &a);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fino_forget(&FS(req)->ino, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	struct dfs *fs = FS(req);
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		fino_forget(&fs->ino, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+/* ---- attributes ---- */
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct stat st;
+	dafs_fh_t fh;
+	dafs_attr_t a;
+	int rc;
+
+	(void)fi;
+	rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc) {
+		as_self(fs);
+		rc = dafs_getattr(fs->s, &fh, &a);
+	}
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	to_stat(&a, &st);
+	fuse_reply_attr(req, &st, fs->o.attr_timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	dafs_setattr_t sa;
+	struct stat st;
+	dafs_fh_t fh;
+	dafs_attr_t a;
+	int rc = 0;
+
+	memset(&sa, 0, sizeof(sa));
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		sa.mask |= DAFS_SET_MODE;
+		sa.mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		sa.mask |= DAFS_SET_UID;
+		sa.uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		sa.mask |= DAFS_SET_GID;
+		sa.gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		sa.mask |= DAFS_SET_SIZE;
+		sa.size = (uint64_t)attr->st_size;
+	}
+	/* the kernel sets ATIME along with ATIME_NOW; UTIME_OMIT sends
+	 * neither */
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		sa.mask |= DAFS_SET_ATIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		sa.mask |= DAFS_SET_ATIME;
+		sa.atime.sec = attr->st_atim.tv_sec;
+		sa.atime.nsec = (uint32_t)attr->st_atim.tv_nsec;
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		sa.mask |= DAFS_SET_MTIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		sa.mask |= DAFS_SET_MTIME;
+		sa.mtime.sec = attr->st_mtim.tv_sec;
+		sa.mtime.nsec = (uint32_t)attr->st_mtim.tv_nsec;
+	}
+	/* FUSE_SET_ATTR_CTIME: the server's file system sets ctime itself */
+	if (sa.mask)
+		rc = refuse_ro(fs);
+	/*
+	 * With an open file (ftruncate, futimens) the file's handle is the
+	 * node's handle: the protocol has no SETATTR by open id yet, so the
+	 * server checks the caller's permission on the file as truncate(2)
+	 * would, not the open file's mode as ftruncate(2) would.
+	 */
+	if (!rc && fi && !((struct dfs_handle *)(uintptr_t)fi->fh)->dir)
+		fh = *dafs_file_fh(file_of(fi)->f);
+	else if (!rc)
+		rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc && sa.mask) {
+		rc = as_caller(fs, req);
+		if (!rc)
+			rc = dafs_setattr(fs->s, &fh, &sa, &a);
+	} else if (!rc) {
+		as_self(fs);
+		rc = dafs_getattr(fs->s, &fh, &a);
+	}
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	to_stat(&a, &st);
+	fuse_reply_attr(req, &st, fs->o.attr_timeout);
+}
+
+/*
+ * access(2) and chdir(2): with default_permissions off the kernel asks.
+ * The server has no ACCESS call, so the mode bits of a fresh getattr are
+ * checked against the caller here, as the kernel's generic_permission()
+ * would without ACLs; root may read and write anything and execute what
+ * has an execute bit.
+ */
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	struct dfs *fs = FS(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[FCRED_GROUPS_MAX];
+	uint32_t bits, want = (uint32_t)mask & 7;
+	dafs_fh_t fh;
+	dafs_attr_t a;
+	int rc, i, n, member;
+
+	rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc) {
+		as_self(fs);
+		rc = dafs_getattr(fs->s, &fh, &a);
+	}
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	if (ctx->uid == 0) {
+		rc = (want & 1) && !S_ISDIR(a.mode) && !(a.mode & 0111)
+			     ? -EACCES
+			     : 0;
+		reply_err(req, rc);
+		return;
+	}
+	if (ctx->uid == a.uid) {
+		bits = (a.mode >> 6) & 7;
+	} else {
+		member = ctx->gid == a.gid;
+		n = member ? 0 : fuse_req_getgroups(req, FCRED_GROUPS_MAX,
+						    groups);
+		if (n > FCRED_GROUPS_MAX)
+			n = FCRED_GROUPS_MAX;
+		for (i = 0; i < n && !member; i++)
+			member = groups[i] == a.gid;
+		bits = member ? (a.mode >> 3) & 7 : a.mode & 7;
+	}
+	reply_err(req, (bits & want) == want ? 0 : -EACCES);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct dfs *fs = FS(req);
+	char buf[DAFS_PATH_MAX + 1];
+	dafs_fh_t fh;
+	int rc;
+
+	rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc) {
+		as_self(fs);
+		rc = dafs_readlink(fs->s, &fh, buf, sizeof(buf));
+	}
+	if (rc < 0)
+		reply_err(req, rc);
+	else
+		fuse_reply_readlink(req, buf);
+}
+
+/* ---- names: create and remove ---- */
+
+/* The parent's handle, the caller's credentials, a writable mount. */
+static int dirop_begin(struct dfs *fs, fuse_req_t req, fuse_ino_t parent,
+		       dafs_fh_t *dir)
+{
+	int rc = refuse_ro(fs);
+
+	if (!rc)
+		rc = fino_fh(&fs->ino, parent, dir);
+	if (!rc)
+		rc = as_caller(fs, req);
+	return rc;
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	struct dfs *fs = FS(req);
+	dafs_file_t *f;
+	dafs_fh_t dir, fh;
+	dafs_attr_t a;
+	int rc;
+
+	rc = dirop_begin(fs, req, parent, &dir);
+	if (!rc && S_ISREG(mode)) {
+		/* mknod(2) of a regular file: an exclusive create */
+		rc = dafs_create(fs->s, &dir, name, O_WRONLY | O_EXCL,
+				 mode & 07777, &f, &fh, &a);
+		if (!rc) {
+			as_self(fs);
+			dafs_close(f);
+		}
+	} else if (!rc) {
+		rc = dafs_mknod(fs->s, &dir, name, mode, rdev, &fh, &a);
+	}
+	if (rc)
+		reply_err(req, rc);
+	else
+		reply_entry(fs, req, &fh, &a);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t dir, fh;
+	dafs_attr_t a;
+	int rc;
+
+	rc = dirop_begin(fs, req, parent, &dir);
+	if (!rc)
+		rc = dafs_mkdir(fs->s, &dir, name, mode & 07777, &fh, &a);
+	if (rc)
+		reply_err(req, rc);
+	else
+		reply_entry(fs, req, &fh, &a);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		       const char *name)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t dir, fh;
+	dafs_attr_t a;
+	int rc;
+
+	rc = dirop_begin(fs, req, parent, &dir);
+	if (!rc)
+		rc = dafs_symlink(fs->s, &dir, name, link, &fh, &a);
+	if (rc)
+		reply_err(req, rc);
+	else
+		reply_entry(fs, req, &fh, &a);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		    const char *newname)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t dir, fh;
+	dafs_attr_t a;
+	int rc;
+
+	rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc)
+		rc = dirop_begin(fs, req, newparent, &dir);
+	if (!rc)
+		rc = dafs_link(fs->s, &fh, &dir, newname, &a);
+	if (rc)
+		reply_err(req, rc);
+	else
+		reply_entry(fs, req, &fh, &a);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t dir;
+	int rc;
+
+	rc = dirop_begin(fs, req, parent, &dir);
+	if (!rc)
+		rc = dafs_remove(fs->s, &dir, name);
+	reply_err(req, rc);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t dir;
+	int rc;
+
+	rc = dirop_begin(fs, req, parent, &dir);
+	if (!rc)
+		rc = dafs_rmdir(fs->s, &dir, name);
+	reply_err(req, rc);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname,
+		      unsigned int flags)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t sdir, ddir;
+	uint32_t dflags = 0;
+	int rc = 0;
+
+	if (flags & RENAME_NOREPLACE)
+		dflags |= DAFS_RENAME_NOREPLACE;
+	if (flags & RENAME_EXCHANGE)
+		dflags |= DAFS_RENAME_EXCHANGE;
+	/* RENAME_WHITEOUT is for overlay file systems */
+	if (flags & ~(unsigned int)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+		rc = -EINVAL;
+	if (!rc)
+		rc = fino_fh(&fs->ino, newparent, &ddir);
+	if (!rc)
+		rc = dirop_begin(fs, req, parent, &sdir);
+	if (!rc)
+		rc = dafs_rename(fs->s, &sdir, name, &ddir, newname, dflags);
+	reply_err(req, rc);
+}
+
+/* ---- files ---- */
+
+/* The open(2) flags the server takes; the kernel has dealt with O_CREAT,
+ * O_EXCL (for open) and O_NOCTTY, and the rest are local. O_SYNC includes
+ * the O_DSYNC bit. */
+static int server_flags(int flags)
+{
+	return flags & (O_ACCMODE | O_APPEND | O_TRUNC | O_EXCL | O_SYNC |
+			O_DSYNC | O_DIRECT);
+}
+
+static int writes(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct dfs_file *file;
+	dafs_fh_t fh;
+	int rc = 0;
+
+	if (writes(fi->flags))
+		rc = refuse_ro(fs);
+	if (!rc)
+		rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc)
+		rc = as_caller(fs, req);
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	file = calloc(1, sizeof(*file));
+	if (!file) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	/*
+	 * O_APPEND goes to the server, which opens its file with it: each
+	 * write then lands at the end of the file whatever offset the kernel
+	 * sends, as pwrite(2) does on an O_APPEND file. The kernel computes
+	 * that offset from its own idea of the size, which is right while
+	 * this mount is the only writer.
+	 */
+	rc = dafs_open(fs->s, &fh, server_flags(fi->flags) & ~O_EXCL,
+		       &file->f);
+	if (rc) {
+		free(file);
+		reply_err(req, rc);
+		return;
+	}
+	handle_add(fs, &file->h, 0);
+	fi->fh = (uintptr_t)file;
+	/* no delegations yet: other clients may change the file, so the
+	 * page cache is dropped at open (close-to-open consistency) */
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi)) {
+		handle_del(fs, &file->h);
+		as_self(fs);
+		dafs_close(file->f);
+		free(file);
+	}
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct fuse_entry_param e;
+	struct dfs_file *file;
+	dafs_fh_t dir, fh;
+	dafs_attr_t a;
+	uint64_t id;
+	int rc;
+
+	rc = dirop_begin(fs, req, parent, &dir);
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	file = calloc(1, sizeof(*file));
+	if (!file) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	rc = dafs_create(fs->s, &dir, name, server_flags(fi->flags),
+			 mode & 07777, &file->f, &fh, &a);
+	if (!rc) {
+		rc = fino_ref(&fs->ino, &fh, &id);
+		if (rc) {
+			as_self(fs);
+			dafs_close(file->f);
+		}
+	}
+	if (rc) {
+		free(file);
+		reply_err(req, rc);
+		return;
+	}
+	handle_add(fs, &file->h, 0);
+	fi->fh = (uintptr_t)file;
+	fi->keep_cache = 0;
+	memset(&e, 0, sizeof(e));
+	e.ino = id;
+	e.attr_timeout = fs->o.attr_timeout;
+	e.entry_timeout = fs->o.entry_timeout;
+	to_stat(&a, &e.attr);
+	if (fuse_reply_create(req, &e, fi)) {
+		fino_forget(&fs->ino, id, 1);
+		handle_del(fs, &file->h);
+		as_self(fs);
+		dafs_close(file->f);
+		free(file);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct fbuf *b = fbuf_get(&fs->pool);
+	ssize_t n;
+
+	(void)ino;
+	if (!b) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	/* the kernel never asks for more than max_read (= max_io) */
+	if (size > fs->max_io)
+		size = fs->max_io;
+	as_self(fs);
+	n = dafs_read(file_of(fi)->f, b->data, size, (uint64_t)off, b->mem);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_buf(req, (const char *)b->data, (size_t)n);
+}
+
+/*
+ * Writes arrive as a buffer vector: in libfuse's receive buffer, or still
+ * in a pipe when splice is on. Small ones travel inline in the request, so
+ * they go straight from where they are; larger ones are gathered into the
+ * thread's registered buffer (from the pipe this is the only copy) and
+ * leave from there.
+ */
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_bufvec *in, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	size_t len = fuse_buf_size(in);
+	struct fbuf *b;
+	dafs_mem_t *mem = NULL;
+	const void *data;
+	ssize_t n;
+	int rc;
+
+	(void)ino;
+	rc = refuse_ro(fs);
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	/* the kernel never sends more than max_write (= max_io) */
+	if (len > fs->max_io)
+		len = fs->max_io;
+	if (in->count == 1 && in->idx == 0 && in->off == 0 &&
+	    !(in->buf[0].flags & FUSE_BUF_IS_FD) && len <= fs->inline_max) {
+		data = in->buf[0].mem;
+	} else {
+		struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
+
+		b = fbuf_get(&fs->pool);
+		if (!b) {
+			reply_err(req, -ENOMEM);
+			return;
+		}
+		dst.buf[0].mem = b->data;
+		n = fuse_buf_copy(&dst, in, 0);
+		if (n < 0) {
+			reply_err(req, (int)n);
+			return;
+		}
+		len = (size_t)n;
+		data = b->data;
+		mem = b->mem;
+	}
+	as_self(fs);
+	n = dafs_write(file_of(fi)->f, data, len, (uint64_t)off, mem);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* close(2) of one descriptor: nothing is cached here to write back. */
+static void op_flush(fuse_req_t req, fuse_ino_t ino,
+		     struct fuse_file_info *fi)
+{
+	(void)ino, (void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct dfs_file *file = file_of(fi);
+
+	(void)ino;
+	handle_del(fs, &file->h);
+	as_self(fs);
+	/* the kernel ignores release errors; the server has closed anyway */
+	dafs_close(file->f);
+	free(file);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		     struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+
+	(void)ino;
+	as_self(fs);
+	reply_err(req, dafs_commit(file_of(fi)->f, datasync));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			 off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	int rc = refuse_ro(fs);
+
+	(void)ino;
+	if (!rc) {
+		as_self(fs);
+		rc = dafs_fallocate(file_of(fi)->f, mode, (uint64_t)offset,
+				    (uint64_t)length);
+	}
+	reply_err(req, rc);
+}
+
+/* copy_file_range(2): the server copies, no data crosses the wire. */
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
+			       off_t off_in, struct fuse_file_info *fi_in,
+			       fuse_ino_t ino_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len,
+			       int flags)
+{
+	struct dfs *fs = FS(req);
+	ssize_t n;
+	int rc = refuse_ro(fs);
+
+	(void)ino_in, (void)ino_out;
+	if (!rc && flags)
+		rc = -EINVAL;
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	as_self(fs);
+	n = dafs_copy_range(file_of(fi_in)->f, (uint64_t)off_in,
+			    file_of(fi_out)->f, (uint64_t)off_out, len);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+/* ---- directories ---- */
+
+/* dafs_readdir callback: append one entry to the batch. */
+static int dir_add(void *arg, const dafs_dirent_t *ent)
+{
+	struct dfs_dir *d = arg;
+	size_t len = strlen(ent->name) + 1;
+	struct dfs_dent *e;
+
+	if (d->n == d->cap) {
+		uint32_t cap = d->cap ? d->cap * 2 : 256;
+		void *p = realloc(d->ents, cap * sizeof(*d->ents));
+
+		if (!p)
+			goto nomem;
+		d->ents = p;
+		d->cap = cap;
+	}
+	if (d->nlen + len > d->ncap) {
+		size_t cap = d->ncap ? d->ncap * 2 : 16384;
+		void *p;
+
+		while (cap < d->nlen + len)
+			cap *= 2;
+		p = realloc(d->names, cap);
+		if (!p)
+			goto nomem;
+		d->names = p;
+		d->ncap = cap;
+	}
+	e = &d->ents[d->n++];
+	e->cookie = ent->cookie;
+	e->type = ent->type;
+	e->ino = ent->ino;
+	e->name = (uint32_t)d->nlen;
+	memcpy(d->names + d->nlen, ent->name, len);
+	d->nlen += len;
+	if (ent->fh)
+		e->fh = *ent->fh;
+	if (ent->attr)
+		e->attr = *ent->attr;
+	return 0;
+nomem:
+	d->err = -ENOMEM;
+	return 1;
+}
+
+/* Read one batch from server cookie @cookie (d->lock held, the caller's
+ * credentials in use: the server checks read permission each time). */
+static int dir_fill(struct dfs *fs, struct dfs_dir *d, uint64_t cookie,
+		    int plus)
+{
+	uint64_t c = cookie;
+	int eof = 0, rc;
+
+	d->filled = 0;
+	d->n = 0;
+	d->nlen = 0;
+	d->err = 0;
+	rc = dafs_readdir(fs->s, &d->fh, &c, plus, dir_add, d, &eof);
+	if (rc < 0)
+		return rc;
+	if (d->err)
+		return d->err;
+	d->filled = 1;
+	d->plus = plus;
+	d->eof = eof;
+	d->start = cookie;
+	return 0;
+}
+
+/* Where the batch holds the entry after server cookie @cookie: its index,
+ * d->n when the batch ends there, or -1 when it is not in the batch. */
+static long dir_find(const struct dfs_dir *d, uint64_t cookie)
+{
+	uint32_t i;
+
+	if (!d->filled)
+		return -1;
+	if (cookie == d->start)
+		return 0;
+	for (i = 0; i < d->n; i++)
+		if (d->ents[i].cookie == cookie)
+			return (long)i + 1;
+	return -1;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino,
+		       struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct dfs_dir *d;
+	int rc;
+
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&d->lock, NULL);
+	rc = fino_fh(&fs->ino, ino, &d->fh);
+	if (!rc)
+		rc = as_caller(fs, req);
+	/*
+	 * The first batch now: the server checks read permission as the
+	 * caller (EACCES belongs to opendir(3), as on a local disk), and the
+	 * first readdir is then served without a round trip.
+	 */
+	if (!rc)
+		rc = dir_fill(fs, d, 0, 1);
+	if (rc) {
+		dir_free(d);
+		reply_err(req, rc);
+		return;
+	}
+	handle_add(fs, &d->h, 1);
+	fi->fh = (uintptr_t)d;
+	if (fuse_reply_open(req, fi)) {
+		handle_del(fs, &d->h);
+		dir_free(d);
+	}
+}
+
+/* Inode numbers for "." and "..": looked up once per open directory. */
+static void dir_dots(struct dfs *fs, struct dfs_dir *d)
+{
+	dafs_attr_t a;
+
+	if (d->self_ino)
+		return;
+	d->self_ino = dafs_getattr(fs->s, &d->fh, &a) ? 1 : a.ino;
+	/* ".." of the export root is the root, as the server resolves it */
+	d->parent_ino = dafs_lookup(fs->s, &d->fh, "..", NULL, &a)
+				? d->self_ino
+				: a.ino;
+}
+
+/*
+ * readdir and readdirplus. FUSE offsets: 0 is the start, 1 follows ".",
+ * 2 follows "..", anything else is the server cookie after which to go on
+ * (the file system's own d_off; those never take the values 1 and 2,
+ * which "." and ".." occupy on Linux file systems, as NFSv4 reserves
+ * them). In plus mode every entry but "." and ".." gives the kernel a
+ * lookup of its node; the ones that do not reach it are given back.
+ */
+static void do_readdir(fuse_req_t req, size_t size, off_t off,
+		       struct fuse_file_info *fi, int plus)
+{
+	struct dfs *fs = FS(req);
+	struct dfs_dir *d = dir_of(fi);
+	struct fbuf *b = fbuf_get(&fs->pool);
+	uint64_t cookie, *ids;
+	size_t pos = 0, need, maxids, nids = 0, i;
+	struct fuse_entry_param e;
+	long idx;
+	int rc = 0;
+
+	if (!b) {
+		reply_err(req, -ENOMEM);
+		return;
+	}
+	/* the reply in the first half of the buffer, node ids in the
+	 * second: an entry takes at least 24 bytes */
+	if (size > b->size / 2)
+		size = b->size / 2;
+	ids = (uint64_t *)(void *)(b->data + b->size / 2);
+	maxids = b->size / 2 / sizeof(*ids);
+
+	pthread_mutex_lock(&d->lock);
+	rc = as_caller(fs, req);
+	if (rc)
+		goto out;
+	memset(&e, 0, sizeof(e));
+	e.attr.st_mode = S_IFDIR;
+	if (off < 2)
+		dir_dots(fs, d);
+	if (off == 0) {
+		e.attr.st_ino = d->self_ino;
+		need = plus ? fuse_add_direntry_plus(req, (char *)b->data,
+						     size, ".", &e, 1)
+			    : fuse_add_direntry(req, (char *)b->data, size,
+						".", &e.attr, 1);
+		if (need > size)
+			goto out;
+		pos += need;
+	}
+	if (off <= 1) {
+		e.attr.st_ino = d->parent_ino;
+		need = plus ? fuse_add_direntry_plus(req, (char *)b->data + pos,
+						     size - pos, "..", &e, 2)
+			    : fuse_add_direntry(req, (char *)b->data + pos,
+						size - pos, "..", &e.attr, 2);
+		if (need > size - pos)
+			goto out;
+		pos += need;
+	}
+	cookie = off <= 2 ? 0 : (uint64_t)off;
+
+	idx = dir_find(d, cookie);
+	if (idx >= 0 && plus && !d->plus)
+		idx = -1; /* attributes needed that the batch lacks */
+	for (;;) {
+		struct dfs_dent *ent;
+		const char *name;
+
+		if (idx < 0 || ((uint32_t)idx == d->n && !d->eof)) {
+			rc = dir_fill(fs, d, cookie, plus || d->plus);
+			if (rc)
+				break;
+			if (!d->n)
+				d->eof = 1; /* no progress: never ask again */
+			idx = 0;
+		}
+		if ((uint32_t)idx == d->n)
+			break; /* the end of the directory */
+		ent = &d->ents[idx];
+		name = d->names + ent->name;
+		if (plus) {
+			uint64_t id;
+
+			need = fuse_add_direntry_plus(req, NULL, 0, name, NULL,
+						      0);
+			if (need > size - pos || nids == maxids)
+				break;
+			rc = fino_ref(&fs->ino, &ent->fh, &id);
+			if (rc)
+				break;
+			ids[nids++] = id;
+			memset(&e, 0, sizeof(e));
+			e.ino = id;
+			e.attr_timeout = fs->o.attr_timeout;
+			e.entry_timeout = fs->o.entry_timeout;
+			to_stat(&ent->attr, &e.attr);
+			pos += fuse_add_direntry_plus(req, (char *)b->data + pos,
+						      size - pos, name, &e,
+						      (off_t)ent->cookie);
+		} else {
+			struct stat st;
+
+			memset(&st, 0, sizeof(st));
+			st.st_ino = ent->ino;
+			st.st_mode = ent->type;
+			need = fuse_add_direntry(req, (char *)b->data + pos,
+						 size - pos, name, &st,
+						 (off_t)ent->cookie);
+			if (need > size - pos)
+				break;
+			pos += need;
+		}
+		cookie = ent->cookie;
+		idx++;
+	}
+out:
+	pthread_mutex_unlock(&d->lock);
+	/* what was gathered goes out even if the next batch failed; the
+	 * error then comes with the next call */
+	if (rc && !pos) {
+		reply_err(req, rc);
+		return;
+	}
+	if (fuse_reply_buf(req, (const char *)b->data, pos))
+		for (i = 0; i < nids; i++)
+			fino_forget(&fs->ino, ids[i], 1);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_readdir(req, size, off, fi, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			   off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_readdir(req, size, off, fi, 1);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	struct dfs_dir *d = dir_of(fi);
+
+	(void)ino;
+	handle_del(fs, &d->h);
+	dir_free(d);
+	fuse_reply_err(req, 0);
+}
+
+/* Directory changes are synchronous on the server: nothing to flush. */
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			struct fuse_file_info *fi)
+{
+	(void)ino, (void)datasync, (void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct dfs *fs = FS(req);
+	struct statvfs sv;
+	dafs_statfs_t st;
+	dafs_fh_t fh;
+	int rc;
+
+	rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc) {
+		as_self(fs);
+		rc = dafs_statfs(fs->s, &fh, &st);
+	}
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = st.bsize;
+	sv.f_frsize = st.frsize;
+	sv.f_blocks = st.blocks;
+	sv.f_bfree = st.bfree;
+	sv.f_bavail = st.bavail;
+	sv.f_files = st.files;
+	sv.f_ffree = st.ffree;
+	sv.f_favail = st.ffree;
+	sv.f_namemax = st.namemax;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes ---- */
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t fh;
+	int rc;
+
+	rc = dirop_begin(fs, req, ino, &fh);
+	if (!rc)
+		rc = dafs_setxattr(fs->s, &fh, name, value, size, flags);
+	reply_err(req, rc);
+}
+
+/* getxattr and listxattr: the size alone when @size is 0, else the value
+ * through the thread's buffer. */
+static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct dfs *fs = FS(req);
+	struct fbuf *b = NULL;
+	dafs_fh_t fh;
+	ssize_t n;
+	int rc;
+
+	rc = fino_fh(&fs->ino, ino, &fh);
+	if (!rc)
+		rc = as_caller(fs, req);
+	if (!rc && size) {
+		b = fbuf_get(&fs->pool);
+		if (!b)
+			rc = -ENOMEM;
+		else if (size > b->size)
+			size = b->size;
+	}
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	n = name ? dafs_getxattr(fs->s, &fh, name, b ? b->data : NULL, size)
+		 : dafs_listxattr(fs->s, &fh, b ? (char *)b->data : NULL,
+				  size);
+	if (n < 0)
+		reply_err(req, (int)n);
+	else if (!size)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, (const char *)b->data, (size_t)n);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	xattr_reply(req, ino, name, size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	xattr_reply(req, ino, NULL, size);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct dfs *fs = FS(req);
+	dafs_fh_t fh;
+	int rc;
+
+	rc = dirop_begin(fs, req, ino, &fh);
+	if (!rc)
+		rc = dafs_removexattr(fs->s, &fh, name);
+	reply_err(req, rc);
+}
+
+/* ---- the connection ---- */
+
+static void want(struct fuse_conn_info *conn, unsigned int cap)
+{
+	if (conn->capable & cap)
+		conn->want |= cap;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct dfs *fs = userdata;
+
+	/* requests as large as the session carries in one I/O */
+	conn->max_write = fs->max_io;
+	conn->max_read = fs->max_io;
+	conn->max_readahead = fs->max_io;
+	want(conn, FUSE_CAP_ASYNC_READ);
+	/* O_TRUNC reaches the server's open, checked there as the caller */
+	want(conn, FUSE_CAP_ATOMIC_O_TRUNC);
+	want(conn, FUSE_CAP_READDIRPLUS);
+	want(conn, FUSE_CAP_READDIRPLUS_AUTO);
+	want(conn, FUSE_CAP_PARALLEL_DIROPS);
+	want(conn, FUSE_CAP_AUTO_INVAL_DATA);
+	want(conn, FUSE_CAP_ASYNC_DIO);
+	if (fs->o.splice)
+		want(conn, FUSE_CAP_SPLICE_READ);
+	else
+		conn->want &= ~(unsigned int)FUSE_CAP_SPLICE_READ;
+	/*
+	 * No write-back cache: without delegations another client's writes
+	 * would meet stale pages here. POSIX and flock locks stay with the
+	 * kernel, which keeps them coherent among this mount's processes.
+	 */
+	conn->want &= ~(unsigned int)(FUSE_CAP_WRITEBACK_CACHE |
+				      FUSE_CAP_POSIX_LOCKS |
+				      FUSE_CAP_FLOCK_LOCKS);
+	conn->time_gran = 1;
+}
+
+const struct fuse_lowlevel_ops dfs_ops = {
+	.access = op_access,
+	.copy_file_range = op_copy_file_range,
+	.create = op_create,
+	.fallocate = op_fallocate,
+	.flush = op_flush,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.fsync = op_fsync,
+	.fsyncdir = op_fsyncdir,
+	.getattr = op_getattr,
+	.getxattr = op_getxattr,
+	.init = op_init,
+	.link = op_link,
+	.listxattr = op_listxattr,
+	.lookup = op_lookup,
+	.mkdir = op_mkdir,
+	.mknod = op_mknod,
+	.open = op_open,
+	.opendir = op_opendir,
+	.read = op_read,
+	.readdir = op_readdir,
+	.readdirplus = op_readdirplus,
+	.readlink = op_readlink,
+	.release = op_release,
+	.releasedir = op_releasedir,
+	.removexattr = op_removexattr,
+	.rename = op_rename,
+	.rmdir = op_rmdir,
+	.setattr = op_setattr,
+	.setxattr = op_setxattr,
+	.statfs = op_statfs,
+	.symlink = op_symlink,
+	.unlink = op_unlink,
+	.write_buf = op_write_buf,
+};
+
+/* ---- setup ---- */
+
+int dfs_init(struct dfs *fs)
+{
+	dafs_session_info_t info;
+	dafs_fh_t root;
+	int rc;
+
+	dafs_session_query(fs->s, &info);
+	fs->max_io = info.max_io;
+	fs->inline_max = info.inline_max;
+	dafs_root(fs->s, &root);
+	pthread_mutex_init(&fs->hlock, NULL);
+	fs->handles.next = fs->handles.prev = &fs->handles;
+	rc = fino_table_init(&fs->ino, &root);
+	if (rc)
+		return rc;
+	fcred_cache_init(&fs->creds, fs->s);
+	/* one buffer per worker thread, and one to spare */
+	rc = fbuf_pool_init(&fs->pool, fs->s, fs->o.threads + 1, fs->max_io);
+	if (rc) {
+		fcred_cache_fini(&fs->creds);
+		fino_table_fini(&fs->ino);
+	}
+	return rc;
+}
+
+void dfs_fini(struct dfs *fs)
+{
+	struct dfs_handle *h, *next;
+
+	/* what the kernel never released: a lazy unmount, a lost device */
+	for (h = fs->handles.next; h != &fs->handles; h = next) {
+		next = h->next;
+		if (h->dir) {
+			dir_free((struct dfs_dir *)h);
+		} else {
+			dafs_close(((struct dfs_file *)h)->f);
+			free(h);
+		}
+	}
+	fs->handles.next = fs->handles.prev = &fs->handles;
+	fbuf_pool_fini(&fs->pool);
+	fcred_cache_fini(&fs->creds);
+	fino_table_fini(&fs->ino);
+	pthread_mutex_destroy(&fs->hlock);
+}

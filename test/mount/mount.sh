@@ -1,0 +1,429 @@
+#!/bin/bash
+# mount.sh - dafs-fuse on a real mount over 127.0.0.1, black box: start a
+# dafsd, mount its export with dafs-fuse, run ordinary programs on the
+# mount and compare what they see with the same work done on a local
+# directory (and with the export's files on the server's disk).
+#
+# Needs $DAFSD, $DAFS_FUSE and $FSOP (meson sets them). Skips (77) without
+# /dev/fuse or fusermount3. Checks that need root (chown, the unprivileged
+# user) are skipped, with a message, when not run as root.
+# Cleans up on every exit: unmounts (fusermount3 -u, then umount -l), stops
+# dafs-fuse and dafsd by PID, scans both logs for sanitizer reports.
+set -u
+
+: "${DAFSD:?DAFSD must name the dafsd binary}"
+: "${DAFS_FUSE:?DAFS_FUSE must name the dafs-fuse binary}"
+: "${FSOP:?FSOP must name the fsop helper}"
+
+if [ ! -c /dev/fuse ]; then
+	echo "SKIP: /dev/fuse is missing (no FUSE in this kernel or container)"
+	exit 77
+fi
+if ! command -v fusermount3 >/dev/null; then
+	echo "SKIP: fusermount3 is missing (Debian package fuse3)"
+	exit 77
+fi
+
+tmp=$(mktemp -d /tmp/dafs-mount.XXXXXX)
+# the unprivileged user must reach the mount point
+chmod 755 "$tmp"
+exp=$tmp/export
+state=$tmp/state
+mnt=$tmp/mnt
+src=$tmp/src
+mkdir -p "$exp" "$state" "$mnt" "$src"
+dafsd_pid=
+fuse_pid=
+failures=0
+checks=0
+
+say() { printf '%s\n' "$*"; }
+
+ok() {
+	checks=$((checks + 1))
+	say "ok $checks - $1"
+}
+
+not_ok() {
+	checks=$((checks + 1))
+	failures=$((failures + 1))
+	say "not ok $checks - $1"
+}
+
+# check DESCRIPTION COMMAND...: run it, count a failure if it fails
+check() {
+	local what=$1
+	shift
+	if "$@"; then
+		ok "$what"
+	else
+		not_ok "$what"
+	fi
+}
+
+# same DESCRIPTION EXPECTED ACTUAL
+same() {
+	if [ "$2" = "$3" ]; then
+		ok "$1"
+	else
+		not_ok "$1 (expected '$2', got '$3')"
+	fi
+}
+
+sanitizer_free() {
+	! grep -E -q 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"
+}
+
+unmount() {
+	if mountpoint -q "$mnt" 2>/dev/null; then
+		fusermount3 -u "$mnt" 2>/dev/null ||
+			{ sleep 1; fusermount3 -u "$mnt" 2>/dev/null; } ||
+			umount -l "$mnt" 2>/dev/null
+	fi
+}
+
+# stop PID: SIGTERM, wait up to 10 s, then SIGKILL
+stop() {
+	local pid=$1 i=0
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
+cleanup() {
+	cd /
+	unmount
+	stop "$fuse_pid"
+	stop "$dafsd_pid"
+	for log in "$tmp/dafsd.log" "$tmp/fuse.log"; do
+		if [ -f "$log" ] && ! sanitizer_free "$log"; then
+			say "# sanitizer report in $log:"
+			sed 's/^/# /' "$log" | head -60
+			failures=$((failures + 1))
+		fi
+	done
+	rm -rf "$tmp"
+	if [ $failures -ne 0 ]; then
+		say "# $failures of $checks checks failed"
+		exit 1
+	fi
+	say "# all $checks checks passed"
+	exit 0
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+# ---- start dafsd and mount ----
+
+"$DAFSD" --export "data=$exp" --state-dir "$state" \
+	--listen tcp://127.0.0.1:0 --port-file "$tmp/port" \
+	>"$tmp/dafsd.log" 2>&1 &
+dafsd_pid=$!
+for _ in $(seq 100); do
+	[ -s "$tmp/port" ] && break
+	sleep 0.1
+done
+if [ ! -s "$tmp/port" ]; then
+	say "# dafsd did not start:"
+	sed 's/^/# /' "$tmp/dafsd.log"
+	failures=1
+	exit 1
+fi
+url=tcp://127.0.0.1:$(cat "$tmp/port")/data
+
+# allow_other: the unprivileged user's checks go through this mount
+"$DAFS_FUSE" "$url" "$mnt" -f -o allow_other >"$tmp/fuse.log" 2>&1 &
+fuse_pid=$!
+for _ in $(seq 100); do
+	mountpoint -q "$mnt" && break
+	kill -0 "$fuse_pid" 2>/dev/null || break
+	sleep 0.1
+done
+if ! mountpoint -q "$mnt"; then
+	say "# dafs-fuse did not mount:"
+	sed 's/^/# /' "$tmp/fuse.log"
+	failures=1
+	exit 1
+fi
+ok "mounted $url on $mnt"
+same "fstype in /proc/mounts" "fuse.dafs" \
+	"$(awk -v m="$mnt" '$2 == m {print $3}' /proc/mounts)"
+
+# ---- small files: echo, cat, append ----
+
+echo hello >"$mnt/hello"
+same "cat what echo wrote" hello "$(cat "$mnt/hello")"
+same "the server's disk holds it" hello "$(cat "$exp/hello")"
+echo a >"$mnt/app"
+echo b >>"$mnt/app"
+same "echo >> appends" "$(printf 'a\nb')" "$(cat "$mnt/app")"
+check "O_APPEND write at offset 0 lands at the end" "$FSOP" append "$mnt/app" c
+same "... and the bytes are a, b, c" "$(printf 'a\nb\nc')" "$(cat "$mnt/app")"
+printf 'x%.0s' $(seq 5000) >"$mnt/5k"
+same "a 5000-byte file (beyond inline) reads back" 5000 "$(wc -c <"$mnt/5k")"
+check "exclusive create of a new name" "$FSOP" create-excl "$mnt/excl"
+same "exclusive create of an existing name" EEXIST \
+	"$("$FSOP" create-excl "$mnt/excl")"
+echo longer-content >"$mnt/trunc"
+echo s >"$mnt/trunc"
+same "> truncates (O_TRUNC)" s "$(cat "$mnt/trunc")"
+
+# ---- a tree of small files and a large one: cp -a, compare ----
+
+awk -v root="$src/tree" 'BEGIN {
+	srand(7);
+	for (d = 0; d < 40; d++)
+		system("mkdir -p " root "/d" d "/sub");
+	for (i = 0; i < 2000; i++) {
+		f = sprintf("%s/d%d/%sf%04d", root, i % 40,
+			    (i % 3 == 0) ? "sub/" : "", i);
+		n = int(rand() * 3000);
+		s = "";
+		for (j = 0; j < n; j += 16)
+			s = s sprintf("%08x%08x", int(rand() * 2^31), i);
+		printf "%s", s > f;
+		close(f);
+	}
+}'
+head -c $((64 << 20)) /dev/urandom >"$src/tree/big"
+ln -s d1/f0001 "$src/tree/link"
+ln "$src/tree/d2/f0002" "$src/tree/hardlink"
+chmod 600 "$src/tree/d3/f0003"
+chmod 700 "$src/tree/d4"
+touch -d '2001-02-03 04:05:06.123456789' "$src/tree/d5/f0005"
+
+cp -a "$src/tree" "$mnt/tree"
+check "cp -a: cmp of the 64 MiB file" cmp "$src/tree/big" "$mnt/tree/big"
+check "cp -a: diff -r of the tree" diff -r "$src/tree" "$mnt/tree"
+check "cp -a: the server's disk has the same tree" diff -r "$src/tree" "$exp/tree"
+meta() {
+	(cd "$1" && find . -printf '%p %y %m %s %U %G %n %T@ %l\n' | sort)
+}
+same "cp -a: names, types, modes, sizes, owners, links, mtimes" \
+	"$(meta "$src/tree")" "$(meta "$mnt/tree")"
+same "find: 2000 small files, 81 directories, 2 links and big" 2084 \
+	"$(find "$mnt/tree" | wc -l)"
+same "stat: the hard link shares the inode number" \
+	"$(stat -c %i "$mnt/tree/d2/f0002")" "$(stat -c %i "$mnt/tree/hardlink")"
+same "inode numbers are the server's" \
+	"$(stat -c %i "$exp/tree/big")" "$(stat -c %i "$mnt/tree/big")"
+echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
+check "cmp of the 64 MiB file with the page cache dropped" \
+	cmp "$src/tree/big" "$mnt/tree/big"
+
+# ---- tar out of and into the mount ----
+
+tar -C "$mnt" -cf "$tmp/out.tar" tree
+tar -C "$src" -cf "$tmp/ref.tar" tree
+same "tar c of the mount lists what tar c of the original lists" \
+	"$(tar -tvf "$tmp/ref.tar" | sort)" "$(tar -tvf "$tmp/out.tar" | sort)"
+mkdir "$mnt/untar"
+tar -C "$mnt/untar" -xpf "$tmp/ref.tar"
+check "tar x into the mount: diff -r" diff -r "$src/tree" "$mnt/untar/tree"
+# tar keeps whole seconds
+meta_s() {
+	(cd "$1" && find . -printf '%p %y %m %s %U %G %n %Ts %l\n' | sort)
+}
+same "tar x into the mount: metadata" \
+	"$(meta_s "$src/tree")" "$(meta_s "$mnt/untar/tree")"
+
+# ---- directories: mkdir -p, rm -rf ----
+
+mkdir -p "$mnt/a/b/c/d/e"
+check "mkdir -p" test -d "$mnt/a/b/c/d/e"
+rm -rf "$mnt/a" "$mnt/untar"
+check "rm -rf" test ! -e "$mnt/a" -a ! -e "$mnt/untar" -a ! -e "$exp/a"
+mkdir "$mnt/full"
+touch "$mnt/full/x"
+same "rmdir of a non-empty directory" "Directory not empty" \
+	"$(rmdir "$mnt/full" 2>&1 | sed 's/.*: //')"
+
+check "fstat of an open, unlinked file" "$FSOP" unlinked-fstat "$mnt/unl"
+
+# ---- renames ----
+
+echo one >"$mnt/r1"
+echo two >"$mnt/r2"
+mv "$mnt/r1" "$mnt/r3"
+check "mv: old name gone, new name there" test ! -e "$mnt/r1" -a -f "$mnt/r3"
+mv "$mnt/r3" "$mnt/r2"
+same "mv over an existing file" one "$(cat "$mnt/r2")"
+check "... and the source name is gone" test ! -e "$mnt/r3"
+echo three >"$mnt/r4"
+same "rename RENAME_NOREPLACE onto an existing name" EEXIST \
+	"$("$FSOP" rename-noreplace "$mnt/r4" "$mnt/r2")"
+check "rename RENAME_EXCHANGE" "$FSOP" rename-exchange "$mnt/r4" "$mnt/r2"
+same "... swapped both ways" "three one" "$(cat "$mnt/r2") $(cat "$mnt/r4")"
+mkdir -p "$mnt/mvdir/inner"
+mv "$mnt/mvdir" "$mnt/mvdir2"
+check "mv of a directory" test -d "$mnt/mvdir2/inner" -a ! -e "$mnt/mvdir"
+
+# ---- links ----
+
+ln "$mnt/r2" "$mnt/r2link"
+same "ln: two links" 2 "$(stat -c %h "$mnt/r2")"
+same "ln: one inode" "$(stat -c %i "$mnt/r2")" "$(stat -c %i "$mnt/r2link")"
+ln -s r2 "$mnt/r2sym"
+same "ln -s: readlink" r2 "$(readlink "$mnt/r2sym")"
+same "ln -s: followed" three "$(cat "$mnt/r2sym")"
+same "ln -s: on the server's disk" r2 "$(readlink "$exp/r2sym")"
+rm "$mnt/r2link"
+same "rm of one link" 1 "$(stat -c %h "$mnt/r2")"
+
+# ---- attributes ----
+
+chmod 640 "$mnt/r2"
+same "chmod" 640 "$(stat -c %a "$mnt/r2")"
+same "chmod on the server's disk" 640 "$(stat -c %a "$exp/r2")"
+chmod u+s,g+s "$mnt/r2"
+same "chmod setuid, setgid" 6640 "$(stat -c %a "$mnt/r2")"
+touch -d '2001-02-03 04:05:06.123456789' "$mnt/r2"
+same "touch -d: mtime to the nanosecond" \
+	"2001-02-03 04:05:06.123456789" "$(stat -c %y "$mnt/r2" | cut -c1-29)"
+touch -m -d '2002-01-01 00:00:00' "$mnt/r2"
+same "touch -m leaves atime alone (UTIME_OMIT)" \
+	"2001-02-03 04:05:06.123456789" "$(stat -c %x "$mnt/r2" | cut -c1-29)"
+same "... and sets mtime" "2002-01-01 00:00:00.000000000" \
+	"$(stat -c %y "$mnt/r2" | cut -c1-29)"
+touch "$mnt/r2"
+now=$(date +%s)
+t=$(stat -c %Y "$mnt/r2")
+check "touch: mtime now (UTIME_NOW)" test $((now - t)) -le 5 -a $((now - t)) -ge -5
+truncate -s 100000 "$mnt/r2"
+same "truncate up" 100000 "$(stat -c %s "$mnt/r2")"
+same "... the new bytes are zeros" 99994 \
+	"$(tail -c +7 "$mnt/r2" | tr -d '\0' | wc -c | awk '{print 99994 - $1}')"
+truncate -s 3 "$mnt/r2"
+same "truncate down" thr "$(cat "$mnt/r2")"
+check "ftruncate through an open file" "$FSOP" ftruncate "$mnt/r2" 1
+same "... took effect" t "$(cat "$mnt/r2")"
+if [ "$(id -u)" -eq 0 ]; then
+	chown 65534:65534 "$mnt/r2"
+	same "chown" "65534 65534" "$(stat -c '%u %g' "$mnt/r2")"
+	same "chown on the server's disk" "65534 65534" \
+		"$(stat -c '%u %g' "$exp/r2")"
+else
+	say "# skip chown: not root"
+fi
+
+# ---- special files ----
+
+mkfifo "$mnt/fifo"
+same "mkfifo" "fifo" "$(stat -c %F "$mnt/fifo")"
+same "mkfifo on the server's disk" "fifo" "$(stat -c %F "$exp/fifo")"
+rm "$mnt/fifo"
+check "rm of a fifo" test ! -e "$mnt/fifo"
+
+# ---- statfs ----
+
+check "df of the mount" df "$mnt"
+same "stat -f: the export's block count" \
+	"$(stat -f -c %b "$exp")" "$(stat -f -c %b "$mnt")"
+
+# ---- extended attributes ----
+
+if command -v setfattr >/dev/null && command -v getfattr >/dev/null; then
+	setfattr -n user.colour -v blue "$mnt/hello"
+	same "setfattr/getfattr" blue \
+		"$(getfattr -n user.colour --only-values "$mnt/hello")"
+	same "the server's disk has the xattr" blue \
+		"$(getfattr -n user.colour --only-values "$exp/hello")"
+	setfattr -n user.size -v "$(printf 'v%.0s' $(seq 3000))" "$mnt/hello"
+	same "a 3000-byte value" 3000 \
+		"$(getfattr -n user.size --only-values "$mnt/hello" | wc -c)"
+	same "getfattr -d lists both" "user.colour user.size" \
+		"$(getfattr -d "$mnt/hello" | grep -o '^user\.[a-z]*' | sort | tr '\n' ' ' | sed 's/ $//')"
+	setfattr -x user.colour "$mnt/hello"
+	same "setfattr -x removes" "" \
+		"$(getfattr -n user.colour --only-values "$mnt/hello" 2>/dev/null)"
+else
+	say "# skip xattrs: setfattr/getfattr missing (Debian package attr)"
+fi
+
+# ---- git ----
+
+if command -v git >/dev/null; then
+	(
+		cd "$mnt" && git init -q repo && cd repo &&
+			echo 'int main(void) { return 0; }' >main.c &&
+			git add main.c &&
+			git -c user.name=t -c user.email=t@t commit -qm first &&
+			echo more >>main.c &&
+			git -c user.name=t -c user.email=t@t commit -qam second
+	) >"$tmp/git.log" 2>&1
+	same "git init/add/commit/log" "second first" \
+		"$(cd "$mnt/repo" && git log --format=%s 2>>"$tmp/git.log" | tr '\n' ' ' | sed 's/ $//')"
+	check "git fsck" git -C "$mnt/repo" fsck --no-progress
+else
+	say "# skip git: not installed"
+fi
+
+# ---- permissions as an unprivileged user ----
+
+nobody() {
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+}
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	echo secret >"$mnt/secret"
+	chmod 600 "$mnt/secret"
+	same "nobody: cat of a 0600 root file" "Permission denied" \
+		"$(nobody cat "$mnt/secret" 2>&1 | sed 's/.*: //')"
+	mkdir -m 755 "$mnt/rootdir"
+	same "nobody: create in a root 0755 directory" "Permission denied" \
+		"$(nobody touch "$mnt/rootdir/f" 2>&1 | sed 's/.*: //')"
+	check "nobody: the file was not created" test ! -e "$exp/rootdir/f"
+	same "nobody: mkdir in a root 0755 directory" "Permission denied" \
+		"$(nobody mkdir "$mnt/rootdir/d" 2>&1 | sed 's/.*: //')"
+	same "nobody: rm of a root file in a root directory" \
+		"Permission denied" \
+		"$(nobody rm -f "$mnt/secret" 2>&1 | sed 's/.*: //')"
+	check "nobody: reads a 0644 file" nobody cat "$mnt/hello"
+	mkdir -m 700 "$mnt/private"
+	same "nobody: chdir into a root 0700 directory" EACCES \
+		"$(nobody "$FSOP" chdir "$mnt/private")"
+	same "nobody: ls of a root 0700 directory" "Permission denied" \
+		"$(nobody ls "$mnt/private" 2>&1 | sed 's/.*: //')"
+	check "nobody: test -w of a root file is false" nobody test ! -w "$mnt/hello"
+	mkdir -m 1777 "$mnt/pub"
+	nobody sh -c "echo mine >'$mnt/pub/n'"
+	same "nobody: creates in a 1777 directory, as nobody" "65534 65534" \
+		"$(stat -c '%u %g' "$exp/pub/n")"
+	echo rootfile >"$mnt/pub/r"
+	same "nobody: sticky directory protects root's file" \
+		"Operation not permitted" \
+		"$(nobody rm -f "$mnt/pub/r" 2>&1 | sed 's/.*: //')"
+	same "nobody: chown to root" "Operation not permitted" \
+		"$(nobody chown 0 "$mnt/pub/n" 2>&1 | sed 's/.*: //')"
+else
+	say "# skip unprivileged-user checks: not root or no setpriv"
+fi
+
+# ---- read-only mount ----
+
+unmount
+wait "$fuse_pid"
+same "dafs-fuse exits 0 on fusermount3 -u" 0 $?
+fuse_pid=
+check "dafs-fuse log is free of sanitizer reports" sanitizer_free "$tmp/fuse.log"
+
+"$DAFS_FUSE" "$url" "$mnt" -f -o ro >"$tmp/fuse.log" 2>&1 &
+fuse_pid=$!
+for _ in $(seq 100); do
+	mountpoint -q "$mnt" && break
+	kill -0 "$fuse_pid" 2>/dev/null || break
+	sleep 0.1
+done
+same "-o ro: reads" hello "$(cat "$mnt/hello" 2>&1)"
+same "-o ro: writes fail with EROFS" "Read-only file system" \
+	"$( (echo x >"$mnt/hello") 2>&1 | sed 's/.*: //')"
+same "-o ro: creates fail with EROFS" "Read-only file system" \
+	"$(touch "$mnt/new" 2>&1 | sed 's/.*: //')"
+unmount
+wait "$fuse_pid"
+same "dafs-fuse -o ro exits 0 on fusermount3 -u" 0 $?
+fuse_pid=
