@@ -54,8 +54,9 @@ struct dfs {
 	struct fcred_cache creds;
 	struct fbuf_pool pool;
 
-	pthread_mutex_t hlock;   /* handles */
+	pthread_mutex_t hlock;   /* handles, nfiles, ndirs */
 	struct dfs_handle handles; /* list head */
+	uint64_t nfiles, ndirs;
 };
 
 /* The low-level operations table. */
@@ -64,6 +65,10 @@ extern const struct fuse_lowlevel_ops dfs_ops;
 /* Set up / tear down what the operations use, once the session is open. */
 int dfs_init(struct dfs *fs);
 void dfs_fini(struct dfs *fs);
+
+/* One line of statistics (inodes, open files and directories, credential
+ * sets) into @buf. */
+void dfs_stats(struct dfs *fs, char *buf, size_t size);
 
 /* A libdafs result as the positive errno FUSE replies with (0 for
  * success): project codes become EIO, handle errors ESTALE. */

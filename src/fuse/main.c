@@ -12,6 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +70,8 @@ static void usage(FILE *f)
 		"  -h, --help           this text\n"
 		"  -V, --version        the version\n"
 		"\n"
-		"Unmount with: fusermount3 -u MOUNTPOINT\n");
+		"Unmount with: fusermount3 -u MOUNTPOINT. SIGUSR1 logs "
+		"statistics.\n");
 }
 
 struct cli {
@@ -265,6 +269,36 @@ static void set_readahead(const char *mnt, int kb)
 	}
 }
 
+/*
+ * SIGUSR1 logs one line of statistics. The signal is blocked in every
+ * thread and taken by this one with sigwait(), so the work is done
+ * outside any signal handler.
+ */
+struct stats {
+	pthread_t thread;
+	struct dfs *fs;
+	atomic_int quit;
+};
+
+static void *stats_main(void *arg)
+{
+	struct stats *st = arg;
+	char line[256];
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	for (;;) {
+		if (sigwait(&set, &sig))
+			continue;
+		if (atomic_load(&st->quit))
+			return NULL;
+		dfs_stats(st->fs, line, sizeof(line));
+		fuse_log(FUSE_LOG_NOTICE, "dafs-fuse: %s\n", line);
+	}
+}
+
 /* -o fsname=URL,subtype=dafs,max_read=N ahead of the user's options,
  * which may override them. */
 static int mount_opts(struct fuse_args *args, const char *url,
@@ -298,10 +332,13 @@ int main(int argc, char *argv[])
 	struct fuse_loop_config *lc = NULL;
 	struct fuse_session *se = NULL;
 	dafs_session_opts_t so;
+	struct stats stats;
 	struct cli c;
 	struct dfs fs;
+	sigset_t usr1;
 	char mnt[PATH_MAX];
 	int status = 1, pfd = -1, rc, inited = 0, mounted = 0, sig = 0;
+	int stats_on = 0;
 
 	memset(&c, 0, sizeof(c));
 	memset(&fs, 0, sizeof(fs));
@@ -345,6 +382,10 @@ int main(int argc, char *argv[])
 	}
 	if (!c.o.foreground && background(&pfd))
 		goto out_args;
+	/* before any thread exists: every thread inherits the mask */
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &usr1, NULL);
 
 	memset(&so, 0, sizeof(so));
 	/* one request per worker thread at most, and room for readahead */
@@ -364,6 +405,9 @@ int main(int argc, char *argv[])
 		goto out;
 	}
 	inited = 1;
+	memset(&stats, 0, sizeof(stats));
+	stats.fs = &fs;
+	stats_on = !pthread_create(&stats.thread, NULL, stats_main, &stats);
 	if (mount_opts(&args, c.o.url, fs.max_io)) {
 		fprintf(stderr, "dafs-fuse: out of memory\n");
 		goto out;
@@ -399,6 +443,11 @@ out:
 			fuse_session_unmount(se);
 		fuse_remove_signal_handlers(se);
 		fuse_session_destroy(se);
+	}
+	if (stats_on) {
+		atomic_store(&stats.quit, 1);
+		pthread_kill(stats.thread, SIGUSR1);
+		pthread_join(stats.thread, NULL);
 	}
 	if (inited)
 		dfs_fini(&fs);

@@ -74,12 +74,34 @@ sanitizer_free() {
 	! grep -E -q 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"
 }
 
+# From /proc/mounts, not mountpoint(1): that stats the mount, which fails
+# once the server is gone.
+mounted() {
+	awk -v m="$mnt" '$2 == m {found = 1} END {exit !found}' /proc/mounts
+}
+
 unmount() {
-	if mountpoint -q "$mnt" 2>/dev/null; then
+	if mounted; then
 		fusermount3 -u "$mnt" 2>/dev/null ||
 			{ sleep 1; fusermount3 -u "$mnt" 2>/dev/null; } ||
 			umount -l "$mnt" 2>/dev/null
 	fi
+}
+
+# exit_status PID: wait up to 30 s for PID (a child of this shell) to
+# exit; its status in $status ("hung" if it did not exit)
+exit_status() {
+	local i=0
+	while kill -0 "$1" 2>/dev/null && [ $i -lt 300 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		status=hung
+		return
+	fi
+	wait "$1"
+	status=$?
 }
 
 # stop PID: SIGTERM, wait up to 10 s, then SIGKILL
@@ -193,7 +215,7 @@ awk -v root="$src/tree" 'BEGIN {
 head -c $((64 << 20)) /dev/urandom >"$src/tree/big"
 ln -s d1/f0001 "$src/tree/link"
 ln "$src/tree/d2/f0002" "$src/tree/hardlink"
-chmod 600 "$src/tree/d3/f0003"
+chmod 600 "$src/tree/d4/f0004"
 chmod 700 "$src/tree/d4"
 touch -d '2001-02-03 04:05:06.123456789' "$src/tree/d5/f0005"
 
@@ -215,6 +237,46 @@ same "inode numbers are the server's" \
 echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
 check "cmp of the 64 MiB file with the page cache dropped" \
 	cmp "$src/tree/big" "$mnt/tree/big"
+
+# ---- lookup counts: the inode table shrinks when the kernel forgets ----
+
+# inodes: ask dafs-fuse (SIGUSR1) for its statistics line, print the
+# inode count
+inodes() {
+	local before after i=0
+	before=$(grep -c 'inodes [0-9]' "$tmp/fuse.log")
+	kill -USR1 "$fuse_pid"
+	while [ $i -lt 50 ]; do
+		after=$(grep -c 'inodes [0-9]' "$tmp/fuse.log")
+		[ "$after" -gt "$before" ] && break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	grep -o 'inodes [0-9]*' "$tmp/fuse.log" | tail -1 | cut -d' ' -f2
+}
+rss() {
+	awk '/^VmRSS/ {print $2}' "/proc/$fuse_pid/status"
+}
+if [ "$(id -u)" -eq 0 ]; then
+	ls -lR "$mnt/tree" >/dev/null
+	n1=$(inodes)
+	check "a walk of the tree holds its 2,084 nodes ($n1)" \
+		test "${n1:-0}" -ge 2084
+	sync
+	echo 2 >/proc/sys/vm/drop_caches
+	n2=$(inodes)
+	check "forgotten by the kernel, freed here ($n2 left)" \
+		test "${n2:-99999}" -le 50
+	r1=$(rss)
+	ls -lR "$mnt/tree" >/dev/null
+	echo 2 >/proc/sys/vm/drop_caches
+	n3=$(inodes)
+	r2=$(rss)
+	check "a second walk: freed again ($n3 left), RSS $r1 -> $r2 kB" \
+		test "${n3:-99999}" -le 50 -a "$r2" -le $((r1 + 4096))
+else
+	say "# skip the forget checks: dropping caches needs root"
+fi
 
 # ---- tar out of and into the mount ----
 
@@ -406,8 +468,8 @@ fi
 # ---- read-only mount ----
 
 unmount
-wait "$fuse_pid"
-same "dafs-fuse exits 0 on fusermount3 -u" 0 $?
+exit_status "$fuse_pid"
+same "dafs-fuse exits 0 on fusermount3 -u" 0 "$status"
 fuse_pid=
 check "dafs-fuse log is free of sanitizer reports" sanitizer_free "$tmp/fuse.log"
 
@@ -424,6 +486,33 @@ same "-o ro: writes fail with EROFS" "Read-only file system" \
 same "-o ro: creates fail with EROFS" "Read-only file system" \
 	"$(touch "$mnt/new" 2>&1 | sed 's/.*: //')"
 unmount
-wait "$fuse_pid"
-same "dafs-fuse -o ro exits 0 on fusermount3 -u" 0 $?
+exit_status "$fuse_pid"
+same "dafs-fuse -o ro exits 0 on fusermount3 -u" 0 "$status"
 fuse_pid=
+
+# ---- server loss: EIO in bounded time, and the mount still unmounts ----
+
+"$DAFS_FUSE" "$url" "$mnt" -f -o server_timeout=2 >"$tmp/fuse.log" 2>&1 &
+fuse_pid=$!
+for _ in $(seq 100); do
+	mountpoint -q "$mnt" && break
+	kill -0 "$fuse_pid" 2>/dev/null || break
+	sleep 0.1
+done
+same "mounted again: reads" hello "$(cat "$mnt/hello" 2>&1)"
+kill -9 "$dafsd_pid"
+wait "$dafsd_pid" 2>/dev/null
+dafsd_pid=
+start=$(date +%s)
+same "server gone: ls fails with EIO" "Input/output error" \
+	"$(timeout 60 ls "$mnt/tree" 2>&1 >/dev/null | sed 's/.*: //')"
+took=$(($(date +%s) - start))
+check "... within 2 x server_timeout and a margin (${took}s)" \
+	test "$took" -le 10
+same "... and so does a new name" "Input/output error" \
+	"$(timeout 60 cat "$mnt/never-seen" 2>&1 | sed 's/.*: //')"
+unmount
+exit_status "$fuse_pid"
+same "dafs-fuse exits 0 on fusermount3 -u with the server gone" 0 "$status"
+fuse_pid=
+check "not mounted any more" test "$(mounted; echo $?)" -ne 0
