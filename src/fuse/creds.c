@@ -18,9 +18,8 @@ void fcred_cache_fini(struct fcred_cache *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
-/* The canonical form of a set: groups sorted, duplicates dropped. */
-static void canon(struct fcred *k, uint32_t uid, uint32_t gid, int ngroups,
-		  const gid_t *groups)
+void fcred_canon(struct fcred *k, uint32_t uid, uint32_t gid, int ngroups,
+		 const gid_t *groups)
 {
 	uint32_t i, j, n = 0, g;
 
@@ -40,6 +39,7 @@ static void canon(struct fcred *k, uint32_t uid, uint32_t gid, int ngroups,
 			/* a duplicate: undo the shift */
 			memmove(&k->groups[j], &k->groups[j + 1],
 				(n - j) * sizeof(uint32_t));
+			k->groups[n] = 0; /* sets compare as whole structs */
 			continue;
 		}
 		k->groups[j] = g;
@@ -75,7 +75,7 @@ int fcred_get(struct fcred_cache *c, uint32_t uid, uint32_t gid,
 	uint32_t got;
 	int rc;
 
-	canon(&k, uid, gid, ngroups, groups);
+	fcred_canon(&k, uid, gid, ngroups, groups);
 	pthread_mutex_lock(&c->lock);
 	rc = find(c, &k, id);
 	pthread_mutex_unlock(&c->lock);

@@ -39,6 +39,11 @@ struct fcred_cache {
 void fcred_cache_init(struct fcred_cache *c, dafs_session_t *s);
 void fcred_cache_fini(struct fcred_cache *c);
 
+/* The canonical form of a set into *@k (its id left 0): groups sorted,
+ * duplicates dropped, cut to FCRED_GROUPS_MAX. */
+void fcred_canon(struct fcred *k, uint32_t uid, uint32_t gid, int ngroups,
+		 const gid_t *groups);
+
 /*
  * The credential id for @uid, @gid and @ngroups supplementary @groups (in
  * any order; more than FCRED_GROUPS_MAX are cut to the first ones),

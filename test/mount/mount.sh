@@ -195,6 +195,18 @@ echo longer-content >"$mnt/trunc"
 echo s >"$mnt/trunc"
 same "> truncates (O_TRUNC)" s "$(cat "$mnt/trunc")"
 
+head -c $((8 << 20)) /dev/urandom >"$tmp/direct"
+dd if="$tmp/direct" of="$mnt/direct" bs=1M oflag=direct status=none
+check "O_DIRECT write of 8 MiB" cmp "$tmp/direct" "$exp/direct"
+check "O_DIRECT read of 8 MiB" \
+	cmp "$tmp/direct" <(dd if="$mnt/direct" bs=1M iflag=direct status=none)
+dd if="$tmp/direct" of="$mnt/direct" bs=4096 count=1 seek=3 skip=5 \
+	oflag=direct conv=notrunc status=none
+check "O_DIRECT 4 KiB write in place" cmp <(dd if="$tmp/direct" bs=4096 \
+	count=1 skip=5 status=none) <(dd if="$mnt/direct" bs=4096 count=1 \
+	skip=3 iflag=direct status=none)
+rm -f "$mnt/direct"
+
 # ---- a tree of small files and a large one: cp -a, compare ----
 
 awk -v root="$src/tree" 'BEGIN {
