@@ -9,6 +9,10 @@
  *   fsop ftruncate F N           open F for writing and ftruncate to N
  *   fsop unlinked-fstat F        create F, unlink it, write, fstat it
  *   fsop chdir D                 chdir(D)
+ *   fsop unlink|rmdir|mkdir|readlink|open-w|truncate0 PATH
+ *   fsop link|symlink|rename A B      link(A, B), symlink(A, B) ...
+ *   fsop setxattr-create F NAME  setxattr(F, NAME, "v", XATTR_CREATE)
+ *   fsop getxattr|removexattr F NAME
  *
  * Prints nothing and exits 0 on success; on failure prints the errno's
  * name (ENOENT, EEXIST ...) to stdout and exits 1.
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static int fail(void)
@@ -83,6 +88,48 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "chdir"))
 		return chdir(argv[2]) ? fail() : 0;
+	if (argc == 3) {
+		char buf[256];
+		const char *op = argv[1], *p = argv[2];
+		int rc = -2;
+
+		if (!strcmp(op, "unlink"))
+			rc = unlink(p);
+		else if (!strcmp(op, "rmdir"))
+			rc = rmdir(p);
+		else if (!strcmp(op, "mkdir"))
+			rc = mkdir(p, 0755);
+		else if (!strcmp(op, "readlink"))
+			rc = readlink(p, buf, sizeof(buf)) < 0 ? -1 : 0;
+		else if (!strcmp(op, "truncate0"))
+			rc = truncate(p, 0);
+		else if (!strcmp(op, "open-w")) {
+			fd = open(p, O_WRONLY);
+			rc = fd < 0 ? -1 : close(fd);
+		}
+		if (rc != -2)
+			return rc ? fail() : 0;
+	}
+	if (argc == 4) {
+		char buf[64];
+		const char *op = argv[1], *a = argv[2], *b = argv[3];
+		int rc = -2;
+
+		if (!strcmp(op, "link"))
+			rc = link(a, b);
+		else if (!strcmp(op, "symlink"))
+			rc = symlink(a, b);
+		else if (!strcmp(op, "rename"))
+			rc = rename(a, b);
+		else if (!strcmp(op, "setxattr-create"))
+			rc = setxattr(a, b, "v", 1, XATTR_CREATE);
+		else if (!strcmp(op, "getxattr"))
+			rc = getxattr(a, b, buf, sizeof(buf)) < 0 ? -1 : 0;
+		else if (!strcmp(op, "removexattr"))
+			rc = removexattr(a, b);
+		if (rc != -2)
+			return rc ? fail() : 0;
+	}
 	fprintf(stderr, "usage: see fsop.c\n");
 	return 2;
 }

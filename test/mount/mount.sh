@@ -319,6 +319,38 @@ same "rmdir of a non-empty directory" "Directory not empty" \
 
 check "fstat of an open, unlinked file" "$FSOP" unlinked-fstat "$mnt/unl"
 
+# ---- error paths, each as a local disk gives it ----
+
+mkdir -p "$mnt/e/dir/sub" "$mnt/e/dir2/sub2"
+echo f >"$mnt/e/file"
+ln -s file "$mnt/e/sym"
+long=$(printf 'n%.0s' $(seq 256))
+# errno OP ARGS...: the errno name fsop reports ("" for success)
+errno() { "$FSOP" "$@"; }
+same "open of a missing name: ENOENT" ENOENT "$(errno open-w "$mnt/e/none")"
+same "a file as a directory: ENOTDIR" ENOTDIR "$(errno open-w "$mnt/e/file/x")"
+same "open of a directory for writing: EISDIR" EISDIR "$(errno open-w "$mnt/e/dir")"
+same "mkdir of an existing name: EEXIST" EEXIST "$(errno mkdir "$mnt/e/file")"
+same "a 256-byte name: ENAMETOOLONG" ENAMETOOLONG "$(errno mkdir "$mnt/e/$long")"
+same "rmdir of a file: ENOTDIR" ENOTDIR "$(errno rmdir "$mnt/e/file")"
+same "rmdir of a non-empty directory: ENOTEMPTY" ENOTEMPTY "$(errno rmdir "$mnt/e/dir")"
+same "unlink of a directory: EISDIR" EISDIR "$(errno unlink "$mnt/e/dir")"
+same "unlink of a missing name: ENOENT" ENOENT "$(errno unlink "$mnt/e/none")"
+same "link onto an existing name: EEXIST" EEXIST "$(errno link "$mnt/e/file" "$mnt/e/sym")"
+same "link of a directory: EPERM" EPERM "$(errno link "$mnt/e/dir" "$mnt/e/dl")"
+same "symlink onto an existing name: EEXIST" EEXIST "$(errno symlink x "$mnt/e/file")"
+same "readlink of a file: EINVAL" EINVAL "$(errno readlink "$mnt/e/file")"
+same "rename of a file onto a directory: EISDIR" EISDIR "$(errno rename "$mnt/e/file" "$mnt/e/dir")"
+same "rename of a directory onto a file: ENOTDIR" ENOTDIR "$(errno rename "$mnt/e/dir" "$mnt/e/file")"
+same "rename onto a non-empty directory: ENOTEMPTY" ENOTEMPTY "$(errno rename "$mnt/e/dir2" "$mnt/e/dir")"
+same "rename of a directory into itself: EINVAL" EINVAL "$(errno rename "$mnt/e/dir" "$mnt/e/dir/sub/x")"
+same "truncate of a directory: EISDIR" EISDIR "$(errno truncate0 "$mnt/e/dir")"
+same "getxattr of a missing name: ENODATA" ENODATA "$(errno getxattr "$mnt/e/file" user.none)"
+same "removexattr of a missing name: ENODATA" ENODATA "$(errno removexattr "$mnt/e/file" user.none)"
+same "setxattr XATTR_CREATE of a new name" "" "$(errno setxattr-create "$mnt/e/file" user.c)"
+same "setxattr XATTR_CREATE of an existing name: EEXIST" EEXIST "$(errno setxattr-create "$mnt/e/file" user.c)"
+rm -rf "$mnt/e"
+
 # ---- renames ----
 
 echo one >"$mnt/r1"
