@@ -24,8 +24,7 @@ static void put_buf(void *arg)
 	pthread_mutex_unlock(&p->lock);
 }
 
-int fbuf_pool_init(struct fbuf_pool *p, dafs_session_t *s, int n,
-		   size_t size)
+int fbuf_pool_init(struct fbuf_pool *p, dafs_session_t *s, int n, size_t size)
 {
 	long page = sysconf(_SC_PAGESIZE);
 	void *base;

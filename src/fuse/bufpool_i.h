@@ -28,25 +28,24 @@ struct fbuf {
 	uint8_t *data;
 	size_t size;
 	dafs_mem_t *mem; /* the registration holding data, or NULL */
-	int slot;        /* index in the pool, -1 for a private buffer */
+	int slot;	 /* index in the pool, -1 for a private buffer */
 };
 
 struct fbuf_pool {
 	dafs_session_t *s;
-	uint8_t *base;     /* n * size bytes, page aligned */
+	uint8_t *base; /* n * size bytes, page aligned */
 	size_t size;
-	dafs_mem_t *mem;   /* the one registration of base */
-	pthread_key_t key; /* the calling thread's struct fbuf */
+	dafs_mem_t *mem;      /* the one registration of base */
+	pthread_key_t key;    /* the calling thread's struct fbuf */
 	pthread_mutex_t lock; /* free list */
-	int *free;            /* stack of free slots */
+	int *free;	      /* stack of free slots */
 	int nfree, n;
 	struct fbuf *bufs;
 };
 
 /* Allocate and register @n buffers of @size bytes. Returns 0, -ENOMEM or
  * dafs_mem_register()'s error. */
-int fbuf_pool_init(struct fbuf_pool *p, dafs_session_t *s, int n,
-		   size_t size);
+int fbuf_pool_init(struct fbuf_pool *p, dafs_session_t *s, int n, size_t size);
 /* Deregister and free; every thread that used a buffer has exited. */
 void fbuf_pool_fini(struct fbuf_pool *p);
 

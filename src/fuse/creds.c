@@ -68,8 +68,8 @@ static int find(struct fcred_cache *c, const struct fcred *k, uint32_t *id)
 	return 0;
 }
 
-int fcred_get(struct fcred_cache *c, uint32_t uid, uint32_t gid,
-	      int ngroups, const gid_t *groups, uint32_t *id)
+int fcred_get(struct fcred_cache *c, uint32_t uid, uint32_t gid, int ngroups,
+	      const gid_t *groups, uint32_t *id)
 {
 	struct fcred k;
 	uint32_t got;
@@ -87,8 +87,7 @@ int fcred_get(struct fcred_cache *c, uint32_t uid, uint32_t gid,
 	 * at once, which is harmless, as the server answers both with the
 	 * id it already holds.
 	 */
-	rc = dafs_cred_register(c->s, k.uid, k.gid, k.ngroups, k.groups,
-				&got);
+	rc = dafs_cred_register(c->s, k.uid, k.gid, k.ngroups, k.groups, &got);
 	if (rc == -ENOSPC)
 		return -EUSERS;
 	if (rc)

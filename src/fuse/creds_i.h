@@ -52,7 +52,7 @@ void fcred_canon(struct fcred *k, uint32_t uid, uint32_t gid, int ngroups,
  * @return 0 and *@id; -EUSERS when the server holds no more sets; the
  *         session's errors (-DAFS_EBROKEN, -ETIMEDOUT).
  */
-int fcred_get(struct fcred_cache *c, uint32_t uid, uint32_t gid,
-	      int ngroups, const gid_t *groups, uint32_t *id);
+int fcred_get(struct fcred_cache *c, uint32_t uid, uint32_t gid, int ngroups,
+	      const gid_t *groups, uint32_t *id);
 
 #endif /* DAFS_FUSE_CREDS_I_H */

@@ -29,10 +29,10 @@ struct dfs_opts {
 	int foreground;
 	int debug;
 	int ro;
-	int threads;         /* most FUSE worker threads */
-	int timeout_ms;      /* per-request timeout of the session */
-	int readahead_kb;    /* kernel readahead of the mount, 0: leave */
-	int splice;          /* take write data from /dev/fuse by splice */
+	int threads;	  /* most FUSE worker threads */
+	int timeout_ms;	  /* per-request timeout of the session */
+	int readahead_kb; /* kernel readahead of the mount, 0: leave */
+	int splice;	  /* take write data from /dev/fuse by splice */
 	double attr_timeout;
 	double entry_timeout;
 	double negative_timeout;
@@ -54,7 +54,7 @@ struct dfs {
 	struct fcred_cache creds;
 	struct fbuf_pool pool;
 
-	pthread_mutex_t hlock;   /* handles, nfiles, ndirs */
+	pthread_mutex_t hlock;	   /* handles, nfiles, ndirs */
 	struct dfs_handle handles; /* list head */
 	uint64_t nfiles, ndirs;
 };

@@ -12,7 +12,7 @@ struct fino {
 	struct fino *next_fh, *next_id; /* hash chains */
 	uint64_t id;
 	uint64_t nlookup;
-	uint32_t hash;       /* of the handle bytes */
+	uint32_t hash; /* of the handle bytes */
 	dafs_fh_t fh;
 };
 

@@ -34,7 +34,7 @@ struct fino_table {
 	pthread_mutex_t lock; /* everything below */
 	struct fino **by_fh, **by_id;
 	size_t nbuckets; /* a power of two, the same for both */
-	size_t count;    /* entries, the root included */
+	size_t count;	 /* entries, the root included */
 	uint64_t next_id;
 	struct fino *root;
 };

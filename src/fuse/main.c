@@ -32,7 +32,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: dafs-fuse URL MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+		"usage: dafs-fuse URL MOUNTPOINT [-f] [-d] [-o "
+		"OPTION[,OPTION...]]\n"
 		"\n"
 		"Mount the DAFS export URL (tcp://HOST[:PORT]/EXPORT) on "
 		"MOUNTPOINT.\n"
@@ -82,17 +83,16 @@ struct cli {
 
 enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_RO };
 
-#define OPT(t, field) {t, offsetof(struct cli, field), 1}
-#define VOPT(t, field) {t, offsetof(struct cli, field), 0}
-
+/* "name=%fmt" options are scanned into their field; a plain name sets its
+ * field to the value given */
 static const struct fuse_opt spec[] = {
-	VOPT("attr_timeout=%lf", o.attr_timeout),
-	VOPT("entry_timeout=%lf", o.entry_timeout),
-	VOPT("negative_timeout=%lf", o.negative_timeout),
-	VOPT("server_timeout=%lf", server_timeout),
-	VOPT("threads=%d", o.threads),
-	VOPT("readahead_kb=%d", o.readahead_kb),
-	OPT("splice", o.splice),
+	{"attr_timeout=%lf", offsetof(struct cli, o.attr_timeout), 0},
+	{"entry_timeout=%lf", offsetof(struct cli, o.entry_timeout), 0},
+	{"negative_timeout=%lf", offsetof(struct cli, o.negative_timeout), 0},
+	{"server_timeout=%lf", offsetof(struct cli, server_timeout), 0},
+	{"threads=%d", offsetof(struct cli, o.threads), 0},
+	{"readahead_kb=%d", offsetof(struct cli, o.readahead_kb), 0},
+	{"splice", offsetof(struct cli, o.splice), 1},
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -104,8 +104,7 @@ static const struct fuse_opt spec[] = {
 	FUSE_OPT_END,
 };
 
-static int opt_proc(void *data, const char *arg, int key,
-		    struct fuse_args *out)
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
 {
 	struct cli *c = data;
 
@@ -120,8 +119,7 @@ static int opt_proc(void *data, const char *arg, int key,
 			c->o.mountpoint = strdup(arg);
 			return c->o.mountpoint ? 0 : -1;
 		}
-		fprintf(stderr, "dafs-fuse: unexpected argument \"%s\"\n",
-			arg);
+		fprintf(stderr, "dafs-fuse: unexpected argument \"%s\"\n", arg);
 		return -1;
 	case KEY_HELP:
 		c->help = 1;
@@ -146,8 +144,7 @@ static int opt_proc(void *data, const char *arg, int key,
 	}
 }
 
-static void log_syslog(enum fuse_log_level level, const char *fmt,
-		       va_list ap)
+static void log_syslog(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	/* fuse_log_level follows syslog's numbering */
 	vsyslog((int)level, fmt, ap);
@@ -243,8 +240,8 @@ static void set_readahead(const char *mnt, int kb)
 			if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' &&
 			    p[2] >= '0' && p[2] <= '7' && p[3] >= '0' &&
 			    p[3] <= '7') {
-				*q = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 +
-					    (p[3] - '0'));
+				*q = (char)((p[1] - '0') * 64 +
+					    (p[2] - '0') * 8 + (p[3] - '0'));
 				p += 4;
 			} else {
 				*q = *p++;
@@ -301,8 +298,7 @@ static void *stats_main(void *arg)
 
 /* -o fsname=URL,subtype=dafs,max_read=N ahead of the user's options,
  * which may override them. */
-static int mount_opts(struct fuse_args *args, const char *url,
-		      uint32_t max_io)
+static int mount_opts(struct fuse_args *args, const char *url, uint32_t max_io)
 {
 	size_t n = strlen(url) + sizeof("fsname=");
 	char *opts = NULL, *fsname, buf[64];

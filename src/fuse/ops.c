@@ -36,8 +36,7 @@ int dfs_errno(int rc)
 	/* project codes (a broken session, a protocol error ...), a request
 	 * that timed out or was cancelled: the server is unreachable or
 	 * misbehaves, which a program sees as an I/O error */
-	if (rc > DAFS_EBASE || rc == ETIMEDOUT || rc == ECANCELED ||
-	    rc >= 4096)
+	if (rc > DAFS_EBASE || rc == ETIMEDOUT || rc == ECANCELED || rc >= 4096)
 		return EIO;
 	return rc;
 }
@@ -145,7 +144,7 @@ struct dfs_dent {
 	uint32_t type;
 	uint32_t name; /* offset in dfs_dir.names */
 	uint64_t ino;
-	dafs_fh_t fh;     /* plus batches only */
+	dafs_fh_t fh;	  /* plus batches only */
 	dafs_attr_t attr; /* plus batches only */
 };
 
@@ -156,14 +155,14 @@ struct dfs_dent {
  * round trip that discards most of what it fetched.
  */
 struct dfs_dir {
-	struct dfs_handle h; /* first */
+	struct dfs_handle h;  /* first */
 	pthread_mutex_t lock; /* everything below; held over READDIR */
 	dafs_fh_t fh;
 	uint64_t self_ino, parent_ino; /* for "." and "..", 0: not known */
-	int filled;         /* a batch is held */
-	int plus;           /* it has handles and attributes */
-	int eof;            /* it ends the directory */
-	uint64_t start;     /* the server cookie it was read from */
+	int filled;		       /* a batch is held */
+	int plus;		       /* it has handles and attributes */
+	int eof;		       /* it ends the directory */
+	uint64_t start;		       /* the server cookie it was read from */
 	struct dfs_dent *ents;
 	uint32_t n, cap;
 	char *names;
@@ -396,8 +395,8 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		bits = (a.mode >> 6) & 7;
 	} else {
 		member = ctx->gid == a.gid;
-		n = member ? 0 : fuse_req_getgroups(req, FCRED_GROUPS_MAX,
-						    groups);
+		n = member ? 0
+			   : fuse_req_getgroups(req, FCRED_GROUPS_MAX, groups);
 		if (n > FCRED_GROUPS_MAX)
 			n = FCRED_GROUPS_MAX;
 		for (i = 0; i < n && !member; i++)
@@ -585,8 +584,8 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
  */
 static int server_flags(int flags)
 {
-	return flags & (O_ACCMODE | O_APPEND | O_TRUNC | O_EXCL | O_SYNC |
-			O_DSYNC);
+	return flags &
+	       (O_ACCMODE | O_APPEND | O_TRUNC | O_EXCL | O_SYNC | O_DSYNC);
 }
 
 static int writes(int flags)
@@ -623,8 +622,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * that offset from its own idea of the size, which is right while
 	 * this mount is the only writer.
 	 */
-	rc = dafs_open(fs->s, &fh, server_flags(fi->flags) & ~O_EXCL,
-		       &file->f);
+	rc = dafs_open(fs->s, &fh, server_flags(fi->flags) & ~O_EXCL, &file->f);
 	if (rc) {
 		free(file);
 		reply_err(req, rc);
@@ -725,9 +723,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * thread's registered buffer (from the pipe this is the only copy) and
  * leave from there.
  */
-static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
-			 struct fuse_bufvec *in, off_t off,
-			 struct fuse_file_info *fi)
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
+			 off_t off, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
 	size_t len = fuse_buf_size(in);
@@ -776,8 +773,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino,
 }
 
 /* close(2) of one descriptor: nothing is cached here to write back. */
-static void op_flush(fuse_req_t req, fuse_ino_t ino,
-		     struct fuse_file_info *fi)
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino, (void)fi;
 	fuse_reply_err(req, 0);
@@ -808,9 +804,8 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	reply_err(req, dafs_commit(file_of(fi)->f, datasync));
 }
 
-static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
-			 off_t offset, off_t length,
-			 struct fuse_file_info *fi)
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			 off_t length, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
 	int rc = refuse_ro(fs);
@@ -825,11 +820,10 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 }
 
 /* copy_file_range(2): the server copies, no data crosses the wire. */
-static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in,
-			       off_t off_in, struct fuse_file_info *fi_in,
-			       fuse_ino_t ino_out, off_t off_out,
-			       struct fuse_file_info *fi_out, size_t len,
-			       int flags)
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t ino_out,
+			       off_t off_out, struct fuse_file_info *fi_out,
+			       size_t len, int flags)
 {
 	struct dfs *fs = FS(req);
 	ssize_t n;
@@ -983,9 +977,8 @@ static void dir_dots(struct dfs *fs, struct dfs_dir *d)
 		return;
 	d->self_ino = dafs_getattr(fs->s, &d->fh, &a) ? 1 : a.ino;
 	/* ".." of the export root is the root, as the server resolves it */
-	d->parent_ino = dafs_lookup(fs->s, &d->fh, "..", NULL, &a)
-				? d->self_ino
-				: a.ino;
+	d->parent_ino = dafs_lookup(fs->s, &d->fh, "..", NULL, &a) ? d->self_ino
+								   : a.ino;
 }
 
 /*
@@ -1029,10 +1022,10 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		dir_dots(fs, d);
 	if (off == 0) {
 		e.attr.st_ino = d->self_ino;
-		need = plus ? fuse_add_direntry_plus(req, (char *)b->data,
-						     size, ".", &e, 1)
-			    : fuse_add_direntry(req, (char *)b->data, size,
-						".", &e.attr, 1);
+		need = plus ? fuse_add_direntry_plus(req, (char *)b->data, size,
+						     ".", &e, 1)
+			    : fuse_add_direntry(req, (char *)b->data, size, ".",
+						&e.attr, 1);
 		if (need > size)
 			goto out;
 		pos += need;
@@ -1084,9 +1077,9 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 			e.attr_timeout = fs->o.attr_timeout;
 			e.entry_timeout = fs->o.entry_timeout;
 			to_stat(&ent->attr, &e.attr);
-			pos += fuse_add_direntry_plus(req, (char *)b->data + pos,
-						      size - pos, name, &e,
-						      (off_t)ent->cookie);
+			pos += fuse_add_direntry_plus(
+				req, (char *)b->data + pos, size - pos, name,
+				&e, (off_t)ent->cookie);
 		} else {
 			struct stat st;
 
@@ -1116,8 +1109,8 @@ out:
 			fino_forget(&fs->ino, ids[i], 1);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-		       off_t off, struct fuse_file_info *fi)
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
 {
 	(void)ino;
 	do_readdir(req, size, off, fi, 0);
@@ -1221,8 +1214,7 @@ static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	n = name ? dafs_getxattr(fs->s, &fh, name, b ? b->data : NULL, size)
-		 : dafs_listxattr(fs->s, &fh, b ? (char *)b->data : NULL,
-				  size);
+		 : dafs_listxattr(fs->s, &fh, b ? (char *)b->data : NULL, size);
 	if (n < 0)
 		reply_err(req, (int)n);
 	else if (!size)
@@ -1287,9 +1279,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	 * would meet stale pages here. POSIX and flock locks stay with the
 	 * kernel, which keeps them coherent among this mount's processes.
 	 */
-	conn->want &= ~(unsigned int)(FUSE_CAP_WRITEBACK_CACHE |
-				      FUSE_CAP_POSIX_LOCKS |
-				      FUSE_CAP_FLOCK_LOCKS);
+	conn->want &=
+		~(unsigned int)(FUSE_CAP_WRITEBACK_CACHE |
+				FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	conn->time_gran = 1;
 }
 
