@@ -598,8 +598,15 @@ static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
 		 * cannot be read fails as it always did: a short count, or
 		 * its error. */
 	}
-	n = full_pread(o->fd, rkey ? r->iobuf : inl, len, off);
+	/* O_DIRECT wants an aligned buffer: the I/O buffer is page-aligned,
+	 * the reply is not (offset and length alignment stay the caller's,
+	 * with EINVAL as on a local disk) */
+	n = full_pread(o->fd, rkey || (o->flags & DAFS_O_DIRECT) ? r->iobuf
+								  : inl,
+		       len, off);
 	open_put(r->sess, o);
+	if (n > 0 && !rkey && inl != r->iobuf && (o->flags & DAFS_O_DIRECT))
+		memcpy(inl, r->iobuf, (size_t)n);
 	if (n > 0 && rkey) {
 		sge.addr = r->iobuf;
 		sge.len = (uint32_t)n;
@@ -647,6 +654,11 @@ static ssize_t do_write(struct srv_req *r, uint64_t open_id, uint64_t off,
 			rc = srv_wait_send(r->srv, &w);
 		if (rc)
 			goto out;
+		src = r->iobuf;
+	} else if ((o->flags & DAFS_O_DIRECT) && len) {
+		/* O_DIRECT wants an aligned buffer; the data sits in a
+		 * receive buffer at a message offset */
+		memcpy(r->iobuf, src, len);
 		src = r->iobuf;
 	}
 	n = full_pwrite(o->fd, src, len, off);
@@ -939,12 +951,12 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 	[DAFS_OP_READDIR] = {h_readdir, FH1(struct dafs_m_readdir_req, dir), 1},
 	[DAFS_OP_STATFS] = {h_statfs, FH1(struct dafs_m_fh, fh), 0},
 	[DAFS_OP_OPEN] = {h_open, FH1(struct dafs_m_open_req, fh), 1},
-	[DAFS_OP_CLOSE] = {h_close},
-	[DAFS_OP_READ] = {h_read},
-	[DAFS_OP_WRITE] = {h_write},
-	[DAFS_OP_COMMIT] = {h_commit},
-	[DAFS_OP_FALLOCATE] = {h_fallocate},
-	[DAFS_OP_COPY_RANGE] = {h_copy_range},
+	[DAFS_OP_CLOSE] = {h_close, {0, 0}, 1},
+	[DAFS_OP_READ] = {h_read, {0, 0}, 1},
+	[DAFS_OP_WRITE] = {h_write, {0, 0}, 1},
+	[DAFS_OP_COMMIT] = {h_commit, {0, 0}, 1},
+	[DAFS_OP_FALLOCATE] = {h_fallocate, {0, 0}, 1},
+	[DAFS_OP_COPY_RANGE] = {h_copy_range, {0, 0}, 1},
 	[DAFS_OP_GETXATTR] = {h_getxattr, FH1(struct dafs_m_getxattr_req, fh),
 			      1},
 	[DAFS_OP_SETXATTR] = {h_setxattr, FH1(struct dafs_m_setxattr_req, fh),
@@ -953,7 +965,7 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 			       FH1(struct dafs_m_listxattr_req, fh), 1},
 	[DAFS_OP_REMOVEXATTR] = {h_removexattr,
 				 FH1(struct dafs_m_xattr_name_req, fh), 1},
-	[DAFS_OP_BATCH] = {h_batch},
+	[DAFS_OP_BATCH] = {h_batch, {0, 0}, 1},
 };
 
 /*

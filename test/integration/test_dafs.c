@@ -1496,7 +1496,34 @@ START_TEST(test_read_direct_edges)
 	memset(buf, 0xee, cap);
 	EXPECT(dafs_read(f, buf, 64 * KiB, 0, m), 64 * KiB);
 	ck_assert(!memcmp(buf, data, 64 * KiB));
+	/* inline (small) reads of an O_DIRECT file: aligned works, an
+	 * unaligned offset is the kernel's EINVAL, as on a local disk */
+	memset(buf, 0xee, cap);
+	EXPECT(dafs_read(f, buf, 4 * KiB, 8 * KiB, NULL), 4 * KiB);
+	ck_assert(!memcmp(buf, data + 8 * KiB, 4 * KiB));
+	EXPECT(dafs_read(f, buf, 4 * KiB, 100, NULL), -EINVAL);
 	OK(dafs_close(f));
+
+	/* O_DIRECT writes, inline (4 KiB) and gathered (64 KiB): the data
+	 * arrives in message buffers and must reach the disk all the same */
+	OK(dafs_open(S, &fh, O_RDWR | O_DIRECT, &f));
+	fill(buf, 64 * KiB, 77, 0);
+	EXPECT(dafs_write(f, buf, 4 * KiB, 0, NULL), 4 * KiB);
+	EXPECT(dafs_write(f, buf, 64 * KiB, 64 * KiB, NULL), 64 * KiB);
+	EXPECT(dafs_write(f, buf, 4 * KiB, 3, NULL), -EINVAL);
+	OK(dafs_close(f));
+	{
+		size_t n2;
+		uint8_t *back = lread("od", &n2);
+
+		ck_assert_uint_eq(n2, size);
+		ck_assert(!memcmp(back, buf, 4 * KiB));
+		ck_assert(!memcmp(back + 4 * KiB, data + 4 * KiB, 60 * KiB));
+		ck_assert(!memcmp(back + 64 * KiB, buf, 64 * KiB));
+		free(back);
+		memcpy(data, buf, 4 * KiB);
+		memcpy(data + 64 * KiB, buf, 64 * KiB);
+	}
 
 	/* a directory reads as it always did */
 	OK(dafs_open(S, &ROOT, O_RDONLY, &d));
@@ -1962,7 +1989,7 @@ START_TEST(test_creds)
 	dafs_file_t *f = NULL;
 	pthread_t th;
 	uint32_t id = 0;
-	char buf[16];
+	char buf[16], buf2[PATH_MAX];
 
 	if (geteuid() != 0) {
 		fprintf(stderr, "# SKIP creds: needs root to act as "
@@ -2011,6 +2038,22 @@ START_TEST(test_creds)
 	/* and to nobody again by id */
 	OK(dafs_cred_use(S, id));
 	EXPECT(dafs_open(S, &secret, O_RDONLY, &f), -EACCES);
+
+	/* writes run as the writer too: nobody's write to a world-writable
+	 * setuid file of root's clears the bit, as it would locally (a write
+	 * with root's CAP_FSETID would keep it) */
+	lwrite("suid", "x", 1, 0777);
+	ck_assert_int_eq(chmod(lpath(buf2, "suid"), 04777), 0);
+	ck_assert_uint_eq(lstat_of("suid").st_mode & 07777, 04777);
+	{
+		dafs_fh_t fh;
+
+		OK(dafs_lookup(S, &ROOT, "suid", &fh, NULL));
+		OK(dafs_open(S, &fh, O_WRONLY, &f));
+		EXPECT(dafs_write(f, "y", 1, 0, NULL), 1);
+		OK(dafs_close(f));
+	}
+	ck_assert_uint_eq(lstat_of("suid").st_mode & 07777, 0777);
 	OK(dafs_cred_use(S, 0));
 }
 END_TEST
