@@ -5,7 +5,7 @@
  * The server runs each request with the credentials its id names, so the
  * caller of every FUSE request must reach it; registering costs a round
  * trip, so each distinct set is registered once and its id kept. dafsd
- * keeps at most 64 credential sets per session and has no way to drop one,
+ * keeps at most 1024 credential sets per session and has no way to drop one,
  * so the cache never evicts either: when the server is full, a new set gets
  * -EUSERS ("too many users") and its caller's request fails with that.
  */
@@ -21,7 +21,7 @@
 /* The most supplementary groups a credential carries (the protocol's). */
 #define FCRED_GROUPS_MAX 32
 /* The most sets cached: the server's limit per session. */
-#define FCRED_MAX 64
+#define FCRED_MAX 1024
 
 struct fcred {
 	uint32_t uid, gid, ngroups;

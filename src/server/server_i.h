@@ -28,7 +28,10 @@
 #include "transport/transport_i.h"
 
 #define SRV_MAX_EXPORTS 32
-#define SRV_MAX_CREDS 64
+/* distinct credential sets per session (a shared FUSE mount registers one
+ * per (uid, gid, groups) of its users); found by a linear search, which
+ * runs once per set */
+#define SRV_MAX_CREDS 1024
 #define SRV_BOOT_BUF 4096 /* receive buffer before a session is bound */
 
 struct srv_config {
