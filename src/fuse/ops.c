@@ -99,7 +99,8 @@ static int as_caller(struct dfs *fs, fuse_req_t req)
 }
 
 /* The daemon's own credentials, for calls the server does not check
- * (getattr, I/O on an open file, close). */
+ * (getattr, reads of an open file, close). Writes go as the caller: their
+ * side effects (clearing setuid bits, limits) are the writer's. */
 static void as_self(struct dfs *fs)
 {
 	dafs_cred_use(fs->s, 0);
@@ -286,6 +287,37 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, fs->o.attr_timeout);
 }
 
+static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want);
+
+/*
+ * The FUSE kernel clears setuid and setgid bits before a write by sending
+ * a SETATTR as the writer (libfuse 3.14 cannot negotiate
+ * FUSE_HANDLE_KILLPRIV: it drops it from the INIT reply), which the server
+ * refuses when the writer does not own the file, failing the write. A mode
+ * change that only clears those bits is applied with the daemon's
+ * credentials when the caller may write the file: such a caller could
+ * clear them by writing anyway, as on a local disk.
+ */
+static int kill_priv(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
+		     const dafs_setattr_t *sa, dafs_attr_t *a)
+{
+	const uint32_t priv = S_ISUID | S_ISGID;
+	dafs_attr_t cur;
+	uint32_t old;
+	int rc;
+
+	as_self(fs);
+	rc = dafs_getattr(fs->s, fh, &cur);
+	if (rc)
+		return rc;
+	old = cur.mode & 07777;
+	if (sa->mask != DAFS_SET_MODE || sa->mode == old ||
+	    (sa->mode & ~old) || ((old & ~sa->mode) & ~priv) ||
+	    !caller_may(req, &cur, 2))
+		return -EPERM;
+	return dafs_setattr(fs->s, fh, sa, a);
+}
+
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int to_set, struct fuse_file_info *fi)
 {
@@ -346,6 +378,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		rc = as_caller(fs, req);
 		if (!rc)
 			rc = dafs_setattr(fs->s, &fh, &sa, &a);
+		if (rc == -EPERM && sa.mask == DAFS_SET_MODE)
+			rc = kill_priv(fs, req, &fh, &sa, &a);
 	} else if (!rc) {
 		as_self(fs);
 		rc = dafs_getattr(fs->s, &fh, &a);
@@ -365,15 +399,41 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
  * would without ACLs; root may read and write anything and execute what
  * has an execute bit.
  */
+/*
+ * Whether the caller of @req has the @want bits (4 r, 2 w, 1 x) on a file
+ * of attributes @a, as the kernel's generic_permission() decides without
+ * ACLs.
+ */
+static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[FCRED_GROUPS_MAX];
+	uint32_t bits;
+	int i, n, member;
+
+	if (ctx->uid == 0)
+		return !((want & 1) && !S_ISDIR(a->mode) && !(a->mode & 0111));
+	if (ctx->uid == a->uid) {
+		bits = (a->mode >> 6) & 7;
+	} else {
+		member = ctx->gid == a->gid;
+		n = member ? 0
+			   : fuse_req_getgroups(req, FCRED_GROUPS_MAX, groups);
+		if (n > FCRED_GROUPS_MAX)
+			n = FCRED_GROUPS_MAX;
+		for (i = 0; i < n && !member; i++)
+			member = groups[i] == a->gid;
+		bits = member ? (a->mode >> 3) & 7 : a->mode & 7;
+	}
+	return (bits & want) == want;
+}
+
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct dfs *fs = FS(req);
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	gid_t groups[FCRED_GROUPS_MAX];
-	uint32_t bits, want = (uint32_t)mask & 7;
 	dafs_fh_t fh;
 	dafs_attr_t a;
-	int rc, i, n, member;
+	int rc;
 
 	rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc) {
@@ -384,26 +444,7 @@ static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 		reply_err(req, rc);
 		return;
 	}
-	if (ctx->uid == 0) {
-		rc = (want & 1) && !S_ISDIR(a.mode) && !(a.mode & 0111)
-			     ? -EACCES
-			     : 0;
-		reply_err(req, rc);
-		return;
-	}
-	if (ctx->uid == a.uid) {
-		bits = (a.mode >> 6) & 7;
-	} else {
-		member = ctx->gid == a.gid;
-		n = member ? 0
-			   : fuse_req_getgroups(req, FCRED_GROUPS_MAX, groups);
-		if (n > FCRED_GROUPS_MAX)
-			n = FCRED_GROUPS_MAX;
-		for (i = 0; i < n && !member; i++)
-			member = groups[i] == a.gid;
-		bits = member ? (a.mode >> 3) & 7 : a.mode & 7;
-	}
-	reply_err(req, (bits & want) == want ? 0 : -EACCES);
+	reply_err(req, caller_may(req, &a, (uint32_t)mask & 7) ? 0 : -EACCES);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
@@ -764,7 +805,13 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		data = b->data;
 		mem = b->mem;
 	}
-	as_self(fs);
+	/* as the writer: the server clears setuid and setgid bits on a
+	 * write by anyone without CAP_FSETID, as a local write would */
+	rc = as_caller(fs, req);
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
 	n = dafs_write(file_of(fi)->f, data, len, (uint64_t)off, mem);
 	if (n < 0)
 		reply_err(req, (int)n);
@@ -811,11 +858,11 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	int rc = refuse_ro(fs);
 
 	(void)ino;
-	if (!rc) {
-		as_self(fs);
+	if (!rc)
+		rc = as_caller(fs, req);
+	if (!rc)
 		rc = dafs_fallocate(file_of(fi)->f, mode, (uint64_t)offset,
 				    (uint64_t)length);
-	}
 	reply_err(req, rc);
 }
 
@@ -832,11 +879,12 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	(void)ino_in, (void)ino_out;
 	if (!rc && flags)
 		rc = -EINVAL;
+	if (!rc)
+		rc = as_caller(fs, req); /* it writes: as the writer */
 	if (rc) {
 		reply_err(req, rc);
 		return;
 	}
-	as_self(fs);
 	n = dafs_copy_range(file_of(fi_in)->f, (uint64_t)off_in,
 			    file_of(fi_out)->f, (uint64_t)off_out, len);
 	if (n < 0)

@@ -505,6 +505,21 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 		"$(nobody rm -f "$mnt/pub/r" 2>&1 | sed 's/.*: //')"
 	same "nobody: chown to root" "Operation not permitted" \
 		"$(nobody chown 0 "$mnt/pub/n" 2>&1 | sed 's/.*: //')"
+	# a write by someone without CAP_FSETID clears the setuid bit, as
+	# on a local disk: the write must reach the server as the writer
+	echo x >"$mnt/pub/suid"
+	chmod 4777 "$mnt/pub/suid"
+	nobody sh -c "echo y >>'$mnt/pub/suid'"
+	same "nobody: a write clears root's setuid bit" 777 \
+		"$(stat -c %a "$exp/pub/suid")"
+	# ... but without write access nobody may not clear it
+	echo x >"$mnt/pub/suid2"
+	chmod 4755 "$mnt/pub/suid2"
+	same "nobody: chmod u-s of root's unwritable file" \
+		"Operation not permitted" \
+		"$(nobody chmod u-s "$mnt/pub/suid2" 2>&1 | sed 's/.*: //')"
+	same "nobody: the setuid bit stays" 4755 \
+		"$(stat -c %a "$exp/pub/suid2")"
 else
 	say "# skip unprivileged-user checks: not root or no setpriv"
 fi
