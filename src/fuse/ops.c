@@ -311,9 +311,8 @@ static int kill_priv(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 	if (rc)
 		return rc;
 	old = cur.mode & 07777;
-	if (sa->mask != DAFS_SET_MODE || sa->mode == old ||
-	    (sa->mode & ~old) || ((old & ~sa->mode) & ~priv) ||
-	    !caller_may(req, &cur, 2))
+	if (sa->mask != DAFS_SET_MODE || sa->mode == old || (sa->mode & ~old) ||
+	    ((old & ~sa->mode) & ~priv) || !caller_may(req, &cur, 2))
 		return -EPERM;
 	return dafs_setattr(fs->s, fh, sa, a);
 }
