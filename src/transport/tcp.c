@@ -1,17 +1,23 @@
 /*
  * tcp.c - TCP transport: an RDMA NIC emulated over a stream socket.
  *
- * Each endpoint has a receive thread playing the NIC: it reads a frame
- * header, then receives the payload straight into where it belongs - the
- * next posted receive buffer for a SEND, the registered region named by
- * (rkey, address) for an RDMA WRITE or READ response - so file data is
- * never staged in user space. Posting threads write their own frames
- * (header and gather list in one sendmsg; or header, then a file range
- * spliced through a pipe of the posting thread's) under a per-endpoint
- * send lock. RDMA READ requests are answered by a responder thread,
- * started on the first one, so that a receive thread never blocks
- * writing: two peers reading large ranges from each other at once would
- * otherwise each stall in sendmsg with nobody left reading.
+ * Frames are read by whoever holds an endpoint's reader role: a thread
+ * waiting on one of its CQs when it can (wait_cq's spin phase, poll_cq),
+ * so a synchronous request/reply wakes no other thread, and otherwise the
+ * endpoint's receive thread, which plays the NIC when nobody else looks.
+ * Either reads a frame header, then receives the payload straight into
+ * where it belongs - the next posted receive buffer for a SEND, the
+ * registered region named by (rkey, address) for an RDMA WRITE or READ
+ * response - so file data is never staged in user space. A frame can be
+ * read in pieces by several threads in turn: its progress lives in the
+ * endpoint (struct rx_state), not on anyone's stack. Posting threads
+ * write their own frames (header and gather list in one sendmsg; or
+ * header, then a file range spliced through a pipe of the posting
+ * thread's) under a per-endpoint send lock. RDMA READ requests are
+ * answered by a responder thread, started on the first one, so that a
+ * reader never blocks writing: two peers reading large ranges from each
+ * other at once would otherwise each stall in sendmsg with nobody left
+ * reading.
  *
  * The wire format and the rules are in docs/transport-tcp.md.
  */
@@ -21,10 +27,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +49,18 @@
 #define MAX_SGE 16	    /* per post, as a verbs max_send_sge */
 #define MAX_RD 64	    /* RDMA READs outstanding per direction */
 #define DEFAULT_MAX_RECV 64 /* when dafs_ep_attr.max_recv is 0 */
+#define DRIVE_BATCH 16	    /* endpoints a waiter reads per turn */
+
+/*
+ * When the receive thread stands aside (docs/transport-tcp.md, section 6):
+ * for PARK_GRACE_NS after the last spinner of its CQs left, in case it
+ * comes back (a synchronous caller's next request), looking again every
+ * PARK_TICK_NS while spinners come and go; when told to, with at most
+ * PARK_LONG_NS between looks as a safety net.
+ */
+#define PARK_GRACE_NS 1000000ull
+#define PARK_TICK_NS 1000000ull
+#define PARK_LONG_NS 100000000ull
 
 enum frame_type {
 	FR_HELLO = 1,
@@ -93,16 +113,59 @@ struct rd_req {
 	uint64_t tag;
 };
 
+/* Where the frame being read stands. */
+enum rx_phase {
+	RX_HDR,	  /* reading a header: ->got bytes of it so far */
+	RX_START, /* header complete; its handler's start() is due */
+	RX_DATA,  /* payload: ->left bytes still to place at ->dst */
+};
+
+/*
+ * The frame being read, kept in the endpoint so that a reader that stops
+ * halfway (a waiter whose socket ran dry, a SEND waiting for a receive
+ * buffer) leaves it to the next one. Only the reader role holder touches
+ * it.
+ */
+struct rx_state {
+	enum rx_phase phase;
+	bool hello;    /* the peer's HELLO has arrived */
+	bool have_cur; /* SEND: ->cur is off the receive queue */
+	uint32_t got;  /* RX_HDR: header bytes read */
+	uint8_t raw[HDR_LEN];
+	struct frame fr; /* RX_START, RX_DATA: the header */
+	uint8_t *dst;
+	uint32_t left;
+	struct tcp_mr *mr; /* the region ->dst is in, held; or NULL */
+	struct rq_ent cur; /* SEND: the receive being filled */
+	struct sq_ent *rd; /* READ_RESP: the READ being answered */
+	int status;	   /* SEND: ->cur's status if the frame fails */
+};
+
 struct tcp_ep {
 	struct dafs_ep base;
 	struct tcp_domain *dom;
 	struct tcp_cq *scq, *rcq;
 	int fd; /* closed only by ep_free, after the threads are joined */
 	uint32_t max_inline;
-	pthread_t rx, resp;
+	pthread_t rx_thread, resp;
 
 	/* Serializes frames on fd. Taken before ->lock, never after it. */
 	pthread_mutex_t send_lock;
+
+	/*
+	 * The reader role: whoever holds it reads frames from fd and
+	 * advances ->rx. The receive thread takes it with a blocking lock
+	 * and may block holding it (a payload still arriving, a SEND waiting
+	 * for a receive buffer); any other thread only trylocks it and never
+	 * blocks while holding it. Taken before ->lock; never held while
+	 * taking a CQ's ep_lock.
+	 */
+	pthread_mutex_t rx_lock;
+	struct rx_state rx;
+	atomic_bool rx_stalled; /* a SEND waits for a receive buffer */
+	atomic_bool paused;	/* tests: the receive thread must not read */
+	atomic_uint pins;	/* CQ waiters about to read fd (tcp_cq_drive) */
+	_Atomic uint64_t nrx_frames, ndriven_frames; /* tcp_ep_stats */
 
 	/*
 	 * Protects everything below. May be held while pushing to a CQ or
@@ -113,11 +176,15 @@ struct tcp_ep {
 	pthread_cond_t rd_cond;	  /* a READ slot freed, or broken */
 	pthread_cond_t resp_cond; /* a READ request queued, or broken */
 	pthread_cond_t done_cond; /* the receive thread has flushed */
+	pthread_cond_t park_cond; /* the receive thread should look again */
 	/* Set once, under ->lock; read without it by loops that must stop
 	 * promptly. */
 	atomic_bool broken;
 	bool flushed;	   /* everything posted has completed */
 	bool resp_started; /* ->resp exists */
+	bool parking;	   /* the receive thread is in rx_park */
+	bool park_long;	   /* ... and waits to be told (counted in nlong) */
+	bool unpark;	   /* ... and has been told */
 	struct rq_ent *rq;
 	uint32_t rq_cap, rq_head, rq_n;
 	struct sq_ent *sq_head, **sq_tail;
@@ -257,29 +324,30 @@ static int send_all(int fd, struct iovec *iov, int cnt)
 	return send_iov(fd, iov, cnt, 0);
 }
 
-/* Receive exactly @len bytes into @buf. End of stream, an error, or the
- * endpoint breaking are all -ECONNRESET to the caller. */
-static int recv_all(struct tcp_ep *ep, void *buf, size_t len)
+/*
+ * Receive up to @len bytes into @buf: all of them, blocking, if @wait (the
+ * receive thread); else only what the socket holds. Returns the bytes
+ * read, 0 if none are there (not @wait), or -ECONNRESET: end of stream,
+ * an error, or the endpoint breaking.
+ */
+static ssize_t rx_recv(struct tcp_ep *ep, void *buf, size_t len, bool wait)
 {
-	char *p = buf;
 	ssize_t n;
 
-	while (len) {
+	for (;;) {
 		/* Linux still delivers data after shutdown(SHUT_RD); stop
 		 * placing anything once the endpoint is broken. */
 		if (atomic_load(&ep->broken))
 			return -ECONNRESET;
-		n = recv(ep->fd, p, len, MSG_WAITALL);
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
+		n = recv(ep->fd, buf, len, wait ? MSG_WAITALL : MSG_DONTWAIT);
+		if (n > 0)
+			return n;
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && !wait && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
 		return -ECONNRESET;
 	}
-	return 0;
 }
 
 /* ---- endpoint state ---- */
@@ -298,11 +366,12 @@ static void push_wc(struct tcp_cq *cq, struct tcp_ep *ep, uint64_t wr_id,
 	tcp_cq_push(cq, &wc);
 }
 
-/* Break the connection. Flushing is the receive thread's job: it is the
- * only producer of RECV and READ completions, so doing it there keeps
- * them in order. shutdown (not close) wakes every thread blocked on the
- * socket, tells the peer, and keeps the descriptor number ours until
- * ep_free, so no thread can ever touch a reused descriptor. */
+/* Break the connection. Flushing is the receive thread's job, with the
+ * reader role: only the role's holder produces RECV and READ completions,
+ * so doing it there keeps them in order. shutdown (not close) wakes every
+ * thread blocked on the socket, tells the peer, and keeps the descriptor
+ * number ours until ep_free, so no thread can ever touch a reused
+ * descriptor. */
 static void ep_fail(struct tcp_ep *ep)
 {
 	pthread_mutex_lock(&ep->lock);
@@ -312,25 +381,38 @@ static void ep_fail(struct tcp_ep *ep)
 		pthread_cond_broadcast(&ep->rq_cond);
 		pthread_cond_broadcast(&ep->rd_cond);
 		pthread_cond_broadcast(&ep->resp_cond);
+		pthread_cond_broadcast(&ep->park_cond);
 	}
 	pthread_mutex_unlock(&ep->lock);
 }
 
-static int rx_send(struct tcp_ep *ep, const struct frame *fr);
-static int rx_write(struct tcp_ep *ep, const struct frame *fr);
-static int rx_read_req(struct tcp_ep *ep, const struct frame *fr);
-static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr);
+static int rx_send_start(struct tcp_ep *ep, struct rx_state *rx, bool wait);
+static void rx_send_finish(struct tcp_ep *ep, struct rx_state *rx);
+static int rx_write_start(struct tcp_ep *ep, struct rx_state *rx, bool wait);
+static void rx_put_mr(struct tcp_ep *ep, struct rx_state *rx);
+static int rx_read_req_start(struct tcp_ep *ep, struct rx_state *rx, bool wait);
+static int rx_read_resp_start(struct tcp_ep *ep, struct rx_state *rx,
+			      bool wait);
+static void rx_read_resp_finish(struct tcp_ep *ep, struct rx_state *rx);
 
-/* Frame handlers by type; HELLO is only valid as the first frame. */
+/*
+ * Frame handlers by type; HELLO is only valid as the first frame.
+ * start: the header is in; check it and say where the payload goes
+ * (rx->dst, rx->left, holding rx->mr). Returns 0, -EAGAIN (only if not
+ * @wait: cannot go on yet, call again later), or an error that breaks the
+ * connection. finish: the payload is in; complete the frame.
+ */
 static const struct {
 	const char *name;
-	int (*rx)(struct tcp_ep *ep, const struct frame *fr);
+	int (*start)(struct tcp_ep *ep, struct rx_state *rx, bool wait);
+	void (*finish)(struct tcp_ep *ep, struct rx_state *rx);
 } frame_ops[] = {
-	[FR_HELLO] = {"HELLO", NULL},
-	[FR_SEND] = {"SEND", rx_send},
-	[FR_RDMA_WRITE] = {"RDMA_WRITE", rx_write},
-	[FR_READ_REQ] = {"RDMA_READ_REQ", rx_read_req},
-	[FR_READ_RESP] = {"RDMA_READ_RESP", rx_read_resp},
+	[FR_HELLO] = {"HELLO", NULL, NULL},
+	[FR_SEND] = {"SEND", rx_send_start, rx_send_finish},
+	[FR_RDMA_WRITE] = {"RDMA_WRITE", rx_write_start, rx_put_mr},
+	[FR_READ_REQ] = {"RDMA_READ_REQ", rx_read_req_start, NULL},
+	[FR_READ_RESP] = {"RDMA_READ_RESP", rx_read_resp_start,
+			  rx_read_resp_finish},
 };
 
 static const char *frame_name(uint8_t type)
@@ -354,12 +436,40 @@ static int violation(struct tcp_ep *ep, const struct frame *fr,
 	return -EPROTO;
 }
 
-/* Complete everything still posted: the receive thread's last act. */
+static void rx_put_mr(struct tcp_ep *ep, struct rx_state *rx)
+{
+	if (rx->mr) {
+		tcp_mr_put(ep->dom, rx->mr);
+		rx->mr = NULL;
+	}
+}
+
+/* The frame being read failed, or the connection broke under it (after
+ * ep_fail): give back what it holds and complete the receive it took, in
+ * order before rx_flush completes the ones behind it. With the role. */
+static void rx_abort(struct tcp_ep *ep)
+{
+	struct rx_state *rx = &ep->rx;
+
+	rx_put_mr(ep, rx);
+	if (rx->have_cur) {
+		rx->have_cur = false;
+		push_wc(ep->rcq, ep, rx->cur.wr_id, DAFS_WC_RECV, rx->status,
+			0);
+	}
+	rx->phase = RX_HDR;
+	rx->got = 0;
+	rx->left = 0;
+}
+
+/* Complete everything still posted: the receive thread's last act, with
+ * the reader role, so no other reader can complete anything after it. */
 static void rx_flush(struct tcp_ep *ep)
 {
 	struct sq_ent *e;
 	struct rq_ent *r;
 
+	rx_abort(ep);
 	pthread_mutex_lock(&ep->lock);
 	while (ep->rq_n) {
 		r = &ep->rq[ep->rq_head];
@@ -382,12 +492,11 @@ static void rx_flush(struct tcp_ep *ep)
 	pthread_mutex_unlock(&ep->lock);
 }
 
-/* ---- receive thread ---- */
+/* ---- frame handlers, called with the reader role ---- */
 
-static int rx_send(struct tcp_ep *ep, const struct frame *fr)
+static int rx_send_start(struct tcp_ep *ep, struct rx_state *rx, bool wait)
 {
-	struct tcp_mr *mr;
-	struct rq_ent cur;
+	const struct frame *fr = &rx->fr;
 	int err;
 
 	if (fr->rkey || fr->addr || fr->tag)
@@ -395,54 +504,63 @@ static int rx_send(struct tcp_ep *ep, const struct frame *fr)
 				 -EINVAL);
 
 	/* No receive posted: wait for one, as an RC QP retries RNR
-	 * forever. The stream behind this frame waits too. */
+	 * forever; the stream behind this frame waits too. Only the
+	 * receive thread waits. Another reader leaves the frame where it
+	 * is and says so; the post_recv that ends the wait reads on. */
 	pthread_mutex_lock(&ep->lock);
-	while (!ep->rq_n && !atomic_load(&ep->broken))
+	while (!ep->rq_n && !atomic_load(&ep->broken)) {
+		if (!wait) {
+			atomic_store(&ep->rx_stalled, true);
+			pthread_mutex_unlock(&ep->lock);
+			return -EAGAIN;
+		}
 		pthread_cond_wait(&ep->rq_cond, &ep->lock);
+	}
 	if (atomic_load(&ep->broken)) {
 		pthread_mutex_unlock(&ep->lock);
 		return -ECONNRESET;
 	}
-	cur = ep->rq[ep->rq_head];
+	rx->cur = ep->rq[ep->rq_head];
 	ep->rq_head = (ep->rq_head + 1) % ep->rq_cap;
 	ep->rq_n--;
+	atomic_store(&ep->rx_stalled, false);
 	pthread_mutex_unlock(&ep->lock);
 
-	/* @cur is off the queue: this thread completes it on every path,
-	 * before rx_flush completes the ones behind it. The endpoint breaks
-	 * first, so an owner reacting to the error finds it broken. */
-	if (fr->len > cur.sge.len) {
-		err = violation(ep, fr, "SEND larger than the receive buffer",
-				-EMSGSIZE);
-		ep_fail(ep);
-		push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV, -EMSGSIZE, 0);
-		return err;
+	/* ->cur is off the queue: it completes on every path (finish or
+	 * rx_abort) before rx_flush completes the ones behind it. The
+	 * endpoint breaks first, so an owner reacting to the error finds it
+	 * broken. */
+	rx->have_cur = true;
+	rx->status = -ECONNRESET;
+	if (fr->len > rx->cur.sge.len) {
+		rx->status = -EMSGSIZE;
+		return violation(ep, fr, "SEND larger than the receive buffer",
+				 -EMSGSIZE);
 	}
 	if (fr->len) {
 		/* Checked at post time; checked again because the owner may
 		 * have deregistered the buffer since (a verbs local
 		 * protection error). */
-		err = tcp_mr_get(ep->dom, cur.sge.lkey, false, cur.sge.addr,
-				 fr->len, DAFS_ACC_LOCAL_WRITE, &mr);
+		err = tcp_mr_get(ep->dom, rx->cur.sge.lkey, false,
+				 rx->cur.sge.addr, fr->len,
+				 DAFS_ACC_LOCAL_WRITE, &rx->mr);
 		if (err) {
-			err = violation(ep, fr, "receive buffer deregistered",
-					err);
-			ep_fail(ep);
-			push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV, -EFAULT,
-				0);
-			return err;
-		}
-		err = recv_all(ep, cur.sge.addr, fr->len);
-		tcp_mr_put(ep->dom, mr);
-		if (err) {
-			ep_fail(ep);
-			push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV,
-				-ECONNRESET, 0);
-			return err;
+			rx->mr = NULL;
+			rx->status = -EFAULT;
+			return violation(ep, fr, "receive buffer deregistered",
+					 err);
 		}
 	}
-	push_wc(ep->rcq, ep, cur.wr_id, DAFS_WC_RECV, 0, fr->len);
+	rx->dst = rx->cur.sge.addr;
+	rx->left = fr->len;
 	return 0;
+}
+
+static void rx_send_finish(struct tcp_ep *ep, struct rx_state *rx)
+{
+	rx_put_mr(ep, rx);
+	rx->have_cur = false;
+	push_wc(ep->rcq, ep, rx->cur.wr_id, DAFS_WC_RECV, 0, rx->fr.len);
 }
 
 /* The peer's address, if it can be one in this process at all. */
@@ -454,35 +572,41 @@ static int remote_ptr(uint64_t addr, void **p)
 	return 0;
 }
 
-static int rx_write(struct tcp_ep *ep, const struct frame *fr)
+static int rx_write_start(struct tcp_ep *ep, struct rx_state *rx, bool wait)
 {
-	struct tcp_mr *mr;
+	const struct frame *fr = &rx->fr;
 	void *p;
 	int err;
 
+	(void)wait;
 	if (fr->tag)
 		return violation(ep, fr, "RDMA WRITE with nonzero tag",
 				 -EINVAL);
 	err = remote_ptr(fr->addr, &p);
 	if (!err)
 		err = tcp_mr_get(ep->dom, fr->rkey, true, p, fr->len,
-				 DAFS_ACC_REMOTE_WRITE, &mr);
-	if (err)
+				 DAFS_ACC_REMOTE_WRITE, &rx->mr);
+	if (err) {
+		rx->mr = NULL;
 		return violation(ep, fr, "RDMA WRITE refused", err);
-	err = recv_all(ep, p, fr->len);
-	tcp_mr_put(ep->dom, mr);
-	return err;
+	}
+	rx->dst = p;
+	rx->left = fr->len;
+	return 0;
 }
 
 static void *resp_main(void *arg);
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 
-static int rx_read_req(struct tcp_ep *ep, const struct frame *fr)
+static int rx_read_req_start(struct tcp_ep *ep, struct rx_state *rx, bool wait)
 {
+	const struct frame *fr = &rx->fr;
 	struct tcp_mr *mr;
 	struct rd_req *r;
 	void *p;
 	int err;
 
+	(void)wait;
 	err = remote_ptr(fr->addr, &p);
 	if (!err)
 		err = tcp_mr_get(ep->dom, fr->rkey, true, p, fr->len,
@@ -501,8 +625,9 @@ static int rx_read_req(struct tcp_ep *ep, const struct frame *fr)
 		goto err_unlock;
 	}
 	if (!ep->resp_started) {
-		/* Inherits this thread's mask: no signals (start_thread). */
-		err = -pthread_create(&ep->resp, NULL, resp_main, ep);
+		/* The reader may be an application thread: the responder
+		 * must not inherit its signal mask. */
+		err = start_thread(&ep->resp, resp_main, ep);
 		if (err) {
 			err = violation(ep, fr, "no responder thread", err);
 			goto err_unlock;
@@ -517,6 +642,7 @@ static int rx_read_req(struct tcp_ep *ep, const struct frame *fr)
 	ep->resp_n++;
 	pthread_cond_signal(&ep->resp_cond);
 	pthread_mutex_unlock(&ep->lock);
+	rx->left = 0;
 	return 0;
 
 err_unlock:
@@ -525,19 +651,21 @@ err_unlock:
 	return err;
 }
 
-static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr)
+static int rx_read_resp_start(struct tcp_ep *ep, struct rx_state *rx, bool wait)
 {
+	const struct frame *fr = &rx->fr;
 	struct sq_ent *e;
-	struct tcp_mr *mr;
 	int err;
 
+	(void)wait;
 	if (fr->rkey || fr->addr)
 		return violation(ep, fr, "READ response with nonzero rkey/addr",
 				 -EINVAL);
 
-	/* Only this thread removes from the send queue, and a queued
-	 * entry's fields other than ->next never change, so @e can be read
-	 * unlocked once found. Responses come in request order. */
+	/* Only the reader role's holder removes from the send queue, and
+	 * a queued entry's fields other than ->next never change, so @e
+	 * can be read unlocked once found. Responses come in request
+	 * order. */
 	pthread_mutex_lock(&ep->lock);
 	e = ep->sq_head;
 	pthread_mutex_unlock(&ep->lock);
@@ -547,8 +675,9 @@ static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr)
 
 	if (fr->len) {
 		err = tcp_mr_get(ep->dom, e->sge.lkey, false, e->sge.addr,
-				 fr->len, DAFS_ACC_LOCAL_WRITE, &mr);
+				 fr->len, DAFS_ACC_LOCAL_WRITE, &rx->mr);
 		if (err) {
+			rx->mr = NULL;
 			/* rx_flush reports it on this READ. */
 			pthread_mutex_lock(&ep->lock);
 			e->status = -EFAULT;
@@ -556,12 +685,19 @@ static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr)
 			return violation(ep, fr, "READ target deregistered",
 					 err);
 		}
-		err = recv_all(ep, e->sge.addr, fr->len);
-		tcp_mr_put(ep->dom, mr);
-		if (err)
-			return err;
 	}
+	rx->rd = e;
+	rx->dst = e->sge.addr;
+	rx->left = fr->len;
+	return 0;
+}
 
+static void rx_read_resp_finish(struct tcp_ep *ep, struct rx_state *rx)
+{
+	struct sq_ent *e = rx->rd;
+
+	rx_put_mr(ep, rx);
+	rx->rd = NULL;
 	pthread_mutex_lock(&ep->lock);
 	ep->sq_head = e->next;
 	if (!ep->sq_head)
@@ -580,47 +716,429 @@ static int rx_read_resp(struct tcp_ep *ep, const struct frame *fr)
 		free(e);
 	}
 	pthread_mutex_unlock(&ep->lock);
-	return 0;
 }
 
-static int rx_hdr(struct tcp_ep *ep, struct frame *fr)
-{
-	uint8_t raw[HDR_LEN];
-	int err;
+/* ---- reading frames: the reader role ---- */
 
-	err = recv_all(ep, raw, sizeof(raw));
-	if (err)
-		return err;
-	get_hdr(fr, raw);
+/* A complete header is in rx->raw: decode and check it. A frame with a
+ * handler moves on to RX_START; the peer's HELLO, valid only first,
+ * leaves rx at RX_HDR. */
+static int rx_hdr(struct tcp_ep *ep, struct rx_state *rx)
+{
+	struct frame *fr = &rx->fr;
+
+	get_hdr(fr, rx->raw);
 	if (fr->flags || fr->rsvd0 || fr->rsvd1)
 		return violation(ep, fr, "reserved header bits set", -EINVAL);
+	if (!rx->hello) {
+		if (fr->type != FR_HELLO || fr->len || fr->rkey ||
+		    fr->addr != TCP_MAGIC || fr->tag != TCP_VERSION)
+			return violation(ep, fr,
+					 "peer is not dafs tcp version 1",
+					 -EPROTONOSUPPORT);
+		rx->hello = true;
+		return 0;
+	}
+	if (fr->type >= ARRAY_SIZE(frame_ops) || !frame_ops[fr->type].start)
+		return violation(ep, fr, "unexpected frame type", -EINVAL);
+	rx->phase = RX_START;
 	return 0;
 }
 
+/* The receive thread should leave the socket alone at a frame boundary:
+ * somebody spins on one of @ep's CQs, and so reads it (or a test says). */
+static bool rx_yield(const struct tcp_ep *ep)
+{
+	return atomic_load(&ep->rcq->spinners) ||
+	       atomic_load(&ep->scq->spinners) || atomic_load(&ep->paused);
+}
+
+/*
+ * Read frames, with the reader role held. @wait: the receive thread,
+ * which blocks for the rest of a frame it is in (and for a receive
+ * buffer) but stops at a frame boundary when the socket is empty (*@idle
+ * set: it waits in poll, without the role) or a spinner is there to read.
+ * Any other reader reads only what the socket holds and leaves a frame it
+ * cannot finish to the next reader. Returns 1 if it read anything, 0 if
+ * not, or a negative error, the connection broken and the frame it was in
+ * completed.
+ */
+static int rx_run(struct tcp_ep *ep, bool wait, bool *idle)
+{
+	_Atomic uint64_t *frames = wait ? &ep->nrx_frames : &ep->ndriven_frames;
+	struct rx_state *rx = &ep->rx;
+	int moved = 0, err;
+	ssize_t n;
+
+	*idle = false;
+	if (wait && atomic_load(&ep->paused))
+		return 0;
+	for (;;) {
+		switch (rx->phase) {
+		case RX_HDR:
+			if (wait && !rx->got && rx_yield(ep))
+				return moved;
+			/* Even the receive thread only looks at a frame
+			 * boundary; inside a header it waits for the rest. */
+			n = rx_recv(ep, rx->raw + rx->got, HDR_LEN - rx->got,
+				    wait && rx->got);
+			if (n < 0) {
+				err = (int)n;
+				goto fail;
+			}
+			if (!n) {
+				*idle = true;
+				return moved;
+			}
+			moved = 1;
+			rx->got += (uint32_t)n;
+			if (rx->got < HDR_LEN)
+				continue;
+			rx->got = 0;
+			err = rx_hdr(ep, rx);
+			if (err)
+				goto fail;
+			if (rx->phase == RX_HDR) {
+				atomic_fetch_add(frames, 1);
+				continue;
+			}
+			/* fall through */
+		case RX_START:
+			rx->mr = NULL;
+			err = frame_ops[rx->fr.type].start(ep, rx, wait);
+			if (err == -EAGAIN)
+				return moved;
+			if (err)
+				goto fail;
+			rx->phase = RX_DATA;
+			/* fall through */
+		case RX_DATA:
+			while (rx->left) {
+				n = rx_recv(ep, rx->dst, rx->left, wait);
+				if (n < 0) {
+					err = (int)n;
+					goto fail;
+				}
+				if (!n)
+					return moved;
+				moved = 1;
+				rx->dst += n;
+				rx->left -= (uint32_t)n;
+			}
+			if (frame_ops[rx->fr.type].finish)
+				frame_ops[rx->fr.type].finish(ep, rx);
+			rx->phase = RX_HDR;
+			atomic_fetch_add(frames, 1);
+			moved = 1;
+			break;
+		}
+	}
+fail:
+	ep_fail(ep);
+	rx_abort(ep);
+	return err;
+}
+
+/* Read what @ep's socket holds, if nobody else is reading it. Never
+ * blocks. Returns true if anything was read. */
+static bool ep_drive(struct tcp_ep *ep)
+{
+	bool idle;
+	int rc;
+
+	if (atomic_load(&ep->broken))
+		return false;
+	if (pthread_mutex_trylock(&ep->rx_lock))
+		return false;
+	rc = rx_run(ep, false, &idle);
+	pthread_mutex_unlock(&ep->rx_lock);
+	return rc > 0;
+}
+
+bool tcp_cq_drive(struct tcp_cq *cq)
+{
+	struct epoll_event ev[DRIVE_BATCH];
+	struct tcp_ep *ep[DRIVE_BATCH];
+	bool moved = false;
+	int i, n = 0;
+
+	/* Another waiter picking endpoints right now reads them as well. */
+	if (pthread_mutex_trylock(&cq->ep_lock))
+		return false;
+	if (cq->neps == 1) {
+		/* One endpoint (a client's): looking is a recv either way */
+		ep[n++] = cq->eps[0];
+	} else if (cq->neps) {
+		n = epoll_wait(cq->epfd, ev, DRIVE_BATCH, 0);
+		for (i = 0; i < n; i++)
+			ep[i] = ev[i].data.ptr;
+	}
+	/* Pinned, an endpoint outlives our use of it: ep_free unlinks it
+	 * under ep_lock, then waits for its pins. */
+	for (i = 0; i < n; i++)
+		atomic_fetch_add(&ep[i]->pins, 1);
+	pthread_mutex_unlock(&cq->ep_lock);
+	for (i = 0; i < n; i++) {
+		if (ep_drive(ep[i]))
+			moved = true;
+		atomic_fetch_sub(&ep[i]->pins, 1);
+	}
+	return moved;
+}
+
+void tcp_cq_unpark(struct tcp_cq *cq, bool long_only)
+{
+	struct tcp_ep *ep;
+	unsigned i;
+
+	pthread_mutex_lock(&cq->ep_lock);
+	for (i = 0; i < cq->neps; i++) {
+		ep = cq->eps[i];
+		pthread_mutex_lock(&ep->lock);
+		if (ep->parking && (!long_only || ep->park_long)) {
+			ep->unpark = true;
+			pthread_cond_signal(&ep->park_cond);
+		}
+		pthread_mutex_unlock(&ep->lock);
+	}
+	pthread_mutex_unlock(&cq->ep_lock);
+}
+
+/* Make @ep one of the endpoints @cq's waiters read. */
+static int cq_attach(struct tcp_cq *cq, struct tcp_ep *ep)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ep};
+	struct tcp_ep **eps;
+	unsigned cap;
+	int err = 0;
+
+	pthread_mutex_lock(&cq->ep_lock);
+	if (cq->neps == cq->eps_cap) {
+		cap = cq->eps_cap ? cq->eps_cap * 2 : 4;
+		eps = realloc(cq->eps, cap * sizeof(*eps));
+		if (!eps) {
+			err = -ENOMEM;
+			goto out;
+		}
+		cq->eps = eps;
+		cq->eps_cap = cap;
+	}
+	if (epoll_ctl(cq->epfd, EPOLL_CTL_ADD, ep->fd, &ev)) {
+		err = -errno;
+		goto out;
+	}
+	cq->eps[cq->neps++] = ep;
+out:
+	pthread_mutex_unlock(&cq->ep_lock);
+	return err;
+}
+
+/* Undo cq_attach, if not undone yet. A waiter may still hold a pin. */
+static void cq_detach(struct tcp_cq *cq, struct tcp_ep *ep)
+{
+	unsigned i;
+
+	pthread_mutex_lock(&cq->ep_lock);
+	for (i = 0; i < cq->neps; i++) {
+		if (cq->eps[i] != ep)
+			continue;
+		epoll_ctl(cq->epfd, EPOLL_CTL_DEL, ep->fd, NULL);
+		cq->eps[i] = cq->eps[--cq->neps];
+		break;
+	}
+	pthread_mutex_unlock(&cq->ep_lock);
+}
+
+static void ep_detach(struct tcp_ep *ep)
+{
+	cq_detach(ep->rcq, ep);
+	if (ep->scq != ep->rcq)
+		cq_detach(ep->scq, ep);
+}
+
+/* ---- the receive thread ---- */
+
+/*
+ * Whether the receive thread should leave the socket to others, and for
+ * how long before it looks again: 0 to read now, else nanoseconds. *@lng:
+ * others will tell it when to look again (tcp_cq_unpark), so the time is
+ * only a safety net.
+ */
+static uint64_t stand_aside(struct tcp_ep *ep, bool *lng)
+{
+	struct tcp_cq *r = ep->rcq, *s = ep->scq;
+	unsigned spin, wait;
+	uint64_t end, t, now;
+
+	*lng = false;
+	if (atomic_load(&ep->broken))
+		return 0;
+	if (atomic_load(&ep->paused)) {
+		*lng = true;
+		return PARK_LONG_NS;
+	}
+	spin = atomic_load(&r->spinners) + atomic_load(&s->spinners);
+	wait = atomic_load(&r->waiters) + atomic_load(&s->waiters);
+	if (spin) {
+		/* A spinner reads every endpoint of its CQ. With others
+		 * asleep on these CQs, the last spinner to leave sees to it
+		 * that somebody reads (wait_cq's handoff and block); without,
+		 * spinners leave without a word, so look again now and then. */
+		if (wait) {
+			*lng = true;
+			return PARK_LONG_NS;
+		}
+		return PARK_TICK_NS;
+	}
+	/* Somebody sleeps until a completion arrives: read for them. */
+	if (wait)
+		return 0;
+	/* Nobody waits. A spinner that just left with its completion is
+	 * likely to come back soon (a synchronous caller's next request),
+	 * and what arrives meanwhile is cheaper read by it than by a
+	 * wake-up here. */
+	end = atomic_load(&r->spin_end_ns);
+	t = atomic_load(&s->spin_end_ns);
+	if (t > end)
+		end = t;
+	end += PARK_GRACE_NS;
+	now = tcp_now_ns();
+	return now < end ? end - now : 0;
+}
+
+/* Count the receive thread in or out of its CQs' nparked, or nlong. */
+static void count_parked(struct tcp_ep *ep, bool lng, bool in)
+{
+	struct tcp_cq *cq[2] = {ep->rcq, ep->scq};
+	int i, n = ep->scq == ep->rcq ? 1 : 2;
+	atomic_uint *c;
+
+	for (i = 0; i < n; i++) {
+		c = lng ? &cq[i]->nlong : &cq[i]->nparked;
+		if (in)
+			atomic_fetch_add(c, 1);
+		else
+			atomic_fetch_sub(c, 1);
+	}
+}
+
+static void abs_time(struct timespec *ts, uint64_t ns)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ns += (uint64_t)ts->tv_nsec;
+	ts->tv_sec += (time_t)(ns / 1000000000);
+	ts->tv_nsec = (long)(ns % 1000000000);
+}
+
+/*
+ * Stand aside while others read the socket (stand_aside). Returns true
+ * if the thread waited, so it looks again before reading.
+ *
+ * No word is lost: the thread counts itself in its CQs' nparked (and, while
+ * looking, nlong) before it reads their spinner and waiter counts, under
+ * ->lock; a thread that changes those counts and then finds nparked
+ * (nlong) nonzero signals under ->lock (tcp_cq_unpark). With sequentially
+ * consistent atomics, whichever comes second sees the other.
+ */
+static bool rx_park(struct tcp_ep *ep)
+{
+	bool lng, waited = false;
+	struct timespec ts;
+	uint64_t ns;
+
+	/* The common case, nobody else reading, costs no lock. */
+	if (!stand_aside(ep, &lng))
+		return false;
+
+	pthread_mutex_lock(&ep->lock);
+	ep->parking = true;
+	ep->unpark = false;
+	count_parked(ep, false, true);
+	for (;;) {
+		if (!ep->park_long) {
+			ep->park_long = true;
+			count_parked(ep, true, true);
+		}
+		ns = stand_aside(ep, &lng);
+		if (!ns || ep->unpark)
+			break;
+		if (!lng) {
+			ep->park_long = false;
+			count_parked(ep, true, false);
+		}
+		abs_time(&ts, ns);
+		pthread_cond_timedwait(&ep->park_cond, &ep->lock, &ts);
+		waited = true;
+		if (ep->unpark)
+			break;
+	}
+	if (ep->park_long) {
+		ep->park_long = false;
+		count_parked(ep, true, false);
+	}
+	count_parked(ep, false, false);
+	ep->parking = false;
+	pthread_mutex_unlock(&ep->lock);
+	return waited;
+}
+
+/*
+ * The receive thread: the NIC of last resort. It reads whenever nobody
+ * else does - no spinner on the endpoint's CQs, or a waiter asleep on
+ * them - waiting for data in poll() without the reader role, and flushes
+ * at the end.
+ */
 static void *rx_main(void *arg)
 {
 	struct tcp_ep *ep = arg;
-	struct frame fr;
-	int err;
+	struct pollfd pfd = {.fd = ep->fd, .events = POLLIN};
+	bool idle;
+	int rc;
 
-	err = rx_hdr(ep, &fr);
-	if (!err && (fr.type != FR_HELLO || fr.len || fr.rkey ||
-		     fr.addr != TCP_MAGIC || fr.tag != TCP_VERSION))
-		err = violation(ep, &fr, "peer is not dafs tcp version 1",
-				-EPROTONOSUPPORT);
-	while (!err) {
-		err = rx_hdr(ep, &fr);
-		if (err)
+	while (!atomic_load(&ep->broken)) {
+		if (rx_park(ep))
+			continue;
+		pthread_mutex_lock(&ep->rx_lock);
+		rc = rx_run(ep, true, &idle);
+		pthread_mutex_unlock(&ep->rx_lock);
+		if (rc < 0)
 			break;
-		if (fr.type >= ARRAY_SIZE(frame_ops) || !frame_ops[fr.type].rx)
-			err = violation(ep, &fr, "unexpected frame type",
-					-EINVAL);
-		else
-			err = frame_ops[fr.type].rx(ep, &fr);
+		/* shutdown ends this wait too */
+		if (idle)
+			poll(&pfd, 1, -1);
 	}
 	ep_fail(ep);
+	pthread_mutex_lock(&ep->rx_lock);
 	rx_flush(ep);
+	pthread_mutex_unlock(&ep->rx_lock);
+	/* A broken socket stays readable: spare the waiters. */
+	ep_detach(ep);
 	return NULL;
+}
+
+void tcp_ep_stats(struct dafs_ep *base, struct tcp_ep_stats *st)
+{
+	struct tcp_ep *ep = to_ep(base);
+
+	st->rx_thread_frames = atomic_load(&ep->nrx_frames);
+	st->driven_frames = atomic_load(&ep->ndriven_frames);
+}
+
+void tcp_ep_pause_rx(struct dafs_ep *base, bool pause)
+{
+	struct tcp_ep *ep = to_ep(base);
+
+	atomic_store(&ep->paused, pause);
+	/* A receive thread inside rx_run stops at its next look at the
+	 * flag; once we have had the role, it is not inside. */
+	pthread_mutex_lock(&ep->rx_lock);
+	pthread_mutex_unlock(&ep->rx_lock);
+	pthread_mutex_lock(&ep->lock);
+	if (ep->parking) {
+		ep->unpark = true;
+		pthread_cond_signal(&ep->park_cond);
+	}
+	pthread_mutex_unlock(&ep->lock);
 }
 
 /* Answers the peer's RDMA READs, in order, from registered memory. */
@@ -718,6 +1236,7 @@ static int send_hello(int fd)
 static int ep_new(struct tcp_domain *dom, int fd,
 		  const struct dafs_ep_attr *attr, struct dafs_ep **out)
 {
+	pthread_condattr_t ca;
 	struct tcp_ep *ep;
 	int one = 1, err;
 
@@ -762,16 +1281,53 @@ static int ep_new(struct tcp_domain *dom, int fd,
 	err = -pthread_cond_init(&ep->done_cond, NULL);
 	if (err)
 		goto err_resp_cond;
-	/* Before the receive thread exists, so nothing else writes yet. */
+	err = -pthread_condattr_init(&ca);
+	if (err)
+		goto err_done_cond;
+	/* rx_park's timeouts must not jump with the wall clock. */
+	err = -pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!err)
+		err = -pthread_cond_init(&ep->park_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (err)
+		goto err_done_cond;
+	err = -pthread_mutex_init(&ep->rx_lock, NULL);
+	if (err)
+		goto err_park_cond;
+	/* Before anyone can read (and so start the responder), so nothing
+	 * else writes yet. */
 	err = send_hello(fd);
 	if (err)
-		goto err_done_cond;
-	err = start_thread(&ep->rx, rx_main, ep);
+		goto err_rx_lock;
+	err = cq_attach(ep->rcq, ep);
 	if (err)
-		goto err_done_cond;
+		goto err_rx_lock;
+	if (ep->scq != ep->rcq) {
+		err = cq_attach(ep->scq, ep);
+		if (err)
+			goto err_detach;
+	}
+	err = start_thread(&ep->rx_thread, rx_main, ep);
+	if (err)
+		goto err_detach;
 	*out = &ep->base;
 	return 0;
 
+err_detach:
+	/* A waiter may have read from the peer meanwhile. Nothing was
+	 * posted, so that can have completed nothing; but a READ request
+	 * (with a guessed key) would have started the responder. */
+	ep_detach(ep);
+	while (atomic_load(&ep->pins))
+		sched_yield();
+	ep_fail(ep);
+	if (ep->resp_started)
+		pthread_join(ep->resp, NULL);
+	rx_flush(ep);
+err_rx_lock:
+	pthread_mutex_destroy(&ep->rx_lock);
+err_park_cond:
+	pthread_cond_destroy(&ep->park_cond);
 err_done_cond:
 	pthread_cond_destroy(&ep->done_cond);
 err_resp_cond:
@@ -816,13 +1372,20 @@ static void tcp_ep_free(struct dafs_ep *base)
 		return;
 	ep = to_ep(base);
 	tcp_disconnect(base);
-	pthread_join(ep->rx, NULL);
+	pthread_join(ep->rx_thread, NULL);
 	if (ep->resp_started)
 		pthread_join(ep->resp, NULL);
+	/* The receive thread detached it already; a waiter that picked it
+	 * before may still look at it, and sees it broken. */
+	ep_detach(ep);
+	while (atomic_load(&ep->pins))
+		sched_yield();
 	close(ep->fd);
 	tcp_cq_purge(ep->scq, base);
 	if (ep->rcq != ep->scq)
 		tcp_cq_purge(ep->rcq, base);
+	pthread_mutex_destroy(&ep->rx_lock);
+	pthread_cond_destroy(&ep->park_cond);
 	pthread_cond_destroy(&ep->done_cond);
 	pthread_cond_destroy(&ep->resp_cond);
 	pthread_cond_destroy(&ep->rd_cond);
@@ -1656,6 +2219,11 @@ static int tcp_post_recv(struct dafs_ep *base, uint64_t wr_id,
 			pthread_cond_signal(&ep->rq_cond);
 	}
 	pthread_mutex_unlock(&ep->lock);
+	/* A SEND that found no receive was left where it stood by a
+	 * reader that could not wait: read it on. (The flag is set under
+	 * ->lock, so this post either was seen or sees it.) */
+	if (!err && atomic_load(&ep->rx_stalled))
+		ep_drive(ep);
 	return err;
 }
 

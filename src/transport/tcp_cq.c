@@ -2,31 +2,42 @@
  * tcp_cq.c - TCP transport: completion queues.
  *
  * A CQ is a ring of struct dafs_wc behind a mutex, shared by any number of
- * endpoints (producers: their receive and responder threads and the
- * threads that post) and pollers. The ring starts at the depth asked for
- * and doubles when full instead of overflowing: a lost completion would
- * leak a buffer or hang a waiter, which is worse than memory. Only if
- * growing fails does a producer wait for a poller to make room.
+ * endpoints (producers: whoever reads their sockets, their responder
+ * threads and the threads that post) and pollers. The ring starts at the
+ * depth asked for and doubles when full instead of overflowing: a lost
+ * completion would leak a buffer or hang a waiter, which is worse than
+ * memory. Only if growing fails does a producer wait for a poller to make
+ * room.
  *
  * wait_cq spins before it sleeps: waking a sleeping thread costs about
  * 70 us on these machines against a 13 us round trip, so for small
- * operations a short poll is the faster way to wait. The spin yields the
- * CPU on each turn instead of pausing: every request crosses a receive
- * thread on each side, and on a 2-core machine a pure spin keeps exactly
- * those threads off the CPU (getattr measured 70-110 us with a 50 us pure
- * spin, 22-28 us with a 200 us yielding spin; docs/benchmarks.md).
+ * operations a short poll is the faster way to wait. While it spins, the
+ * waiter reads the sockets of the CQ's endpoints itself (tcp_cq_drive, in
+ * tcp.c), so a reply reaches it without waking the endpoint's receive
+ * thread: the receive threads stand aside while anyone spins, and take
+ * over when a waiter goes to sleep. The spin yields the CPU on each turn
+ * instead of pausing: on a 2-core machine the peer (and, when nobody
+ * spins, a receive thread) needs the other core. The hand-over rules are
+ * in docs/transport-tcp.md, section 6.
  */
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tcp_i.h"
 
 #define DEFAULT_DEPTH 64
 #define DEFAULT_SPIN_US 200
 #define MAX_SPIN_US 1000000
+/* A spin that keeps reading a long frame goes on past spin_us, but never
+ * past this many times spin_us in all. */
+#define SPIN_STRETCH 16
+/* block()'s answer when the waiter was asked to spin again */
+#define PROMOTED 1
 
 static pthread_once_t spin_once = PTHREAD_ONCE_INIT;
 static unsigned spin_us = DEFAULT_SPIN_US;
@@ -48,12 +59,17 @@ static void spin_init(void)
 	spin_us = v > MAX_SPIN_US ? MAX_SPIN_US : (unsigned)v;
 }
 
-static uint64_t now_us(void)
+uint64_t tcp_now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_us(void)
+{
+	return tcp_now_ns() / 1000;
 }
 
 static struct tcp_cq *to_cq(struct dafs_cq *base)
@@ -98,9 +114,21 @@ int tcp_cq_new(struct dafs_domain *dom, uint32_t depth, struct dafs_cq **out)
 	err = -pthread_cond_init(&cq->space, NULL);
 	if (err)
 		goto err_cond;
+	err = -pthread_mutex_init(&cq->ep_lock, NULL);
+	if (err)
+		goto err_space;
+	cq->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (cq->epfd < 0) {
+		err = -errno;
+		goto err_ep_lock;
+	}
 	*out = &cq->base;
 	return 0;
 
+err_ep_lock:
+	pthread_mutex_destroy(&cq->ep_lock);
+err_space:
+	pthread_cond_destroy(&cq->space);
 err_cond:
 	pthread_cond_destroy(&cq->cond);
 err_mutex:
@@ -120,6 +148,9 @@ void tcp_cq_free(struct dafs_cq *base)
 	if (!base)
 		return;
 	cq = to_cq(base);
+	close(cq->epfd);
+	free(cq->eps);
+	pthread_mutex_destroy(&cq->ep_lock);
 	pthread_cond_destroy(&cq->space);
 	pthread_cond_destroy(&cq->cond);
 	pthread_mutex_destroy(&cq->lock);
@@ -171,7 +202,7 @@ void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc)
 	set_count(cq, n + 1);
 	/* One completion is enough for one waiter; the others would only
 	 * find the ring empty again. */
-	if (cq->waiters)
+	if (atomic_load(&cq->waiters))
 		pthread_cond_signal(&cq->cond);
 	pthread_mutex_unlock(&cq->lock);
 }
@@ -183,9 +214,12 @@ int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
 
 	if (n < 0 || (n && !wc))
 		return -EINVAL;
+	if (!n)
+		return 0;
 	/* Unlocked peek: pollers spinning on an empty CQ must not bounce
-	 * the lock away from producers. */
-	if (!n || !count_of(cq))
+	 * the lock away from producers. An empty CQ may only mean that its
+	 * messages still sit in the sockets: whoever polls reads them. */
+	if (!count_of(cq) && (!tcp_cq_drive(cq) || !count_of(cq)))
 		return 0;
 
 	pthread_mutex_lock(&cq->lock);
@@ -235,33 +269,78 @@ static void deadline(struct timespec *ts, int timeout_ms)
 	}
 }
 
-int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
+/*
+ * Nobody spins on @cq any more, and this thread leaves wait_cq: if others
+ * still wait for a completion and some receive threads stand aside, ask
+ * one waiter to spin (and so read the sockets) again. That costs one
+ * wake-up, where resuming the receive threads would cost one each and
+ * another when the message arrives; on a server whose handlers take turns
+ * it keeps one of them spinning. With nobody waiting at all, the receive
+ * threads that stand aside until told are told to look again.
+ */
+static void handoff(struct tcp_cq *cq)
 {
-	struct tcp_cq *cq = to_cq(base);
-	uint64_t t0, limit, kicks;
-	struct timespec end;
-	int err = 0, rc;
-
-	if (timeout_ms < 0)
-		timeout_ms = -1;
-	if (timeout_ms > 0)
-		deadline(&end, timeout_ms);
-	if (count_of(cq))
-		return 0;
-
-	limit = spin_us;
-	if (timeout_ms >= 0 && (uint64_t)timeout_ms * 1000 < limit)
-		limit = (uint64_t)timeout_ms * 1000;
-	if (limit) {
-		t0 = now_us();
-		do {
-			if (count_of(cq))
-				return 0;
-			if (atomic_load(&cq->kick_pending))
-				break;
-			sched_yield();
-		} while (now_us() - t0 < limit);
+	if (atomic_load(&cq->spinners))
+		return;
+	if (atomic_load(&cq->waiters)) {
+		if (!atomic_load(&cq->nparked))
+			return;
+		pthread_mutex_lock(&cq->lock);
+		cq->promote = true;
+		pthread_cond_signal(&cq->cond);
+		pthread_mutex_unlock(&cq->lock);
+		return;
 	}
+	if (atomic_load(&cq->nlong))
+		tcp_cq_unpark(cq, true);
+}
+
+/*
+ * The spin phase: watch the count, read the endpoints' sockets, yield.
+ * Ends when a completion arrives (returns true), on a kick, at @end_us, or
+ * when @limit us pass with nothing read; a frame still arriving keeps it
+ * going, up to SPIN_STRETCH times @limit.
+ */
+static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
+{
+	uint64_t t0, last, t;
+	bool got = false;
+
+	atomic_fetch_add(&cq->spinners, 1);
+	t0 = last = now_us();
+	for (;;) {
+		if (count_of(cq)) {
+			got = true;
+			break;
+		}
+		if (atomic_load(&cq->kick_pending))
+			break;
+		t = now_us();
+		if (tcp_cq_drive(cq)) {
+			if (count_of(cq)) {
+				got = true;
+				break;
+			}
+			last = t;
+		}
+		if (t - last >= limit || t >= end_us ||
+		    t - t0 >= limit * SPIN_STRETCH)
+			break;
+		sched_yield();
+	}
+	/* Before the count drops, so a receive thread that finds no
+	 * spinner also finds when the last one left. */
+	atomic_store(&cq->spin_end_ns, tcp_now_ns());
+	atomic_fetch_sub(&cq->spinners, 1);
+	return got;
+}
+
+/* Sleep until a completion, a kick, a promotion (returns PROMOTED) or
+ * @end. */
+static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
+{
+	uint64_t kicks;
+	int err = 0, rc;
 
 	pthread_mutex_lock(&cq->lock);
 	if (count_of(cq))
@@ -273,22 +352,71 @@ int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 		goto out;
 	}
 	kicks = cq->kicks;
-	cq->waiters++;
-	while (!count_of(cq) && kicks == cq->kicks) {
+	atomic_fetch_add(&cq->waiters, 1);
+	if (!atomic_load(&cq->spinners) && atomic_load(&cq->nparked)) {
+		/* Nobody reads the sockets now: their receive threads
+		 * must. Their lock comes before ours. */
+		pthread_mutex_unlock(&cq->lock);
+		tcp_cq_unpark(cq, false);
+		pthread_mutex_lock(&cq->lock);
+	}
+	while (!count_of(cq) && kicks == cq->kicks && !cq->promote) {
 		if (timeout_ms < 0) {
 			pthread_cond_wait(&cq->cond, &cq->lock);
 			continue;
 		}
-		rc = pthread_cond_timedwait(&cq->cond, &cq->lock, &end);
+		rc = pthread_cond_timedwait(&cq->cond, &cq->lock, end);
 		if (rc == ETIMEDOUT) {
-			if (!count_of(cq) && kicks == cq->kicks)
+			if (!count_of(cq) && kicks == cq->kicks && !cq->promote)
 				err = -ETIMEDOUT;
 			break;
 		}
 	}
-	cq->waiters--;
+	if (!err && !count_of(cq) && kicks == cq->kicks && cq->promote) {
+		cq->promote = false;
+		err = PROMOTED;
+	}
+	atomic_fetch_sub(&cq->waiters, 1);
 out:
 	pthread_mutex_unlock(&cq->lock);
+	return err;
+}
+
+int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
+{
+	struct tcp_cq *cq = to_cq(base);
+	uint64_t limit, end_us = UINT64_MAX, t;
+	struct timespec end = {0};
+	int err;
+
+	if (timeout_ms < 0)
+		timeout_ms = -1;
+	if (timeout_ms > 0) {
+		deadline(&end, timeout_ms);
+		end_us = (uint64_t)end.tv_sec * 1000000 +
+			 (uint64_t)end.tv_nsec / 1000;
+	}
+	if (count_of(cq))
+		return 0;
+
+	for (;;) {
+		limit = spin_us;
+		if (timeout_ms >= 0) {
+			t = now_us();
+			if (!timeout_ms || t >= end_us)
+				limit = 0;
+			else if (end_us - t < limit)
+				limit = end_us - t;
+		}
+		if (limit && spin(cq, limit, end_us)) {
+			handoff(cq);
+			return 0;
+		}
+		err = block(cq, timeout_ms, &end);
+		if (err != PROMOTED)
+			break;
+	}
+	handoff(cq);
 	return err;
 }
 
@@ -302,7 +430,7 @@ void tcp_cq_kick(struct dafs_cq *base)
 
 	pthread_mutex_lock(&cq->lock);
 	cq->kicks++;
-	if (!cq->waiters)
+	if (!atomic_load(&cq->waiters))
 		atomic_store(&cq->kick_pending, true);
 	pthread_cond_broadcast(&cq->cond);
 	pthread_mutex_unlock(&cq->lock);

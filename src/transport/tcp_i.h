@@ -62,30 +62,79 @@ int tcp_reg_mr(struct dafs_domain *dom, void *addr, size_t len, unsigned access,
 	       struct dafs_mr **mr);
 int tcp_dereg_mr(struct dafs_mr *mr);
 
+struct tcp_ep;
+
 struct tcp_cq {
 	struct dafs_cq base;
 	/* Protects the ring, waiters and kick state. Lock order: an ep's
 	 * lock may be held while taking this one, never the reverse. */
 	pthread_mutex_t lock;
-	pthread_cond_t cond;  /* completions arrived, or a kick */
+	pthread_cond_t cond;  /* completions arrived, a kick, a promotion */
 	pthread_cond_t space; /* the ring could not grow; a poll made room */
 	struct dafs_wc *ring;
 	uint32_t cap, head;
-	atomic_uint count; /* written under lock; read unlocked to spin */
-	unsigned waiters;
+	atomic_uint count;   /* written under lock; read unlocked to spin */
+	atomic_uint waiters; /* blocked in wait_cq; written under lock */
 	unsigned full_waiters;
 	uint64_t kicks;
 	atomic_bool kick_pending; /* a kick found nobody waiting */
+	bool promote;		  /* a waiter is asked to spin (wait_cq) */
+
+	/*
+	 * Consumer-driven receive (docs/transport-tcp.md, section 6): the
+	 * endpoints feeding this CQ, so that a thread waiting on it can read
+	 * their sockets itself. @ep_lock protects @eps, @neps and the
+	 * membership of @epfd (an epoll set of their sockets); a waiter holds
+	 * it only to pick endpoints, never while reading one. Taken before an
+	 * ep's lock, never after it.
+	 */
+	pthread_mutex_t ep_lock;
+	int epfd;
+	struct tcp_ep **eps;
+	unsigned neps, eps_cap;
+	atomic_uint spinners; /* in wait_cq's spin phase, reading sockets */
+	atomic_uint nparked;  /* receive threads of @eps standing aside */
+	atomic_uint nlong;    /* ... of which only a signal ends the wait */
+	_Atomic uint64_t spin_end_ns; /* when a spinner last left */
 };
 
 void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc);
 /* Drop every queued completion of @ep (ep_free's guarantee). */
 void tcp_cq_purge(struct tcp_cq *cq, const struct dafs_ep *ep);
+uint64_t tcp_now_ns(void);
 
 int tcp_cq_new(struct dafs_domain *dom, uint32_t depth, struct dafs_cq **cq);
 void tcp_cq_free(struct dafs_cq *cq);
 int tcp_poll_cq(struct dafs_cq *cq, struct dafs_wc *wc, int n);
 int tcp_wait_cq(struct dafs_cq *cq, int timeout_ms);
 void tcp_cq_kick(struct dafs_cq *cq);
+
+/*
+ * Implemented in tcp.c, where endpoints are known.
+ *
+ * tcp_cq_drive: read, without ever blocking, whatever the sockets of the
+ * endpoints feeding @cq hold, placing payloads and pushing completions as
+ * the receive threads would. Skips an endpoint whose reader role is taken.
+ * Returns true if anything was read.
+ *
+ * tcp_cq_unpark: wake the receive threads of @cq's endpoints that stand
+ * aside for spinners (all of them, or only those waiting for a signal),
+ * so they watch their sockets again.
+ */
+bool tcp_cq_drive(struct tcp_cq *cq);
+void tcp_cq_unpark(struct tcp_cq *cq, bool long_only);
+
+/*
+ * For the transport's tests only: frames read by @ep's receive thread and
+ * by other threads; and a switch that keeps the receive thread from
+ * reading at all (until the endpoint breaks), so a test can show that
+ * completions arrive without it.
+ */
+struct tcp_ep_stats {
+	uint64_t rx_thread_frames;
+	uint64_t driven_frames;
+};
+void tcp_ep_stats(struct dafs_ep *ep, struct tcp_ep_stats *st);
+void tcp_ep_pause_rx(struct dafs_ep *ep, bool pause);
 
 #endif /* DAFS_TCP_I_H */

@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "transport/transport_i.h"
+#include "transport/tcp_i.h"
 
 #define TMO_MS 5000 /* generous: ASan builds on a busy 2-core machine */
 #define CANARY 0xa5
@@ -2068,6 +2068,744 @@ START_TEST(test_concurrent_senders)
 }
 END_TEST
 
+/* ---- consumer-driven receive ---- */
+
+/*
+ * A thread waiting on a CQ reads its endpoints' sockets itself; the
+ * receive thread reads only when nobody else does. These tests use two
+ * hooks of tcp_i.h: frame counts by reader (the receive thread, or
+ * anybody else), and a switch that keeps a receive thread from reading at
+ * all, so that a completion can only have come from the waiter's own
+ * reading.
+ */
+
+/*
+ * The next completion on @cq within @ms, for threads other than the
+ * test's own (check's asserts belong to the main thread). @step: the
+ * longest single wait_cq. With its receive thread kept from reading, an
+ * endpoint's messages are read only while somebody waits on its CQ, and a
+ * waiter reads while it spins, not once asleep: so such a test waits in
+ * short steps, each beginning with a spin, however slow the machine.
+ */
+static int next_wc(struct dafs_cq *cq, struct dafs_wc *wc, unsigned ms,
+		   unsigned step)
+{
+	uint64_t end = now_ms() + ms, t;
+	int n;
+
+	for (;;) {
+		n = tp->poll_cq(cq, wc, 1);
+		if (n)
+			return n < 0 ? n : 0;
+		t = now_ms();
+		if (t >= end)
+			return -ETIMEDOUT;
+		tp->wait_cq(cq, (int)(end - t < step ? end - t : step));
+	}
+}
+
+/* wait_wc in steps of 1 ms, for endpoints whose receive thread is kept
+ * from reading. */
+static void wait_wc_stepped(struct dafs_cq *cq, struct dafs_wc *wc)
+{
+	ck_assert_msg(!next_wc(cq, wc, TMO_MS, 1), "no completion within %d ms",
+		      TMO_MS);
+}
+
+static void expect_wc_stepped(struct dafs_cq *cq, struct dafs_ep *ep,
+			      uint64_t wr_id, uint8_t op, int status)
+{
+	struct dafs_wc wc;
+
+	wait_wc_stepped(cq, &wc);
+	ck_assert_uint_eq(wc.wr_id, wr_id);
+	ck_assert_int_eq(wc.status, status);
+	ck_assert_uint_eq(wc.op, op);
+	ck_assert_ptr_eq(wc.ep, ep);
+}
+
+static struct tcp_ep_stats stats_of(struct dafs_ep *ep)
+{
+	struct tcp_ep_stats st;
+
+	tcp_ep_stats(ep, &st);
+	return st;
+}
+
+/* First failure of a helper thread, reported by the main thread. */
+struct tfail {
+	pthread_mutex_t lock;
+	char msg[160];
+};
+
+#define TFAIL(f, ...)                                                          \
+	do {                                                                   \
+		pthread_mutex_lock(&(f)->lock);                                \
+		if (!(f)->msg[0])                                              \
+			snprintf((f)->msg, sizeof((f)->msg), __VA_ARGS__);     \
+		pthread_mutex_unlock(&(f)->lock);                              \
+	} while (0)
+
+static void tfail_init(struct tfail *f)
+{
+	pthread_mutex_init(&f->lock, NULL);
+	f->msg[0] = 0;
+}
+
+static void tfail_check(struct tfail *f)
+{
+	ck_assert_msg(!f->msg[0], "%s", f->msg);
+	pthread_mutex_destroy(&f->lock);
+}
+
+#define ECHO_N 300
+#define ECHO_LEN 512
+
+struct echo {
+	struct side *s;
+	struct buf *rb;
+	struct tfail *fail;
+};
+
+/* Sends every message back as it came. */
+static void *echo_main(void *arg)
+{
+	struct echo *e = arg;
+	struct dafs_sge sge;
+	struct dafs_wc wc;
+	unsigned i;
+	int err;
+
+	for (i = 0; i < ECHO_N; i++) {
+		err = next_wc(e->s->cq, &wc, TMO_MS, 1);
+		if (err || wc.status || wc.op != DAFS_WC_RECV) {
+			TFAIL(e->fail, "echo %u: err %d status %d op %u", i,
+			      err, err ? 0 : wc.status, err ? 0 : wc.op);
+			return NULL;
+		}
+		sge = sge_of(e->rb, 0, wc.byte_len);
+		err = tp->post_send(e->s->ep, 0, &sge, 1, 0);
+		sge = sge_of(e->rb, 0, ECHO_LEN);
+		if (!err)
+			err = tp->post_recv(e->s->ep, 0, &sge);
+		if (err) {
+			TFAIL(e->fail, "echo %u: post: %d", i, err);
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Round trips complete with both receive threads kept from reading: each
+ * waiter reads its own message. Afterwards, with nobody polling, the
+ * receive thread takes over again. */
+START_TEST(test_consumer_reads_own_reply)
+{
+	struct tcp_ep_stats a0, b0, a1, b1;
+	struct buf sa, ra, rb;
+	struct dafs_wc wc;
+	struct tfail fail;
+	struct echo e;
+	struct pair p;
+	pthread_t t;
+	uint64_t end;
+	unsigned i;
+
+	pair_open(&p);
+	buf_init(&sa, &p.a, ECHO_LEN, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&ra, &p.a, ECHO_LEN, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&rb, &p.b, ECHO_LEN, DAFS_ACC_LOCAL_WRITE, 0);
+	post_recv(&p.b, 0, &rb, 0, ECHO_LEN);
+	tcp_ep_pause_rx(p.a.ep, true);
+	tcp_ep_pause_rx(p.b.ep, true);
+	a0 = stats_of(p.a.ep);
+	b0 = stats_of(p.b.ep);
+
+	tfail_init(&fail);
+	e = (struct echo){&p.b, &rb, &fail};
+	ck_assert_int_eq(pthread_create(&t, NULL, echo_main, &e), 0);
+	for (i = 0; i < ECHO_N; i++) {
+		uint32_t len = 1 + (i * 97) % ECHO_LEN;
+
+		pattern(sa.p, len, i);
+		post_recv(&p.a, i, &ra, 0, ECHO_LEN);
+		send_buf(&p.a, i, &sa, 0, len, 0);
+		wait_wc_stepped(p.a.cq, &wc);
+		ck_assert_int_eq(wc.status, 0);
+		ck_assert_uint_eq(wc.op, DAFS_WC_RECV);
+		ck_assert_uint_eq(wc.wr_id, i);
+		ck_assert_uint_eq(wc.byte_len, len);
+		ck_assert_uint_eq(csum(ra.p, len), csum(sa.p, len));
+	}
+	pthread_join(t, NULL);
+	tfail_check(&fail);
+
+	/* nothing by the receive threads: every frame by a waiter */
+	a1 = stats_of(p.a.ep);
+	b1 = stats_of(p.b.ep);
+	ck_assert_uint_eq(a1.rx_thread_frames, a0.rx_thread_frames);
+	ck_assert_uint_eq(b1.rx_thread_frames, b0.rx_thread_frames);
+	ck_assert_uint_ge(a1.driven_frames - a0.driven_frames, ECHO_N);
+	ck_assert_uint_ge(b1.driven_frames - b0.driven_frames, ECHO_N);
+
+	/* Let a's receive thread read again; nobody polls a's CQ, yet the
+	 * message is read and completes. */
+	tcp_ep_pause_rx(p.a.ep, false);
+	post_recv(&p.a, 7, &ra, 0, ECHO_LEN);
+	send_buf(&p.b, 0, &rb, 0, 16, 0);
+	end = now_ms() + TMO_MS;
+	while (stats_of(p.a.ep).rx_thread_frames == a1.rx_thread_frames) {
+		ck_assert_msg(now_ms() < end, "receive thread idle");
+		sleep_ms(1);
+	}
+	ck_assert_int_eq(tp->poll_cq(p.a.cq, &wc, 1), 1);
+	ck_assert_uint_eq(wc.wr_id, 7);
+	ck_assert_int_eq(wc.status, 0);
+	tcp_ep_pause_rx(p.b.ep, false);
+	buf_fini(&sa);
+	buf_fini(&ra);
+	buf_fini(&rb);
+	pair_close(&p);
+}
+END_TEST
+
+/* The transport answers the peer's RDMA READ although nobody on its side
+ * polls: neither ever, nor since a waiter spun there a moment ago. */
+START_TEST(test_read_answered_unpolled)
+{
+	struct buf src, dst, sa, rb;
+	struct tcp_ep_stats b0;
+	struct dafs_sge sge;
+	struct pair p;
+	int round;
+
+	pair_open(&p);
+	buf_init(&src, &p.b, 65536, DAFS_ACC_REMOTE_READ, 0);
+	buf_init(&dst, &p.a, 65536, DAFS_ACC_LOCAL_WRITE, CANARY);
+	buf_init(&sa, &p.a, 64, 0, 0);
+	buf_init(&rb, &p.b, 64, DAFS_ACC_LOCAL_WRITE, 0);
+	for (round = 0; round < 2; round++) {
+		if (round == 1) {
+			/* b's waiter spins, reads its message and leaves */
+			post_recv(&p.b, 5, &rb, 0, 64);
+			send_buf(&p.a, 0, &sa, 0, 8, 0);
+			expect_wc(p.b.cq, p.b.ep, 5, DAFS_WC_RECV, 0);
+		}
+		b0 = stats_of(p.b.ep);
+		pattern(src.p, src.len, 100 + round);
+		memset(dst.p, CANARY, dst.len);
+		sge = sge_of(&dst, 0, 65536);
+		ck_assert_int_eq(tp->rdma_read(p.a.ep, 9, &sge,
+					       raddr_of(&src, 0), src.mr->rkey,
+					       DAFS_TP_SIGNALED),
+				 0);
+		expect_wc(p.a.cq, p.a.ep, 9, DAFS_WC_RDMA_READ, 0);
+		ck_assert_mem_eq(dst.p, src.p, 65536);
+		/* b's side never looked: its receive thread read the
+		 * request */
+		ck_assert_uint_gt(stats_of(p.b.ep).rx_thread_frames,
+				  b0.rx_thread_frames);
+	}
+	expect_none(p.b.cq, 0);
+	buf_fini(&src);
+	buf_fini(&dst);
+	buf_fini(&sa);
+	buf_fini(&rb);
+	pair_close(&p);
+}
+END_TEST
+
+/* How a frame that a waiter began ends. */
+enum mid_case {
+	MID_DISCONNECT, /* the owner breaks the connection */
+	MID_EP_FREE,	/* the owner frees the endpoint while a thread reads */
+	MID_PEER_CLOSE, /* the peer goes away, and the waiter notices */
+	MID_NCASES
+};
+
+struct reaper {
+	struct dafs_cq *cq;
+	atomic_bool stop;
+	struct dafs_wc wc[8];
+	unsigned n;
+};
+
+/* Keeps waiting on a CQ (and so reading its sockets), reaping what comes. */
+static void *reaper_main(void *arg)
+{
+	struct reaper *r = arg;
+	struct dafs_wc wc;
+
+	while (!atomic_load(&r->stop)) {
+		if (tp->poll_cq(r->cq, &wc, 1) == 1) {
+			if (r->n < 8)
+				r->wc[r->n] = wc;
+			r->n++;
+			continue;
+		}
+		tp->wait_cq(r->cq, 1);
+	}
+	return NULL;
+}
+
+/*
+ * A waiter reads the first part of a SEND into its receive buffer and
+ * leaves the rest to whoever reads next (the receive thread is kept from
+ * reading); then the connection ends. The receive that was being filled
+ * completes first with an error, the ones behind it flush in order, the
+ * buffer's region is released, and ep_free keeps its guarantee while
+ * another thread goes on reading the CQ.
+ */
+START_TEST(test_flush_mid_frame)
+{
+	const enum mid_case c = (enum mid_case)_i;
+	struct dafs_listener *l;
+	struct tcp_ep_stats st;
+	struct dafs_ep_attr a;
+	struct reaper r = {0};
+	uint8_t h[32], in[32], data[400];
+	struct dafs_wc wc;
+	struct buf rb;
+	struct side s;
+	pthread_t t;
+	uint64_t end;
+	unsigned i;
+	int fd;
+
+	side_init(&s);
+	ck_assert_int_eq(tp->listen(s.dom, "127.0.0.1", 0, &l), 0);
+	fd = raw_connect(tp->listener_port(l));
+	a = attr_of(&s, 8, 0);
+	ck_assert_int_eq(tp->accept(l, &a, &s.ep), 0);
+	tcp_ep_pause_rx(s.ep, true);
+	buf_init(&rb, &s, 3 * 4096, DAFS_ACC_LOCAL_WRITE, CANARY);
+	for (i = 0; i < 3; i++)
+		post_recv(&s, 1 + i, &rb, 4096 * i, 4096);
+
+	ck_assert_int_eq(recv(fd, in, 32, MSG_WAITALL), 32);
+	hdr(h, 1, 0, 0, 0x3150435453464144ull, 1);
+	raw_write(fd, h, 32);
+	hdr(h, 2, 1000, 0, 0, 0);
+	raw_write(fd, h, 32);
+	pattern(data, sizeof(data), 77);
+	raw_write(fd, data, sizeof(data));
+
+	/* polling reads what is there: 400 bytes land, nothing completes */
+	end = now_ms() + TMO_MS;
+	while (memcmp(rb.p, data, sizeof(data))) {
+		ck_assert_msg(now_ms() < end, "the waiter read nothing");
+		ck_assert_int_eq(tp->poll_cq(s.cq, &wc, 1), 0);
+		sleep_ms(1);
+	}
+	assert_filled(rb.p + sizeof(data), 3 * 4096 - sizeof(data), CANARY);
+	st = stats_of(s.ep);
+	ck_assert_uint_eq(st.rx_thread_frames, 0);
+	ck_assert_uint_eq(st.driven_frames, 1); /* the HELLO */
+	expect_none(s.cq, 10);
+
+	switch (c) {
+	case MID_DISCONNECT:
+		tp->disconnect(s.ep);
+		for (i = 0; i < 3; i++)
+			expect_wc_stepped(s.cq, s.ep, 1 + i, DAFS_WC_RECV,
+					  -ECONNRESET);
+		break;
+	case MID_EP_FREE:
+		r.cq = s.cq;
+		ck_assert_int_eq(pthread_create(&t, NULL, reaper_main, &r), 0);
+		sleep_ms(5);
+		tp->ep_free(s.ep);
+		/* nothing of the endpoint is left to reap */
+		ck_assert_int_eq(tp->poll_cq(s.cq, &wc, 1), 0);
+		atomic_store(&r.stop, true);
+		pthread_join(t, NULL);
+		ck_assert_uint_le(r.n, 3);
+		for (i = 0; i < r.n; i++) {
+			/* whatever was reaped came first, in order */
+			ck_assert_uint_eq(r.wc[i].wr_id, 1 + i);
+			ck_assert_int_eq(r.wc[i].status, -ECONNRESET);
+		}
+		s.ep = NULL;
+		break;
+	case MID_PEER_CLOSE:
+		close(fd);
+		fd = -1;
+		for (i = 0; i < 3; i++)
+			expect_wc_stepped(s.cq, s.ep, 1 + i, DAFS_WC_RECV,
+					  -ECONNRESET);
+		break;
+	default:
+		break;
+	}
+	if (s.ep)
+		expect_none(s.cq, 0);
+	/* the region is free again: deregistration does not wait */
+	buf_fini(&rb);
+	if (fd >= 0)
+		close(fd);
+	tp->ep_free(s.ep);
+	tp->listener_close(l);
+	tp->cq_free(s.cq);
+	tp->domain_free(s.dom);
+}
+END_TEST
+
+#define MC_THREADS 4
+#define MC_MSGS 4000
+#define MC_SLOTS 32
+#define MC_MAX 1024
+
+struct mc_consumer {
+	struct side *s;
+	struct buf *rb;
+	atomic_uint *got;   /* messages reaped by all */
+	atomic_uchar *seen; /* MC_MSGS flags */
+	struct tfail *fail;
+	unsigned n;
+};
+
+/* One of several threads waiting on one CQ, reposting what it reaps. */
+static void *mc_main(void *arg)
+{
+	struct mc_consumer *c = arg;
+	uint64_t end = now_ms() + 12 * TMO_MS;
+	struct dafs_wc wc[4];
+	struct msg_hdr h;
+	struct dafs_sge sge;
+	int64_t last = -1;
+	int i, n;
+	uint8_t *m;
+
+	while (atomic_load(c->got) < MC_MSGS) {
+		if (now_ms() > end) {
+			TFAIL(c->fail, "consumer: only %u messages",
+			      atomic_load(c->got));
+			return NULL;
+		}
+		n = tp->poll_cq(c->s->cq, wc, 4);
+		if (n <= 0) {
+			tp->wait_cq(c->s->cq, 10);
+			continue;
+		}
+		for (i = 0; i < n; i++) {
+			m = c->rb->p + wc[i].wr_id * MC_MAX;
+			memcpy(&h, m, sizeof(h));
+			if (wc[i].status || wc[i].op != DAFS_WC_RECV ||
+			    wc[i].byte_len != sizeof(h) + h.len ||
+			    h.seq >= MC_MSGS ||
+			    csum(m + sizeof(h), h.len) != h.sum) {
+				TFAIL(c->fail, "bad message: status %d seq %u",
+				      wc[i].status, h.seq);
+				return NULL;
+			}
+			/* completions leave the ring in order, so each
+			 * thread sees its share in order; and each message
+			 * arrives once */
+			if ((int64_t)h.seq <= last ||
+			    atomic_exchange(&c->seen[h.seq], 1)) {
+				TFAIL(c->fail, "seq %u after %lld, or twice",
+				      h.seq, (long long)last);
+				return NULL;
+			}
+			last = h.seq;
+			sge = sge_of(c->rb, wc[i].wr_id * MC_MAX, MC_MAX);
+			if (tp->post_recv(c->s->ep, wc[i].wr_id, &sge)) {
+				TFAIL(c->fail, "repost failed");
+				return NULL;
+			}
+			c->n++;
+		}
+		atomic_fetch_add(c->got, (unsigned)n);
+	}
+	return NULL;
+}
+
+/* Many threads wait on one CQ: every message reaches exactly one of them,
+ * intact, and each sees its share in order. */
+START_TEST(test_many_consumers)
+{
+	struct mc_consumer c[MC_THREADS];
+	static atomic_uchar seen[MC_MSGS];
+	pthread_t t[MC_THREADS];
+	struct dafs_sge sgl[2];
+	struct tfail fail;
+	struct buf sb, rb;
+	atomic_uint got = 0;
+	struct msg_hdr h;
+	struct pair p;
+	unsigned i, total = 0, busy = 0;
+	uint32_t len;
+	uint8_t *slot;
+
+	pair_open_at(&p, "127.0.0.1", MC_SLOTS, 0);
+	buf_init(&rb, &p.b, MC_SLOTS * MC_MAX, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&sb, &p.a, (size_t)MC_MSGS * MC_MAX, 0, 0);
+	for (i = 0; i < MC_SLOTS; i++)
+		post_recv(&p.b, i, &rb, (size_t)i * MC_MAX, MC_MAX);
+	tfail_init(&fail);
+	for (i = 0; i < MC_THREADS; i++) {
+		c[i] = (struct mc_consumer){&p.b, &rb, &got, seen, &fail, 0};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, mc_main, &c[i]),
+				 0);
+	}
+	for (i = 0; i < MC_MSGS; i++) {
+		slot = sb.p + (size_t)i * MC_MAX;
+		len = (i * 131) % (MC_MAX - sizeof(h));
+		pattern(slot + sizeof(h), len, i);
+		h = (struct msg_hdr){0, i, len, csum(slot + sizeof(h), len)};
+		memcpy(slot, &h, sizeof(h));
+		sgl[0] = sge_of(&sb, (size_t)i * MC_MAX, sizeof(h));
+		sgl[1] = sge_of(&sb, (size_t)i * MC_MAX + sizeof(h), len);
+		ck_assert_int_eq(tp->post_send(p.a.ep, i, sgl, 2, 0), 0);
+		/* now and then a pause, so the consumers run dry and sleep */
+		if (i % 500 == 499)
+			sleep_ms(2);
+	}
+	for (i = 0; i < MC_THREADS; i++) {
+		pthread_join(t[i], NULL);
+		total += c[i].n;
+		busy += c[i].n > 0;
+	}
+	tfail_check(&fail);
+	ck_assert_uint_eq(total, MC_MSGS);
+	for (i = 0; i < MC_MSGS; i++)
+		ck_assert_uint_eq(seen[i], 1);
+	ck_assert_uint_ge(busy, 1);
+	expect_none(p.b.cq, 0);
+	buf_fini(&sb);
+	buf_fini(&rb);
+	pair_close(&p);
+}
+END_TEST
+
+/*
+ * Mixed traffic both ways on one connection, the receiving side's waiter
+ * now spinning, now asleep, now away (so frames are read by it, by the
+ * receive thread, or a bit by each): a sends messages, RDMA WRITEs each
+ * announced by a message, and RDMA READs of b; b RDMA READs a. Nothing is
+ * lost, reordered or misplaced.
+ */
+#define MX_OPS 1500
+#define MX_MSG 2048 /* receive buffer size */
+#define MX_SLOTS 16
+#define MX_WMAX 8192  /* largest RDMA WRITE */
+#define MX_RMAX 16384 /* largest RDMA READ */
+#define MX_RD 4	      /* READ destinations, each side */
+
+enum mx_kind { MX_PLAIN, MX_WROTE, MX_END };
+
+struct mx_msg {
+	uint32_t kind, seq, len, sum; /* PLAIN: payload; WROTE: written */
+	uint64_t off;		      /* WROTE: where in b's region */
+};
+
+struct mx_b {
+	struct side *s;
+	struct buf *rb, *wr, *dst, *a_src;
+	struct tfail *fail;
+	unsigned reads, msgs;
+};
+
+/* A READ of @len bytes at @off of @src, expected to equal pattern(seed). */
+static uint32_t mx_read_len(unsigned k)
+{
+	return 1 + (k * 7919) % MX_RMAX;
+}
+
+static void *mx_b_main(void *arg)
+{
+	struct mx_b *b = arg;
+	unsigned next_seq = 0, posted = 0, done = 0, k;
+	struct dafs_sge sge;
+	struct mx_msg m;
+	struct dafs_wc wc;
+	bool end = false;
+	uint32_t len;
+	uint8_t *buf;
+	int err;
+
+	while (!end || done < posted) {
+		err = next_wc(b->s->cq, &wc, 2 * TMO_MS, 2 * TMO_MS);
+		if (err || wc.status) {
+			TFAIL(b->fail, "b: err %d status %d after %u msgs", err,
+			      err ? 0 : wc.status, next_seq);
+			return NULL;
+		}
+		if (wc.op == DAFS_WC_RDMA_READ) {
+			/* b's READs of a complete in order, with a's bytes */
+			k = (unsigned)wc.wr_id;
+			len = mx_read_len(k);
+			if (k != done ||
+			    memcmp(b->dst->p + (k % MX_RD) * MX_RMAX,
+				   b->a_src->p + k * 13, len)) {
+				TFAIL(b->fail, "b: READ %u of %u wrong", k,
+				      done);
+				return NULL;
+			}
+			done++;
+			continue;
+		}
+		buf = b->rb->p + wc.wr_id * MX_MSG;
+		memcpy(&m, buf, sizeof(m));
+		if (wc.op != DAFS_WC_RECV || m.seq != next_seq) {
+			TFAIL(b->fail, "b: op %u seq %u, expected %u", wc.op,
+			      m.seq, next_seq);
+			return NULL;
+		}
+		next_seq++;
+		if ((m.kind == MX_PLAIN &&
+		     (wc.byte_len != sizeof(m) + m.len ||
+		      csum(buf + sizeof(m), m.len) != m.sum)) ||
+		    (m.kind == MX_WROTE &&
+		     csum(b->wr->p + m.off, m.len) != m.sum)) {
+			/* an RDMA WRITE is placed before the message
+			 * behind it completes */
+			TFAIL(b->fail, "b: message %u (kind %u) corrupt", m.seq,
+			      m.kind);
+			return NULL;
+		}
+		end = m.kind == MX_END;
+		sge = sge_of(b->rb, wc.wr_id * MX_MSG, MX_MSG);
+		if (tp->post_recv(b->s->ep, wc.wr_id, &sge)) {
+			TFAIL(b->fail, "b: repost failed");
+			return NULL;
+		}
+		/* now and then a READ of a's memory, at most MX_RD out */
+		if (!end && m.seq % 5 == 0 && posted - done < MX_RD) {
+			k = posted;
+			sge = sge_of(b->dst, (k % MX_RD) * MX_RMAX,
+				     mx_read_len(k));
+			err = tp->rdma_read(
+				b->s->ep, k, &sge, raddr_of(b->a_src, k * 13),
+				b->a_src->mr->rkey, DAFS_TP_SIGNALED);
+			if (err) {
+				TFAIL(b->fail, "b: rdma_read: %d", err);
+				return NULL;
+			}
+			posted++;
+		}
+		/* the waiter wanders off: the receive thread's turn */
+		if (m.seq % 7 == 3)
+			sleep_ms(m.seq % 3);
+	}
+	b->reads = done;
+	b->msgs = next_seq;
+	return NULL;
+}
+
+START_TEST(test_mixed_load)
+{
+	struct buf sa, wa, a_src, a_dst, rb, wr, dst, b_src;
+	unsigned i, op, nw = 0, rposted = 0, rdone = 0;
+	uint64_t woff = 0;
+	struct dafs_sge sgl[2];
+	struct tfail fail;
+	struct dafs_wc wc;
+	struct mx_msg m;
+	struct mx_b b;
+	struct pair p;
+	pthread_t t;
+	uint32_t len;
+
+	pair_open_at(&p, "127.0.0.1", MX_SLOTS, 0);
+	/* a: messages, what it writes, what b reads, where its READs go */
+	buf_init(&sa, &p.a, (size_t)(MX_OPS + 1) * MX_MSG, 0, 0);
+	buf_init(&wa, &p.a, (size_t)MX_OPS * MX_WMAX, 0, 0);
+	buf_init(&a_src, &p.a, MX_RMAX + MX_OPS * 13, DAFS_ACC_REMOTE_READ, 0);
+	buf_init(&a_dst, &p.a, MX_RD * MX_RMAX, DAFS_ACC_LOCAL_WRITE, 0);
+	pattern(a_src.p, a_src.len, 1);
+	/* b: receive slots, what a writes, its READ targets, what a reads */
+	buf_init(&rb, &p.b, MX_SLOTS * MX_MSG, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&wr, &p.b, (size_t)MX_OPS * MX_WMAX, ACC_RW, 0);
+	buf_init(&dst, &p.b, MX_RD * MX_RMAX, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&b_src, &p.b, MX_RMAX + MX_OPS * 13, DAFS_ACC_REMOTE_READ, 0);
+	pattern(b_src.p, b_src.len, 2);
+	for (i = 0; i < MX_SLOTS; i++)
+		post_recv(&p.b, i, &rb, (size_t)i * MX_MSG, MX_MSG);
+
+	tfail_init(&fail);
+	b = (struct mx_b){&p.b, &rb, &wr, &dst, &a_src, &fail, 0, 0};
+	ck_assert_int_eq(pthread_create(&t, NULL, mx_b_main, &b), 0);
+	for (i = 0; i <= MX_OPS; i++) {
+		op = i == MX_OPS ? 99 : (i * 2654435761u) >> 30;
+		m = (struct mx_msg){MX_PLAIN, i, 0, 0, 0};
+		if (op == 99) {
+			m.kind = MX_END;
+		} else if (op == 0) {
+			/* an RDMA WRITE, announced by the next message */
+			len = 1 + (i * 613) % MX_WMAX;
+			pattern(wa.p + woff, len, i);
+			sgl[0] = sge_of(&wa, woff, len);
+			ck_assert_int_eq(tp->rdma_write(p.a.ep, 0, sgl, 1,
+							raddr_of(&wr, woff),
+							wr.mr->rkey, 0),
+					 0);
+			m = (struct mx_msg){MX_WROTE, i, len,
+					    csum(wa.p + woff, len), woff};
+			woff += len;
+			nw++;
+		} else if (op == 1) {
+			/* a READ of b, at most MX_RD out; reap in order */
+			while (rposted - rdone >= MX_RD) {
+				wait_wc(p.a.cq, &wc);
+				ck_assert_int_eq(wc.status, 0);
+				ck_assert_uint_eq(wc.op, DAFS_WC_RDMA_READ);
+				ck_assert_uint_eq(wc.wr_id, rdone);
+				ck_assert_mem_eq(a_dst.p + (rdone % MX_RD) *
+								   MX_RMAX,
+						 b_src.p + rdone * 13,
+						 mx_read_len(rdone + 1000));
+				rdone++;
+			}
+			sgl[0] = sge_of(&a_dst, (rposted % MX_RD) * MX_RMAX,
+					mx_read_len(rposted + 1000));
+			ck_assert_int_eq(
+				tp->rdma_read(p.a.ep, rposted, sgl,
+					      raddr_of(&b_src, rposted * 13),
+					      b_src.mr->rkey, DAFS_TP_SIGNALED),
+				0);
+			rposted++;
+		}
+		if (m.kind == MX_PLAIN) {
+			m.len = (i * 389) % (MX_MSG - sizeof(m));
+			pattern(sa.p + (size_t)i * MX_MSG + sizeof(m), m.len,
+				i);
+			m.sum = csum(sa.p + (size_t)i * MX_MSG + sizeof(m),
+				     m.len);
+		}
+		memcpy(sa.p + (size_t)i * MX_MSG, &m, sizeof(m));
+		sgl[0] = sge_of(&sa, (size_t)i * MX_MSG, sizeof(m));
+		sgl[1] = sge_of(&sa, (size_t)i * MX_MSG + sizeof(m),
+				m.kind == MX_PLAIN ? m.len : 0);
+		ck_assert_int_eq(tp->post_send(p.a.ep, i, sgl, 2, 0), 0);
+	}
+	while (rdone < rposted) {
+		wait_wc(p.a.cq, &wc);
+		ck_assert_int_eq(wc.status, 0);
+		ck_assert_uint_eq(wc.wr_id, rdone);
+		ck_assert_mem_eq(a_dst.p + (rdone % MX_RD) * MX_RMAX,
+				 b_src.p + rdone * 13,
+				 mx_read_len(rdone + 1000));
+		rdone++;
+	}
+	pthread_join(t, NULL);
+	tfail_check(&fail);
+	ck_assert_uint_eq(b.msgs, MX_OPS + 1);
+	ck_assert_uint_gt(nw, 0);
+	ck_assert_uint_gt(b.reads, 0);
+	expect_none(p.a.cq, 0);
+	buf_fini(&sa);
+	buf_fini(&wa);
+	buf_fini(&a_src);
+	buf_fini(&a_dst);
+	buf_fini(&rb);
+	buf_fini(&wr);
+	buf_fini(&dst);
+	buf_fini(&b_src);
+	pair_close(&p);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
 	Suite *s = suite_create("transport");
@@ -2105,6 +2843,11 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_rdma_write_file_validation);
 	tcase_add_test(tc, test_rdma_write_file_wire);
 	tcase_add_test(tc, test_rdma_write_file_thread_exit);
+	tcase_add_test(tc, test_consumer_reads_own_reply);
+	tcase_add_test(tc, test_read_answered_unpolled);
+	tcase_add_loop_test(tc, test_flush_mid_frame, 0, MID_NCASES);
+	tcase_add_test(tc, test_many_consumers);
+	tcase_add_test(tc, test_mixed_load);
 	suite_add_tcase(s, tc);
 	return s;
 }
