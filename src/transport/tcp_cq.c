@@ -201,8 +201,12 @@ void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc)
 	cq->ring[(cq->head + n) % cq->cap] = *wc;
 	set_count(cq, n + 1);
 	/* One completion is enough for one waiter; the others would only
-	 * find the ring empty again. */
-	if (atomic_load(&cq->waiters))
+	 * find the ring empty again. None at all while somebody spins: the
+	 * spinner takes it, and a sleeper woken for it would find nothing;
+	 * the last spinner to leave wakes one if it leaves some behind
+	 * (handoff). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&cq->waiters) && !atomic_load(&cq->spinners))
 		pthread_cond_signal(&cq->cond);
 	pthread_mutex_unlock(&cq->lock);
 }
@@ -270,23 +274,35 @@ static void deadline(struct timespec *ts, int timeout_ms)
 }
 
 /*
- * Nobody spins on @cq any more, and this thread leaves wait_cq: if others
- * still wait for a completion and some receive threads stand aside, ask
- * one waiter to spin (and so read the sockets) again. That costs one
- * wake-up, where resuming the receive threads would cost one each and
- * another when the message arrives; on a server whose handlers take turns
- * it keeps one of them spinning. With nobody waiting at all, the receive
- * threads that stand aside until told are told to look again.
+ * This thread leaves wait_cq, and nobody spins on @cq any more. If others
+ * sleep in wait_cq:
+ *  - completions pushed while spinners were there woke nobody (tcp_cq_push):
+ *    if more are queued than this thread is about to take, wake a sleeper;
+ *  - if receive threads stand aside for spinners, ask a sleeper to spin
+ *    (and so read the sockets) again. That costs one wake-up, where
+ *    resuming the receive threads would cost one each and another per
+ *    message; on a server whose handlers take turns it keeps one of them
+ *    spinning.
+ * If nobody sleeps either, receive threads standing aside until told are
+ * told to look again.
  */
 static void handoff(struct tcp_cq *cq)
 {
+	bool more, promote;
+
+	/* pairs with the fence in tcp_cq_push: it sees us gone, or we see
+	 * its completion */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load(&cq->spinners))
 		return;
 	if (atomic_load(&cq->waiters)) {
-		if (!atomic_load(&cq->nparked))
+		more = count_of(cq) > 1;
+		promote = atomic_load(&cq->nparked) != 0;
+		if (!more && !promote)
 			return;
 		pthread_mutex_lock(&cq->lock);
-		cq->promote = true;
+		if (promote)
+			cq->promote = true;
 		pthread_cond_signal(&cq->cond);
 		pthread_mutex_unlock(&cq->lock);
 		return;
