@@ -12,7 +12,8 @@ struct fino {
 	struct fino *next_fh, *next_id; /* hash chains */
 	uint64_t id;
 	uint64_t nlookup;
-	uint32_t hash; /* of the handle bytes */
+	uint64_t changed; /* fino_mark stamp of the last change, 0: none */
+	uint32_t hash;	  /* of the handle bytes */
 	dafs_fh_t fh;
 };
 
@@ -148,6 +149,7 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		}
 		e->id = t->next_id++;
 		e->nlookup = 0;
+		e->changed = 0;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -192,6 +194,8 @@ void fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 	unlink_from(&t->by_fh[e->hash & (t->nbuckets - 1)], e, 1);
 	unlink_from(&t->by_id[id_bucket(t, id)], e, 0);
 	t->count--;
+	if (e->changed > t->freed_changed)
+		t->freed_changed = e->changed;
 	pthread_mutex_unlock(&t->lock);
 	free(e);
 }
@@ -206,6 +210,44 @@ int fino_fh(struct fino_table *t, uint64_t id, dafs_fh_t *fh)
 		*fh = e->fh;
 	pthread_mutex_unlock(&t->lock);
 	return e ? 0 : -ESTALE;
+}
+
+void fino_mark(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e)
+		e->changed = ++t->seq;
+	pthread_mutex_unlock(&t->lock);
+}
+
+uint64_t fino_seq(struct fino_table *t)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&t->lock);
+	seq = t->seq;
+	pthread_mutex_unlock(&t->lock);
+	return seq;
+}
+
+uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh)
+{
+	uint32_t h = fh_hash(fh);
+	struct fino *e;
+	uint64_t c;
+
+	pthread_mutex_lock(&t->lock);
+	for (e = t->by_fh[h & (t->nbuckets - 1)]; e; e = e->next_fh)
+		if (e->hash == h && fh_equal(&e->fh, fh))
+			break;
+	c = t->freed_changed;
+	if (e && e->changed > c)
+		c = e->changed;
+	pthread_mutex_unlock(&t->lock);
+	return c;
 }
 
 size_t fino_count(struct fino_table *t)

@@ -37,6 +37,8 @@ struct fino_table {
 	size_t count;	 /* entries, the root included */
 	uint64_t next_id;
 	struct fino *root;
+	uint64_t seq;		/* the last fino_mark stamp */
+	uint64_t freed_changed; /* the latest stamp of a freed entry */
 };
 
 /* Set up @t with @root as FUSE_ROOT_ID. Returns 0 or -ENOMEM. */
@@ -57,6 +59,24 @@ void fino_forget(struct fino_table *t, uint64_t id, uint64_t n);
 /* Copy the handle of @id into *@fh. Returns 0 or -ESTALE for an unknown
  * id. */
 int fino_fh(struct fino_table *t, uint64_t id, dafs_fh_t *fh);
+
+/*
+ * Changes made through this mount, for the directory batches of ops.c: a
+ * batch of readdirplus attributes read before a change must not reach the
+ * kernel after it, or it would take the kernel's idea of the node back
+ * (a size from before a write: reads past it see the end of the file).
+ *
+ * fino_mark() stamps @id as changed now (a call of this mount changed it
+ * on the server; made before the reply). Unknown ids are ignored.
+ * fino_seq() is the latest stamp; a batch takes it before it is read.
+ * fino_changed() is the stamp of the last change to the node of @fh, or a
+ * later stamp of an entry freed since (its handle is forgotten, so any
+ * node may be it); 0 if none. A batch stamped S speaks for @fh while
+ * fino_changed() <= S.
+ */
+void fino_mark(struct fino_table *t, uint64_t id);
+uint64_t fino_seq(struct fino_table *t);
+uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh);
 
 /* Entries in the table, the root included (for tests and statistics). */
 size_t fino_count(struct fino_table *t);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fuse/fs_i.h"
@@ -133,6 +134,25 @@ static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		fino_forget(&fs->ino, id, 1);
 }
 
+/*
+ * A call of this mount changed @ino on the server (its size, times, mode,
+ * or for a directory its entries): directory batches read before now no
+ * longer speak for it (do_readdir). Made before the reply, so that no
+ * readdir the kernel sends after seeing the change misses the stamp.
+ */
+static void changed(struct dfs *fs, fuse_ino_t ino)
+{
+	fino_mark(&fs->ino, ino);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- handles: open files and directories ---- */
 
 struct dfs_file {
@@ -163,7 +183,10 @@ struct dfs_dir {
 	int filled;		       /* a batch is held */
 	int plus;		       /* it has handles and attributes */
 	int eof;		       /* it ends the directory */
+	int served;		       /* entries went out since opendir */
 	uint64_t start;		       /* the server cookie it was read from */
+	uint64_t seq;		       /* fino_seq() before it was read */
+	double read_at;		       /* CLOCK_MONOTONIC seconds, then */
 	struct dfs_dent *ents;
 	uint32_t n, cap;
 	char *names;
@@ -387,6 +410,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		reply_err(req, rc);
 		return;
 	}
+	if (sa.mask)
+		changed(fs, ino);
 	to_stat(&a, &st);
 	fuse_reply_attr(req, &st, fs->o.attr_timeout);
 }
@@ -500,10 +525,12 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	} else if (!rc) {
 		rc = dafs_mknod(fs->s, &dir, name, mode, rdev, &fh, &a);
 	}
-	if (rc)
+	if (rc) {
 		reply_err(req, rc);
-	else
-		reply_entry(fs, req, &fh, &a);
+		return;
+	}
+	changed(fs, parent);
+	reply_entry(fs, req, &fh, &a);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -517,10 +544,12 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	rc = dirop_begin(fs, req, parent, &dir);
 	if (!rc)
 		rc = dafs_mkdir(fs->s, &dir, name, mode & 07777, &fh, &a);
-	if (rc)
+	if (rc) {
 		reply_err(req, rc);
-	else
-		reply_entry(fs, req, &fh, &a);
+		return;
+	}
+	changed(fs, parent);
+	reply_entry(fs, req, &fh, &a);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -534,10 +563,12 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	rc = dirop_begin(fs, req, parent, &dir);
 	if (!rc)
 		rc = dafs_symlink(fs->s, &dir, name, link, &fh, &a);
-	if (rc)
+	if (rc) {
 		reply_err(req, rc);
-	else
-		reply_entry(fs, req, &fh, &a);
+		return;
+	}
+	changed(fs, parent);
+	reply_entry(fs, req, &fh, &a);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -553,10 +584,13 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		rc = dirop_begin(fs, req, newparent, &dir);
 	if (!rc)
 		rc = dafs_link(fs->s, &fh, &dir, newname, &a);
-	if (rc)
+	if (rc) {
 		reply_err(req, rc);
-	else
-		reply_entry(fs, req, &fh, &a);
+		return;
+	}
+	changed(fs, ino);
+	changed(fs, newparent);
+	reply_entry(fs, req, &fh, &a);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -568,6 +602,8 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = dirop_begin(fs, req, parent, &dir);
 	if (!rc)
 		rc = dafs_remove(fs->s, &dir, name);
+	if (!rc)
+		changed(fs, parent);
 	reply_err(req, rc);
 }
 
@@ -580,6 +616,8 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	rc = dirop_begin(fs, req, parent, &dir);
 	if (!rc)
 		rc = dafs_rmdir(fs->s, &dir, name);
+	if (!rc)
+		changed(fs, parent);
 	reply_err(req, rc);
 }
 
@@ -605,6 +643,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = dirop_begin(fs, req, parent, &sdir);
 	if (!rc)
 		rc = dafs_rename(fs->s, &sdir, name, &ddir, newname, dflags);
+	if (!rc) {
+		changed(fs, parent);
+		changed(fs, newparent);
+	}
 	reply_err(req, rc);
 }
 
@@ -668,6 +710,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, rc);
 		return;
 	}
+	if (fi->flags & O_TRUNC)
+		changed(fs, ino);
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
 	/* no delegations yet: other clients may change the file, so the
@@ -716,6 +760,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_err(req, rc);
 		return;
 	}
+	changed(fs, parent);
+	changed(fs, id); /* O_TRUNC of an existing file */
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = 0;
@@ -774,7 +820,6 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	ssize_t n;
 	int rc;
 
-	(void)ino;
 	rc = refuse_ro(fs);
 	if (rc) {
 		reply_err(req, rc);
@@ -812,10 +857,12 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		return;
 	}
 	n = dafs_write(file_of(fi)->f, data, len, (uint64_t)off, mem);
-	if (n < 0)
+	if (n < 0) {
 		reply_err(req, (int)n);
-	else
-		fuse_reply_write(req, (size_t)n);
+		return;
+	}
+	changed(fs, ino);
+	fuse_reply_write(req, (size_t)n);
 }
 
 /* close(2) of one descriptor: nothing is cached here to write back. */
@@ -856,12 +903,13 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct dfs *fs = FS(req);
 	int rc = refuse_ro(fs);
 
-	(void)ino;
 	if (!rc)
 		rc = as_caller(fs, req);
 	if (!rc)
 		rc = dafs_fallocate(file_of(fi)->f, mode, (uint64_t)offset,
 				    (uint64_t)length);
+	if (!rc)
+		changed(fs, ino);
 	reply_err(req, rc);
 }
 
@@ -875,7 +923,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	ssize_t n;
 	int rc = refuse_ro(fs);
 
-	(void)ino_in, (void)ino_out;
+	(void)ino_in;
 	if (!rc && flags)
 		rc = -EINVAL;
 	if (!rc)
@@ -886,10 +934,12 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	}
 	n = dafs_copy_range(file_of(fi_in)->f, (uint64_t)off_in,
 			    file_of(fi_out)->f, (uint64_t)off_out, len);
-	if (n < 0)
+	if (n < 0) {
 		reply_err(req, (int)n);
-	else
-		fuse_reply_write(req, (size_t)n);
+		return;
+	}
+	changed(fs, ino_out);
+	fuse_reply_write(req, (size_t)n);
 }
 
 /* ---- directories ---- */
@@ -951,6 +1001,8 @@ static int dir_fill(struct dfs *fs, struct dfs_dir *d, uint64_t cookie,
 	d->n = 0;
 	d->nlen = 0;
 	d->err = 0;
+	d->seq = fino_seq(&fs->ino);
+	d->read_at = now();
 	rc = dafs_readdir(fs->s, &d->fh, &c, plus, dir_add, d, &eof);
 	if (rc < 0)
 		return rc;
@@ -1035,6 +1087,20 @@ static void dir_dots(struct dfs *fs, struct dfs_dir *d)
  * which "." and ".." occupy on Linux file systems, as NFSv4 reserves
  * them). In plus mode every entry but "." and ".." gives the kernel a
  * lookup of its node; the ones that do not reach it are given back.
+ *
+ * Offset 0 once entries have gone out is a rewinddir(3): the directory is
+ * read afresh, as it promises.
+ *
+ * The kernel applies readdirplus attributes over what it knows unless a
+ * change of its own completed after it sent the request. A batch read
+ * during this request is thus always safe; one read earlier (at opendir,
+ * or for an earlier request) may predate a write, truncate or rename this
+ * mount made since, and would take the kernel's size, times or names back
+ * (a read past the old size sees the end of the file; a removed name gets
+ * a dentry). From such a batch an entry goes with its attributes only if
+ * neither it nor the directory changed through this mount since the batch
+ * was read (fino_changed), and for attr_timeout at most; otherwise it goes
+ * as a bare name (node id 0), which the kernel looks up when it needs to.
  */
 static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
@@ -1046,7 +1112,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 	size_t pos = 0, need, maxids, nids = 0, i;
 	struct fuse_entry_param e;
 	long idx;
-	int rc = 0;
+	int rc = 0, fresh = 0, aged = 0;
 
 	if (!b) {
 		reply_err(req, -ENOMEM);
@@ -1092,6 +1158,11 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 	idx = dir_find(d, cookie);
 	if (idx >= 0 && plus && !d->plus)
 		idx = -1; /* attributes needed that the batch lacks */
+	if (off == 0 && d->served)
+		idx = -1; /* rewinddir */
+	if (idx >= 0 && plus)
+		aged = now() - d->read_at > fs->o.attr_timeout ||
+		       fino_changed(&fs->ino, &d->fh) > d->seq;
 	for (;;) {
 		struct dfs_dent *ent;
 		const char *name;
@@ -1103,12 +1174,26 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 			if (!d->n)
 				d->eof = 1; /* no progress: never ask again */
 			idx = 0;
+			fresh = 1;
 		}
 		if ((uint32_t)idx == d->n)
 			break; /* the end of the directory */
 		ent = &d->ents[idx];
 		name = d->names + ent->name;
-		if (plus) {
+		if (plus && !fresh &&
+		    (aged || fino_changed(&fs->ino, &ent->fh) > d->seq)) {
+			/* a bare name: the attributes may be older than the
+			 * kernel's */
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = ent->ino;
+			e.attr.st_mode = ent->type;
+			need = fuse_add_direntry_plus(
+				req, (char *)b->data + pos, size - pos, name,
+				&e, (off_t)ent->cookie);
+			if (need > size - pos)
+				break;
+			pos += need;
+		} else if (plus) {
 			uint64_t id;
 
 			need = fuse_add_direntry_plus(req, NULL, 0, name, NULL,
@@ -1144,6 +1229,8 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 		idx++;
 	}
 out:
+	if (pos)
+		d->served = 1;
 	pthread_mutex_unlock(&d->lock);
 	/* what was gathered goes out even if the next batch failed; the
 	 * error then comes with the next call */

@@ -13,10 +13,18 @@
  *   fsop link|symlink|rename A B      link(A, B), symlink(A, B) ...
  *   fsop setxattr-create F NAME  setxattr(F, NAME, "v", XATTR_CREATE)
  *   fsop getxattr|removexattr F NAME
+ *   fsop readdir-size D F        opendir(D), grow F (in D) to 1,000,000
+ *                                bytes, read D: stat(F) must still say
+ *                                1,000,000 (no stale size from readdir)
+ *   fsop readdir-unlink D NAME   opendir(D), unlink NAME, read D: NAME
+ *                                may be listed but stat must not find
+ *                                it; rewinddir, read: it is not listed
  *
  * Prints nothing and exits 0 on success; on failure prints the errno's
- * name (ENOENT, EEXIST ...) to stdout and exits 1.
+ * name (ENOENT, EEXIST ...) to stdout, or for the readdir checks what was
+ * seen, and exits 1.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,6 +40,56 @@ static int fail(void)
 
 	printf("%s\n", n ? n : "?");
 	return 1;
+}
+
+/* read @d to its end; 1 if an entry is called @name */
+static int lists(DIR *d, const char *name)
+{
+	struct dirent *de;
+	int found = 0;
+
+	while ((de = readdir(d)))
+		found |= !strcmp(de->d_name, name);
+	return found;
+}
+
+/* Directory batches and the kernel's readdirplus: what a readdir hands
+ * the kernel must be no older than what this process did before it. */
+static int readdir_check(const char *op, const char *dir, const char *name)
+{
+	DIR *d = opendir(dir);
+	struct stat st;
+	int fd;
+
+	if (!d)
+		return fail();
+	if (!strcmp(op, "readdir-size")) {
+		fd = openat(dirfd(d), name, O_WRONLY);
+		if (fd < 0 || pwrite(fd, "x", 1, 999999) != 1 || close(fd))
+			return fail();
+		lists(d, name);
+		if (fstatat(dirfd(d), name, &st, 0))
+			return fail();
+		if (st.st_size != 1000000) {
+			printf("size %lld after readdir\n",
+			       (long long)st.st_size);
+			return 1;
+		}
+	} else {
+		if (unlinkat(dirfd(d), name, 0))
+			return fail();
+		lists(d, name); /* POSIX: listed or not */
+		if (!fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW)) {
+			printf("stat finds it after unlink and readdir\n");
+			return 1;
+		}
+		rewinddir(d);
+		if (lists(d, name)) {
+			printf("listed after unlink and rewinddir\n");
+			return 1;
+		}
+	}
+	return closedir(d) ? fail() : 0;
 }
 
 int main(int argc, char **argv)
@@ -86,6 +144,9 @@ int main(int argc, char **argv)
 		}
 		return close(fd) ? fail() : 0;
 	}
+	if (argc == 4 && (!strcmp(argv[1], "readdir-size") ||
+			  !strcmp(argv[1], "readdir-unlink")))
+		return readdir_check(argv[1], argv[2], argv[3]);
 	if (argc == 3 && !strcmp(argv[1], "chdir"))
 		return chdir(argv[2]) ? fail() : 0;
 	if (argc == 3) {

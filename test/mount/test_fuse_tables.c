@@ -189,6 +189,50 @@ START_TEST(inode_threads)
 }
 END_TEST
 
+/*
+ * Change stamps (fino_mark, fino_changed): what a directory batch stamped
+ * S speaks for. A node is changed after S once marked after S, and any
+ * node is once an entry marked after S was freed (its handle forgotten).
+ */
+START_TEST(inode_changed)
+{
+	struct fino_table t;
+	dafs_fh_t root = fh_of(0), a = fh_of(1), b = fh_of(2), c = fh_of(3);
+	uint64_t ia, ib, s0, s1;
+
+	ck_assert_int_eq(fino_table_init(&t, &root), 0);
+	ck_assert_int_eq(fino_ref(&t, &a, &ia), 0);
+	ck_assert_int_eq(fino_ref(&t, &b, &ib), 0);
+	s0 = fino_seq(&t);
+	ck_assert_uint_eq(fino_changed(&t, &a), 0);
+	ck_assert_uint_eq(fino_changed(&t, &c), 0); /* not in the table */
+
+	fino_mark(&t, ia);
+	s1 = fino_seq(&t);
+	ck_assert_uint_gt(s1, s0);
+	ck_assert_uint_gt(fino_changed(&t, &a), s0); /* a batch at s0: stale */
+	ck_assert_uint_le(fino_changed(&t, &a), s1); /* at s1: current */
+	ck_assert_uint_le(fino_changed(&t, &b), s0); /* b untouched */
+	fino_mark(&t, 12345);			     /* unknown: ignored */
+	ck_assert_uint_eq(fino_seq(&t), s1);
+	fino_mark(&t, FINO_ROOT_ID);
+	ck_assert_uint_gt(fino_changed(&t, &root), s1);
+
+	/* a is freed: its stamp now counts for every handle */
+	s1 = fino_seq(&t);
+	fino_mark(&t, ia);
+	fino_forget(&t, ia, 1);
+	ck_assert_uint_gt(fino_changed(&t, &b), s1);
+	ck_assert_uint_gt(fino_changed(&t, &c), s1);
+	ck_assert_uint_le(fino_changed(&t, &c), fino_seq(&t));
+	/* an unchanged entry freed adds nothing */
+	s1 = fino_seq(&t);
+	fino_forget(&t, ib, 1);
+	ck_assert_uint_le(fino_changed(&t, &c), s1);
+	fino_table_fini(&t);
+}
+END_TEST
+
 START_TEST(cred_canonical)
 {
 	const gid_t g1[] = {30, 10, 20, 10, 30};
@@ -232,6 +276,7 @@ static Suite *tables_suite(void)
 	tcase_add_test(tc, inode_similar_handles);
 	tcase_add_test(tc, inode_many);
 	tcase_add_test(tc, inode_threads);
+	tcase_add_test(tc, inode_changed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("creds");
