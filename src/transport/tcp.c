@@ -1122,6 +1122,7 @@ void tcp_ep_stats(struct dafs_ep *base, struct tcp_ep_stats *st)
 
 	st->rx_thread_frames = atomic_load(&ep->nrx_frames);
 	st->driven_frames = atomic_load(&ep->ndriven_frames);
+	st->stalled = atomic_load(&ep->rx_stalled);
 }
 
 void tcp_ep_pause_rx(struct dafs_ep *base, bool pause)

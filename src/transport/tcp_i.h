@@ -126,13 +126,15 @@ void tcp_cq_unpark(struct tcp_cq *cq, bool long_only);
 
 /*
  * For the transport's tests only: frames read by @ep's receive thread and
- * by other threads; and a switch that keeps the receive thread from
- * reading at all (until the endpoint breaks), so a test can show that
- * completions arrive without it.
+ * by other threads, and whether a SEND waits for a receive buffer; and a
+ * switch that keeps the receive thread from reading at all (until the
+ * endpoint breaks), so a test can show that completions arrive without
+ * it.
  */
 struct tcp_ep_stats {
 	uint64_t rx_thread_frames;
 	uint64_t driven_frames;
+	bool stalled;
 };
 void tcp_ep_stats(struct dafs_ep *ep, struct tcp_ep_stats *st);
 void tcp_ep_pause_rx(struct dafs_ep *ep, bool pause);

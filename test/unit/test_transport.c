@@ -2315,6 +2315,52 @@ START_TEST(test_read_answered_unpolled)
 }
 END_TEST
 
+/* A SEND that finds no receive posted: a waiter leaves it where it is
+ * (it cannot wait for a buffer), and the post_recv that ends the wait
+ * reads it on - with the receive thread kept from reading, nobody else
+ * could. */
+START_TEST(test_stalled_send_read_by_post_recv)
+{
+	struct tcp_ep_stats st;
+	struct buf sb, rb;
+	struct dafs_wc wc;
+	struct pair p;
+	uint64_t end;
+
+	pair_open(&p);
+	buf_init(&sb, &p.a, 64, 0, 0);
+	buf_init(&rb, &p.b, 64, DAFS_ACC_LOCAL_WRITE, CANARY);
+	tcp_ep_pause_rx(p.b.ep, true);
+	memcpy(sb.p, "stalled", 7);
+	send_buf(&p.a, 1, &sb, 0, 7, 0);
+	/* polling reads the header, then stops: no buffer */
+	end = now_ms() + TMO_MS;
+	while (!stats_of(p.b.ep).stalled) {
+		ck_assert_int_eq(tp->poll_cq(p.b.cq, &wc, 1), 0);
+		ck_assert_msg(now_ms() < end, "the SEND never stalled");
+		sleep_ms(1);
+	}
+	expect_none(p.b.cq, 5);
+	assert_filled(rb.p, 64, CANARY);
+	st = stats_of(p.b.ep);
+	post_recv(&p.b, 9, &rb, 0, 64);
+	/* the post itself read it on, before anybody polled */
+	ck_assert_uint_eq(stats_of(p.b.ep).driven_frames, st.driven_frames + 1);
+	ck_assert(!stats_of(p.b.ep).stalled);
+	ck_assert_int_eq(tp->poll_cq(p.b.cq, &wc, 1), 1);
+	ck_assert_uint_eq(wc.wr_id, 9);
+	ck_assert_int_eq(wc.status, 0);
+	ck_assert_uint_eq(wc.byte_len, 7);
+	ck_assert_mem_eq(rb.p, "stalled", 7);
+	ck_assert_uint_eq(stats_of(p.b.ep).rx_thread_frames,
+			  st.rx_thread_frames);
+	tcp_ep_pause_rx(p.b.ep, false);
+	buf_fini(&sb);
+	buf_fini(&rb);
+	pair_close(&p);
+}
+END_TEST
+
 /* How a frame that a waiter began ends. */
 enum mid_case {
 	MID_DISCONNECT, /* the owner breaks the connection */
@@ -2845,6 +2891,7 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_rdma_write_file_thread_exit);
 	tcase_add_test(tc, test_consumer_reads_own_reply);
 	tcase_add_test(tc, test_read_answered_unpolled);
+	tcase_add_test(tc, test_stalled_send_read_by_post_recv);
 	tcase_add_loop_test(tc, test_flush_mid_frame, 0, MID_NCASES);
 	tcase_add_test(tc, test_many_consumers);
 	tcase_add_test(tc, test_mixed_load);
