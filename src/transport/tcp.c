@@ -400,19 +400,21 @@ static void rx_read_resp_finish(struct tcp_ep *ep, struct rx_state *rx);
  * start: the header is in; check it and say where the payload goes
  * (rx->dst, rx->left, holding rx->mr). Returns 0, -EAGAIN (only if not
  * @wait: cannot go on yet, call again later), or an error that breaks the
- * connection. finish: the payload is in; complete the frame.
+ * connection. finish: the payload is in; complete the frame. wc: the frame
+ * may complete work somebody waits for.
  */
 static const struct {
 	const char *name;
 	int (*start)(struct tcp_ep *ep, struct rx_state *rx, bool wait);
 	void (*finish)(struct tcp_ep *ep, struct rx_state *rx);
+	bool wc;
 } frame_ops[] = {
-	[FR_HELLO] = {"HELLO", NULL, NULL},
-	[FR_SEND] = {"SEND", rx_send_start, rx_send_finish},
-	[FR_RDMA_WRITE] = {"RDMA_WRITE", rx_write_start, rx_put_mr},
-	[FR_READ_REQ] = {"RDMA_READ_REQ", rx_read_req_start, NULL},
+	[FR_HELLO] = {"HELLO", NULL, NULL, false},
+	[FR_SEND] = {"SEND", rx_send_start, rx_send_finish, true},
+	[FR_RDMA_WRITE] = {"RDMA_WRITE", rx_write_start, rx_put_mr, false},
+	[FR_READ_REQ] = {"RDMA_READ_REQ", rx_read_req_start, NULL, false},
 	[FR_READ_RESP] = {"RDMA_READ_RESP", rx_read_resp_start,
-			  rx_read_resp_finish},
+			  rx_read_resp_finish, true},
 };
 
 static const char *frame_name(uint8_t type)
@@ -758,10 +760,10 @@ static bool rx_yield(const struct tcp_ep *ep)
  * which blocks for the rest of a frame it is in (and for a receive
  * buffer) but stops at a frame boundary when the socket is empty (*@idle
  * set: it waits in poll, without the role) or a spinner is there to read.
- * Any other reader reads only what the socket holds and leaves a frame it
- * cannot finish to the next reader. Returns 1 if it read anything, 0 if
- * not, or a negative error, the connection broken and the frame it was in
- * completed.
+ * Any other reader reads only what the socket holds, stops after a frame
+ * that completes something, and leaves a frame it cannot finish to the
+ * next reader. Returns 1 if it read anything, 0 if not, or a negative
+ * error, the connection broken and the frame it was in completed.
  */
 static int rx_run(struct tcp_ep *ep, bool wait, bool *idle)
 {
@@ -830,6 +832,12 @@ static int rx_run(struct tcp_ep *ep, bool wait, bool *idle)
 			rx->phase = RX_HDR;
 			atomic_fetch_add(frames, 1);
 			moved = 1;
+			/* A waiter takes its completion now rather than first
+			 * look for another frame: a request/reply has none
+			 * behind it, and that look would be one more recv on
+			 * the round trip. What follows is read next time. */
+			if (!wait && frame_ops[rx->fr.type].wc)
+				return moved;
 			break;
 		}
 	}
