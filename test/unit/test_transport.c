@@ -2496,6 +2496,86 @@ START_TEST(test_flush_mid_frame)
 }
 END_TEST
 
+#define ME_EPS 8
+#define ME_MSGS 50
+
+/* One CQ fed by many endpoints (a server's): its waiter reads all of them
+ * (through the CQ's epoll set; their receive threads are kept from
+ * reading), each endpoint's messages in order; endpoints freed meanwhile
+ * leave the others alone. */
+START_TEST(test_many_endpoints_one_cq)
+{
+	struct dafs_ep *ae[ME_EPS], *be[ME_EPS];
+	unsigned next[ME_EPS] = {0}, i, k, got = 0;
+	struct dafs_ep_attr aa, ba;
+	struct dafs_listener *l;
+	struct buf sa, rb;
+	struct side a, b;
+	struct dafs_wc wc;
+	uint32_t v;
+
+	side_init(&a);
+	side_init(&b);
+	ck_assert_int_eq(tp->listen(b.dom, "127.0.0.1", 0, &l), 0);
+	aa = attr_of(&a, ME_MSGS, 0);
+	ba = attr_of(&b, ME_MSGS, 0);
+	buf_init(&sa, &a, ME_EPS * ME_MSGS * 4, 0, 0);
+	buf_init(&rb, &b, ME_EPS * ME_MSGS * 4, DAFS_ACC_LOCAL_WRITE, 0);
+	for (k = 0; k < ME_EPS; k++) {
+		ck_assert_int_eq(tp->connect(a.dom, "127.0.0.1",
+					     tp->listener_port(l), &aa, &ae[k]),
+				 0);
+		ck_assert_int_eq(tp->accept(l, &ba, &be[k]), 0);
+		tcp_ep_pause_rx(be[k], true);
+		b.ep = be[k];
+		for (i = 0; i < ME_MSGS; i++)
+			post_recv(&b, k * ME_MSGS + i, &rb,
+				  (k * ME_MSGS + i) * 4, 4);
+	}
+	/* every endpoint sends, interleaved */
+	for (i = 0; i < ME_MSGS; i++)
+		for (k = 0; k < ME_EPS; k++) {
+			v = k << 16 | i;
+			memcpy(sa.p + (k * ME_MSGS + i) * 4, &v, 4);
+			a.ep = ae[k];
+			send_buf(&a, 0, &sa, (k * ME_MSGS + i) * 4, 4, 0);
+		}
+	while (got < ME_EPS * ME_MSGS) {
+		wait_wc_stepped(b.cq, &wc);
+		ck_assert_int_eq(wc.status, 0);
+		for (k = 0; k < ME_EPS && be[k] != wc.ep; k++)
+			;
+		ck_assert_uint_lt(k, ME_EPS);
+		ck_assert_uint_eq(wc.wr_id, k * ME_MSGS + next[k]);
+		memcpy(&v, rb.p + wc.wr_id * 4, 4);
+		ck_assert_uint_eq(v, k << 16 | next[k]);
+		next[k]++;
+		got++;
+		/* halfway, the odd endpoints go away */
+		if (got == ME_EPS * ME_MSGS / 2)
+			for (k = 1; k < ME_EPS; k += 2) {
+				tp->ep_free(be[k]);
+				be[k] = NULL;
+				got += ME_MSGS - next[k];
+				next[k] = ME_MSGS;
+			}
+	}
+	for (k = 0; k < ME_EPS; k++) {
+		ck_assert_uint_eq(next[k], ME_MSGS);
+		tp->ep_free(be[k]);
+		tp->ep_free(ae[k]);
+	}
+	expect_none(b.cq, 0);
+	buf_fini(&sa);
+	buf_fini(&rb);
+	tp->listener_close(l);
+	tp->cq_free(a.cq);
+	tp->cq_free(b.cq);
+	tp->domain_free(a.dom);
+	tp->domain_free(b.dom);
+}
+END_TEST
+
 #define MC_THREADS 4
 #define MC_MSGS 4000
 #define MC_SLOTS 32
@@ -2893,6 +2973,7 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_read_answered_unpolled);
 	tcase_add_test(tc, test_stalled_send_read_by_post_recv);
 	tcase_add_loop_test(tc, test_flush_mid_frame, 0, MID_NCASES);
+	tcase_add_test(tc, test_many_endpoints_one_cq);
 	tcase_add_test(tc, test_many_consumers);
 	tcase_add_test(tc, test_mixed_load);
 	suite_add_tcase(s, tc);
