@@ -123,6 +123,10 @@ void dafs_cslot_put(struct dafs_cslots *c, uint32_t slot);
 static inline int dafs_lease_expired(uint64_t renewed_ns, uint32_t lease_ms,
 				     uint64_t now_ns)
 {
+	/* renewed after @now_ns was read (another thread): not expired,
+	 * rather than a wrapped, huge difference */
+	if (now_ns <= renewed_ns)
+		return 0;
 	return now_ns - renewed_ns > (uint64_t)lease_ms * 1000000u;
 }
 

@@ -312,6 +312,8 @@ START_TEST(lease_expiry)
 				     renewed + 30000000001ull));
 	ck_assert(!dafs_lease_expired(renewed, 90000,
 				      renewed + 60000000000ull));
+	/* renewed just after the reaper read its clock */
+	ck_assert(!dafs_lease_expired(renewed, 30000, renewed - 1));
 }
 END_TEST
 
