@@ -58,8 +58,13 @@ extern "C" {
 #define DAFS_EDELAY (DAFS_EBASE + 11)
 /** The peer speaks an incompatible protocol version. */
 #define DAFS_EVERSION (DAFS_EBASE + 12)
+/** Unknown delegation id (never granted, or already returned). */
+#define DAFS_EBADDELEG (DAFS_EBASE + 13)
+/** The delegation was revoked: it was not returned within a lease of its
+ * recall, and what was cached under it is no longer valid. */
+#define DAFS_EREVOKED (DAFS_EBASE + 14)
 /** Highest project code; codes lie in (DAFS_EBASE, DAFS_ELAST]. */
-#define DAFS_ELAST (DAFS_EBASE + 12)
+#define DAFS_ELAST (DAFS_EBASE + 14)
 /**@}*/
 
 /** Largest opaque file handle. */
@@ -279,10 +284,76 @@ int dafs_open(dafs_session_t *s, const dafs_fh_t *fh, int flags,
 int dafs_create(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
 		int flags, uint32_t mode, dafs_file_t **f, dafs_fh_t *fh,
 		dafs_attr_t *attr);
-/** Close and free @p f; returns the server's close status. */
+/** Close and free @p f; returns the server's close status. A delegation
+ * granted with the open outlives it (see dafs_deleg_return()). */
 int dafs_close(dafs_file_t *f);
 /** The handle of an open file (borrowed, lives as long as @p f). */
 const dafs_fh_t *dafs_file_fh(const dafs_file_t *f);
+/**@}*/
+
+/** @name Open delegations
+ *
+ * Add DAFS_OPEN_DELEG_READ or DAFS_OPEN_DELEG_WRITE to the flags of
+ * dafs_open() or dafs_create() to ask for a delegation. The server grants
+ * a read delegation when no other session has the file open for writing,
+ * a write delegation when no other session has it open at all, and
+ * neither when its policy says no; a write request may get a read
+ * delegation. While the delegation is held, no other session changes the
+ * file (read) or touches it (write) without first recalling it: the
+ * session may cache the file's data and attributes.
+ *
+ * A recall arrives on the callback channel. With a handler set
+ * (dafs_set_recall_handler()), the library calls it on its callback
+ * thread; the application writes back what it holds and calls
+ * dafs_deleg_return(). Without a handler the library returns the
+ * delegation itself. Not returned within the server's lease, the
+ * delegation is revoked: I/O on the session's open files of that file
+ * then fails with -DAFS_EREVOKED, as does the late dafs_deleg_return().
+ */
+/**@{*/
+#define DAFS_OPEN_DELEG_READ 0x20000000  /**< open flag: want a read deleg */
+#define DAFS_OPEN_DELEG_WRITE 0x40000000 /**< open flag: want a write deleg */
+
+/** Delegation types. */
+enum dafs_deleg_type {
+	DAFS_DELEG_NONE = 0,
+	DAFS_DELEG_READ = 1,
+	DAFS_DELEG_WRITE = 2,
+};
+
+/** The delegation granted with @p f's open (DAFS_DELEG_*), its id in
+ * @p *id (may be NULL). */
+int dafs_file_deleg(const dafs_file_t *f, uint64_t *id);
+
+/** Give delegation @p id back. Returns 0, -DAFS_EBADDELEG (unknown, or
+ * returned already), -DAFS_EREVOKED (it was revoked), or a call error. */
+int dafs_deleg_return(dafs_session_t *s, uint64_t id);
+
+/**
+ * Called on the library's callback thread when the server recalls
+ * delegation @p id of type @p type on the file @p fh (@p fh->len is 0 if
+ * the server no longer had a handle for it). It may call
+ * dafs_deleg_return() itself, or hand the work to another thread; further
+ * callbacks of the session wait while it runs.
+ */
+typedef void (*dafs_recall_fn)(void *arg, const dafs_fh_t *fh, uint64_t id,
+			       int type);
+/** Set (or with NULL, clear) the recall handler of @p s. Returns 0. */
+int dafs_set_recall_handler(dafs_session_t *s, dafs_recall_fn fn, void *arg);
+
+/** Delegation counters of a session, since it was opened. */
+typedef struct dafs_deleg_stats {
+	uint64_t granted_read;  /**< read delegations granted */
+	uint64_t granted_write; /**< write delegations granted */
+	uint64_t recalls;       /**< CB_RECALLs received */
+	uint64_t returns;       /**< delegations returned (accepted) */
+	uint64_t revoked;       /**< returns refused as revoked */
+	uint64_t recall_ns_total; /**< recall received to return answered */
+	uint64_t recall_ns_max;
+} dafs_deleg_stats_t;
+
+/** Read @p s's delegation counters. Returns 0. */
+int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
 /**@}*/
 
 /** @name Registered memory

@@ -313,12 +313,27 @@ static int to_wire_flags(int flags, uint32_t *out)
 		w |= DAFS_O_DSYNC;
 	if (flags & O_DIRECT)
 		w |= DAFS_O_DIRECT;
+	if (flags & DAFS_OPEN_DELEG_WRITE)
+		w |= DAFS_O_WANT_WRITE_DELEG;
+	else if (flags & DAFS_OPEN_DELEG_READ)
+		w |= DAFS_O_WANT_READ_DELEG;
 	*out = w;
 	return 0;
 }
 
+static void count_grant(dafs_session_t *s, uint32_t type)
+{
+	pthread_mutex_lock(&s->lock);
+	if (type == DAFS_DELEG_READ)
+		s->dstats.granted_read++;
+	else if (type == DAFS_DELEG_WRITE)
+		s->dstats.granted_write++;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static int new_file(dafs_session_t *s, uint64_t id, int flags,
-		    const dafs_fh_t *fh, dafs_file_t **f)
+		    const dafs_fh_t *fh, uint32_t deleg, uint64_t deleg_id,
+		    dafs_file_t **f)
 {
 	dafs_file_t *file = calloc(1, sizeof(*file));
 	struct dafs_m_u64 q;
@@ -332,6 +347,9 @@ static int new_file(dafs_session_t *s, uint64_t id, int flags,
 	file->open_id = id;
 	file->flags = flags;
 	file->fh = *fh;
+	file->deleg = (int)deleg;
+	file->deleg_id = deleg_id;
+	count_grant(s, deleg);
 	*f = file;
 	return 0;
 }
@@ -347,7 +365,8 @@ DAFS_API int dafs_open(dafs_session_t *s, const dafs_fh_t *fh, int flags,
 	rc = to_wire_flags(flags & ~(O_CREAT | O_EXCL), &q.flags);
 	if (!rc)
 		rc = dafs_c_simple(s, DAFS_OP_OPEN, &q, &r);
-	return rc ? rc : new_file(s, r.open_id, flags, fh, f);
+	return rc ? rc
+		  : new_file(s, r.open_id, flags, fh, r.deleg, r.deleg_id, f);
 }
 
 DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
@@ -371,7 +390,7 @@ DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
 		*fh = r.fh;
 	if (attr)
 		*attr = r.attr;
-	return new_file(s, r.open_id, flags, &r.fh, f);
+	return new_file(s, r.open_id, flags, &r.fh, r.deleg, r.deleg_id, f);
 }
 
 DAFS_API int dafs_close(dafs_file_t *f)
@@ -390,6 +409,90 @@ DAFS_API int dafs_close(dafs_file_t *f)
 DAFS_API const dafs_fh_t *dafs_file_fh(const dafs_file_t *f)
 {
 	return &f->fh;
+}
+
+/* ---- delegations ---- */
+
+DAFS_API int dafs_file_deleg(const dafs_file_t *f, uint64_t *id)
+{
+	if (id)
+		*id = f->deleg_id;
+	return f->deleg;
+}
+
+DAFS_API int dafs_deleg_return(dafs_session_t *s, uint64_t id)
+{
+	struct dafs_m_u64 q = {id};
+	uint64_t t = 0, now;
+	int rc, i;
+
+	rc = dafs_c_simple(s, DAFS_OP_DELEGRETURN, &q, NULL);
+	now = dafs_c_now_ns();
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < CREC_MAX; i++)
+		if (s->recalls[i].id == id) {
+			t = now - s->recalls[i].t_ns;
+			s->recalls[i].id = 0;
+		}
+	if (rc == 0) {
+		s->dstats.returns++;
+		if (t) {
+			s->dstats.recall_ns_total += t;
+			if (t > s->dstats.recall_ns_max)
+				s->dstats.recall_ns_max = t;
+		}
+	} else if (rc == -DAFS_EREVOKED) {
+		s->dstats.revoked++;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+DAFS_API int dafs_set_recall_handler(dafs_session_t *s, dafs_recall_fn fn,
+				     void *arg)
+{
+	pthread_mutex_lock(&s->lock);
+	s->recall_fn = fn;
+	s->recall_arg = arg;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+DAFS_API int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st)
+{
+	pthread_mutex_lock(&s->lock);
+	*st = s->dstats;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q)
+{
+	dafs_recall_fn fn;
+	void *arg;
+	int i, slot = -1;
+
+	pthread_mutex_lock(&s->lock);
+	s->dstats.recalls++;
+	for (i = 0; i < CREC_MAX; i++) {
+		if (s->recalls[i].id == q->deleg_id) {
+			slot = -1; /* recalled twice: keep the first time */
+			break;
+		}
+		if (!s->recalls[i].id && slot < 0)
+			slot = i;
+	}
+	if (i == CREC_MAX && slot >= 0) {
+		s->recalls[slot].id = q->deleg_id;
+		s->recalls[slot].t_ns = dafs_c_now_ns();
+	}
+	fn = s->recall_fn;
+	arg = s->recall_arg;
+	pthread_mutex_unlock(&s->lock);
+	if (fn)
+		fn(arg, &q->fh, q->deleg_id, (int)q->type);
+	else
+		dafs_deleg_return(s, q->deleg_id);
 }
 
 /* ---- registered memory ---- */

@@ -23,6 +23,11 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t dafs_c_now_ns(void)
+{
+	return now_ns();
+}
+
 static void abs_deadline(struct timespec *ts, uint64_t deadline_ns)
 {
 	uint64_t left = deadline_ns > now_ns() ? deadline_ns - now_ns() : 0;
@@ -204,7 +209,12 @@ static void *cb_main(void *arg)
 {
 	dafs_session_t *s = arg;
 	uint8_t *sbuf = s->cbmem + s->ncb * CB_BUF;
+	union {
+		struct dafs_m_cb_recall_req recall;
+		uint8_t any[DAFS_BODY_MAX];
+	} bodybuf, *body = &bodybuf;
 	struct dafs_hdr h;
+	uint16_t op;
 	struct dafs_sge sge;
 	struct dafs_wc wc;
 	uint8_t *buf;
@@ -226,12 +236,14 @@ static void *cb_main(void *arg)
 		if (wc.op != DAFS_WC_RECV)
 			continue;
 		buf = s->cbmem + wc.wr_id * CB_BUF;
-		if (dafs_msg_parse(buf, wc.byte_len, &h, NULL) ||
+		if (dafs_msg_parse(buf, wc.byte_len, &h, body) ||
 		    !(h.flags & DAFS_HF_CB) || (h.flags & DAFS_HF_REPLY)) {
 			s->back->ops->disconnect(s->back);
 			break;
 		}
-		/* CB_NULL is the only callback so far: reply empty, ok */
+		/* answer first: the server waits for the answer, not for
+		 * what the recall handler does */
+		op = h.op;
 		h.flags = DAFS_HF_CB | DAFS_HF_REPLY;
 		h.arg = 0;
 		n = dafs_msg_build(sbuf, CB_BUF, &h, NULL, NULL);
@@ -244,6 +256,8 @@ static void *cb_main(void *arg)
 		sge.len = (uint32_t)n;
 		if (s->back->ops->post_send(s->back, 0, &sge, 1, 0))
 			break;
+		if (op == DAFS_OP_CB_RECALL)
+			dafs_c_recall(s, &body->recall);
 	}
 	return NULL;
 }

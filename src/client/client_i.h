@@ -80,6 +80,14 @@ struct dafs_file {
 	uint64_t open_id;
 	int flags;
 	dafs_fh_t fh;
+	int deleg; /* DAFS_DELEG_* granted with the open */
+	uint64_t deleg_id;
+};
+
+/* Recalls received and not yet returned, for the recall latency. */
+#define CREC_MAX 64
+struct crecall {
+	uint64_t id, t_ns; /* id 0: free */
 };
 
 struct dafs_session {
@@ -117,7 +125,18 @@ struct dafs_session {
 	uint8_t *cbmem;
 	struct dafs_mr *cbmr;
 	uint32_t ncb;
+
+	/* delegations: the recall handler and counters (under lock) */
+	dafs_recall_fn recall_fn;
+	void *recall_arg;
+	dafs_deleg_stats_t dstats;
+	struct crecall recalls[CREC_MAX];
 };
+
+/* Monotonic nanoseconds. */
+uint64_t dafs_c_now_ns(void);
+/* A recall of delegation @id arrived (client.c's callback thread). */
+void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q);
 
 /* Reserve a slot (waiting for one); *@cr is its request. */
 int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,

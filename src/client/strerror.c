@@ -34,6 +34,8 @@ static const char *const dafs_errs[DAFS_ELAST - DAFS_EBASE] = {
 	[DAFS_EDELAY - DAFS_EBASE - 1] =
 		"server busy with this request slot; retry later",
 	[DAFS_EVERSION - DAFS_EBASE - 1] = "incompatible protocol version",
+	[DAFS_EBADDELEG - DAFS_EBASE - 1] = "unknown delegation",
+	[DAFS_EREVOKED - DAFS_EBASE - 1] = "delegation revoked",
 };
 
 DAFS_API const char *dafs_strerror(int err)

@@ -74,7 +74,9 @@ MT(mt_create_req, "create_req", struct dafs_m_create_req,
    F(U32, struct dafs_m_create_req, mode));
 MT(mt_create_rep, "create_rep", struct dafs_m_create_rep,
    F(FH, struct dafs_m_create_rep, fh), F(ATTR, struct dafs_m_create_rep, attr),
-   F(U64, struct dafs_m_create_rep, open_id));
+   F(U64, struct dafs_m_create_rep, open_id),
+   F(U32, struct dafs_m_create_rep, deleg),
+   F(U64, struct dafs_m_create_rep, deleg_id));
 MT(mt_mkdir_req, "mkdir_req", struct dafs_m_mkdir_req,
    F(FH, struct dafs_m_mkdir_req, dir), F(NAME, struct dafs_m_mkdir_req, name),
    F(U32, struct dafs_m_mkdir_req, mode));
@@ -110,7 +112,12 @@ MT(mt_open_req, "open_req", struct dafs_m_open_req,
    F(FH, struct dafs_m_open_req, fh), F(U32, struct dafs_m_open_req, flags));
 MT(mt_open_rep, "open_rep", struct dafs_m_open_rep,
    F(U64, struct dafs_m_open_rep, open_id),
-   F(ATTR, struct dafs_m_open_rep, attr));
+   F(ATTR, struct dafs_m_open_rep, attr), F(U32, struct dafs_m_open_rep, deleg),
+   F(U64, struct dafs_m_open_rep, deleg_id));
+MT(mt_cb_recall_req, "cb_recall_req", struct dafs_m_cb_recall_req,
+   F(FH, struct dafs_m_cb_recall_req, fh),
+   F(U64, struct dafs_m_cb_recall_req, deleg_id),
+   F(U32, struct dafs_m_cb_recall_req, type));
 MT(mt_read_req, "read_req", struct dafs_m_read_req,
    F(U64, struct dafs_m_read_req, open_id), F(U64, struct dafs_m_read_req, off),
    F(U32, struct dafs_m_read_req, len), F(U32, struct dafs_m_read_req, rkey),
@@ -228,7 +235,10 @@ const struct dafs_opdesc dafs_ops[DAFS_OP_MAX] = {
 	OP(LISTXATTR, "LISTXATTR", mt_listxattr_req, mt_xattr_rep, I),
 	OP(REMOVEXATTR, "REMOVEXATTR", mt_xattr_name_req, mt_empty, 0),
 	OP(BATCH, "BATCH", mt_batch_req, mt_batch_rep, 0),
+	OP(DELEGRETURN, "DELEGRETURN", mt_u64, mt_empty, 0),
 	OP(CB_NULL, "CB_NULL", mt_empty, mt_empty, I | DAFS_OPF_CALLBACK),
+	OP(CB_RECALL, "CB_RECALL", mt_cb_recall_req, mt_empty,
+	   I | DAFS_OPF_CALLBACK),
 };
 #undef OP
 #undef I

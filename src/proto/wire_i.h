@@ -74,8 +74,10 @@ enum dafs_op {
 	DAFS_OP_LISTXATTR = 33,
 	DAFS_OP_REMOVEXATTR = 34,
 	DAFS_OP_BATCH = 35,
+	DAFS_OP_DELEGRETURN = 36,
 	DAFS_OP_CB_NULL = 64,
-	DAFS_OP_MAX = 65
+	DAFS_OP_CB_RECALL = 65,
+	DAFS_OP_MAX = 66
 };
 
 /*
@@ -202,6 +204,8 @@ struct dafs_m_create_rep {
 	dafs_fh_t fh;
 	dafs_attr_t attr;
 	uint64_t open_id;
+	uint32_t deleg; /* DAFS_DELEG_* granted */
+	uint64_t deleg_id;
 };
 struct dafs_m_mkdir_req {
 	dafs_fh_t dir;
@@ -266,6 +270,13 @@ struct dafs_m_open_req {
 struct dafs_m_open_rep {
 	uint64_t open_id;
 	dafs_attr_t attr;
+	uint32_t deleg; /* DAFS_DELEG_* granted */
+	uint64_t deleg_id;
+};
+struct dafs_m_cb_recall_req {
+	dafs_fh_t fh;
+	uint64_t deleg_id;
+	uint32_t type; /* DAFS_DELEG_* being recalled */
 };
 struct dafs_m_read_req {
 	uint64_t open_id, off;
@@ -352,6 +363,10 @@ struct dafs_m_batch_result {
 #define DAFS_O_DSYNC 0x100
 #define DAFS_O_DIRECT 0x200
 #define DAFS_O_ALL 0x3f3
+/* OPEN and CREATE only: the delegation the client would like */
+#define DAFS_O_WANT_READ_DELEG 0x1000
+#define DAFS_O_WANT_WRITE_DELEG 0x2000
+#define DAFS_O_WANT_DELEG (DAFS_O_WANT_READ_DELEG | DAFS_O_WANT_WRITE_DELEG)
 
 /* Sub-message types (readdir entries, batch elements) for dafs_dec(). */
 extern const struct dafs_msgtype dafs_mt_dirent, dafs_mt_dirent_plus;

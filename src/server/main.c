@@ -37,6 +37,11 @@ static void usage(FILE *f)
 		"(default 1024)\n"
 		"      --lease-ms N         longest lease granted (default "
 		"90000)\n"
+		"      --deleg on|read|off  delegation grant policy (default "
+		"on)\n"
+		"      --recall-holdoff-ms N  no grants on a file this long "
+		"after a recall\n"
+		"                           (default 1000)\n"
 		"      --root-squash        map requests of uid 0 to "
 		"nobody\n"
 		"      --port-file FILE     write the listening port to FILE\n"
@@ -139,7 +144,15 @@ static int parse_uint(const char *opt, const char *arg, uint32_t lo,
 
 static const char *port_file;
 
-enum { O_CREDITS = 256, O_LEASE, O_SQUASH, O_PORTFILE, O_MAXCONN };
+enum {
+	O_CREDITS = 256,
+	O_LEASE,
+	O_SQUASH,
+	O_PORTFILE,
+	O_MAXCONN,
+	O_DELEG,
+	O_HOLDOFF,
+};
 
 static const struct option longopts[] = {
 	{"export", required_argument, NULL, 'e'},
@@ -150,6 +163,8 @@ static const struct option longopts[] = {
 	{"credits", required_argument, NULL, O_CREDITS},
 	{"max-connections", required_argument, NULL, O_MAXCONN},
 	{"lease-ms", required_argument, NULL, O_LEASE},
+	{"deleg", required_argument, NULL, O_DELEG},
+	{"recall-holdoff-ms", required_argument, NULL, O_HOLDOFF},
 	{"root-squash", no_argument, NULL, O_SQUASH},
 	{"port-file", required_argument, NULL, O_PORTFILE},
 	{"foreground", no_argument, NULL, 'f'},
@@ -255,6 +270,23 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 	case O_LEASE:
 		return parse_uint("--lease-ms", arg, 1000, 3600000,
 				  &cfg->limits.lease_ms);
+	case O_DELEG:
+		if (!strcmp(arg, "on"))
+			cfg->deleg_policy = DLG_POLICY_ON;
+		else if (!strcmp(arg, "read"))
+			cfg->deleg_policy = DLG_POLICY_READ;
+		else if (!strcmp(arg, "off"))
+			cfg->deleg_policy = DLG_POLICY_OFF;
+		else {
+			fprintf(stderr, "dafsd: --deleg wants on, read or off, "
+					"not \"%s\"\n",
+				arg);
+			return -1;
+		}
+		return 0;
+	case O_HOLDOFF:
+		return parse_uint("--recall-holdoff-ms", arg, 0, 3600000,
+				  &cfg->holdoff_ms);
 	case O_SQUASH:
 		cfg->root_squash = 1;
 		return 0;
@@ -285,6 +317,8 @@ static void defaults(struct srv_config *cfg)
 	cfg->min_threads = 2;
 	cfg->max_threads = 16;
 	cfg->max_conns = 1024;
+	cfg->deleg_policy = DLG_POLICY_ON;
+	cfg->holdoff_ms = 1000;
 	cfg->foreground = 1;
 	if (geteuid() == 0 || !home)
 		strcpy(cfg->state_dir, "/var/lib/dafsd");

@@ -83,9 +83,15 @@ static void closefd(int fd)
 
 /* ---- open files of the session ---- */
 
-static uint64_t open_add(struct srv_session *s, int fd, uint32_t flags)
+/*
+ * The table is an array of pointers to entries that never move, so a user
+ * holding an entry across a request is not left with a dangling pointer
+ * when another request's open grows the table.
+ */
+static uint64_t open_add(struct srv_session *s, int fd, uint32_t flags,
+			 const struct srv_dkey *dk)
 {
-	struct srv_open *o, *n;
+	struct srv_open *o, **n;
 	uint32_t i, cap;
 	uint64_t id = 0;
 
@@ -97,37 +103,48 @@ static uint64_t open_add(struct srv_session *s, int fd, uint32_t flags)
 			goto out;
 		s->opens = n;
 		for (i = s->nopens; i < cap; i++) {
-			n[i].fd = -1;
-			n[i].gen = 1;
-			n[i].users = 0;
-			n[i].closing = 0;
-			n[i].next_free = i + 1 < cap ? i + 1 : UINT32_MAX;
+			n[i] = calloc(1, sizeof(*n[i]));
+			if (!n[i])
+				break;
+			n[i]->fd = -1;
+			n[i]->gen = 1;
+			n[i]->idx = i;
+			n[i]->next_free = i + 1 < cap ? i + 1 : UINT32_MAX;
 		}
+		if (i > s->nopens)
+			n[i - 1]->next_free = UINT32_MAX;
+		if (i == s->nopens)
+			goto out;
 		s->open_free = s->nopens;
-		s->nopens = cap;
+		s->nopens = i;
 	}
 	i = s->open_free;
-	o = &s->opens[i];
+	o = s->opens[i];
 	s->open_free = o->next_free;
 	o->fd = fd;
 	o->flags = flags;
 	o->users = 0;
 	o->closing = 0;
+	o->revoked = 0;
+	o->dk = dk ? *dk : (struct srv_dkey){0};
 	id = (uint64_t)o->gen << 32 | i;
 out:
 	pthread_mutex_unlock(&s->lock);
 	return id;
 }
 
-static void open_release(struct srv_session *s, uint32_t i)
+/* Free the slot of @o (s->lock held); its delegation record is returned
+ * in *@dk for the caller to close outside the lock. */
+static void open_release(struct srv_session *s, struct srv_open *o,
+			 struct srv_dkey *dk)
 {
-	struct srv_open *o = &s->opens[i];
-
 	closefd(o->fd);
+	*dk = o->dk;
+	o->dk.tracked = 0;
 	o->fd = -1;
 	o->gen++;
 	o->next_free = s->open_free;
-	s->open_free = i;
+	s->open_free = o->idx;
 }
 
 /* Take a reference on open file @id; -DAFS_EBADOPEN if unknown. */
@@ -137,10 +154,10 @@ static int open_get(struct srv_session *s, uint64_t id, struct srv_open **op)
 	int rc = -DAFS_EBADOPEN;
 
 	pthread_mutex_lock(&s->lock);
-	if (i < s->nopens && s->opens[i].fd >= 0 && s->opens[i].gen == gen &&
-	    !s->opens[i].closing) {
-		s->opens[i].users++;
-		*op = &s->opens[i];
+	if (i < s->nopens && s->opens[i]->fd >= 0 && s->opens[i]->gen == gen &&
+	    !s->opens[i]->closing) {
+		s->opens[i]->users++;
+		*op = s->opens[i];
 		rc = 0;
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -149,10 +166,26 @@ static int open_get(struct srv_session *s, uint64_t id, struct srv_open **op)
 
 static void open_put(struct srv_session *s, struct srv_open *o)
 {
+	struct srv_dkey dk = {0};
+
 	pthread_mutex_lock(&s->lock);
 	if (--o->users == 0 && o->closing)
-		open_release(s, (uint32_t)(o - s->opens));
+		open_release(s, o, &dk);
 	pthread_mutex_unlock(&s->lock);
+	srv_deleg_close(s, &dk);
+}
+
+/* open_get for I/O: a file whose delegation was revoked is refused. */
+static int open_get_io(struct srv_session *s, uint64_t id,
+		       struct srv_open **op)
+{
+	int rc = open_get(s, id, op);
+
+	if (!rc && atomic_load(&(*op)->revoked)) {
+		open_put(s, *op);
+		rc = -DAFS_EREVOKED;
+	}
+	return rc;
 }
 
 static int open_close(struct srv_session *s, uint64_t id)
@@ -171,14 +204,34 @@ static int open_close(struct srv_session *s, uint64_t id)
 
 void srv_session_close_files(struct srv_session *s)
 {
+	struct srv_dkey dk;
 	uint32_t i;
 
-	for (i = 0; i < s->nopens; i++)
-		if (s->opens[i].fd >= 0 && !s->opens[i].users)
-			open_release(s, i);
+	/* first, so that no revocation looks at the table freed below */
+	srv_deleg_owner_gone(s);
+	for (i = 0; i < s->nopens; i++) {
+		if (s->opens[i]->fd >= 0 && !s->opens[i]->users) {
+			open_release(s, s->opens[i], &dk);
+			srv_deleg_close(s, &dk);
+		}
+		free(s->opens[i]);
+	}
 	free(s->opens);
 	s->opens = NULL;
 	s->nopens = 0;
+}
+
+void srv_session_revoke(struct srv_session *s, const struct dlg_key *key)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->nopens; i++)
+		if (s->opens[i]->fd >= 0 && s->opens[i]->dk.tracked &&
+		    s->opens[i]->dk.key.dev == key->dev &&
+		    s->opens[i]->dk.key.ino == key->ino)
+			atomic_store(&s->opens[i]->revoked, 1);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- handlers ---- */
@@ -228,7 +281,7 @@ static int h_probe_callback(struct srv_req *r, const void *b, const int *fd,
 			    union rep_body *rep, uint32_t *len)
 {
 	(void)fd, (void)b, (void)len;
-	return srv_callback(r->sess, DAFS_OP_CB_NULL, 5000, &rep->u64.v);
+	return srv_callback(r->sess, DAFS_OP_CB_NULL, NULL, 5000, &rep->u64.v);
 }
 
 static int h_lookup(struct srv_req *r, const void *b, const int *fd,
@@ -259,27 +312,84 @@ static int h_setattr(struct srv_req *r, const void *b, const int *fd,
 	return dafs_be_setattr(fd[0], &q->sa, &rep->attr.attr);
 }
 
+/* What an open with wire flags @f does to the file, for delegations. */
+static int open_kind(uint32_t f)
+{
+	return (f & DAFS_O_ACCMODE) != DAFS_O_RDONLY || (f & DAFS_O_TRUNC)
+		       ? DLG_C_WRITE
+		       : DLG_C_READ;
+}
+
+/* Record the open @iofd (its delegation operation begun as @dk) in the
+ * session and grant what @flags ask for. Returns the open id, or 0 after
+ * closing @iofd and ending @dk. */
+static uint64_t open_finish(struct srv_req *r, int iofd, uint32_t flags,
+			    struct srv_dkey *dk, uint32_t *deleg,
+			    uint64_t *deleg_id)
+{
+	uint64_t id;
+	int rc;
+
+	rc = srv_deleg_open(r, dk, flags & DAFS_O_WANT_DELEG, deleg_id);
+	if (rc < 0) {
+		close(iofd);
+		return 0;
+	}
+	*deleg = (uint32_t)rc;
+	id = open_add(r->sess, iofd, flags & ~DAFS_O_WANT_DELEG, dk);
+	if (!id) {
+		close(iofd);
+		srv_deleg_close(r->sess, dk);
+		/* a granted delegation stays: its holder learns of it on
+		 * the retry, or it goes with the session */
+	}
+	return id;
+}
+
 static int h_create(struct srv_req *r, const void *b, const int *fd,
 		    union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_create_req *q = b;
+	uint32_t flags = q->flags & ~DAFS_O_WANT_DELEG;
 	char name[DAFS_NAME_MAX + 1];
-	int iofd;
+	struct srv_dkey dk = {0};
+	struct dlg_key key;
+	int iofd, rc;
 
 	(void)len;
-	if (q->flags & ~DAFS_O_ALL)
+	if (flags & ~DAFS_O_ALL)
 		return -EINVAL;
 	cstr(name, &q->name);
-	iofd = dafs_be_create(r->sess->ex, fd[0], name, q->flags, q->mode,
-			      &rep->create.fh, &rep->create.attr);
-	if (iofd < 0)
-		return iofd;
-	rep->create.open_id = open_add(r->sess, iofd, q->flags);
-	if (!rep->create.open_id) {
-		close(iofd);
-		return -ENOMEM;
+	/* a file that exists is opened: the same conflicts as an open */
+	if (!(flags & DAFS_O_EXCL)) {
+		rc = srv_deleg_begin_name(r, fd[0], name, open_kind(flags),
+					  &dk);
+		if (rc)
+			return rc;
 	}
-	return 0;
+	iofd = dafs_be_create(r->sess->ex, fd[0], name, flags, q->mode,
+			      &rep->create.fh, &rep->create.attr);
+	if (iofd < 0) {
+		srv_deleg_end(r->srv, &dk);
+		return iofd;
+	}
+	/* the file opened may be another than the one looked at (created
+	 * meanwhile, or renamed over): begin again on the one we have */
+	rc = srv_deleg_key(iofd, &key);
+	if (!rc && dk.tracked &&
+	    (dk.key.dev != key.dev || dk.key.ino != key.ino))
+		srv_deleg_end(r->srv, &dk);
+	if (!rc && !dk.tracked)
+		rc = srv_deleg_begin(r, &key, open_kind(flags), &dk);
+	if (rc) {
+		srv_deleg_end(r->srv, &dk);
+		close(iofd);
+		return rc;
+	}
+	rep->create.open_id =
+		open_finish(r, iofd, q->flags, &dk, &rep->create.deleg,
+			    &rep->create.deleg_id);
+	return rep->create.open_id ? 0 : -ENOMEM;
 }
 
 static int h_mkdir(struct srv_req *r, const void *b, const int *fd,
@@ -361,8 +471,19 @@ static int dirop(const void *b, int dirfd,
 static int h_remove(struct srv_req *r, const void *b, const int *fd,
 		    union rep_body *rep, uint32_t *len)
 {
-	(void)r, (void)rep, (void)len;
-	return dirop(b, fd[0], dafs_be_remove);
+	const struct dafs_m_dirop_req *q = b;
+	char name[DAFS_NAME_MAX + 1];
+	struct srv_dkey dk;
+	int rc;
+
+	(void)rep, (void)len;
+	cstr(name, &q->name);
+	rc = srv_deleg_begin_name(r, fd[0], name, DLG_C_WRITE, &dk);
+	if (rc)
+		return rc;
+	rc = dafs_be_remove(fd[0], name);
+	srv_deleg_end(r->srv, &dk);
+	return rc;
 }
 
 static int h_rmdir(struct srv_req *r, const void *b, const int *fd,
@@ -378,10 +499,21 @@ static int h_rename(struct srv_req *r, const void *b, const int *fd,
 	const struct dafs_m_rename_req *q = b;
 	char sname[DAFS_NAME_MAX + 1], dname[DAFS_NAME_MAX + 1];
 
-	(void)r, (void)rep, (void)len;
+	struct srv_dkey sdk, ddk = {0};
+	int rc;
+
+	(void)rep, (void)len;
 	cstr(sname, &q->sname);
 	cstr(dname, &q->dname);
-	return dafs_be_rename(fd[0], sname, fd[1], dname, q->flags);
+	/* the file renamed, and the one it replaces (or exchanges with) */
+	rc = srv_deleg_begin_name(r, fd[0], sname, DLG_C_WRITE, &sdk);
+	if (!rc)
+		rc = srv_deleg_begin_name(r, fd[1], dname, DLG_C_WRITE, &ddk);
+	if (!rc)
+		rc = dafs_be_rename(fd[0], sname, fd[1], dname, q->flags);
+	srv_deleg_end(r->srv, &ddk);
+	srv_deleg_end(r->srv, &sdk);
+	return rc;
 }
 
 struct rd_ctx {
@@ -458,20 +590,27 @@ static int h_open(struct srv_req *r, const void *b, const int *fd,
 		  union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_open_req *q = b;
-	int iofd;
+	uint32_t flags = q->flags & ~DAFS_O_WANT_DELEG;
+	struct srv_dkey dk = {0};
+	struct dlg_key key;
+	int iofd, rc;
 
 	(void)len;
-	if (q->flags & (~DAFS_O_ALL | DAFS_O_EXCL))
+	if (flags & (~DAFS_O_ALL | DAFS_O_EXCL))
 		return -EINVAL;
-	iofd = dafs_be_open(fd[0], q->flags, &rep->open.attr);
-	if (iofd < 0)
+	rc = srv_deleg_key(fd[0], &key);
+	if (!rc)
+		rc = srv_deleg_begin(r, &key, open_kind(flags), &dk);
+	if (rc)
+		return rc;
+	iofd = dafs_be_open(fd[0], flags, &rep->open.attr);
+	if (iofd < 0) {
+		srv_deleg_end(r->srv, &dk);
 		return iofd;
-	rep->open.open_id = open_add(r->sess, iofd, q->flags);
-	if (!rep->open.open_id) {
-		close(iofd);
-		return -ENOMEM;
 	}
-	return 0;
+	rep->open.open_id = open_finish(r, iofd, q->flags, &dk,
+					&rep->open.deleg, &rep->open.deleg_id);
+	return rep->open.open_id ? 0 : -ENOMEM;
 }
 
 static int h_close(struct srv_req *r, const void *b, const int *fd,
@@ -580,7 +719,7 @@ static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
 		return -EINVAL;
 	if (off > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	rc = open_get(r->sess, open_id, &o);
+	rc = open_get_io(r->sess, open_id, &o);
 	if (rc)
 		return rc;
 	if ((o->flags & DAFS_O_ACCMODE) == DAFS_O_WRONLY) {
@@ -635,7 +774,7 @@ static ssize_t do_write(struct srv_req *r, uint64_t open_id, uint64_t off,
 		return -EINVAL;
 	if (!rkey && data->len != len)
 		return -EINVAL;
-	rc = open_get(r->sess, open_id, &o);
+	rc = open_get_io(r->sess, open_id, &o);
 	if (rc)
 		return rc;
 	if ((o->flags & DAFS_O_ACCMODE) == DAFS_O_RDONLY) {
@@ -720,7 +859,7 @@ static int h_commit(struct srv_req *r, const void *b, const int *fd,
 	int rc;
 
 	(void)fd, (void)rep, (void)len;
-	rc = open_get(r->sess, q->open_id, &o);
+	rc = open_get_io(r->sess, q->open_id, &o);
 	if (rc)
 		return rc;
 	rc = (q->datasync ? fdatasync(o->fd) : fsync(o->fd)) ? -errno : 0;
@@ -738,7 +877,7 @@ static int h_fallocate(struct srv_req *r, const void *b, const int *fd,
 	(void)fd, (void)rep, (void)len;
 	if (q->off > (uint64_t)INT64_MAX || q->len > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	rc = open_get(r->sess, q->open_id, &o);
+	rc = open_get_io(r->sess, q->open_id, &o);
 	if (rc)
 		return rc;
 	rc = fallocate(o->fd, (int)q->mode, (off_t)q->off, (off_t)q->len)
@@ -761,10 +900,10 @@ static int h_copy_range(struct srv_req *r, const void *b, const int *fd,
 	(void)fd, (void)len;
 	if (q->soff > (uint64_t)INT64_MAX || q->doff > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	rc = open_get(r->sess, q->src, &src);
+	rc = open_get_io(r->sess, q->src, &src);
 	if (rc)
 		return rc;
-	rc = open_get(r->sess, q->dst, &dst);
+	rc = open_get_io(r->sess, q->dst, &dst);
 	if (rc) {
 		open_put(r->sess, src);
 		return rc;
@@ -855,6 +994,15 @@ static int h_removexattr(struct srv_req *r, const void *b, const int *fd,
 	return dafs_be_removexattr(fd[0], name);
 }
 
+static int h_delegreturn(struct srv_req *r, const void *b, const int *fd,
+			 union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_u64 *q = b;
+
+	(void)fd, (void)rep, (void)len;
+	return srv_deleg_return(r, q->v);
+}
+
 /*
  * BATCH: each descriptor runs on its own and gets its own status; one bad
  * descriptor does not fail the others. Inline read data goes into the
@@ -929,6 +1077,7 @@ struct handler {
 	handler_fn fn;
 	uint16_t fh[2]; /* handles to resolve, in order; 0: none */
 	uint8_t user;	/* run with the request's credentials */
+	uint8_t change; /* changes the file of fh[0]: recall delegations */
 };
 
 static const struct handler handlers[DAFS_OP_MAX] = {
@@ -937,13 +1086,14 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 	[DAFS_OP_PROBE_CALLBACK] = {h_probe_callback},
 	[DAFS_OP_LOOKUP] = {h_lookup, FH1(struct dafs_m_dirop_req, dir), 1},
 	[DAFS_OP_GETATTR] = {h_getattr, FH1(struct dafs_m_fh, fh), 0},
-	[DAFS_OP_SETATTR] = {h_setattr, FH1(struct dafs_m_setattr_req, fh), 1},
+	[DAFS_OP_SETATTR] = {h_setattr, FH1(struct dafs_m_setattr_req, fh), 1,
+			     1},
 	[DAFS_OP_CREATE] = {h_create, FH1(struct dafs_m_create_req, dir), 1},
 	[DAFS_OP_MKDIR] = {h_mkdir, FH1(struct dafs_m_mkdir_req, dir), 1},
 	[DAFS_OP_MKNOD] = {h_mknod, FH1(struct dafs_m_mknod_req, dir), 1},
 	[DAFS_OP_SYMLINK] = {h_symlink, FH1(struct dafs_m_symlink_req, dir), 1},
 	[DAFS_OP_READLINK] = {h_readlink, FH1(struct dafs_m_fh, fh), 0},
-	[DAFS_OP_LINK] = {h_link, FH2(struct dafs_m_link_req, fh, dir), 1},
+	[DAFS_OP_LINK] = {h_link, FH2(struct dafs_m_link_req, fh, dir), 1, 1},
 	[DAFS_OP_REMOVE] = {h_remove, FH1(struct dafs_m_dirop_req, dir), 1},
 	[DAFS_OP_RMDIR] = {h_rmdir, FH1(struct dafs_m_dirop_req, dir), 1},
 	[DAFS_OP_RENAME] = {h_rename, FH2(struct dafs_m_rename_req, sdir, ddir),
@@ -960,12 +1110,13 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 	[DAFS_OP_GETXATTR] = {h_getxattr, FH1(struct dafs_m_getxattr_req, fh),
 			      1},
 	[DAFS_OP_SETXATTR] = {h_setxattr, FH1(struct dafs_m_setxattr_req, fh),
-			      1},
+			      1, 1},
 	[DAFS_OP_LISTXATTR] = {h_listxattr,
 			       FH1(struct dafs_m_listxattr_req, fh), 1},
 	[DAFS_OP_REMOVEXATTR] = {h_removexattr,
-				 FH1(struct dafs_m_xattr_name_req, fh), 1},
+				 FH1(struct dafs_m_xattr_name_req, fh), 1, 1},
 	[DAFS_OP_BATCH] = {h_batch, {0, 0}, 1},
+	[DAFS_OP_DELEGRETURN] = {h_delegreturn},
 };
 
 /*
@@ -978,6 +1129,9 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	       union rep_body *rep, uint32_t *len)
 {
 	int fd[2] = {-1, -1}, i, rc = 0, user = 0;
+	struct srv_dkey dk = {0};
+	struct dlg_key key;
+	struct stat st;
 
 	for (i = 0; i < 2 && hd->fh[i] && !rc; i++) {
 		rc = resolve(r, (const dafs_fh_t *)((const uint8_t *)body +
@@ -987,6 +1141,13 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 			rc = 0;
 		}
 	}
+	/* a change to a regular file waits for other sessions' delegations
+	 * of it to be returned or revoked */
+	if (!rc && hd->change && !fstat(fd[0], &st) && S_ISREG(st.st_mode)) {
+		key.dev = st.st_dev;
+		key.ino = st.st_ino;
+		rc = srv_deleg_begin(r, &key, DLG_C_WRITE, &dk);
+	}
 	if (!rc && hd->user) {
 		user = 1;
 		rc = cred_on(r);
@@ -995,6 +1156,7 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 		rc = hd->fn(r, body, fd, rep, len);
 	if (user)
 		cred_off(r);
+	srv_deleg_end(r->srv, &dk);
 	closefd(fd[1]);
 	closefd(fd[0]);
 	return rc;

@@ -230,6 +230,21 @@ static void session_put(struct srv_session *s)
 	free(s);
 }
 
+int srv_session_tryget(struct srv_session *s)
+{
+	int n = atomic_load(&s->refs);
+
+	while (n > 0)
+		if (atomic_compare_exchange_weak(&s->refs, &n, n + 1))
+			return 1;
+	return 0;
+}
+
+void srv_session_put(struct srv_session *s)
+{
+	session_put(s);
+}
+
 /* Unlink @s from the server's list (once) and drop the list's reference.
  * Its connections keep it alive until they close. */
 static void session_destroy(struct srv_session *s, const char *why)
@@ -364,8 +379,8 @@ static int session_bind(struct srv_session *s, struct srv_conn *c, int dir)
 
 /* ---- the callback channel ---- */
 
-int srv_callback(struct srv_session *s, uint16_t op, int timeout_ms,
-		 uint64_t *rtt_ns)
+int srv_callback(struct srv_session *s, uint16_t op, const void *body,
+		 int timeout_ms, uint64_t *rtt_ns)
 {
 	struct dafs_hdr h = {0};
 	struct srv_conn *back;
@@ -404,7 +419,7 @@ int srv_callback(struct srv_session *s, uint16_t op, int timeout_ms,
 	h.op = op;
 	h.slot = 0;
 	h.seq = s->cb_seq & 0x7fffffffu;
-	n = dafs_msg_build(s->cb_req, sizeof(s->cb_req), &h, NULL, NULL);
+	n = dafs_msg_build(s->cb_req, sizeof(s->cb_req), &h, body, NULL);
 	t0 = srv_now_ns();
 	rc = n < 0 ? (int)n : send_buf(back, s->cb_req, (uint32_t)n, s->cb_mr);
 	while (!rc && !s->cb_done && !atomic_load(&back->dead))
@@ -907,6 +922,9 @@ static void *reaper_main(void *arg)
 		if (now < next_lease)
 			continue;
 		next_lease = now + 1000000000u;
+		pthread_mutex_unlock(&srv->lock);
+		srv_deleg_tick(srv);
+		pthread_mutex_lock(&srv->lock);
 		do {
 			expired = NULL;
 			for (s = srv->sessions; s; s = s->next) {
@@ -950,6 +968,7 @@ int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out)
 	pthread_cond_init(&srv->cv, NULL);
 	pthread_mutex_init(&srv->scq_lock, NULL);
 	pthread_cond_init(&srv->scq_cv, NULL);
+	srv_deleg_init(srv);
 	srv->can_switch = dafs_creds_can_switch();
 	srv->tp = dafs_tp_find(cfg->scheme);
 	if (!srv->tp) {
@@ -1110,5 +1129,6 @@ skip_transport:
 		dafs_export_close(srv->exports[i]);
 	if (srv->state)
 		dafs_state_close(srv->state);
+	srv_deleg_fini(srv);
 	free(srv);
 }

@@ -22,6 +22,7 @@
 
 #include "backend_i.h"
 #include "creds_i.h"
+#include "deleg_i.h"
 #include "proto/session_i.h"
 #include "proto/wire_i.h"
 #include "state_i.h"
@@ -49,6 +50,8 @@ struct srv_config {
 	int root_squash;
 	int foreground;
 	int verbose;
+	int deleg_policy;     /* DLG_POLICY_* */
+	uint32_t holdoff_ms;  /* no grants this long after a recall */
 	struct dafs_sess_params limits;
 };
 
@@ -87,12 +90,22 @@ struct srv_conn {
 /* An open file of a session; id on the wire: gen << 32 | index. Users
  * hold it across a request, so CLOSE never closes an fd in use (which could
  * be reused for another file under the user's feet). */
+/* What the delegation manager knows of an open (tracked: it does). */
+struct srv_dkey {
+	int tracked;
+	int kind; /* DLG_C_READ, DLG_C_WRITE */
+	struct dlg_key key;
+};
+
 struct srv_open {
 	int fd; /* -1 when free */
 	uint32_t gen;
+	uint32_t idx;   /* in the session's table */
 	uint32_t flags; /* DAFS_O_* */
 	uint32_t users;
 	int closing;
+	atomic_int revoked; /* its delegation was revoked: I/O refused */
+	struct srv_dkey dk;
 	uint32_t next_free;
 };
 
@@ -110,7 +123,7 @@ struct srv_session {
 	struct dafs_mr *reply_mr;
 	struct dafs_creds creds[SRV_MAX_CREDS];
 	uint32_t ncreds;
-	struct srv_open *opens;
+	struct srv_open **opens; /* entries never move */
 	uint32_t nopens, open_free;
 	struct srv_conn *fore, *back; /* referenced */
 	uint64_t renewed_ns;
@@ -147,6 +160,13 @@ struct dafs_server {
 	uint64_t last_done_ns; /* a handler last finished a request */
 	atomic_int stopping;
 	pthread_t acceptor, reaper;
+
+	/* delegations (dlgsrv.c): the manager under its own lock; waiters
+	 * for a recall sleep on dlg_cv. Lock order: dlg_lock, then a
+	 * session's lock. */
+	pthread_mutex_t dlg_lock;
+	pthread_cond_t dlg_cv;
+	struct dlg_mgr dlg;
 
 	/* serialises polling of the send CQ (RDMA READ completions) */
 	pthread_mutex_t scq_lock;
@@ -188,9 +208,42 @@ struct srv_wait {
 	int status;
 };
 int srv_wait_send(struct dafs_server *srv, struct srv_wait *w);
-/* Send a callback on the session's back channel and wait for the reply. */
-int srv_callback(struct srv_session *s, uint16_t op, int timeout_ms,
-		 uint64_t *rtt_ns);
+/* Send a callback (@body: its request, or NULL for an empty one) on the
+ * session's back channel and wait for the reply. */
+int srv_callback(struct srv_session *s, uint16_t op, const void *body,
+		 int timeout_ms, uint64_t *rtt_ns);
+/* A reference on @s unless its last one is already gone (then 0). */
+int srv_session_tryget(struct srv_session *s);
+void srv_session_put(struct srv_session *s);
+/* Refuse further I/O on @s's open files of @key (ops.c). */
+void srv_session_revoke(struct srv_session *s, const struct dlg_key *key);
+
+/* dlgsrv.c: delegations as the handlers see them. All are no-ops when the
+ * policy is off. */
+void srv_deleg_init(struct dafs_server *srv);
+void srv_deleg_fini(struct dafs_server *srv);
+/* The key of the open file @fd; -errno if fstat fails. */
+int srv_deleg_key(int fd, struct dlg_key *key);
+/* Begin an operation of kind @kind on @key: recall the delegations of
+ * other sessions that stand in its way and wait, at most a lease after
+ * each recall, until they are returned or revoked. 0: go ahead (end with
+ * srv_deleg_end() or srv_deleg_open()); or -ENOMEM. *@dk records it. */
+int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
+		    struct srv_dkey *dk);
+/* The same for the file @name in @dirfd, if it exists and is a regular
+ * file (otherwise *@dk is left untracked and 0 returned). */
+int srv_deleg_begin_name(struct srv_req *r, int dirfd, const char *name,
+			 int kind, struct srv_dkey *dk);
+void srv_deleg_end(struct dafs_server *srv, struct srv_dkey *dk);
+/* Turn a begun operation into an open of the session, granting what
+ * @want asks for if the rules allow: returns DAFS_DELEG_* and *@id. */
+int srv_deleg_open(struct srv_req *r, struct srv_dkey *dk, uint32_t want,
+		   uint64_t *id);
+void srv_deleg_close(struct srv_session *s, struct srv_dkey *dk);
+void srv_deleg_owner_gone(struct srv_session *s);
+int srv_deleg_return(struct srv_req *r, uint64_t id);
+/* Revoke what ran out (the reaper, once a second). */
+void srv_deleg_tick(struct dafs_server *srv);
 
 uint64_t srv_now_ns(void);
 void srv_log(int prio, const char *fmt, ...)

@@ -58,6 +58,7 @@ typedef union {
 	struct dafs_m_xattr_name_req xname;
 	struct dafs_m_batch_req batch;
 	struct dafs_m_batch_rep batchp;
+	struct dafs_m_cb_recall_req recall;
 } body_t;
 
 static const char *outdir;
@@ -149,7 +150,17 @@ static int fill(uint32_t op, int reply, body_t *b)
 	case DAFS_OP_REMOVEXATTR << 1 | 1:
 	case DAFS_OP_CB_NULL << 1:
 	case DAFS_OP_CB_NULL << 1 | 1:
+	case DAFS_OP_CB_RECALL << 1 | 1:
+	case DAFS_OP_DELEGRETURN << 1 | 1:
 		return 0; /* empty bodies */
+	case DAFS_OP_DELEGRETURN << 1:
+		b->u64.v = 0x5f0000000001ull;
+		return 0;
+	case DAFS_OP_CB_RECALL << 1:
+		fh(&b->recall.fh, 2);
+		b->recall.deleg_id = 0x5f0000000001ull;
+		b->recall.type = 2;
+		return 0;
 	case DAFS_OP_CREATE_SESSION << 1:
 		b->csq.version = DAFS_PROTO_VERSION;
 		b->csq.export_ = text("export");
@@ -235,6 +246,8 @@ static int fill(uint32_t op, int reply, body_t *b)
 		fh(&b->createp.fh, 5);
 		attr(&b->createp.attr, 0100644);
 		b->createp.open_id = 0x100000001ull;
+		b->createp.deleg = 2;
+		b->createp.deleg_id = 0x5f0000000001ull;
 		return 0;
 	case DAFS_OP_MKDIR << 1:
 		fh(&b->mkdir.dir, 1);
@@ -288,11 +301,14 @@ static int fill(uint32_t op, int reply, body_t *b)
 		return 0;
 	case DAFS_OP_OPEN << 1:
 		fh(&b->open.fh, 2);
-		b->open.flags = DAFS_O_RDWR | DAFS_O_APPEND;
+		b->open.flags = DAFS_O_RDWR | DAFS_O_APPEND |
+				DAFS_O_WANT_WRITE_DELEG;
 		return 0;
 	case DAFS_OP_OPEN << 1 | 1:
 		b->openp.open_id = 7;
 		attr(&b->openp.attr, 0100600);
+		b->openp.deleg = 1;
+		b->openp.deleg_id = 0x5f0000000002ull;
 		return 0;
 	case DAFS_OP_CLOSE << 1:
 		b->u64.v = 7;

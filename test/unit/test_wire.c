@@ -292,6 +292,7 @@ BODY(listxattr_req);
 BODY(xattr_name_req);
 BODY(batch_req);
 BODY(batch_rep);
+BODY(cb_recall_req);
 
 static void fill_create_session_req(struct gen *g,
 				    struct dafs_m_create_session_req *a)
@@ -473,6 +474,8 @@ static void fill_create_rep(struct gen *g, struct dafs_m_create_rep *a)
 	gfh(g, &a->fh, 40);
 	gattr(g, &a->attr);
 	a->open_id = g64(g);
+	a->deleg = g32(g);
+	a->deleg_id = g64(g);
 }
 static void cmp_create_rep(const struct dafs_m_create_rep *a,
 			   const struct dafs_m_create_rep *b)
@@ -480,6 +483,8 @@ static void cmp_create_rep(const struct dafs_m_create_rep *a,
 	eq_fh(&a->fh, &b->fh);
 	eq_attr(&a->attr, &b->attr);
 	EQ(open_id);
+	EQ(deleg);
+	EQ(deleg_id);
 }
 
 static void fill_mkdir_req(struct gen *g, struct dafs_m_mkdir_req *a)
@@ -621,12 +626,30 @@ static void fill_open_rep(struct gen *g, struct dafs_m_open_rep *a)
 {
 	a->open_id = g64(g);
 	gattr(g, &a->attr);
+	a->deleg = g32(g);
+	a->deleg_id = g64(g);
 }
 static void cmp_open_rep(const struct dafs_m_open_rep *a,
 			 const struct dafs_m_open_rep *b)
 {
 	EQ(open_id);
 	eq_attr(&a->attr, &b->attr);
+	EQ(deleg);
+	EQ(deleg_id);
+}
+
+static void fill_cb_recall_req(struct gen *g, struct dafs_m_cb_recall_req *a)
+{
+	gfh(g, &a->fh, 40);
+	a->deleg_id = g64(g);
+	a->type = g32(g);
+}
+static void cmp_cb_recall_req(const struct dafs_m_cb_recall_req *a,
+			      const struct dafs_m_cb_recall_req *b)
+{
+	eq_fh(&a->fh, &b->fh);
+	EQ(deleg_id);
+	EQ(type);
 }
 
 static void fill_read_req(struct gen *g, struct dafs_m_read_req *a)
@@ -865,7 +888,9 @@ static const struct opcase cases[] = {
 	C(LISTXATTR, listxattr_req, xattr_rep, IDEM),
 	C(REMOVEXATTR, xattr_name_req, empty, 0),
 	C(BATCH, batch_req, batch_rep, 0),
+	C(DELEGRETURN, u64, empty, 0),
 	C(CB_NULL, empty, empty, IDEM | CBCH),
+	C(CB_RECALL, cb_recall_req, empty, IDEM | CBCH),
 };
 #undef C
 /* clang-format on */
@@ -1138,7 +1163,8 @@ START_TEST(test_every_op_has_a_case)
 	ck_assert_ptr_null(dafs_op_desc(DAFS_OP_MAX));
 	ck_assert_ptr_null(dafs_op_desc(6));
 	ck_assert_ptr_null(dafs_op_desc(0xffffffffu));
-	ck_assert_str_eq(dafs_op_name(36), "?");
+	ck_assert_str_eq(dafs_op_name(37), "?");
+	ck_assert_str_eq(dafs_op_name(63), "?");
 	ck_assert_str_eq(dafs_op_name(0x10000), "?");
 }
 END_TEST

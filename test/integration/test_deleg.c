@@ -1,0 +1,484 @@
+/*
+ * test_deleg.c - open delegations end to end: a real dafsd (lease 2 s) and
+ * two or three libdafs sessions over 127.0.0.1. Grants by opener and
+ * policy, recalls on every conflicting operation (open for writing, read
+ * under a write delegation, setattr, remove, rename, link, xattr), the
+ * conflicting request held until the return, revocation of a delegation
+ * that is not returned (bounded by the lease; the holder's I/O and its late
+ * return fail with DAFS_EREVOKED), a holder killed with its delegation, and
+ * the statistics of both sides.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dafs/dafs.h"
+#include "harness.h"
+
+#define LEASE_MS 2000
+
+static struct it_daemon D;
+static dafs_session_t *A, *B;
+static dafs_fh_t ROOT;
+
+#define OK(expr)                                                               \
+	do {                                                                   \
+		long long rc_ = (long long)(expr);                             \
+		ck_assert_msg(rc_ == 0, "%s = %lld (%s)", #expr, rc_,          \
+			      dafs_strerror((int)rc_));                        \
+	} while (0)
+#define EXPECT(expr, want)                                                     \
+	do {                                                                   \
+		long long rc_ = (long long)(expr), w_ = (long long)(want);     \
+		ck_assert_msg(rc_ == w_, "%s = %lld (%s), expected %lld (%s)", \
+			      #expr, rc_, dafs_strerror((int)rc_), w_,         \
+			      dafs_strerror((int)w_));                         \
+	} while (0)
+
+static dafs_session_t *session(void)
+{
+	dafs_session_opts_t o = {.lease_ms = LEASE_MS, .timeout_ms = 20000};
+	dafs_session_t *s = NULL;
+
+	OK(dafs_session_open(D.url, &o, &s));
+	return s;
+}
+
+static void start_with(const char *policy)
+{
+	int rc;
+
+	umask(022);
+	ck_assert_int_eq(it_daemon_init(&D, "d"), 0);
+	D.extra[0] = "--lease-ms";
+	D.extra[1] = "2000";
+	D.extra[2] = policy ? "--deleg" : NULL;
+	D.extra[3] = policy;
+	rc = it_daemon_start(&D);
+	ck_assert_msg(rc == 0, "dafsd did not start: %s", strerror(-rc));
+	A = session();
+	B = session();
+	OK(dafs_root(A, &ROOT));
+}
+
+static void start(void)
+{
+	start_with(NULL);
+}
+
+static void stop(void)
+{
+	char report[512] = "";
+	int status, bad;
+
+	if (A)
+		dafs_session_close(A);
+	if (B)
+		dafs_session_close(B);
+	A = B = NULL;
+	status = D.pid ? it_daemon_stop(&D, 20000) : 0;
+	bad = it_log_sanitizer(&D, report, sizeof(report));
+	if (status || bad)
+		it_log_dump(&D, 60);
+	it_daemon_fini(&D);
+	ck_assert_msg(status == 0, "dafsd exit status %d on SIGTERM", status);
+	ck_assert_msg(!bad, "sanitizer report in the dafsd log: %s", report);
+}
+
+/* Create @name with @len bytes of @c (by session @s, closed again). */
+static void mkfile(dafs_session_t *s, const char *name, size_t len, int c,
+		   dafs_fh_t *fh)
+{
+	dafs_file_t *f;
+	char *buf = malloc(len ? len : 1);
+
+	ck_assert_ptr_nonnull(buf);
+	memset(buf, c, len);
+	OK(dafs_create(s, &ROOT, name, O_RDWR | O_TRUNC, 0644, &f, fh, NULL));
+	EXPECT(dafs_write(f, buf, len, 0, NULL), (long long)len);
+	OK(dafs_close(f));
+	free(buf);
+}
+
+static dafs_deleg_stats_t stats(dafs_session_t *s)
+{
+	dafs_deleg_stats_t st;
+
+	OK(dafs_deleg_stats(s, &st));
+	return st;
+}
+
+/* The returns counter of @s once it reaches @n (the library counts a
+ * return when its reply arrives, which may be after the waiter went on),
+ * or after 5 s. */
+static uint64_t returns_reach(dafs_session_t *s, uint64_t n)
+{
+	uint64_t t0 = it_now_ms();
+
+	while (stats(s).returns < n && it_now_ms() - t0 < 5000)
+		usleep(1000);
+	return stats(s).returns;
+}
+
+/* A recall handler that records the recall and does not return it. */
+struct holder {
+	atomic_int recalls;
+	atomic_ullong id;
+	atomic_int type;
+};
+
+static void hold_on(void *arg, const dafs_fh_t *fh, uint64_t id, int type)
+{
+	struct holder *h = arg;
+
+	(void)fh;
+	atomic_store(&h->id, id);
+	atomic_store(&h->type, type);
+	atomic_fetch_add(&h->recalls, 1);
+}
+
+START_TEST(test_grant_read_shared)
+{
+	dafs_file_t *fa, *fb, *fc;
+	dafs_session_t *C = session();
+	dafs_fh_t fh;
+	uint64_t ia, ib;
+
+	mkfile(A, "shared", 100, 'x', &fh);
+	OK(dafs_open(A, &fh, O_RDONLY | DAFS_OPEN_DELEG_READ, &fa));
+	OK(dafs_open(B, &fh, O_RDONLY | DAFS_OPEN_DELEG_READ, &fb));
+	EXPECT(dafs_file_deleg(fa, &ia), DAFS_DELEG_READ);
+	EXPECT(dafs_file_deleg(fb, &ib), DAFS_DELEG_READ);
+	ck_assert_uint_ne(ia, ib);
+	/* a third session without asking: no delegation, no recall */
+	OK(dafs_open(C, &fh, O_RDONLY, &fc));
+	EXPECT(dafs_file_deleg(fc, NULL), DAFS_DELEG_NONE);
+	OK(dafs_close(fc));
+	ck_assert_uint_eq(stats(A).recalls, 0);
+	ck_assert_uint_eq(stats(A).granted_read, 1);
+	/* a write open by C recalls both; neither has a handler, so the
+	 * libraries return them and C's open goes through */
+	OK(dafs_open(C, &fh, O_WRONLY, &fc));
+	ck_assert_uint_eq(stats(A).recalls, 1);
+	ck_assert_uint_eq(stats(B).recalls, 1);
+	ck_assert_uint_eq(returns_reach(A, 1), 1);
+	ck_assert_uint_eq(returns_reach(B, 1), 1);
+	/* now C writes: A re-opening gets no delegation (C has it open for
+	 * writing) */
+	OK(dafs_close(fa));
+	OK(dafs_open(A, &fh, O_RDONLY | DAFS_OPEN_DELEG_READ, &fa));
+	EXPECT(dafs_file_deleg(fa, NULL), DAFS_DELEG_NONE);
+	OK(dafs_close(fa));
+	OK(dafs_close(fb));
+	OK(dafs_close(fc));
+	dafs_session_close(C);
+}
+END_TEST
+
+START_TEST(test_grant_write)
+{
+	dafs_file_t *fa, *fb;
+	dafs_fh_t fh;
+	uint64_t id;
+
+	mkfile(A, "w", 10, 'a', &fh);
+	OK(dafs_open(A, &fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &fa));
+	EXPECT(dafs_file_deleg(fa, &id), DAFS_DELEG_WRITE);
+	ck_assert_uint_ne(id, 0);
+	/* the delegation outlives the close; a return gives it back once */
+	OK(dafs_close(fa));
+	OK(dafs_deleg_return(A, id));
+	EXPECT(dafs_deleg_return(A, id), -DAFS_EBADDELEG);
+	/* another session's id is not ours to return */
+	OK(dafs_open(A, &fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &fa));
+	EXPECT(dafs_file_deleg(fa, &id), DAFS_DELEG_WRITE);
+	EXPECT(dafs_deleg_return(B, id), -DAFS_EBADDELEG);
+	/* B only reads, and is still a conflict for a write delegation */
+	OK(dafs_open(B, &fh, O_RDONLY | DAFS_OPEN_DELEG_READ, &fb));
+	ck_assert_uint_eq(stats(A).recalls, 1);
+	/* within the hold-off after a recall nobody gets one */
+	EXPECT(dafs_file_deleg(fb, NULL), DAFS_DELEG_NONE);
+	OK(dafs_close(fb));
+	OK(dafs_close(fa));
+}
+END_TEST
+
+/* Every operation that changes a file recalls another session's
+ * delegation of it before it runs. */
+START_TEST(test_recall_on_changes)
+{
+	dafs_file_t *fa;
+	dafs_setattr_t sa = {.mask = DAFS_SET_MODE, .mode = 0600};
+	dafs_fh_t fh, dir;
+	uint64_t n = 0;
+	int op;
+
+	OK(dafs_mkdir(A, &ROOT, "d", 0755, &dir, NULL));
+	for (op = 0; op < 6; op++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "f%d", op);
+		mkfile(B, name, 10, 'b', &fh);
+		OK(dafs_open(A, &fh, O_RDONLY | DAFS_OPEN_DELEG_READ, &fa));
+		if (dafs_file_deleg(fa, NULL) == DAFS_DELEG_NONE) {
+			/* the inode number of a file removed before: its
+			 * recall hold-off (1 s) still runs */
+			OK(dafs_close(fa));
+			usleep(1100000);
+			OK(dafs_open(A, &fh, O_RDONLY | DAFS_OPEN_DELEG_READ,
+				     &fa));
+		}
+		ck_assert_msg(dafs_file_deleg(fa, NULL) == DAFS_DELEG_READ,
+			      "op %d: no read delegation", op);
+		OK(dafs_close(fa));
+		switch (op) {
+		case 0:
+			OK(dafs_setattr(B, &fh, &sa, NULL));
+			break;
+		case 1:
+			OK(dafs_remove(B, &ROOT, name));
+			break;
+		case 2:
+			OK(dafs_rename(B, &ROOT, name, &dir, "moved", 0));
+			break;
+		case 3:
+			OK(dafs_link(B, &fh, &dir, "hard", NULL));
+			break;
+		case 4:
+			OK(dafs_setxattr(B, &fh, "user.k", "v", 1, 0));
+			break;
+		case 5: /* renamed over: the file replaced is changed too */
+			mkfile(B, "other", 1, 'o', NULL);
+			OK(dafs_rename(B, &ROOT, "other", &ROOT, name, 0));
+			break;
+		}
+		ck_assert_msg(stats(A).recalls == ++n,
+			      "op %d: %llu recalls, expected %llu", op,
+			      (unsigned long long)stats(A).recalls,
+			      (unsigned long long)n);
+	}
+	ck_assert_uint_eq(returns_reach(A, n), n);
+}
+END_TEST
+
+struct opener {
+	dafs_session_t *s;
+	dafs_fh_t fh;
+	int flags;
+	int rc;
+	uint64_t ms;
+};
+
+static void *open_thread(void *arg)
+{
+	struct opener *o = arg;
+	uint64_t t0 = it_now_ms();
+	dafs_file_t *f;
+
+	o->rc = dafs_open(o->s, &o->fh, o->flags, &f);
+	o->ms = it_now_ms() - t0;
+	if (!o->rc)
+		dafs_close(f);
+	return NULL;
+}
+
+/* The conflicting request waits for the return, which the holder makes
+ * when it is ready (after writing back); then it sees the holder's data. */
+START_TEST(test_conflict_waits_for_return)
+{
+	struct holder h = {0};
+	struct opener o = {0};
+	dafs_file_t *fa, *fb;
+	pthread_t t;
+	char buf[8];
+	uint64_t id;
+
+	mkfile(A, "wb", 4, '0', &o.fh);
+	OK(dafs_set_recall_handler(A, hold_on, &h));
+	OK(dafs_open(A, &o.fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &fa));
+	EXPECT(dafs_file_deleg(fa, &id), DAFS_DELEG_WRITE);
+	o.s = B;
+	o.flags = O_RDONLY;
+	pthread_create(&t, NULL, open_thread, &o);
+	while (!atomic_load(&h.recalls))
+		usleep(1000);
+	ck_assert_uint_eq(atomic_load(&h.id), id);
+	ck_assert_int_eq(atomic_load(&h.type), DAFS_DELEG_WRITE);
+	usleep(300000); /* B is held meanwhile */
+	ck_assert_int_eq(o.ms, 0);
+	/* the holder writes back what it held, then returns */
+	EXPECT(dafs_write(fa, "WXYZ", 4, 0, NULL), 4);
+	OK(dafs_deleg_return(A, id));
+	pthread_join(t, NULL);
+	OK(o.rc);
+	ck_assert_msg(o.ms >= 300 && o.ms < LEASE_MS,
+		      "B waited %llu ms", (unsigned long long)o.ms);
+	OK(dafs_open(B, &o.fh, O_RDONLY, &fb));
+	EXPECT(dafs_read(fb, buf, 4, 0, NULL), 4);
+	ck_assert(memcmp(buf, "WXYZ", 4) == 0);
+	OK(dafs_close(fb));
+	OK(dafs_close(fa));
+	ck_assert_uint_ge(stats(A).recall_ns_max, 300000000ull);
+}
+END_TEST
+
+/* A holder that never returns is revoked a lease after the recall: the
+ * waiter goes on, the holder's I/O and return fail with EREVOKED, and
+ * closing still works. */
+START_TEST(test_revoke)
+{
+	struct holder h = {0};
+	struct opener o = {0};
+	dafs_file_t *fa;
+	pthread_t t;
+	char buf[4];
+	uint64_t id;
+
+	mkfile(A, "rv", 4, 'r', &o.fh);
+	OK(dafs_set_recall_handler(A, hold_on, &h));
+	OK(dafs_open(A, &o.fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &fa));
+	EXPECT(dafs_file_deleg(fa, &id), DAFS_DELEG_WRITE);
+	o.s = B;
+	o.flags = O_RDWR;
+	pthread_create(&t, NULL, open_thread, &o);
+	pthread_join(t, NULL);
+	OK(o.rc);
+	ck_assert_msg(o.ms >= LEASE_MS - 100 && o.ms < LEASE_MS + 1500,
+		      "B waited %llu ms for a lease of %d", (unsigned long long)o.ms,
+		      LEASE_MS);
+	ck_assert_int_eq(atomic_load(&h.recalls), 1);
+	EXPECT(dafs_read(fa, buf, 4, 0, NULL), -DAFS_EREVOKED);
+	EXPECT(dafs_write(fa, "lost", 4, 0, NULL), -DAFS_EREVOKED);
+	EXPECT(dafs_deleg_return(A, id), -DAFS_EREVOKED);
+	ck_assert_uint_eq(stats(A).revoked, 1);
+	OK(dafs_close(fa));
+	ck_assert(it_log_contains(&D, "revoked"));
+	/* a new open of A works normally again */
+	OK(dafs_open(A, &o.fh, O_RDONLY, &fa));
+	EXPECT(dafs_read(fa, buf, 4, 0, NULL), 4);
+	OK(dafs_close(fa));
+}
+END_TEST
+
+/* A holder killed with its write delegation (a process with its own
+ * session) blocks the other no longer than the lease. */
+START_TEST(test_holder_killed)
+{
+	struct opener o = {0};
+	int fds[2], status;
+	pthread_t t;
+	pid_t pid;
+	char c;
+
+	mkfile(A, "k", 4, 'k', &o.fh);
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dafs_session_t *s = NULL;
+		dafs_file_t *f;
+
+		close(fds[0]);
+		if (dafs_session_open(D.url, NULL, &s) ||
+		    dafs_open(s, &o.fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &f) ||
+		    dafs_file_deleg(f, NULL) != DAFS_DELEG_WRITE)
+			_exit(1);
+		(void)!write(fds[1], "g", 1);
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	o.s = B;
+	o.flags = O_RDWR;
+	pthread_create(&t, NULL, open_thread, &o);
+	pthread_join(t, NULL);
+	OK(o.rc);
+	ck_assert_msg(o.ms <= LEASE_MS + 1500, "B waited %llu ms",
+		      (unsigned long long)o.ms);
+}
+END_TEST
+
+START_TEST(test_policy_off)
+{
+	dafs_file_t *f;
+	dafs_fh_t fh;
+
+	mkfile(A, "p", 1, 'p', &fh);
+	OK(dafs_open(A, &fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &f));
+	EXPECT(dafs_file_deleg(f, NULL), DAFS_DELEG_NONE);
+	OK(dafs_close(f));
+}
+END_TEST
+
+START_TEST(test_policy_read)
+{
+	dafs_file_t *f;
+	dafs_fh_t fh;
+
+	mkfile(A, "p", 1, 'p', &fh);
+	OK(dafs_open(A, &fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &f));
+	EXPECT(dafs_file_deleg(f, NULL), DAFS_DELEG_READ);
+	OK(dafs_close(f));
+}
+END_TEST
+
+static void start_off(void)
+{
+	start_with("off");
+}
+
+static void start_read(void)
+{
+	start_with("read");
+}
+
+static TCase *tcase(Suite *s, const char *name, void (*setup)(void))
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, it_base_setup, it_base_teardown);
+	tcase_add_checked_fixture(tc, setup, stop);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+int main(void)
+{
+	Suite *s = suite_create("deleg");
+	SRunner *sr;
+	TCase *tc;
+	int failed;
+
+	tc = tcase(s, "deleg", start);
+	tcase_add_test(tc, test_grant_read_shared);
+	tcase_add_test(tc, test_grant_write);
+	tcase_add_test(tc, test_recall_on_changes);
+	tcase_add_test(tc, test_conflict_waits_for_return);
+	tcase_add_test(tc, test_revoke);
+	tcase_add_test(tc, test_holder_killed);
+	tc = tcase(s, "policy-off", start_off);
+	tcase_add_test(tc, test_policy_off);
+	tc = tcase(s, "policy-read", start_read);
+	tcase_add_test(tc, test_policy_read);
+
+	umask(022);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
