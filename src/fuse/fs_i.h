@@ -36,7 +36,11 @@ struct dfs_opts {
 	double attr_timeout;
 	double entry_timeout;
 	double negative_timeout;
+	int deleg;	      /* DFS_DELEG_*: what to ask the server for */
+	double deleg_timeout; /* attribute timeout under a delegation */
 };
+
+enum { DFS_DELEG_OFF = 0, DFS_DELEG_READ = 1, DFS_DELEG_ON = 2 };
 
 /* Open files and directories, kept on a list so that what the kernel
  * never released (a lazy unmount) is closed at exit. */
@@ -47,6 +51,7 @@ struct dfs_handle {
 
 struct dfs {
 	dafs_session_t *s;
+	struct fuse_session *se; /* set once mounted (recall invalidation) */
 	struct dfs_opts o;
 	uint32_t max_io;
 	uint32_t inline_max;

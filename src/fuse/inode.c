@@ -13,6 +13,8 @@ struct fino {
 	uint64_t id;
 	uint64_t nlookup;
 	uint64_t changed; /* fino_mark stamp of the last change, 0: none */
+	uint64_t deleg_id; /* the delegation held, 0: none */
+	int deleg;	   /* its type, DAFS_DELEG_* */
 	uint32_t hash;	  /* of the handle bytes */
 	dafs_fh_t fh;
 };
@@ -150,6 +152,8 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->id = t->next_id++;
 		e->nlookup = 0;
 		e->changed = 0;
+		e->deleg_id = 0;
+		e->deleg = DAFS_DELEG_NONE;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -174,23 +178,27 @@ static void unlink_from(struct fino **head, struct fino *e, int by_fh)
 		*pp = by_fh ? e->next_fh : e->next_id;
 }
 
-void fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
+uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 {
 	struct fino *e;
+	uint64_t deleg;
 
 	if (id == FINO_ROOT_ID)
-		return;
+		return 0;
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
 	if (!e) {
 		pthread_mutex_unlock(&t->lock);
-		return;
+		return 0;
 	}
 	e->nlookup = n >= e->nlookup ? 0 : e->nlookup - n;
 	if (e->nlookup) {
 		pthread_mutex_unlock(&t->lock);
-		return;
+		return 0;
 	}
+	deleg = e->deleg_id;
+	if (deleg)
+		t->ndelegs--;
 	unlink_from(&t->by_fh[e->hash & (t->nbuckets - 1)], e, 1);
 	unlink_from(&t->by_id[id_bucket(t, id)], e, 0);
 	t->count--;
@@ -198,6 +206,78 @@ void fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 		t->freed_changed = e->changed;
 	pthread_mutex_unlock(&t->lock);
 	free(e);
+	return deleg;
+}
+
+int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
+		   uint64_t deleg_id)
+{
+	struct fino *e;
+	int had = DAFS_DELEG_NONE;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e) {
+		had = e->deleg_id == deleg_id ? e->deleg : DAFS_DELEG_NONE;
+		if (!e->deleg_id)
+			t->ndelegs++;
+		e->deleg = type;
+		e->deleg_id = deleg_id;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return had;
+}
+
+int fino_deleg(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+	int type;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	type = e ? e->deleg : DAFS_DELEG_NONE;
+	pthread_mutex_unlock(&t->lock);
+	return type;
+}
+
+uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
+			 uint64_t deleg_id)
+{
+	struct fino *e = NULL;
+	uint64_t id = 0;
+	size_t b;
+
+	pthread_mutex_lock(&t->lock);
+	if (fh->len) {
+		uint32_t h = fh_hash(fh);
+
+		for (e = t->by_fh[h & (t->nbuckets - 1)]; e; e = e->next_fh)
+			if (e->hash == h && fh_equal(&e->fh, fh))
+				break;
+	}
+	if (!e || e->deleg_id != deleg_id)
+		for (b = 0, e = NULL; b < t->nbuckets && !e; b++)
+			for (e = t->by_id[b]; e; e = e->next_id)
+				if (e->deleg_id == deleg_id)
+					break;
+	if (e && e->deleg_id == deleg_id) {
+		e->deleg_id = 0;
+		e->deleg = DAFS_DELEG_NONE;
+		t->ndelegs--;
+		id = e->id;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return id;
+}
+
+size_t fino_ndelegs(struct fino_table *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->ndelegs;
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }
 
 int fino_fh(struct fino_table *t, uint64_t id, dafs_fh_t *fh)

@@ -39,6 +39,7 @@ struct fino_table {
 	struct fino *root;
 	uint64_t seq;		/* the last fino_mark stamp */
 	uint64_t freed_changed; /* the latest stamp of a freed entry */
+	size_t ndelegs;		/* entries holding a delegation */
 };
 
 /* Set up @t with @root as FUSE_ROOT_ID. Returns 0 or -ENOMEM. */
@@ -53,8 +54,24 @@ void fino_table_fini(struct fino_table *t);
 int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id);
 
 /* Drop @n lookups of @id; frees the entry at zero. Unknown ids and the
- * root are ignored. */
-void fino_forget(struct fino_table *t, uint64_t id, uint64_t n);
+ * root are ignored. Returns the id of the delegation a freed entry held
+ * (for the caller to return), else 0. */
+uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n);
+
+/*
+ * Delegations held on nodes. fino_deleg_set() records that @id holds
+ * delegation @deleg_id of @type and returns the type it already held
+ * under that same id before (DAFS_DELEG_NONE if it is new: the node's
+ * cached pages predate it). fino_deleg() is the type held now.
+ * fino_deleg_drop() forgets @deleg_id (found by @fh, or by a scan when
+ * @fh is empty or stale) and returns the node that held it, or 0.
+ */
+int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
+		   uint64_t deleg_id);
+int fino_deleg(struct fino_table *t, uint64_t id);
+uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
+			 uint64_t deleg_id);
+size_t fino_ndelegs(struct fino_table *t);
 
 /* Copy the handle of @id into *@fh. Returns 0 or -ESTALE for an unknown
  * id. */

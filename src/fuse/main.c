@@ -66,6 +66,12 @@ static void usage(FILE *f)
 		"                           root; 0 leaves the kernel's)\n"
 		"     splice                take write data from /dev/fuse by "
 		"splice\n"
+		"     deleg=on|read|off     ask for write and read, only read, "
+		"or no\n"
+		"                           delegations (default on)\n"
+		"     deleg_timeout=S       attribute timeout while a "
+		"delegation is held\n"
+		"                           (default 60)\n"
 		"     and FUSE's own: fsname=, subtype=, max_read=, ... (see "
 		"mount.fuse3(8))\n"
 		"  -h, --help           this text\n"
@@ -77,6 +83,7 @@ static void usage(FILE *f)
 
 struct cli {
 	struct dfs_opts o;
+	char *deleg;
 	double server_timeout;
 	int help, version;
 };
@@ -93,6 +100,8 @@ static const struct fuse_opt spec[] = {
 	{"threads=%d", offsetof(struct cli, o.threads), 0},
 	{"readahead_kb=%d", offsetof(struct cli, o.readahead_kb), 0},
 	{"splice", offsetof(struct cli, o.splice), 1},
+	{"deleg=%s", offsetof(struct cli, deleg), 0},
+	{"deleg_timeout=%lf", offsetof(struct cli, o.deleg_timeout), 0},
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -340,6 +349,7 @@ int main(int argc, char *argv[])
 	memset(&fs, 0, sizeof(fs));
 	c.o.attr_timeout = 1.0;
 	c.o.entry_timeout = 1.0;
+	c.o.deleg_timeout = 60.0;
 	c.o.threads = 16;
 	c.o.readahead_kb = 1024;
 	c.server_timeout = 30.0;
@@ -362,8 +372,20 @@ int main(int argc, char *argv[])
 		usage(stderr);
 		goto out_args;
 	}
+	c.o.deleg = DFS_DELEG_ON;
+	if (c.deleg && !strcmp(c.deleg, "read"))
+		c.o.deleg = DFS_DELEG_READ;
+	else if (c.deleg && !strcmp(c.deleg, "off"))
+		c.o.deleg = DFS_DELEG_OFF;
+	else if (c.deleg && strcmp(c.deleg, "on")) {
+		fprintf(stderr, "dafs-fuse: deleg wants on, read or off, not "
+				"\"%s\"\n",
+			c.deleg);
+		goto out_args;
+	}
 	if (c.o.threads < 1 || c.o.threads > 256 || c.o.attr_timeout < 0 ||
 	    c.o.entry_timeout < 0 || c.o.negative_timeout < 0 ||
+	    c.o.deleg_timeout < 0 ||
 	    c.server_timeout <= 0 || c.server_timeout > 86400) {
 		fprintf(stderr, "dafs-fuse: an option is out of range "
 				"(threads 1..256, timeouts >= 0, "
@@ -411,6 +433,7 @@ int main(int argc, char *argv[])
 	se = fuse_session_new(&args, &dfs_ops, sizeof(dfs_ops), &fs);
 	if (!se)
 		goto out; /* libfuse said why */
+	fs.se = se;
 	if (fuse_set_signal_handlers(se))
 		goto out;
 	if (fuse_session_mount(se, mnt))
@@ -438,6 +461,10 @@ out:
 		if (mounted)
 			fuse_session_unmount(se);
 		fuse_remove_signal_handlers(se);
+		/* no more recalls into a session about to go */
+		if (fs.s)
+			dafs_set_recall_handler(fs.s, NULL, NULL);
+		fs.se = NULL;
 		fuse_session_destroy(se);
 	}
 	if (stats_on) {
@@ -454,5 +481,6 @@ out_args:
 	fuse_opt_free_args(&args);
 	free(c.o.url);
 	free(c.o.mountpoint);
+	free(c.deleg);
 	return status;
 }

@@ -112,6 +112,61 @@ static int refuse_ro(struct dfs *fs)
 	return fs->o.ro ? -EROFS : 0;
 }
 
+/* Drop @n lookups of @ino; a node that goes takes its delegation with it,
+ * given back to the server (nothing is cached for it any more). */
+static void forget(struct dfs *fs, fuse_ino_t ino, uint64_t n)
+{
+	uint64_t deleg = fino_forget(&fs->ino, ino, n);
+
+	if (deleg)
+		dafs_deleg_return(fs->s, deleg);
+}
+
+/* How long the kernel may keep @ino's attributes: while this mount holds
+ * a delegation of the file nobody else changes it, and a recall drops
+ * what the kernel holds (dfs_recall), so the delegation timeout applies. */
+static double attr_tmo(struct dfs *fs, fuse_ino_t ino)
+{
+	return fs->o.deleg != DFS_DELEG_OFF && fino_deleg(&fs->ino, ino)
+		       ? fs->o.deleg_timeout
+		       : fs->o.attr_timeout;
+}
+
+/* The delegation to ask for with an open of @flags. */
+static int deleg_want(const struct dfs *fs, int flags)
+{
+	if (fs->o.deleg == DFS_DELEG_OFF)
+		return 0;
+	if (fs->o.deleg == DFS_DELEG_ON && (flags & O_ACCMODE) != O_RDONLY)
+		return DAFS_OPEN_DELEG_WRITE;
+	return DAFS_OPEN_DELEG_READ;
+}
+
+/*
+ * Note the delegation @f came with, and say whether the kernel may keep
+ * the pages it has of @ino: only if this mount held the same delegation
+ * before this open, so that no other client can have changed the file
+ * since the pages were read (the pages read before a first grant may be
+ * older than another client's last write).
+ */
+static int deleg_opened(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f)
+{
+	uint64_t id;
+	int type = dafs_file_deleg(f, &id);
+
+	if (type == DAFS_DELEG_NONE)
+		return 0;
+	return fino_deleg_set(&fs->ino, ino, type, id) != DAFS_DELEG_NONE;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Reply with a new entry for @fh: one more lookup of its node. */
 static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 			const dafs_attr_t *a)
@@ -127,11 +182,11 @@ static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 	}
 	memset(&e, 0, sizeof(e));
 	e.ino = id;
-	e.attr_timeout = fs->o.attr_timeout;
+	e.attr_timeout = attr_tmo(fs, id);
 	e.entry_timeout = fs->o.entry_timeout;
 	to_stat(a, &e.attr);
 	if (fuse_reply_entry(req, &e))
-		fino_forget(&fs->ino, id, 1);
+		forget(fs, id, 1);
 }
 
 /*
@@ -143,14 +198,6 @@ static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 static void changed(struct dfs *fs, fuse_ino_t ino)
 {
 	fino_mark(&fs->ino, ino);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* ---- handles: open files and directories ---- */
@@ -270,7 +317,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	fino_forget(&FS(req)->ino, ino, nlookup);
+	forget(FS(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
@@ -281,7 +328,7 @@ static void op_forget_multi(fuse_req_t req, size_t count,
 	size_t i;
 
 	for (i = 0; i < count; i++)
-		fino_forget(&fs->ino, forgets[i].ino, forgets[i].nlookup);
+		forget(fs, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -307,7 +354,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	to_stat(&a, &st);
-	fuse_reply_attr(req, &st, fs->o.attr_timeout);
+	fuse_reply_attr(req, &st, attr_tmo(fs, ino));
 }
 
 static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want);
@@ -413,7 +460,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (sa.mask)
 		changed(fs, ino);
 	to_stat(&a, &st);
-	fuse_reply_attr(req, &st, fs->o.attr_timeout);
+	fuse_reply_attr(req, &st, attr_tmo(fs, ino));
 }
 
 /*
@@ -704,7 +751,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * that offset from its own idea of the size, which is right while
 	 * this mount is the only writer.
 	 */
-	rc = dafs_open(fs->s, &fh, server_flags(fi->flags) & ~O_EXCL, &file->f);
+	rc = dafs_open(fs->s, &fh,
+		       (server_flags(fi->flags) & ~O_EXCL) |
+			       deleg_want(fs, fi->flags),
+		       &file->f);
 	if (rc) {
 		free(file);
 		reply_err(req, rc);
@@ -714,9 +764,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		changed(fs, ino);
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
-	/* no delegations yet: other clients may change the file, so the
-	 * page cache is dropped at open (close-to-open consistency) */
-	fi->keep_cache = 0;
+	/* without a delegation held since before this open, other clients
+	 * may have changed the file: the page cache is dropped at open
+	 * (close-to-open consistency) */
+	fi->keep_cache = deleg_opened(fs, ino, file->f);
 	if (fuse_reply_open(req, fi)) {
 		handle_del(fs, &file->h);
 		as_self(fs);
@@ -746,7 +797,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_err(req, -ENOMEM);
 		return;
 	}
-	rc = dafs_create(fs->s, &dir, name, server_flags(fi->flags),
+	rc = dafs_create(fs->s, &dir, name,
+			 server_flags(fi->flags) | deleg_want(fs, fi->flags),
 			 mode & 07777, &file->f, &fh, &a);
 	if (!rc) {
 		rc = fino_ref(&fs->ino, &fh, &id);
@@ -764,14 +816,14 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	changed(fs, id); /* O_TRUNC of an existing file */
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
-	fi->keep_cache = 0;
+	fi->keep_cache = deleg_opened(fs, id, file->f);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;
-	e.attr_timeout = fs->o.attr_timeout;
+	e.attr_timeout = attr_tmo(fs, id);
 	e.entry_timeout = fs->o.entry_timeout;
 	to_stat(&a, &e.attr);
 	if (fuse_reply_create(req, &e, fi)) {
-		fino_forget(&fs->ino, id, 1);
+		forget(fs, id, 1);
 		handle_del(fs, &file->h);
 		as_self(fs);
 		dafs_close(file->f);
@@ -1240,7 +1292,7 @@ out:
 	}
 	if (fuse_reply_buf(req, (const char *)b->data, pos))
 		for (i = 0; i < nids; i++)
-			fino_forget(&fs->ino, ids[i], 1);
+			forget(fs, ids[i], 1);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1458,6 +1510,22 @@ const struct fuse_lowlevel_ops dfs_ops = {
 
 /* ---- setup ---- */
 
+/*
+ * A delegation is recalled (on libdafs's callback thread): forget it, drop
+ * the kernel's pages and attributes of the file (nothing is dirty in them:
+ * writes go to the server as they come), and give it back.
+ */
+static void dfs_recall(void *arg, const dafs_fh_t *fh, uint64_t id, int type)
+{
+	struct dfs *fs = arg;
+	uint64_t ino = fino_deleg_drop(&fs->ino, fh, id);
+
+	(void)type;
+	if (ino && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
+	dafs_deleg_return(fs->s, id);
+}
+
 int dfs_init(struct dfs *fs)
 {
 	dafs_session_info_t info;
@@ -1474,6 +1542,7 @@ int dfs_init(struct dfs *fs)
 	if (rc)
 		return rc;
 	fcred_cache_init(&fs->creds, fs->s);
+	dafs_set_recall_handler(fs->s, dfs_recall, fs);
 	/* one buffer per worker thread, and one to spare */
 	rc = fbuf_pool_init(&fs->pool, fs->s, fs->o.threads + 1, fs->max_io);
 	if (rc) {
@@ -1485,6 +1554,7 @@ int dfs_init(struct dfs *fs)
 
 void dfs_stats(struct dfs *fs, char *buf, size_t size)
 {
+	dafs_deleg_stats_t ds;
 	uint64_t files, dirs;
 	uint32_t creds;
 
@@ -1495,11 +1565,24 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 	pthread_mutex_lock(&fs->creds.lock);
 	creds = fs->creds.n;
 	pthread_mutex_unlock(&fs->creds.lock);
+	dafs_deleg_stats(fs->s, &ds);
 	snprintf(buf, size,
 		 "inodes %zu, open files %llu, open directories %llu, "
-		 "credential sets %u",
+		 "credential sets %u, delegations held %zu, "
+		 "granted read %llu, granted write %llu, recalls %llu, "
+		 "returns %llu, revoked %llu, recall latency avg %.3f ms "
+		 "max %.3f ms",
 		 fino_count(&fs->ino), (unsigned long long)files,
-		 (unsigned long long)dirs, creds);
+		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
+		 (unsigned long long)ds.granted_read,
+		 (unsigned long long)ds.granted_write,
+		 (unsigned long long)ds.recalls,
+		 (unsigned long long)ds.returns,
+		 (unsigned long long)ds.revoked,
+		 ds.returns ? (double)ds.recall_ns_total / 1e6 /
+				      (double)ds.returns
+			    : 0.0,
+		 (double)ds.recall_ns_max / 1e6);
 }
 
 void dfs_fini(struct dfs *fs)

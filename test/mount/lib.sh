@@ -147,11 +147,11 @@ mount_setup() {
 	trap 'exit 1' INT TERM
 }
 
-# start_dafsd: a dafsd exporting $exp as "data" on a free port; sets
-# $dafsd_pid and $url, or exits
+# start_dafsd [OPTION...]: a dafsd exporting $exp as "data" on a free
+# port, with the options given; sets $dafsd_pid and $url, or exits
 start_dafsd() {
 	"$DAFSD" --export "data=$exp" --state-dir "$state" \
-		--listen tcp://127.0.0.1:0 --port-file "$tmp/port" \
+		--listen tcp://127.0.0.1:0 --port-file "$tmp/port" "$@" \
 		>"$tmp/dafsd.log" 2>&1 &
 	dafsd_pid=$!
 	for _ in $(seq 100); do

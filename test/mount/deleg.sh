@@ -1,0 +1,143 @@
+#!/bin/bash
+# deleg.sh - open delegations seen through two dafs-fuse mounts (two
+# processes, two sessions) of one export: a change made on one is seen on
+# the other after close and open; the reader's kernel cache is kept across
+# opens while it holds a delegation and dropped when it is recalled; a
+# write open on one mount recalls the other's delegation; a mount killed
+# while holding a write delegation holds the other up for no longer than
+# the lease (2 s here) and loses nothing it had written; deleg=off mounts
+# get no delegations. Counters from the SIGUSR1 statistics line.
+#
+# Needs $DAFSD and $DAFS_FUSE (meson sets them). Skips (77) without
+# /dev/fuse.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+require_fuse
+mount_setup deleg
+say "TAP version 13"
+start_dafsd --lease-ms 2000
+mount_fuse || exit 1
+mnt_a=$mnt
+fuse_a=$fuse_pid
+mnt_b=$tmp/mnt-b
+mkdir -p "$mnt_b"
+fuse_b=
+
+# the second mount goes first at exit; lib.sh's cleanup does the rest
+cleanup_b() {
+	if awk -v m="$mnt_b" '$2 == m {f = 1} END {exit !f}' /proc/mounts; then
+		fusermount3 -u "$mnt_b" 2>/dev/null || umount -l "$mnt_b"
+	fi
+	stop "$fuse_b"
+	if [ -f "$tmp/fuse-b.log" ] && ! sanitizer_free "$tmp/fuse-b.log"; then
+		say "# sanitizer report in $tmp/fuse-b.log:"
+		sed 's/^/# /' "$tmp/fuse-b.log" | head -60
+		failures=$((failures + 1))
+	fi
+	cleanup
+}
+trap cleanup_b EXIT
+
+# mount_b [OPTION...]: the second dafs-fuse on $mnt_b
+mount_b() {
+	"$DAFS_FUSE" "$url" "$mnt_b" -f "$@" >"$tmp/fuse-b.log" 2>&1 &
+	fuse_b=$!
+	for _ in $(seq 100); do
+		mountpoint -q "$mnt_b" && break
+		kill -0 "$fuse_b" 2>/dev/null || break
+		sleep 0.1
+	done
+	mountpoint -q "$mnt_b"
+}
+check "two mounts of $url" mount_b
+
+# stat_of PID LOG FIELD: FIELD's number in PID's next statistics line
+stat_of() {
+	local before i=0
+	before=$(grep -c 'inodes [0-9]' "$2")
+	kill -USR1 "$1"
+	while [ "$(grep -c 'inodes [0-9]' "$2")" -le "$before" ] &&
+		[ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	grep -o "$3 [0-9]*" "$2" | tail -1 | awk '{print $NF}'
+}
+stat_a() { stat_of "$fuse_a" "$tmp/fuse.log" "$1"; }
+stat_b() { stat_of "$fuse_b" "$tmp/fuse-b.log" "$1"; }
+
+section "close-to-open across mounts"
+echo one >"$mnt_a/f"
+same "written on A, read on B" one "$(cat "$mnt_b/f")"
+echo two >"$mnt_b/f"
+same "written on B, read on A" two "$(cat "$mnt_a/f")"
+check "A's write delegation was recalled by B's open" \
+	test "$(stat_a recalls)" -ge 1
+same "A returned what was recalled" "$(stat_a recalls)" "$(stat_a returns)"
+
+section "kernel cache kept under a delegation, dropped on recall"
+head -c 1048576 /dev/urandom >"$exp/big"
+sum_old=$(md5sum <"$exp/big")
+# the first open is granted a read delegation; later opens keep the
+# pages it read
+same "A reads the file" "$sum_old" "$(md5sum <"$mnt_a/big")"
+same "... again, from its cache" "$sum_old" "$(md5sum <"$mnt_a/big")"
+check "A holds a delegation" test "$(stat_a 'delegations held')" -ge 1
+recalls=$(stat_a recalls)
+# B rewrites it (its write open recalls A's delegation) ...
+head -c 1048576 /dev/urandom >"$src/big2"
+sum_new=$(md5sum <"$src/big2")
+cp "$src/big2" "$mnt_b/big"
+same "... B rewrote it" "$sum_new" "$(md5sum <"$exp/big")"
+check "... which recalled A's delegation" \
+	test "$(stat_a recalls)" -gt "$recalls"
+# ... and A's next read sees the new bytes, not its old pages
+same "A reads B's bytes" "$sum_new" "$(md5sum <"$mnt_a/big")"
+
+section "attributes"
+# without a delegation a mount's attributes are as old as attr_timeout
+# (1 s) at most; with one, a change elsewhere recalls it and they are new
+touch -d '2001-02-03 04:05:06' "$mnt_b/f"
+sleep 1.2
+same "a time set on B is seen on A within attr_timeout" \
+	"2001-02-03 04:05:06" "$(stat -c %y "$mnt_a/f" | cut -c1-19)"
+echo data >"$exp/g"
+sleep 1.2 # past the recall hold-offs of the files above
+cat "$mnt_a/g" >/dev/null
+check "A holds a read delegation of g" test "$(stat_a 'delegations held')" -ge 1
+same "A caches g's mode" 644 "$(stat -c %a "$mnt_a/g")"
+chmod 600 "$mnt_b/g"
+same "a mode set on B is seen on A at once (recall)" 600 \
+	"$(stat -c %a "$mnt_a/g")"
+sleep 1.2
+cat "$mnt_a/g" >/dev/null
+echo more >>"$mnt_b/g"
+same "a size grown on B is seen on A at once (recall)" 10 \
+	"$(stat -c %s "$mnt_a/g")"
+
+section "a mount killed while holding a write delegation"
+exec 7>"$mnt_b/held"
+echo "flushed" >&7
+check "B holds a write delegation" test "$(stat_b 'granted write')" -ge 1
+kill -9 "$fuse_b"
+wait "$fuse_b" 2>/dev/null
+exec 7>&-
+fuse_b=
+umount -l "$mnt_b" 2>/dev/null
+t0=$(date +%s%N)
+got=$(cat "$mnt_a/held")
+t1=$(date +%s%N)
+ms=$(((t1 - t0) / 1000000))
+same "A reads what B wrote before it died" flushed "$got"
+check "... after waiting ${ms} ms, no more than the lease and a second" \
+	test "$ms" -le 3000
+
+section "deleg=off"
+check "B mounted again with -o deleg=off" mount_b -o deleg=off
+cat "$mnt_b/f" >/dev/null
+cat "$mnt_b/f" >/dev/null
+same "no delegation granted to B" 0 "$(stat_b 'granted read')"
+
+echo "1..$checks"
