@@ -149,7 +149,22 @@ typedef struct dafs_session_opts {
 	uint32_t timeout_ms;   /**< per-request timeout (default 30000) */
 } dafs_session_opts_t;
 
-/** What was negotiated; see dafs_session_query(). */
+/** State of a session's pin-down registration cache
+ * (dafs_session_info_t.regcache_mode). */
+enum dafs_regcache_mode {
+	/** Caching; unmapped or freed memory is noticed (userfaultfd). */
+	DAFS_REGCACHE_ON = 1,
+	/** Disabled: a capacity is 0. Every registration is made for its
+	 * use and dropped after it. */
+	DAFS_REGCACHE_OFF = 2,
+	/** userfaultfd is unavailable (kernel, seccomp, permissions), so
+	 * freed memory could not be noticed: every registration is made
+	 * for its use and dropped after it. */
+	DAFS_REGCACHE_NO_MONITOR = 3,
+};
+
+/** What was negotiated, and the registration cache's state; see
+ * dafs_session_query(). */
 typedef struct dafs_session_info {
 	uint8_t session_id[16];
 	char transport[16]; /**< "tcp" or "rdma" */
@@ -161,6 +176,38 @@ typedef struct dafs_session_info {
 	uint32_t write_method;
 	uint32_t lease_ms;
 	uint32_t max_io; /**< largest single read or write */
+	/**
+	 * @name Pin-down registration cache
+	 * dafs_mem_register() and I/O on unregistered buffers larger than
+	 * inline_max register memory through a per-session cache, which
+	 * keeps registrations after dafs_mem_deregister() (rounded out to
+	 * whole pages, so neighbouring buffers share one) until it is over
+	 * a capacity, and drops those of memory the application frees,
+	 * unmaps, madvises away or moves. Capacity: the environment at
+	 * session open (DAFS_REGCACHE_ENTRIES, DAFS_REGCACHE_BYTES, with an
+	 * optional K, M or G; default 1024 and 256M; 0 disables) or
+	 * dafs_session_set_regcache(). Counters count since session open.
+	 */
+	/**@{*/
+	uint64_t regcache_max_entries; /**< capacity in registrations */
+	uint64_t regcache_max_bytes;   /**< capacity in registered bytes */
+	uint64_t regcache_entries;     /**< registrations cached now */
+	uint64_t regcache_bytes;       /**< bytes they cover */
+	uint64_t regcache_hits;        /**< registrations found cached */
+	uint64_t regcache_misses;      /**< registrations made and cached */
+	/** cached registrations dropped to stay within capacity */
+	uint64_t regcache_evictions;
+	/** cached registrations dropped because their memory was unmapped,
+	 * freed to the system, madvised away or moved */
+	uint64_t regcache_invalidations;
+	/** registrations made for one use only: the cache is not
+	 * DAFS_REGCACHE_ON, or it cannot watch that memory (a file mapping,
+	 * memory another userfaultfd watches) */
+	uint64_t regcache_uncached;
+	uint32_t regcache_mode; /**< enum dafs_regcache_mode */
+	/** why DAFS_REGCACHE_NO_MONITOR: a negative errno, else 0 */
+	int32_t regcache_monitor_err;
+	/**@}*/
 } dafs_session_info_t;
 
 /**
@@ -183,8 +230,22 @@ int dafs_session_open(const char *url, const dafs_session_opts_t *opts,
  */
 void dafs_session_close(dafs_session_t *s);
 
-/** Fill @p info with the negotiated parameters. Returns 0. */
+/** Fill @p info with the negotiated parameters and the registration
+ * cache's state. Returns 0. */
 int dafs_session_query(dafs_session_t *s, dafs_session_info_t *info);
+
+/**
+ * Set the capacity of the session's pin-down registration cache (see
+ * dafs_session_info_t); cached registrations not in use beyond it are
+ * dropped at once. Registrations in use are never dropped, so the cache
+ * may stay over capacity until they are deregistered.
+ *
+ * @param[in] max_entries  registrations kept; 0 disables the cache
+ * @param[in] max_bytes    registered bytes kept; 0 disables the cache
+ * @return 0; -EINVAL if @p s is NULL.
+ */
+int dafs_session_set_regcache(dafs_session_t *s, uint64_t max_entries,
+			      uint64_t max_bytes);
 
 /** The export's root handle. Returns 0. */
 int dafs_root(dafs_session_t *s, dafs_fh_t *root);
@@ -362,12 +423,18 @@ int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
  */
 /**@{*/
 /**
+ * Register [@p buf, @p buf + @p len), through the session's registration
+ * cache: a buffer registered before (or inside a registration still
+ * cached) costs no new registration. The buffer may be freed or unmapped
+ * after dafs_mem_deregister() as usual.
+ *
  * @param[out] m  the registration, owned by the caller
  * @return 0; -EINVAL for a NULL or empty buffer; -ENOMEM.
  */
 int dafs_mem_register(dafs_session_t *s, void *buf, size_t len,
 		      dafs_mem_t **m);
-/** Deregister and free @p m. Returns 0, or -EBUSY while I/O uses it. */
+/** Deregister and free @p m (the registration may stay cached). Returns 0,
+ * or -EBUSY while I/O uses it. */
 int dafs_mem_deregister(dafs_mem_t *m);
 /**@}*/
 

@@ -508,11 +508,14 @@ DAFS_API int dafs_mem_register(dafs_session_t *s, void *buf, size_t len,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	rc = dafs_c_tmp_reg(s, buf, len, &m->mr);
+	rc = dafs_c_tmp_reg(s, buf, len, &m->reg);
 	if (rc) {
 		free(m);
 		return rc;
 	}
+	m->mr = m->reg->mr;
+	m->buf = buf;
+	m->len = len;
 	m->s = s;
 	*out = m;
 	return 0;
@@ -520,24 +523,25 @@ DAFS_API int dafs_mem_register(dafs_session_t *s, void *buf, size_t len,
 
 DAFS_API int dafs_mem_deregister(dafs_mem_t *m)
 {
-	int rc;
-
 	if (!m)
 		return -EINVAL;
 	if (atomic_load(&m->users))
 		return -EBUSY;
-	rc = m->s->tp->dereg_mr(m->mr);
+	/* the registration stays in the session's cache */
+	dafs_c_tmp_put(m->reg);
 	free(m);
-	return rc;
+	return 0;
 }
 
 /* ---- I/O ---- */
 
 static int check_mem(const dafs_mem_t *m, const void *buf, size_t len)
 {
-	const uint8_t *b = buf, *base = m->mr->addr;
+	const uint8_t *b = buf, *base = m->buf;
 
-	if (b < base || len > m->mr->len || (size_t)(b - base) > m->mr->len - len)
+	/* the registration may cover more (whole pages, a neighbour's
+	 * buffer): the caller may use what it registered */
+	if (b < base || len > m->len || (size_t)(b - base) > m->len - len)
 		return -EINVAL;
 	return 0;
 }
@@ -550,7 +554,7 @@ static int check_mem(const dafs_mem_t *m, const void *buf, size_t len)
 static int prep_io(dafs_file_t *f, int write, void *buf, size_t len,
 		   uint64_t off, dafs_mem_t *mem, struct dafs_m_read_req *rq,
 		   struct dafs_m_write_req *wq, struct dafs_sge *gather,
-		   struct dafs_mr **tmp)
+		   struct dafs_rc_entry **tmp)
 {
 	dafs_session_t *s = f->s;
 	struct dafs_mr *mr = NULL;
@@ -571,7 +575,7 @@ static int prep_io(dafs_file_t *f, int write, void *buf, size_t len,
 		rc = dafs_c_tmp_reg(s, buf, len, tmp);
 		if (rc)
 			return rc;
-		mr = *tmp;
+		mr = (*tmp)->mr;
 	}
 	/* small I/O travels inline, whatever the registration */
 	if (len <= s->p.inline_max)
@@ -606,10 +610,10 @@ static int prep_io(dafs_file_t *f, int write, void *buf, size_t len,
 	return 0;
 }
 
-static void drop_tmp(dafs_session_t *s, struct dafs_mr *mr)
+static void drop_tmp(dafs_session_t *s, struct dafs_rc_entry *reg)
 {
-	if (mr)
-		s->tp->dereg_mr(mr);
+	(void)s;
+	dafs_c_tmp_put(reg);
 }
 
 DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
@@ -619,7 +623,7 @@ DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
 	struct dafs_m_read_req q;
 	struct dafs_m_read_rep r;
 	struct dafs_sge g;
-	struct dafs_mr *tmp;
+	struct dafs_rc_entry *tmp;
 	struct creq *cr;
 	ssize_t rc;
 
@@ -653,7 +657,7 @@ DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 	struct dafs_m_write_req q;
 	struct dafs_m_u32 r;
 	struct dafs_sge g;
-	struct dafs_mr *tmp;
+	struct dafs_rc_entry *tmp;
 	struct creq *cr;
 	ssize_t rc;
 
@@ -824,9 +828,8 @@ static int submit_async(dafs_cg_t *cg, struct creq *cr)
 		pthread_mutex_lock(&s->lock);
 		cg->outstanding--;
 		pthread_mutex_unlock(&s->lock);
-		if (cr->tmp_mr)
-			s->tp->dereg_mr(cr->tmp_mr);
-		cr->tmp_mr = NULL;
+		dafs_c_tmp_put(cr->tmp_reg);
+		cr->tmp_reg = NULL;
 		if (cr->mem)
 			atomic_fetch_sub(&cr->mem->users, 1);
 		cr->mem = NULL;
@@ -843,7 +846,7 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	struct dafs_m_read_req rq;
 	struct dafs_m_write_req wq;
 	struct dafs_sge g;
-	struct dafs_mr *tmp;
+	struct dafs_rc_entry *tmp;
 	struct creq *cr;
 	int rc;
 
@@ -863,7 +866,7 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	cr->ctx = ctx;
 	cr->ubuf = buf;
 	cr->ulen = (uint32_t)len;
-	cr->tmp_mr = tmp;
+	cr->tmp_reg = tmp;
 	cr->mem = mem;
 	if (mem)
 		atomic_fetch_add(&mem->users, 1);

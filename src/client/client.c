@@ -403,6 +403,7 @@ static void session_free(dafs_session_t *s)
 		s->tp->cq_free(s->cq);
 	if (s->cbcq)
 		s->tp->cq_free(s->cbcq);
+	dafs_c_regcache_close(s);
 	if (s->dom)
 		s->tp->domain_free(s->dom);
 	dafs_cslots_fini(&s->cslots);
@@ -440,6 +441,8 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 	if (!s->opts.timeout_ms)
 		s->opts.timeout_ms = 30000;
 	rc = s->tp->domain_new(&s->dom);
+	if (!rc)
+		rc = dafs_c_regcache_open(s);
 	if (!rc)
 		rc = s->tp->cq_new(s->dom, 1024, &s->cq);
 	if (!rc)
@@ -509,6 +512,7 @@ DAFS_API int dafs_session_query(dafs_session_t *s, dafs_session_info_t *info)
 	info->write_method = s->p.write_method;
 	info->lease_ms = s->p.lease_ms;
 	info->max_io = s->p.max_io;
+	dafs_c_regcache_info(s, info);
 	return 0;
 }
 
@@ -759,7 +763,7 @@ int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
 	cr->status = 0;
 	cr->rbuf = NULL;
 	cr->cg = NULL;
-	cr->tmp_mr = NULL;
+	cr->tmp_reg = NULL;
 	cr->mem = NULL;
 	cr->batch = NULL;
 	cr->gather.len = 0;
@@ -985,10 +989,8 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 	default: /* CREQ_ORPHAN: nobody waits any more */
 		break;
 	}
-	if (cr->tmp_mr) {
-		s->tp->dereg_mr(cr->tmp_mr);
-		cr->tmp_mr = NULL;
-	}
+	dafs_c_tmp_put(cr->tmp_reg);
+	cr->tmp_reg = NULL;
 	if (cr->mem) {
 		atomic_fetch_sub(&cr->mem->users, 1);
 		cr->mem = NULL;
@@ -1030,15 +1032,6 @@ int dafs_c_progress_cg(dafs_session_t *s, dafs_cg_t *cg, int timeout_ms)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
-}
-
-int dafs_c_tmp_reg(dafs_session_t *s, void *buf, size_t len,
-		   struct dafs_mr **mr)
-{
-	return s->tp->reg_mr(s->dom, buf, len,
-			     DAFS_ACC_LOCAL_WRITE | DAFS_ACC_REMOTE_WRITE |
-				     DAFS_ACC_REMOTE_READ,
-			     mr);
 }
 
 DAFS_API void dafs__test_drop_after_send(dafs_session_t *s)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "api_i.h"
+#include "cache/regcache.h"
 #include "dafs/dafs.h"
 #include "proto/session_i.h"
 #include "proto/wire_i.h"
@@ -56,7 +57,7 @@ struct creq {
 	void *ctx;
 	void *ubuf;             /* inline read destination */
 	uint32_t ulen;
-	struct dafs_mr *tmp_mr; /* temporary registration to drop */
+	struct dafs_rc_entry *tmp_reg; /* registration for this I/O */
 	dafs_mem_t *mem;        /* the caller's registration, held */
 	dafs_iodesc_t *batch;   /* copies of the batch elements */
 	int nbatch;
@@ -71,7 +72,10 @@ struct dafs_cg {
 
 struct dafs_mem {
 	dafs_session_t *s;
-	struct dafs_mr *mr;
+	struct dafs_mr *mr;         /* reg->mr: may cover more than buf */
+	struct dafs_rc_entry *reg;  /* from s->rc */
+	void *buf;                  /* what the caller registered */
+	size_t len;
 	atomic_int users; /* I/O in flight on it: no deregistration */
 };
 
@@ -107,6 +111,8 @@ struct dafs_session {
 	 * (one per credit) */
 	uint8_t *smem, *rmem;
 	struct dafs_mr *smr, *rmr;
+	/* the pin-down cache for the caller's memory (thread-safe itself) */
+	struct dafs_regcache *rc;
 
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t cv;    /* any reply, slot release, poller change */
@@ -164,10 +170,18 @@ void dafs_c_batch_release(struct creq *cr);
 /* Called with s->lock held: a completion for @cg. */
 void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result);
 
-/* Registration for the length of one I/O when the caller gave none:
- * returns 0 and *@mr (to dereg) or a negative error. */
+/* Registration for the length of one I/O when the caller gave none,
+ * through the session's registration cache: returns 0 and *@reg (for
+ * dafs_c_tmp_put) or a negative error. */
 int dafs_c_tmp_reg(dafs_session_t *s, void *buf, size_t len,
-		   struct dafs_mr **mr);
+		   struct dafs_rc_entry **reg);
+/* Done with @reg (NULL: nothing). */
+void dafs_c_tmp_put(struct dafs_rc_entry *reg);
+/* The session's registration cache (regmem.c): limits from the
+ * environment at open; its figures for dafs_session_query(). */
+int dafs_c_regcache_open(dafs_session_t *s);
+void dafs_c_regcache_close(dafs_session_t *s);
+void dafs_c_regcache_info(dafs_session_t *s, dafs_session_info_t *info);
 
 /* The current thread's credential id on @s. */
 uint32_t dafs_c_cred(dafs_session_t *s);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -2581,6 +2582,120 @@ START_TEST(test_bigdir)
 }
 END_TEST
 
+/* ---- the registration cache (docs/regcache.md) ---- */
+
+static dafs_session_info_t rc_info(dafs_session_t *s)
+{
+	dafs_session_info_t info;
+
+	OK(dafs_session_query(s, &info));
+	return info;
+}
+
+/*
+ * Registering the same buffer for each of many reads costs one
+ * registration; a buffer freed and mapped again at the same address with
+ * new bytes is registered anew, and the server (pulling a write with RDMA
+ * READ, placing a read with RDMA WRITE) moves the new bytes. _i 0: the
+ * cache with its userfaultfd monitor; 1: without userfaultfd
+ * (DAFS_REGCACHE_UFFD=0); 2: disabled with dafs_session_set_regcache().
+ */
+START_TEST(test_regcache_io)
+{
+	const size_t len = 256 * KiB, flen = 1 * MiB;
+	dafs_session_opts_t o = {.write_method = DAFS_WRITE_RDMA_READ};
+	uint8_t *file = xmalloc(flen), *b, *b2, *got;
+	dafs_session_info_t info;
+	size_t n;
+	dafs_session_t *s;
+	dafs_file_t *f;
+	dafs_mem_t *m;
+	int i;
+
+	fill(file, flen, 5, 0);
+	lwrite("rc", file, flen, 0644);
+	if (_i == 1)
+		setenv("DAFS_REGCACHE_UFFD", "0", 1);
+	s = session(&o);
+	unsetenv("DAFS_REGCACHE_UFFD");
+	if (_i == 2)
+		OK(dafs_session_set_regcache(s, 0, 0));
+	info = rc_info(s);
+	ck_assert_uint_eq(info.write_method, DAFS_WRITE_RDMA_READ);
+	ck_assert_uint_eq(info.regcache_mode, _i == 0 ? DAFS_REGCACHE_ON
+					      : _i == 1
+						      ? DAFS_REGCACHE_NO_MONITOR
+						      : DAFS_REGCACHE_OFF);
+	if (_i == 0) {
+		ck_assert_uint_eq(info.regcache_max_entries, 1024);
+		ck_assert_uint_eq(info.regcache_max_bytes, 256 * MiB);
+		ck_assert_int_eq(info.regcache_monitor_err, 0);
+	}
+	if (_i == 1)
+		ck_assert_int_lt(info.regcache_monitor_err, 0);
+	OK(dafs_create(s, &ROOT, "rc", O_RDWR, 0644, &f, NULL, NULL));
+
+	b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0);
+	ck_assert_ptr_ne(b, MAP_FAILED);
+	for (i = 0; i < 10; i++) {
+		OK(dafs_mem_register(s, b, len, &m));
+		memset(b, 0xee, len);
+		EXPECT(dafs_read(f, b, len, (uint64_t)i * 64 * KiB, m), len);
+		ck_assert(!memcmp(b, file + i * 64 * KiB, len));
+		OK(dafs_mem_deregister(m));
+	}
+	/* an unregistered buffer inside the cached one */
+	EXPECT(dafs_read(f, b + 1000, 100 * KiB, 0, NULL), 100 * KiB);
+	ck_assert(!memcmp(b + 1000, file, 100 * KiB));
+	info = rc_info(s);
+	if (_i == 0) {
+		ck_assert_uint_eq(info.regcache_misses, 1);
+		ck_assert_uint_eq(info.regcache_hits, 10);
+		ck_assert_uint_eq(info.regcache_entries, 1);
+		ck_assert_uint_eq(info.regcache_bytes, len);
+	} else {
+		ck_assert_uint_eq(info.regcache_uncached, 11);
+		ck_assert_uint_eq(info.regcache_hits, 0);
+		ck_assert_uint_eq(info.regcache_entries, 0);
+	}
+
+	/* the same address, new memory, new bytes */
+	ck_assert_int_eq(munmap(b, len), 0);
+	b2 = mmap(b, len, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	ck_assert_ptr_eq(b2, b);
+	fill(b2, len, 77, 0);
+	OK(dafs_mem_register(s, b2, len, &m));
+	EXPECT(dafs_write(f, b2, len, 0, m), len);
+	got = lread("rc", &n);
+	ck_assert_uint_eq(n, flen);
+	ck_assert(!memcmp(got, b2, len));
+	free(got);
+	memset(b2, 0, len);
+	EXPECT(dafs_read(f, b2, len, 512 * KiB, m), len);
+	ck_assert(!memcmp(b2, file + 512 * KiB, len));
+	OK(dafs_mem_deregister(m));
+	info = rc_info(s);
+	if (_i == 0) {
+		ck_assert_uint_eq(info.regcache_invalidations, 1);
+		ck_assert_uint_eq(info.regcache_misses, 2);
+		ck_assert_uint_eq(info.regcache_entries, 1);
+	} else {
+		ck_assert_uint_eq(info.regcache_invalidations, 0);
+		ck_assert_uint_eq(info.regcache_uncached, 12);
+	}
+	/* capacity 0 empties it at once; back on, it caches again */
+	OK(dafs_session_set_regcache(s, 0, 0));
+	info = rc_info(s);
+	ck_assert_uint_eq(info.regcache_entries, 0);
+	OK(dafs_close(f));
+	dafs_session_close(s);
+	munmap(b2, len);
+	free(file);
+}
+END_TEST
+
 /* ---- the suite ---- */
 
 static TCase *tcase(Suite *s, const char *name, int timeout)
@@ -2650,6 +2765,9 @@ static Suite *dafs_suite(void)
 	tc = tcase(s, "robust", 60);
 	tcase_add_test(tc, test_garbage);
 	tcase_add_test(tc, test_max_connections);
+
+	tc = tcase(s, "regcache", 60);
+	tcase_add_loop_test(tc, test_regcache_io, 0, 3);
 
 	tc = tcase(s, "bigdir", 180);
 	tcase_add_test(tc, test_bigdir);
