@@ -21,6 +21,7 @@
 #include "fuse/bufpool_i.h"
 #include "fuse/creds_i.h"
 #include "fuse/inode_i.h"
+#include "fuse/wback_i.h"
 
 /* Options from the command line (main.c); see dafs-fuse(1). */
 struct dfs_opts {
@@ -38,6 +39,7 @@ struct dfs_opts {
 	double negative_timeout;
 	int deleg;	      /* DFS_DELEG_*: what to ask the server for */
 	double deleg_timeout; /* attribute timeout under a delegation */
+	int wb_max_mb;	      /* writes held under write delegations, 0: off */
 };
 
 enum { DFS_DELEG_OFF = 0, DFS_DELEG_READ = 1, DFS_DELEG_ON = 2 };
@@ -58,6 +60,7 @@ struct dfs {
 	struct fino_table ino;
 	struct fcred_cache creds;
 	struct fbuf_pool pool;
+	struct fwb_set wb; /* writes held under write delegations */
 
 	pthread_mutex_t hlock;	   /* handles, nfiles, ndirs */
 	struct dfs_handle handles; /* list head */

@@ -72,6 +72,10 @@ static void usage(FILE *f)
 		"     deleg_timeout=S       attribute timeout while a "
 		"delegation is held\n"
 		"                           (default 60)\n"
+		"     wb_max=MB             hold up to MB of small writes "
+		"under write\n"
+		"                           delegations (default 64; 0: "
+		"off)\n"
 		"     and FUSE's own: fsname=, subtype=, max_read=, ... (see "
 		"mount.fuse3(8))\n"
 		"  -h, --help           this text\n"
@@ -102,6 +106,7 @@ static const struct fuse_opt spec[] = {
 	{"splice", offsetof(struct cli, o.splice), 1},
 	{"deleg=%s", offsetof(struct cli, deleg), 0},
 	{"deleg_timeout=%lf", offsetof(struct cli, o.deleg_timeout), 0},
+	{"wb_max=%d", offsetof(struct cli, o.wb_max_mb), 0},
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -350,6 +355,7 @@ int main(int argc, char *argv[])
 	c.o.attr_timeout = 1.0;
 	c.o.entry_timeout = 1.0;
 	c.o.deleg_timeout = 60.0;
+	c.o.wb_max_mb = 64;
 	c.o.threads = 16;
 	c.o.readahead_kb = 1024;
 	c.server_timeout = 30.0;
@@ -385,7 +391,8 @@ int main(int argc, char *argv[])
 	}
 	if (c.o.threads < 1 || c.o.threads > 256 || c.o.attr_timeout < 0 ||
 	    c.o.entry_timeout < 0 || c.o.negative_timeout < 0 ||
-	    c.o.deleg_timeout < 0 ||
+	    c.o.deleg_timeout < 0 || c.o.wb_max_mb < 0 ||
+	    c.o.wb_max_mb > 65536 ||
 	    c.server_timeout <= 0 || c.server_timeout > 86400) {
 		fprintf(stderr, "dafs-fuse: an option is out of range "
 				"(threads 1..256, timeouts >= 0, "

@@ -80,7 +80,7 @@ static void to_stat(const dafs_attr_t *a, struct stat *st)
  * 12 us here), which root's requests skip: on the server uid 0 passes
  * every check that groups could, and root-squash drops them anyway.
  */
-static int as_caller(struct dfs *fs, fuse_req_t req)
+static int as_caller_id(struct dfs *fs, fuse_req_t req, uint32_t *idp)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	gid_t groups[FCRED_GROUPS_MAX];
@@ -96,7 +96,14 @@ static int as_caller(struct dfs *fs, fuse_req_t req)
 	rc = fcred_get(&fs->creds, ctx->uid, ctx->gid, n, groups, &id);
 	if (rc)
 		return rc;
+	if (idp)
+		*idp = id;
 	return dafs_cred_use(fs->s, id);
+}
+
+static int as_caller(struct dfs *fs, fuse_req_t req)
+{
+	return as_caller_id(fs, req, NULL);
 }
 
 /* The daemon's own credentials, for calls the server does not check
@@ -205,7 +212,56 @@ static void changed(struct dfs *fs, fuse_ino_t ino)
 struct dfs_file {
 	struct dfs_handle h; /* first: the handle list holds these */
 	dafs_file_t *f;
+	int wb_on;	/* writes may be held (wback.c) */
+	struct fwb wb;
 };
+
+/* Writes of this mount held for @ino (none unless it holds the file's
+ * write delegation) go to the server before an operation that must see
+ * them. */
+static void wb_sync_ino(struct dfs *fs, fuse_ino_t ino)
+{
+	if (atomic_load(&fs->wb.bytes))
+		fwb_flush_ino(&fs->wb, ino, fs->s, NULL);
+}
+
+/* All held writes: before a reply that hands the kernel attributes of
+ * nodes it looked up (lookup, readdirplus, create of an existing name) */
+static void wb_sync_all(struct dfs *fs)
+{
+	if (atomic_load(&fs->wb.bytes))
+		fwb_flush_ino(&fs->wb, FWB_ALL, fs->s, NULL);
+}
+
+/* Held writes of @ino reached the server: a directory batch read before
+ * has an old size for it (do_readdir must not hand it to the kernel). */
+static void wb_sent(void *arg, uint64_t ino)
+{
+	struct dfs *fs = arg;
+
+	changed(fs, ino);
+}
+
+/* fwb_write's question: does the mount hold @ino's write delegation? */
+static int wb_may_hold(void *arg, uint64_t ino)
+{
+	struct dfs *fs = arg;
+
+	return fino_deleg(&fs->ino, ino) == DAFS_DELEG_WRITE;
+}
+
+/* Writes of an open file with @flags may be held when write-back is on
+ * and nothing asks for them to be synchronous. */
+static void wb_open(struct dfs *fs, struct dfs_file *file, fuse_ino_t ino,
+		    int flags)
+{
+	if (fs->o.deleg != DFS_DELEG_ON || !fs->o.wb_max_mb ||
+	    (flags & O_ACCMODE) == O_RDONLY ||
+	    (flags & (O_DIRECT | O_SYNC | O_DSYNC)))
+		return;
+	fwb_open(&fs->wb, &file->wb, ino, file->f);
+	file->wb_on = 1;
+}
 
 struct dfs_dent {
 	uint64_t cookie;
@@ -295,6 +351,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	dafs_attr_t a;
 	int rc;
 
+	wb_sync_all(fs); /* the reply's attributes must count held writes */
 	rc = fino_fh(&fs->ino, parent, &dir);
 	if (!rc)
 		rc = as_caller(fs, req);
@@ -344,6 +401,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	int rc;
 
 	(void)fi;
+	wb_sync_ino(fs, ino);
 	rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc) {
 		as_self(fs);
@@ -397,6 +455,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	dafs_attr_t a;
 	int rc = 0;
 
+	wb_sync_ino(fs, ino);
 	memset(&sa, 0, sizeof(sa));
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		sa.mask |= DAFS_SET_MODE;
@@ -626,6 +685,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	dafs_attr_t a;
 	int rc;
 
+	wb_sync_ino(fs, ino); /* the reply carries the file's attributes */
 	rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc)
 		rc = dirop_begin(fs, req, newparent, &dir);
@@ -731,6 +791,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (writes(fi->flags))
 		rc = refuse_ro(fs);
+	/* a truncating open must come after the writes held before it */
+	if (!rc && (fi->flags & O_TRUNC))
+		wb_sync_ino(fs, ino);
 	if (!rc)
 		rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc)
@@ -768,7 +831,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * may have changed the file: the page cache is dropped at open
 	 * (close-to-open consistency) */
 	fi->keep_cache = deleg_opened(fs, ino, file->f);
+	wb_open(fs, file, ino, fi->flags);
 	if (fuse_reply_open(req, fi)) {
+		if (file->wb_on)
+			fwb_close(&fs->wb, &file->wb, fs->s);
 		handle_del(fs, &file->h);
 		as_self(fs);
 		dafs_close(file->f);
@@ -787,6 +853,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	uint64_t id;
 	int rc;
 
+	wb_sync_all(fs); /* an existing file's attributes come back */
 	rc = dirop_begin(fs, req, parent, &dir);
 	if (rc) {
 		reply_err(req, rc);
@@ -817,12 +884,15 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
+	wb_open(fs, file, id, fi->flags);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;
 	e.attr_timeout = attr_tmo(fs, id);
 	e.entry_timeout = fs->o.entry_timeout;
 	to_stat(&a, &e.attr);
 	if (fuse_reply_create(req, &e, fi)) {
+		if (file->wb_on)
+			fwb_close(&fs->wb, &file->wb, fs->s);
 		forget(fs, id, 1);
 		handle_del(fs, &file->h);
 		as_self(fs);
@@ -838,7 +908,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fbuf *b = fbuf_get(&fs->pool);
 	ssize_t n;
 
-	(void)ino;
 	if (!b) {
 		reply_err(req, -ENOMEM);
 		return;
@@ -846,6 +915,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	/* the kernel never asks for more than max_read (= max_io) */
 	if (size > fs->max_io)
 		size = fs->max_io;
+	wb_sync_ino(fs, ino);
 	as_self(fs);
 	n = dafs_read(file_of(fi)->f, b->data, size, (uint64_t)off, b->mem);
 	if (n < 0)
@@ -869,6 +939,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	struct fbuf *b;
 	dafs_mem_t *mem = NULL;
 	const void *data;
+	uint32_t cred;
 	ssize_t n;
 	int rc;
 
@@ -903,10 +974,30 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	}
 	/* as the writer: the server clears setuid and setgid bits on a
 	 * write by anyone without CAP_FSETID, as a local write would */
-	rc = as_caller(fs, req);
+	rc = as_caller_id(fs, req, &cred);
 	if (rc) {
 		reply_err(req, rc);
 		return;
+	}
+	/* what other open files of the node hold goes first: writes reach
+	 * the server in the order they were made */
+	if (atomic_load(&fs->wb.bytes))
+		fwb_flush_ino(&fs->wb, ino, fs->s,
+			      file_of(fi)->wb_on ? &file_of(fi)->wb : NULL);
+	if (file_of(fi)->wb_on) {
+		dafs_cred_use(fs->s, cred);
+		n = fwb_write(&fs->wb, &file_of(fi)->wb, fs->s, wb_may_hold, fs,
+			      data, len, (uint64_t)off, cred);
+		if (n > 0) {
+			changed(fs, ino);
+			fuse_reply_write(req, (size_t)n);
+			return;
+		}
+		if (n < 0) {
+			reply_err(req, (int)n);
+			return;
+		}
+		dafs_cred_use(fs->s, cred); /* sending may have changed it */
 	}
 	n = dafs_write(file_of(fi)->f, data, len, (uint64_t)off, mem);
 	if (n < 0) {
@@ -917,11 +1008,15 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	fuse_reply_write(req, (size_t)n);
 }
 
-/* close(2) of one descriptor: nothing is cached here to write back. */
+/* close(2) of one descriptor: the writes it held go to the server, and
+ * close returns a write-back error, as on a local file system. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino, (void)fi;
-	fuse_reply_err(req, 0);
+	struct dfs *fs = FS(req);
+	struct dfs_file *file = file_of(fi);
+
+	(void)ino;
+	reply_err(req, file->wb_on ? fwb_flush(&fs->wb, &file->wb, fs->s) : 0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -932,6 +1027,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	(void)ino;
 	handle_del(fs, &file->h);
+	if (file->wb_on)
+		fwb_close(&fs->wb, &file->wb, fs->s);
 	as_self(fs);
 	/* the kernel ignores release errors; the server has closed anyway */
 	dafs_close(file->f);
@@ -943,10 +1040,16 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		     struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
+	struct dfs_file *file = file_of(fi);
+	int rc = 0;
 
 	(void)ino;
+	if (file->wb_on)
+		rc = fwb_flush(&fs->wb, &file->wb, fs->s);
 	as_self(fs);
-	reply_err(req, dafs_commit(file_of(fi)->f, datasync));
+	if (!rc)
+		rc = dafs_commit(file->f, datasync);
+	reply_err(req, rc);
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
@@ -955,6 +1058,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	struct dfs *fs = FS(req);
 	int rc = refuse_ro(fs);
 
+	wb_sync_ino(fs, ino);
 	if (!rc)
 		rc = as_caller(fs, req);
 	if (!rc)
@@ -975,9 +1079,12 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	ssize_t n;
 	int rc = refuse_ro(fs);
 
-	(void)ino_in;
 	if (!rc && flags)
 		rc = -EINVAL;
+	if (!rc) {
+		wb_sync_ino(fs, ino_in);
+		wb_sync_ino(fs, ino_out);
+	}
 	if (!rc)
 		rc = as_caller(fs, req); /* it writes: as the writer */
 	if (rc) {
@@ -1096,6 +1203,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	pthread_mutex_init(&d->lock, NULL);
+	wb_sync_all(fs); /* the first batch, read here, carries attributes */
 	rc = fino_fh(&fs->ino, ino, &d->fh);
 	if (!rc)
 		rc = as_caller(fs, req);
@@ -1165,6 +1273,9 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 	struct fuse_entry_param e;
 	long idx;
 	int rc = 0, fresh = 0, aged = 0;
+
+	if (plus)
+		wb_sync_all(fs); /* batches carry attributes */
 
 	if (!b) {
 		reply_err(req, -ENOMEM);
@@ -1521,6 +1632,11 @@ static void dfs_recall(void *arg, const dafs_fh_t *fh, uint64_t id, int type)
 	uint64_t ino = fino_deleg_drop(&fs->ino, fh, id);
 
 	(void)type;
+	/* dropped first, so no write is held from now on; a write that
+	 * saw the delegation still held has its file's lock, which the
+	 * write-back waits for */
+	if (ino)
+		fwb_flush_ino(&fs->wb, ino, fs->s, NULL);
 	if (ino && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 	dafs_deleg_return(fs->s, id);
@@ -1542,6 +1658,9 @@ int dfs_init(struct dfs *fs)
 	if (rc)
 		return rc;
 	fcred_cache_init(&fs->creds, fs->s);
+	fwb_set_init(&fs->wb, (uint64_t)fs->o.wb_max_mb << 20,
+		     fs->max_io < (1u << 20) ? fs->max_io : (1u << 20), wb_sent,
+		     fs);
 	dafs_set_recall_handler(fs->s, dfs_recall, fs);
 	/* one buffer per worker thread, and one to spare */
 	rc = fbuf_pool_init(&fs->pool, fs->s, fs->o.threads + 1, fs->max_io);
@@ -1571,7 +1690,8 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 "credential sets %u, delegations held %zu, "
 		 "granted read %llu, granted write %llu, recalls %llu, "
 		 "returns %llu, revoked %llu, recall latency avg %.3f ms "
-		 "max %.3f ms",
+		 "max %.3f ms, writes held %llu, written back %llu bytes "
+		 "in %llu sends, write-back errors %llu",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
@@ -1582,7 +1702,11 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 ds.returns ? (double)ds.recall_ns_total / 1e6 /
 				      (double)ds.returns
 			    : 0.0,
-		 (double)ds.recall_ns_max / 1e6);
+		 (double)ds.recall_ns_max / 1e6,
+		 (unsigned long long)atomic_load(&fs->wb.held),
+		 (unsigned long long)atomic_load(&fs->wb.flushed_bytes),
+		 (unsigned long long)atomic_load(&fs->wb.flushes),
+		 (unsigned long long)atomic_load(&fs->wb.errors));
 }
 
 void dfs_fini(struct dfs *fs)
@@ -1595,12 +1719,17 @@ void dfs_fini(struct dfs *fs)
 		if (h->dir) {
 			dir_free((struct dfs_dir *)h);
 		} else {
-			dafs_close(((struct dfs_file *)h)->f);
+			struct dfs_file *file = (struct dfs_file *)h;
+
+			if (file->wb_on)
+				fwb_close(&fs->wb, &file->wb, fs->s);
+			dafs_close(file->f);
 			free(h);
 		}
 	}
 	fs->handles.next = fs->handles.prev = &fs->handles;
 	fbuf_pool_fini(&fs->pool);
+	fwb_set_fini(&fs->wb);
 	fcred_cache_fini(&fs->creds);
 	fino_table_fini(&fs->ino);
 	pthread_mutex_destroy(&fs->hlock);

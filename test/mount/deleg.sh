@@ -117,6 +117,43 @@ echo more >>"$mnt_b/g"
 same "a size grown on B is seen on A at once (recall)" 10 \
 	"$(stat -c %s "$mnt_a/g")"
 
+section "small writes held under a write delegation"
+sleep 1.2 # past the hold-offs above
+held=$(stat_a 'writes held')
+# 1,000 writes of 100 bytes through one descriptor; after fsync the
+# server's disk has them while the file is still open; the rest of the
+# bytes come at close
+python3 - "$mnt_a/wb" "$exp/wb" >"$tmp/wb.out" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+for i in range(1000):
+    os.write(fd, bytes([48 + i % 10]) * 100)
+os.fsync(fd)
+print(os.path.getsize(sys.argv[2]))
+for i in range(1000):
+    os.write(fd, bytes([97 + i % 26]) * 100)
+os.close(fd)
+print(os.path.getsize(sys.argv[2]))
+PY
+same "fsync put the first 100,000 bytes on the server's disk" 100000 \
+	"$(sed -n 1p "$tmp/wb.out")"
+same "close put all 200,000 there" 200000 "$(sed -n 2p "$tmp/wb.out")"
+check "... and most writes were held, not sent one by one" \
+	test $(($(stat_a 'writes held') - held)) -ge 1900
+python3 -c '
+import sys
+want = b"".join(bytes([48 + i % 10]) * 100 for i in range(1000)) + \
+       b"".join(bytes([97 + i % 26]) * 100 for i in range(1000))
+sys.exit(open(sys.argv[1], "rb").read() != want)' "$exp/wb"
+check "... the bytes on the server's disk are the bytes written" test $? -eq 0
+# writes held on A when B opens the file: B's open recalls A's
+# delegation, A sends what it holds first, and B reads every byte
+exec 8>>"$mnt_a/wb"
+printf 'tail-held' >&8
+same "B reads what A holds, through the recall" \
+	"tail-held" "$(tail -c 9 "$mnt_b/wb")"
+exec 8>&-
+
 section "a mount killed while holding a write delegation"
 exec 7>"$mnt_b/held"
 echo "flushed" >&7
