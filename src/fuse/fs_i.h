@@ -67,6 +67,10 @@ struct dfs {
 	uint64_t nfiles, ndirs;
 };
 
+/* The extended attribute of the mount's root that reads as the
+ * statistics (dafsstat). */
+#define DFS_STATS_XATTR "dafs.stats"
+
 /* The low-level operations table. */
 extern const struct fuse_lowlevel_ops dfs_ops;
 

@@ -1520,9 +1520,39 @@ static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
 		fuse_reply_buf(req, (const char *)b->data, (size_t)n);
 }
 
+/*
+ * "dafs.stats" of the mount's root is the mount's statistics, one
+ * "name value" per line (dafsstat reads it). The name is outside the
+ * user., trusted., security. and system. namespaces, so it can be no
+ * attribute of the server's files; FUSE passes it through.
+ */
+static void stats_xattr(fuse_req_t req, size_t size)
+{
+	char line[1024], *p;
+	size_t n;
+
+	dfs_stats(FS(req), line, sizeof(line));
+	for (p = line; (p = strstr(p, ", ")); p++) {
+		*p = '\n';
+		memmove(p + 1, p + 2, strlen(p + 2) + 1);
+	}
+	n = strlen(line);
+	line[n++] = '\n';
+	if (size == 0)
+		fuse_reply_xattr(req, n);
+	else if (size < n)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, line, n);
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
+	if (ino == FUSE_ROOT_ID && !strcmp(name, DFS_STATS_XATTR)) {
+		stats_xattr(req, size);
+		return;
+	}
 	xattr_reply(req, ino, name, size);
 }
 

@@ -154,6 +154,16 @@ same "B reads what A holds, through the recall" \
 	"tail-held" "$(tail -c 9 "$mnt_b/wb")"
 exec 8>&-
 
+section "dafsstat"
+"$DAFSSTAT" "$mnt_a" >"$tmp/stat.out" 2>&1
+check "dafsstat reads A's statistics while mounted" \
+	grep -q '^granted read [0-9]' "$tmp/stat.out"
+same "... the same recall count as SIGUSR1's line" "$(stat_a recalls)" \
+	"$(awk '/^recalls / {print $2}' "$tmp/stat.out")"
+check "... and fails clearly on a directory that is no mount" \
+	sh -c '! "$1" "$2" 2>"$3" && grep -q "not a dafs-fuse mount" "$3"' \
+	sh "$DAFSSTAT" "$exp" "$tmp/stat.err"
+
 section "a mount killed while holding a write delegation"
 exec 7>"$mnt_b/held"
 echo "flushed" >&7
