@@ -79,6 +79,13 @@ static const char usage_text[] =
 	"                       with different prefixes share a directory\n"
 	"  -k, --keep           leave the files (default: removed after a\n"
 	"                       successful run)\n"
+	"      --peer DIR2      DIR2 is DIRECTORY seen through another mount "
+	"(a\n"
+	"                       second client): each operation goes through "
+	"one\n"
+	"                       of the two at random, and a file is closed "
+	"before\n"
+	"                       it is used through the other (close-to-open)\n"
 	"  -v, --verbose        print each operation before making it\n"
 	"      --inject N       self-test: after op N, change a byte of a "
 	"file\n"
@@ -125,6 +132,7 @@ struct opts {
 	uint64_t max_io;
 	const char *prefix;
 	const char *dir;
+	const char *peer; /* the same directory through another mount */
 	uint64_t inject; /* 0, or: corrupt a byte after this op (self-test) */
 	bool keep;
 	bool verbose;
@@ -139,6 +147,7 @@ struct vfile {
 	char name[64];
 	bool exists;
 	int fd; /* O_RDWR on the file under this name, or -1 */
+	int side; /* which of dirfds fd was opened through */
 	uint64_t size;
 	uint8_t *data; /* max_size bytes (calloc: untouched pages cost nothing)
 			*/
@@ -146,7 +155,9 @@ struct vfile {
 
 struct verify {
 	struct opts o;
-	int dirfd;
+	int dirfd;	/* the side of the current operation */
+	int dirfds[2];	/* DIRECTORY, and its peer (or the same) */
+	int side;	/* of the current operation */
 	struct vfile *f;
 	uint8_t *rbuf; /* read buffer: max_size + max_io bytes */
 	size_t rbuf_len;
@@ -430,9 +441,14 @@ static void close_fd(const struct verify *v, int *fd)
 	*fd = -1;
 }
 
-/* make sure f exists and is open; a name the model holds free is created */
+/* make sure f exists and is open; a name the model holds free is created.
+ * A file open through the other side is closed first: what that side
+ * wrote reaches the server at close, and this side's open sees it. */
 static void ensure_open(struct verify *v, struct vfile *f)
 {
+	if (f->fd >= 0 && f->side != v->side)
+		close_fd(v, &f->fd);
+	f->side = v->side;
 	if (!f->exists) {
 		f->fd = openat(v->dirfd, f->name,
 			       O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -726,10 +742,12 @@ static void swap_files(struct vfile *a, struct vfile *b)
 
 	a->exists = b->exists;
 	a->fd = b->fd;
+	a->side = b->side;
 	a->size = b->size;
 	a->data = b->data;
 	b->exists = t.exists;
 	b->fd = t.fd;
+	b->side = t.side;
 	b->size = t.size;
 	b->data = t.data;
 }
@@ -1121,7 +1139,7 @@ static void usage_error(const char *fmt, ...)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_VERSION = 256, OPT_MAX_IO, OPT_INJECT };
+	enum { OPT_VERSION = 256, OPT_MAX_IO, OPT_INJECT, OPT_PEER };
 	static const struct option longopts[] = {
 		{"files", required_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
@@ -1130,6 +1148,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{"max-io", required_argument, NULL, OPT_MAX_IO},
 		{"max-size", required_argument, NULL, 'm'},
 		{"ops", required_argument, NULL, 'n'},
+		{"peer", required_argument, NULL, OPT_PEER},
 		{"prefix", required_argument, NULL, 'p'},
 		{"seed", required_argument, NULL, 's'},
 		{"verbose", no_argument, NULL, 'v'},
@@ -1162,6 +1181,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 'k':
 			o->keep = true;
+			break;
+		case OPT_PEER:
+			o->peer = optarg;
 			break;
 		case 'm':
 			if (parse_size(optarg, &o->max_size) ||
@@ -1226,6 +1248,16 @@ static int setup(struct verify *v)
 			strerror(errno));
 		return -1;
 	}
+	v->dirfds[0] = v->dirfds[1] = v->dirfd;
+	if (v->o.peer) {
+		v->dirfds[1] = open(v->o.peer, O_RDONLY | O_DIRECTORY |
+						       O_CLOEXEC);
+		if (v->dirfds[1] < 0) {
+			fprintf(stderr, "dafs-verify: %s: %s\n", v->o.peer,
+				strerror(errno));
+			return -1;
+		}
+	}
 	v->f = calloc(v->o.files, sizeof(*v->f));
 	v->rbuf_len = (size_t)(v->o.max_size + v->o.max_io);
 	v->rbuf = malloc(v->rbuf_len);
@@ -1269,7 +1301,9 @@ static void teardown(struct verify *v, bool remove)
 	}
 	free(v->f);
 	free(v->rbuf);
-	close(v->dirfd);
+	if (v->dirfds[1] != v->dirfds[0])
+		close(v->dirfds[1]);
+	close(v->dirfds[0]);
 }
 
 int main(int argc, char **argv)
@@ -1290,6 +1324,9 @@ int main(int argc, char **argv)
 	for (v.op = 0; v.op < v.o.ops; v.op++) {
 		enum op op = pick_op(&v);
 
+		/* with a peer, each operation through one side at random */
+		v.side = v.o.peer ? (int)rnd(&v, 2) : 0;
+		v.dirfd = v.dirfds[v.side];
 		op_fn[op](&v);
 		v.count[op]++;
 		if (v.o.inject && v.op >= v.o.inject && inject(&v))
