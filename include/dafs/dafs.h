@@ -452,6 +452,10 @@ ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len, uint64_t off,
 int dafs_commit(dafs_file_t *f, int datasync);
 /** fallocate(2) on the server; @p mode as fallocate's. */
 int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off, uint64_t len);
+/** lseek(2) with SEEK_DATA or SEEK_HOLE on the server's file: the
+ * offset of the next data or hole at or after @p off; -ENXIO at or past
+ * the end of the file; -EINVAL for another @p whence. */
+int64_t dafs_lseek(dafs_file_t *f, uint64_t off, int whence);
 /** copy_file_range(2) done by the server; returns bytes copied. */
 ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff, dafs_file_t *dst,
 			uint64_t doff, uint64_t len);

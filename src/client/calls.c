@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client_i.h"
 
@@ -696,6 +697,21 @@ DAFS_API int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off,
 	q.off = off;
 	q.len = len;
 	return dafs_c_simple(f->s, DAFS_OP_FALLOCATE, &q, NULL);
+}
+
+DAFS_API int64_t dafs_lseek(dafs_file_t *f, uint64_t off, int whence)
+{
+	struct dafs_m_lseek_req q;
+	struct dafs_m_u64 r;
+	int rc;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return -EINVAL;
+	q.open_id = f->open_id;
+	q.off = off;
+	q.whence = whence == SEEK_DATA ? DAFS_SEEK_DATA : DAFS_SEEK_HOLE;
+	rc = dafs_c_simple(f->s, DAFS_OP_LSEEK, &q, &r);
+	return rc ? rc : (int64_t)r.v;
 }
 
 DAFS_API ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff,

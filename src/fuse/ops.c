@@ -1101,6 +1101,27 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	fuse_reply_write(req, (size_t)n);
 }
 
+/* lseek(2) with SEEK_DATA or SEEK_HOLE (the kernel handles the others):
+ * asked of the server's file, after the writes held for it */
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		     struct fuse_file_info *fi)
+{
+	struct dfs *fs = FS(req);
+	int64_t pos;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+		reply_err(req, -EINVAL);
+		return;
+	}
+	wb_sync_ino(fs, ino);
+	as_self(fs);
+	pos = dafs_lseek(file_of(fi)->f, (uint64_t)off, whence);
+	if (pos < 0)
+		reply_err(req, (int)pos);
+	else
+		fuse_reply_lseek(req, (off_t)pos);
+}
+
 /* ---- directories ---- */
 
 /* dafs_readdir callback: append one entry to the batch. */
@@ -1615,6 +1636,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 const struct fuse_lowlevel_ops dfs_ops = {
 	.access = op_access,
 	.copy_file_range = op_copy_file_range,
+	.lseek = op_lseek,
 	.create = op_create,
 	.fallocate = op_fallocate,
 	.flush = op_flush,

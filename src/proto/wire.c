@@ -139,6 +139,10 @@ MT(mt_fallocate_req, "fallocate_req", struct dafs_m_fallocate_req,
    F(U32, struct dafs_m_fallocate_req, mode),
    F(U64, struct dafs_m_fallocate_req, off),
    F(U64, struct dafs_m_fallocate_req, len));
+MT(mt_lseek_req, "lseek_req", struct dafs_m_lseek_req,
+   F(U64, struct dafs_m_lseek_req, open_id),
+   F(U64, struct dafs_m_lseek_req, off),
+   F(U32, struct dafs_m_lseek_req, whence));
 MT(mt_copy_range_req, "copy_range_req", struct dafs_m_copy_range_req,
    F(U64, struct dafs_m_copy_range_req, src),
    F(U64, struct dafs_m_copy_range_req, soff),
@@ -236,6 +240,7 @@ const struct dafs_opdesc dafs_ops[DAFS_OP_MAX] = {
 	OP(REMOVEXATTR, "REMOVEXATTR", mt_xattr_name_req, mt_empty, 0),
 	OP(BATCH, "BATCH", mt_batch_req, mt_batch_rep, 0),
 	OP(DELEGRETURN, "DELEGRETURN", mt_u64, mt_empty, 0),
+	OP(LSEEK, "LSEEK", mt_lseek_req, mt_u64, I),
 	OP(CB_NULL, "CB_NULL", mt_empty, mt_empty, I | DAFS_OPF_CALLBACK),
 	OP(CB_RECALL, "CB_RECALL", mt_cb_recall_req, mt_empty,
 	   I | DAFS_OPF_CALLBACK),

@@ -75,6 +75,7 @@ enum dafs_op {
 	DAFS_OP_REMOVEXATTR = 34,
 	DAFS_OP_BATCH = 35,
 	DAFS_OP_DELEGRETURN = 36,
+	DAFS_OP_LSEEK = 37,
 	DAFS_OP_CB_NULL = 64,
 	DAFS_OP_CB_RECALL = 65,
 	DAFS_OP_MAX = 66
@@ -303,6 +304,13 @@ struct dafs_m_fallocate_req {
 	uint64_t open_id;
 	uint32_t mode;
 	uint64_t off, len;
+};
+/* LSEEK whence: where the next data or hole is (Linux's values) */
+#define DAFS_SEEK_DATA 3
+#define DAFS_SEEK_HOLE 4
+struct dafs_m_lseek_req {
+	uint64_t open_id, off;
+	uint32_t whence;
 };
 struct dafs_m_copy_range_req {
 	uint64_t src, soff, dst, doff, len;

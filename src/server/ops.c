@@ -887,6 +887,32 @@ static int h_fallocate(struct srv_req *r, const void *b, const int *fd,
 	return rc;
 }
 
+/* SEEK_DATA / SEEK_HOLE on the server's file: ENXIO past the end, as
+ * lseek(2) */
+static int h_lseek(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_lseek_req *q = b;
+	struct srv_open *o;
+	off_t pos;
+	int rc;
+
+	(void)fd, (void)len;
+	if (q->off > (uint64_t)INT64_MAX ||
+	    (q->whence != DAFS_SEEK_DATA && q->whence != DAFS_SEEK_HOLE))
+		return -EINVAL;
+	rc = open_get_io(r->sess, q->open_id, &o);
+	if (rc)
+		return rc;
+	pos = lseek(o->fd, (off_t)q->off,
+		    q->whence == DAFS_SEEK_DATA ? SEEK_DATA : SEEK_HOLE);
+	rc = pos < 0 ? -errno : 0;
+	open_put(r->sess, o);
+	if (!rc)
+		rep->u64.v = (uint64_t)pos;
+	return rc;
+}
+
 static int h_copy_range(struct srv_req *r, const void *b, const int *fd,
 			union rep_body *rep, uint32_t *len)
 {
@@ -1117,6 +1143,7 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 				 FH1(struct dafs_m_xattr_name_req, fh), 1, 1},
 	[DAFS_OP_BATCH] = {h_batch, {0, 0}, 1},
 	[DAFS_OP_DELEGRETURN] = {h_delegreturn},
+	[DAFS_OP_LSEEK] = {h_lseek, {0, 0}, 1},
 };
 
 /*

@@ -59,6 +59,7 @@ typedef union {
 	struct dafs_m_batch_req batch;
 	struct dafs_m_batch_rep batchp;
 	struct dafs_m_cb_recall_req recall;
+	struct dafs_m_lseek_req lseek;
 } body_t;
 
 static const char *outdir;
@@ -155,6 +156,14 @@ static int fill(uint32_t op, int reply, body_t *b)
 		return 0; /* empty bodies */
 	case DAFS_OP_DELEGRETURN << 1:
 		b->u64.v = 0x5f0000000001ull;
+		return 0;
+	case DAFS_OP_LSEEK << 1:
+		b->lseek.open_id = 7;
+		b->lseek.off = 65536;
+		b->lseek.whence = DAFS_SEEK_HOLE;
+		return 0;
+	case DAFS_OP_LSEEK << 1 | 1:
+		b->u64.v = 1048576;
 		return 0;
 	case DAFS_OP_CB_RECALL << 1:
 		fh(&b->recall.fh, 2);

@@ -926,6 +926,49 @@ START_TEST(test_fallocate_copy)
 }
 END_TEST
 
+/* SEEK_DATA and SEEK_HOLE answered by the server's file, compared with
+ * lseek(2) on the same file of the export; ENXIO past the end. */
+START_TEST(test_lseek)
+{
+	static const int64_t offs[] = {0, 4095, 4096, 65536, 1048575,
+				       1048576, 1052672, 2097151};
+	char path[PATH_MAX], buf[4096];
+	dafs_file_t *f;
+	dafs_fh_t fh;
+	size_t i;
+	int fd, w;
+
+	memset(buf, 'd', sizeof(buf));
+	OK(dafs_create(S, &ROOT, "sparse", O_RDWR, 0644, &f, &fh, NULL));
+	EXPECT(dafs_write(f, buf, sizeof(buf), 0, NULL), sizeof(buf));
+	EXPECT(dafs_write(f, buf, sizeof(buf), MiB, NULL), sizeof(buf));
+	OK(dafs_commit(f, 0));
+	ck_assert_int_eq(it_join(path, sizeof(path), D.export_dir, "sparse"),
+			 0);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	for (w = SEEK_DATA; w <= SEEK_HOLE; w++)
+		for (i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+			off_t want = lseek(fd, offs[i], w);
+			int err = errno;
+			int64_t got = dafs_lseek(f, (uint64_t)offs[i], w);
+
+			ck_assert_msg(want < 0 ? got == -err : got == want,
+				      "%s from %lld: %lld, lseek says %lld",
+				      w == SEEK_DATA ? "SEEK_DATA"
+						     : "SEEK_HOLE",
+				      (long long)offs[i], (long long)got,
+				      (long long)want);
+		}
+	/* past the end, and bad arguments */
+	EXPECT(dafs_lseek(f, 3 * MiB, SEEK_DATA), -ENXIO);
+	EXPECT(dafs_lseek(f, 3 * MiB, SEEK_HOLE), -ENXIO);
+	EXPECT(dafs_lseek(f, 0, SEEK_SET), -EINVAL);
+	close(fd);
+	OK(dafs_close(f));
+}
+END_TEST
+
 START_TEST(test_xattr)
 {
 	char buf[256], p[PATH_MAX];
@@ -2728,6 +2771,7 @@ static Suite *dafs_suite(void)
 	tcase_add_test(tc, test_statfs);
 	tcase_add_test(tc, test_open_close);
 	tcase_add_test(tc, test_fallocate_copy);
+	tcase_add_test(tc, test_lseek);
 	tcase_add_test(tc, test_xattr);
 
 	tc = tcase(s, "io", 120);

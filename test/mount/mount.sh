@@ -444,6 +444,32 @@ check "df of the mount" df "$mnt"
 same "stat -f: the export's block count" \
 	"$(stat -f -c %b "$exp")" "$(stat -f -c %b "$mnt")"
 
+# ---- SEEK_DATA and SEEK_HOLE ----
+
+# a file with data at 0 and 1 MiB and a hole between, through the mount
+# and on a local file of the export's file system: the same answers
+seeks() {
+	python3 - "$1" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+os.pwrite(fd, b"d" * 4096, 0)
+os.pwrite(fd, b"d" * 4096, 1 << 20)
+os.fsync(fd)
+out = []
+for w, name in ((os.SEEK_DATA, "data"), (os.SEEK_HOLE, "hole")):
+    for off in (0, 4096, 65536, (1 << 20) - 1, (1 << 20) + 4095, 3 << 20):
+        try:
+            out.append("%s@%d=%d" % (name, off, os.lseek(fd, off, w)))
+        except OSError as e:
+            out.append("%s@%d=%s" % (name, off, errno.errorcode[e.errno]))
+os.close(fd)
+print(" ".join(out))
+PY
+}
+same "lseek SEEK_DATA/SEEK_HOLE as on the export's file system" \
+	"$(seeks "$exp/.seek-local")" "$(seeks "$mnt/seek")"
+rm -f "$exp/.seek-local" "$mnt/seek"
+
 # ---- extended attributes ----
 
 if command -v setfattr >/dev/null && command -v getfattr >/dev/null; then

@@ -293,6 +293,7 @@ BODY(xattr_name_req);
 BODY(batch_req);
 BODY(batch_rep);
 BODY(cb_recall_req);
+BODY(lseek_req);
 
 static void fill_create_session_req(struct gen *g,
 				    struct dafs_m_create_session_req *a)
@@ -638,6 +639,20 @@ static void cmp_open_rep(const struct dafs_m_open_rep *a,
 	EQ(deleg_id);
 }
 
+static void fill_lseek_req(struct gen *g, struct dafs_m_lseek_req *a)
+{
+	a->open_id = g64(g);
+	a->off = g64(g);
+	a->whence = g32(g);
+}
+static void cmp_lseek_req(const struct dafs_m_lseek_req *a,
+			  const struct dafs_m_lseek_req *b)
+{
+	EQ(open_id);
+	EQ(off);
+	EQ(whence);
+}
+
 static void fill_cb_recall_req(struct gen *g, struct dafs_m_cb_recall_req *a)
 {
 	gfh(g, &a->fh, 40);
@@ -889,6 +904,7 @@ static const struct opcase cases[] = {
 	C(REMOVEXATTR, xattr_name_req, empty, 0),
 	C(BATCH, batch_req, batch_rep, 0),
 	C(DELEGRETURN, u64, empty, 0),
+	C(LSEEK, lseek_req, u64, IDEM),
 	C(CB_NULL, empty, empty, IDEM | CBCH),
 	C(CB_RECALL, cb_recall_req, empty, IDEM | CBCH),
 };
@@ -1163,7 +1179,7 @@ START_TEST(test_every_op_has_a_case)
 	ck_assert_ptr_null(dafs_op_desc(DAFS_OP_MAX));
 	ck_assert_ptr_null(dafs_op_desc(6));
 	ck_assert_ptr_null(dafs_op_desc(0xffffffffu));
-	ck_assert_str_eq(dafs_op_name(37), "?");
+	ck_assert_str_eq(dafs_op_name(38), "?");
 	ck_assert_str_eq(dafs_op_name(63), "?");
 	ck_assert_str_eq(dafs_op_name(0x10000), "?");
 }
