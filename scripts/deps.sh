@@ -1,6 +1,12 @@
 #!/bin/sh
-# deps.sh - install what dafs needs to build and test, from Debian's
+# deps.sh [bench] - install what dafs needs to build and test, from Debian's
 # packages, only where it is missing. Safe to run again.
+#
+# "bench" adds, as optional packages, what bench/fuse-compare.sh compares
+# dafs-fuse with: sshfs and an sshd to serve it over loopback, and fio.
+# They are not installed for the tests: openssh-server brings a system
+# service (the bench starts a private sshd of its own on 127.0.0.1 and
+# never the system's).
 set -eu
 
 PKGS="gcc clang meson ninja-build pkg-config check libsubunit-dev \
@@ -8,6 +14,9 @@ liblmdb-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev \
 libclang-rt-dev procps attr make"
 # for tests that skip a step, with a message, without them
 OPTIONAL="postmark"
+if [ "${1:-}" = bench ]; then
+	OPTIONAL="$OPTIONAL sshfs openssh-server fio"
+fi
 
 missing=""
 for p in $PKGS $OPTIONAL; do
