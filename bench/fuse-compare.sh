@@ -6,7 +6,8 @@
 #            127.0.0.1 each), sshfs over loopback (a private sshd on
 #            127.0.0.1), bench/passthrough over a local directory (it
 #            stands in for libfuse's example/passthrough);
-#   rows:    sequential 1 MiB write of a SIZE_MB file (dd, conv=fsync);
+#   rows:    sequential 1 MiB write of a SIZE_MB file (dd, conv=fsync),
+#            to the disk and to tmpfs;
 #            sequential 1 MiB read, server cache cold (drop_caches first)
 #            and warm (only the mount's pages dropped, by fadvise);
 #            re-read, warm, second open (nothing dropped: what the mount
@@ -24,8 +25,12 @@
 # compared, not the disk's journal, set the pace. Each column mounts each
 # in turn.
 #
+# ROUNDS=N runs every column N times, round by round, each round starting
+# with the next column, and reports the median of each figure.
+#
 # Environment (defaults are the issues' figures):
 #   SIZE_MB=1024 PM_FILES=200 PM_TX=60000 META_FILES=10000 RR_SECONDS=15
+#   ROUNDS=1                                  rounds (medians)
 #   FS="dafs-on dafs-off sshfs passthrough"  the columns to run
 #   DAFS_BUILD=build-release                  build directory (release)
 #   BIG_DIR=/var/tmp SMALL_DIR=/dev/shm
@@ -45,6 +50,7 @@ PM_FILES=${PM_FILES:-200}
 PM_TX=${PM_TX:-60000}
 META_FILES=${META_FILES:-10000}
 RR_SECONDS=${RR_SECONDS:-15}
+ROUNDS=${ROUNDS:-1}
 FS=${FS:-dafs-on dafs-off sshfs passthrough}
 BIG_DIR=${BIG_DIR:-/var/tmp}
 SMALL_DIR=${SMALL_DIR:-/dev/shm}
@@ -198,8 +204,8 @@ sshd_up() {
 		reason="sshd is not installed (Debian package openssh-server)"
 		return 1
 	}
-	mkdir -p "$d"
-	chmod 700 "$d"
+	rm -rf "$d"
+	mkdir -m 700 "$d"
 	if ! ssh-keygen -q -t ed25519 -N '' -f "$d/host_key" >/dev/null ||
 		! ssh-keygen -q -t ed25519 -N '' -f "$d/id" >/dev/null; then
 		reason="ssh-keygen failed"
@@ -272,7 +278,7 @@ fs_up() {
 
 # ---- the workloads; each writes its figure to $res/COLUMN.ROW ----
 
-put() { printf '%s\n' "$3" >"$res/$1.$2"; }
+put() { printf '%s\n' "$3" >"$res/$1.$2.$round"; }
 
 # dd_mbs ARGS...: run dd, print MB/s (10^6 bytes) from its own count
 dd_mbs() {
@@ -310,6 +316,10 @@ print("%.0f" % j["jobs"][0]["read"]["iops"])' "$work/fio.json" 2>/dev/null)"
 
 rows_small() {
 	local col=$1 out
+	# the same write, where the server's disk is not the limit
+	put "$col" writeshm "$(dd_mbs if=/dev/zero of="$mnt/big" bs=1M \
+		count="$SIZE_MB" conv=fsync)"
+	rm -f "$mnt/big"
 	if command -v postmark >/dev/null; then
 		mkdir "$mnt/pm"
 		printf '%s\n' "set location $mnt/pm" "set number $PM_FILES" \
@@ -329,10 +339,11 @@ rows_small() {
 	rm -rf "$mnt/meta"
 }
 
-rows="write cold warm reread randread postmark meta"
+rows="write writeshm cold warm reread randread postmark meta"
 label() {
 	case $1 in
 	write) echo "seq write 1 MiB, MB/s" ;;
+	writeshm) echo "seq write 1 MiB, tmpfs, MB/s" ;;
 	cold) echo "seq read, server cold, MB/s" ;;
 	warm) echo "seq read, server warm, MB/s" ;;
 	reread) echo "re-read, second open, MB/s" ;;
@@ -345,6 +356,7 @@ label() {
 run_column() {
 	local col=$1 which t0=$SECONDS
 	reason=
+	rm -f "$res/$col.reason"
 	case $col in
 	dafs-on | dafs-off) dafsd_up || return 1 ;;
 	sshfs) sshd_up || return 1 ;;
@@ -365,28 +377,38 @@ run_column() {
 	done
 	stop "$server_pid"
 	server_pid=
-	note "$col done in $((SECONDS - t0)) s"
+	note "round $round: $col done in $((SECONDS - t0)) s"
 }
 
 note "fuse-compare: $SIZE_MB MiB file in $big, small files in $small;" \
 	"postmark $PM_FILES files $PM_TX transactions; $META_FILES files"
-for col in $FS; do
-	if ! run_column "$col"; then
-		note "$col: n/a: $reason"
-		say "$reason" >"$res/$col.reason"
-		fs_down
-		stop "$server_pid"
-		server_pid=
-	fi
+read -r -a cols <<<"$FS"
+round=0
+while [ $round -lt "$ROUNDS" ]; do
+	round=$((round + 1))
+	i=0
+	while [ $i -lt ${#cols[@]} ]; do
+		col=${cols[$(((i + round - 1) % ${#cols[@]}))]}
+		i=$((i + 1))
+		if ! run_column "$col"; then
+			note "round $round: $col: n/a: $reason"
+			say "round $round: $reason" >"$res/$col.reason"
+			fs_down
+			stop "$server_pid"
+			server_pid=
+		fi
+	done
 done
 
 # ---- the table ----
 
+# the median of a figure over the rounds that produced it, or n/a
 val() {
-	local v=
-	[ -s "$res/$1.$2" ] && v=$(cat "$res/$1.$2")
-	[ -n "$v" ] || v=n/a
-	printf '%s' "$v"
+	cat "$res/$1.$2".* 2>/dev/null | grep -E '^[0-9.]+$' | sort -n |
+		awk '{v[NR] = $1} END {
+			if (NR == 0) print "n/a";
+			else if (NR % 2) print v[(NR + 1) / 2];
+			else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # ratio A B: A/B with two decimals, or n/a
@@ -398,7 +420,8 @@ ratio() {
 
 say ""
 say "# fuse-compare: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores," \
-	"$SIZE_MB MiB file, postmark $PM_FILES/$PM_TX, $META_FILES files"
+	"$SIZE_MB MiB file, postmark $PM_FILES/$PM_TX, $META_FILES files," \
+	"$ROUNDS round(s), medians"
 say ""
 say "| row | dafs deleg=on | dafs deleg=off | sshfs | passthrough |" \
 	"on/sshfs | off/sshfs | on/pt | off/pt | on/off |"
