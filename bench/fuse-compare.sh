@@ -147,7 +147,7 @@ cleanup() {
 	server_pid=
 	if [ -n "${FC_LOGS:-}" ]; then
 		mkdir -p "$FC_LOGS" && cp -r "$work"/*.log "$work"/*.postmark \
-			"$work"/*.meta "$FC_LOGS"/ 2>/dev/null
+			"$work"/*.meta "$res" "$FC_LOGS"/ 2>/dev/null
 	fi
 	[ -n "$made_run_sshd" ] && rmdir /run/sshd 2>/dev/null
 	rm -rf "$big" "$small"
