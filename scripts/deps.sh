@@ -11,7 +11,7 @@ set -eu
 
 PKGS="gcc clang meson ninja-build pkg-config check libsubunit-dev \
 liblmdb-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev \
-libclang-rt-dev procps attr make"
+libclang-rt-dev procps attr libcap2-bin make"
 # for tests that skip a step, with a message, without them
 OPTIONAL="postmark"
 if [ "${1:-}" = bench ]; then

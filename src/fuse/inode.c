@@ -15,6 +15,8 @@ struct fino {
 	uint64_t changed; /* fino_mark stamp of the last change, 0: none */
 	uint64_t deleg_id; /* the delegation held, 0: none */
 	int deleg;	   /* its type, DAFS_DELEG_* */
+	int nocaps;	   /* under the delegation: no security.capability */
+	uint32_t xgen;	   /* bumped by every xattr change and deleg drop */
 	uint32_t hash;	  /* of the handle bytes */
 	dafs_fh_t fh;
 };
@@ -154,6 +156,8 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->changed = 0;
 		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
+		e->nocaps = 0;
+		e->xgen = 0;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -263,11 +267,50 @@ uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 	if (e && e->deleg_id == deleg_id) {
 		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
+		e->nocaps = 0;
+		e->xgen++;
 		t->ndelegs--;
 		id = e->id;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return id;
+}
+
+int fino_nocaps(struct fino_table *t, uint64_t id, uint32_t *gen)
+{
+	struct fino *e;
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	r = e && e->deleg && e->nocaps;
+	*gen = e ? e->xgen : 0;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+void fino_set_nocaps(struct fino_table *t, uint64_t id, uint32_t gen)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e && e->deleg && e->xgen == gen)
+		e->nocaps = 1;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void fino_xattr_changed(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e) {
+		e->nocaps = 0;
+		e->xgen++;
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 size_t fino_ndelegs(struct fino_table *t)

@@ -73,6 +73,22 @@ uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 			 uint64_t deleg_id);
 size_t fino_ndelegs(struct fino_table *t);
 
+/*
+ * The kernel asks for security.capability before every write (to drop it);
+ * while the node holds a delegation nobody else can add one (SETXATTR
+ * recalls it), so an absence learnt under the delegation stands until the
+ * delegation goes or this mount changes the node's attributes.
+ * fino_nocaps() says whether the absence is known, and gives the node's
+ * xattr generation in *@gen; fino_set_nocaps() records an absence the
+ * server reported, only if the generation is still @gen (no change and no
+ * recall since the question was asked) and a delegation is held;
+ * fino_xattr_changed() forgets it and moves the generation on, before and
+ * after a change of the node's attributes by this mount.
+ */
+int fino_nocaps(struct fino_table *t, uint64_t id, uint32_t *gen);
+void fino_set_nocaps(struct fino_table *t, uint64_t id, uint32_t gen);
+void fino_xattr_changed(struct fino_table *t, uint64_t id);
+
 /* Copy the handle of @id into *@fh. Returns 0 or -ESTALE for an unknown
  * id. */
 int fino_fh(struct fino_table *t, uint64_t id, dafs_fh_t *fh);

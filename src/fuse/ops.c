@@ -1503,6 +1503,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	rc = dirop_begin(fs, req, ino, &fh);
 	if (!rc)
 		rc = dafs_setxattr(fs->s, &fh, name, value, size, flags);
+	fino_xattr_changed(&fs->ino, ino);
 	reply_err(req, rc);
 }
 
@@ -1513,10 +1514,16 @@ static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
 {
 	struct dfs *fs = FS(req);
 	struct fbuf *b = NULL;
+	int caps = name && !strcmp(name, "security.capability");
+	uint32_t xgen = 0;
 	dafs_fh_t fh;
 	ssize_t n;
 	int rc;
 
+	if (caps && fino_nocaps(&fs->ino, ino, &xgen)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
 	rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc)
 		rc = as_caller(fs, req);
@@ -1533,6 +1540,8 @@ static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
 	}
 	n = name ? dafs_getxattr(fs->s, &fh, name, b ? b->data : NULL, size)
 		 : dafs_listxattr(fs->s, &fh, b ? (char *)b->data : NULL, size);
+	if (caps && n == -ENODATA)
+		fino_set_nocaps(&fs->ino, ino, xgen);
 	if (n < 0)
 		reply_err(req, (int)n);
 	else if (!size)
@@ -1591,6 +1600,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	rc = dirop_begin(fs, req, ino, &fh);
 	if (!rc)
 		rc = dafs_removexattr(fs->s, &fh, name);
+	fino_xattr_changed(&fs->ino, ino);
 	reply_err(req, rc);
 }
 

@@ -157,6 +157,38 @@ same "B reads what A holds, through the recall" \
 	"tail-held" "$(tail -c 9 "$mnt_b/wb")"
 exec 8>&-
 
+section "file capabilities and the absence cached under a delegation"
+# each write makes the kernel ask for security.capability (to drop it);
+# under a delegation dafs-fuse answers "none" from what it learnt, and
+# forgets that when the mount sets one or another client's setcap recalls
+# the delegation. (The server's own write drops a capability too, so the
+# end result below holds either way: these checks guard the result.)
+if command -v setcap >/dev/null && command -v getcap >/dev/null; then
+	sleep 1.2 # past the hold-offs above
+	exec 9>"$mnt_a/capf"
+	echo one >&9
+	echo two >&9
+	exec 9>&-
+	setcap cap_net_raw+ep "$mnt_a/capf"
+	check "setcap through A" sh -c "getcap '$exp/capf' | grep -q cap_net_raw"
+	echo three >>"$mnt_a/capf"
+	same "a write through A drops it" \
+		"" "$(getcap "$exp/capf")"
+	echo four >>"$mnt_a/capf"
+	sleep 1.2
+	exec 9>>"$mnt_a/capf"
+	echo five >&9
+	setcap cap_net_raw+ep "$mnt_b/capf"
+	check "setcap through B, while A holds the file" \
+		sh -c "getcap '$exp/capf' | grep -q cap_net_raw"
+	echo six >&9
+	exec 9>&-
+	same "A's next write drops it" \
+		"" "$(getcap "$exp/capf")"
+else
+	say "# skip file capabilities: setcap/getcap missing (libcap2-bin)"
+fi
+
 section "dafsstat"
 "$DAFSSTAT" "$mnt_a" >"$tmp/stat.out" 2>&1
 check "dafsstat reads A's statistics while mounted" \
