@@ -417,6 +417,49 @@ typedef struct dafs_deleg_stats {
 int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
 /**@}*/
 
+/** @name Data cache
+ *
+ * With a cache set up, files opened with DAFS_OPEN_CACHED keep what is
+ * read of them in blocks of 64 KiB, at most @p bytes over all files, the
+ * least recently used going first. Add DAFS_OPEN_DELEG_READ (or _WRITE)
+ * to hold the file under a delegation: while the session holds one, no
+ * other client changes the file, and a recall drops the file's blocks.
+ * Without one the cache is close-to-open consistent, as NFS: each open
+ * compares the server's change attribute with the one the blocks were
+ * read under and drops them if it moved. Writes through the session drop
+ * the blocks they touch. Synchronous dafs_read() uses the cache;
+ * asynchronous and batch reads go to the server.
+ *
+ * With @p dir, the blocks live in an LMDB environment in that directory
+ * (created if missing) and are used again by a later process, after the
+ * same change-attribute check.
+ */
+/**@{*/
+#define DAFS_OPEN_CACHED 0x10000000 /**< open flag: use the data cache */
+
+/**
+ * Set up the data cache of @p s: at most @p bytes, in @p dir (or in
+ * memory if NULL). Once per session, before files are opened cached.
+ * @return 0; -EBUSY if already set up; -EINVAL for 0 bytes; -ENOMEM; a
+ *         negative errno for @p dir (-EIO for a damaged LMDB environment).
+ */
+int dafs_cache_setup(dafs_session_t *s, uint64_t bytes, const char *dir);
+
+/** Data cache counters and sizes. */
+typedef struct dafs_cache_stats {
+	uint64_t hits, misses;	/**< 64 KiB blocks */
+	uint64_t hit_bytes;	/**< bytes served from the cache */
+	uint64_t evictions;	/**< blocks dropped for room */
+	uint64_t invalidations; /**< files dropped (changed, recalled, truncated) */
+	uint64_t blocks, bytes; /**< held now */
+	uint64_t limit;
+	int persistent; /**< 1 if in LMDB */
+} dafs_cache_stats_t;
+
+/** Read the data cache counters; -ENOENT if there is no cache. */
+int dafs_cache_stats(dafs_session_t *s, dafs_cache_stats_t *st);
+/**@}*/
+
 /** @name Registered memory
  * Registering a buffer lets the server place read data straight into it
  * and fetch write data straight from it. Unregistered buffers work too.

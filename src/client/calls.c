@@ -73,7 +73,11 @@ DAFS_API int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
 	q.sa = *sa;
 	if (q.sa.atime.nsec >= 1000000000u || q.sa.mtime.nsec >= 1000000000u)
 		return -EINVAL;
+	if (s->dc && (sa->mask & DAFS_SET_SIZE))
+		dc_invalidate(s->dc, fh);
 	rc = dafs_c_simple(s, DAFS_OP_SETATTR, &q, &r);
+	if (s->dc && (sa->mask & DAFS_SET_SIZE))
+		dc_invalidate(s->dc, fh); /* and what was read meanwhile */
 	if (!rc && attr)
 		*attr = r.attr;
 	return rc;
@@ -334,7 +338,7 @@ static void count_grant(dafs_session_t *s, uint32_t type)
 
 static int new_file(dafs_session_t *s, uint64_t id, int flags,
 		    const dafs_fh_t *fh, uint32_t deleg, uint64_t deleg_id,
-		    dafs_file_t **f)
+		    uint64_t change, dafs_file_t **f)
 {
 	dafs_file_t *file = calloc(1, sizeof(*file));
 	struct dafs_m_u64 q;
@@ -351,6 +355,11 @@ static int new_file(dafs_session_t *s, uint64_t id, int flags,
 	file->deleg = (int)deleg;
 	file->deleg_id = deleg_id;
 	count_grant(s, deleg);
+	if ((flags & DAFS_OPEN_CACHED) && s->dc) {
+		/* close-to-open: blocks read under another change go */
+		dc_validate(s->dc, fh, change);
+		file->cached = 1;
+	}
 	*f = file;
 	return 0;
 }
@@ -367,7 +376,8 @@ DAFS_API int dafs_open(dafs_session_t *s, const dafs_fh_t *fh, int flags,
 	if (!rc)
 		rc = dafs_c_simple(s, DAFS_OP_OPEN, &q, &r);
 	return rc ? rc
-		  : new_file(s, r.open_id, flags, fh, r.deleg, r.deleg_id, f);
+		  : new_file(s, r.open_id, flags, fh, r.deleg, r.deleg_id,
+			     r.attr.change, f);
 }
 
 DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
@@ -391,7 +401,8 @@ DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
 		*fh = r.fh;
 	if (attr)
 		*attr = r.attr;
-	return new_file(s, r.open_id, flags, &r.fh, r.deleg, r.deleg_id, f);
+	return new_file(s, r.open_id, flags, &r.fh, r.deleg, r.deleg_id,
+			r.attr.change, f);
 }
 
 DAFS_API int dafs_close(dafs_file_t *f)
@@ -449,6 +460,49 @@ DAFS_API int dafs_deleg_return(dafs_session_t *s, uint64_t id)
 	return rc;
 }
 
+DAFS_API int dafs_cache_setup(dafs_session_t *s, uint64_t bytes,
+			     const char *dir)
+{
+	struct dcache *dc;
+	int rc;
+
+	if (!bytes)
+		return -EINVAL;
+	if (s->dc)
+		return -EBUSY;
+	rc = dc_open(&dc, bytes, dir);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->lock);
+	if (s->dc) {
+		pthread_mutex_unlock(&s->lock);
+		dc_close(dc);
+		return -EBUSY;
+	}
+	s->dc = dc;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+DAFS_API int dafs_cache_stats(dafs_session_t *s, dafs_cache_stats_t *st)
+{
+	struct dc_stats d;
+
+	if (!s->dc)
+		return -ENOENT;
+	dc_stats(s->dc, &d);
+	st->hits = d.hits;
+	st->misses = d.misses;
+	st->hit_bytes = d.hit_bytes;
+	st->evictions = d.evictions;
+	st->invalidations = d.invalidations;
+	st->blocks = d.blocks;
+	st->bytes = d.bytes;
+	st->limit = d.limit;
+	st->persistent = d.persistent;
+	return 0;
+}
+
 DAFS_API int dafs_set_recall_handler(dafs_session_t *s, dafs_recall_fn fn,
 				     void *arg)
 {
@@ -490,6 +544,9 @@ void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q)
 	fn = s->recall_fn;
 	arg = s->recall_arg;
 	pthread_mutex_unlock(&s->lock);
+	/* what was cached under the delegation may change from now on */
+	if (s->dc && q->fh.len)
+		dc_invalidate(s->dc, &q->fh);
 	if (fn)
 		fn(arg, &q->fh, q->deleg_id, (int)q->type);
 	else
@@ -617,7 +674,29 @@ static void drop_tmp(dafs_session_t *s, struct dafs_rc_entry *reg)
 	dafs_c_tmp_put(reg);
 }
 
+static ssize_t read_server(dafs_file_t *f, void *buf, size_t len,
+			   uint64_t off, dafs_mem_t *mem);
+
+/* dc_read's fill: one block from the server */
+static ssize_t fill_block(void *arg, uint64_t blk, void *buf)
+{
+	return read_server(arg, buf, DC_BLOCK, blk * DC_BLOCK, NULL);
+}
+
 DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
+			   uint64_t off, dafs_mem_t *mem)
+{
+	if (f->cached) {
+		if (mem && check_mem(mem, buf, len))
+			return -EINVAL;
+		if (off > (uint64_t)INT64_MAX)
+			return -EINVAL;
+		return dc_read(f->s->dc, &f->fh, off, buf, len, fill_block, f);
+	}
+	return read_server(f, buf, len, off, mem);
+}
+
+static ssize_t read_server(dafs_file_t *f, void *buf, size_t len,
 			   uint64_t off, dafs_mem_t *mem)
 {
 	dafs_session_t *s = f->s;
@@ -667,11 +746,17 @@ DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 		return rc;
 	if (mem)
 		atomic_fetch_add(&mem->users, 1);
+	/* before (fills in flight are not kept) and after (nor those that
+	 * began meanwhile) */
+	if (f->cached)
+		dc_write(s->dc, &f->fh, off, len);
 	rc = dafs_c_call(s, DAFS_OP_WRITE, &q, &r, &g, &cr);
 	if (!rc) {
 		rc = r.v <= len ? (ssize_t)r.v : -DAFS_EPROTO;
 		dafs_c_end(s, cr);
 	}
+	if (f->cached)
+		dc_write(s->dc, &f->fh, off, len);
 	if (mem)
 		atomic_fetch_sub(&mem->users, 1);
 	drop_tmp(s, tmp);
@@ -691,12 +776,16 @@ DAFS_API int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off,
 			    uint64_t len)
 {
 	struct dafs_m_fallocate_req q;
+	int rc;
 
 	q.open_id = f->open_id;
 	q.mode = (uint32_t)mode;
 	q.off = off;
 	q.len = len;
-	return dafs_c_simple(f->s, DAFS_OP_FALLOCATE, &q, NULL);
+	rc = dafs_c_simple(f->s, DAFS_OP_FALLOCATE, &q, NULL);
+	if (f->cached)
+		dc_invalidate(f->s->dc, &f->fh); /* holes, sizes */
+	return rc;
 }
 
 DAFS_API int64_t dafs_lseek(dafs_file_t *f, uint64_t off, int whence)
@@ -729,6 +818,8 @@ DAFS_API ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff,
 	q.doff = doff;
 	q.len = len;
 	rc = dafs_c_simple(src->s, DAFS_OP_COPY_RANGE, &q, &r);
+	if (dst->cached)
+		dc_invalidate(dst->s->dc, &dst->fh);
 	return rc ? rc : (ssize_t)r.v;
 }
 
@@ -868,6 +959,8 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 
 	if (cg->s != s)
 		return -EINVAL;
+	if (write && f->cached)
+		dc_write(s->dc, &f->fh, off, len);
 	rc = prep_io(f, write, buf, len, off, mem, &rq, &wq, &g, &tmp);
 	if (rc)
 		return rc;
@@ -979,6 +1072,9 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 		if (io[i].mem && check_mem(io[i].mem, io[i].buf, io[i].len))
 			return -EINVAL;
 	}
+	for (i = 0; i < n; i++)
+		if (io[i].write && io[i].file->cached)
+			dc_write(s->dc, &io[i].file->fh, io[i].off, io[i].len);
 	cap += (size_t)n * 64;
 	descs = malloc(cap);
 	copy = malloc((size_t)n * sizeof(*copy));

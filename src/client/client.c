@@ -404,6 +404,8 @@ static void session_free(dafs_session_t *s)
 	if (s->cbcq)
 		s->tp->cq_free(s->cbcq);
 	dafs_c_regcache_close(s);
+	dc_close(s->dc);
+	s->dc = NULL;
 	if (s->dom)
 		s->tp->domain_free(s->dom);
 	dafs_cslots_fini(&s->cslots);

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "api_i.h"
+#include "cache/dcache.h"
 #include "cache/regcache.h"
 #include "dafs/dafs.h"
 #include "proto/session_i.h"
@@ -86,6 +87,7 @@ struct dafs_file {
 	dafs_fh_t fh;
 	int deleg; /* DAFS_DELEG_* granted with the open */
 	uint64_t deleg_id;
+	int cached; /* reads through s->dc */
 };
 
 /* Recalls received and not yet returned, for the recall latency. */
@@ -137,6 +139,8 @@ struct dafs_session {
 	void *recall_arg;
 	dafs_deleg_stats_t dstats;
 	struct crecall recalls[CREC_MAX];
+
+	struct dcache *dc; /* the data cache, or NULL */
 };
 
 /* Monotonic nanoseconds. */

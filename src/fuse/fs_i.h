@@ -40,6 +40,8 @@ struct dfs_opts {
 	int deleg;	      /* DFS_DELEG_*: what to ask the server for */
 	double deleg_timeout; /* attribute timeout under a delegation */
 	int wb_max_mb;	      /* writes held under write delegations, 0: off */
+	int cache_mb;	      /* libdafs data cache, 0: none */
+	char *cache_dir;      /* ... kept in LMDB there, or NULL */
 };
 
 enum { DFS_DELEG_OFF = 0, DFS_DELEG_READ = 1, DFS_DELEG_ON = 2 };

@@ -76,6 +76,14 @@ static void usage(FILE *f)
 		"under write\n"
 		"                           delegations (default 64; 0: "
 		"off)\n"
+		"     cache_mb=MB           a data cache of MB in the daemon, "
+		"kept across\n"
+		"                           opens (default 0: none; 256 with "
+		"cache_dir)\n"
+		"     cache_dir=DIR         keep the data cache in LMDB in DIR, "
+		"used again\n"
+		"                           after a remount if the files did "
+		"not change\n"
 		"     and FUSE's own: fsname=, subtype=, max_read=, ... (see "
 		"mount.fuse3(8))\n"
 		"  -h, --help           this text\n"
@@ -107,6 +115,8 @@ static const struct fuse_opt spec[] = {
 	{"deleg=%s", offsetof(struct cli, deleg), 0},
 	{"deleg_timeout=%lf", offsetof(struct cli, o.deleg_timeout), 0},
 	{"wb_max=%d", offsetof(struct cli, o.wb_max_mb), 0},
+	{"cache_mb=%d", offsetof(struct cli, o.cache_mb), 0},
+	{"cache_dir=%s", offsetof(struct cli, o.cache_dir), 0},
 	FUSE_OPT_KEY("-h", KEY_HELP),
 	FUSE_OPT_KEY("--help", KEY_HELP),
 	FUSE_OPT_KEY("-V", KEY_VERSION),
@@ -294,7 +304,7 @@ struct stats {
 static void *stats_main(void *arg)
 {
 	struct stats *st = arg;
-	char line[256];
+	char line[1024];
 	sigset_t set;
 	int sig;
 
@@ -356,6 +366,7 @@ int main(int argc, char *argv[])
 	c.o.entry_timeout = 1.0;
 	c.o.deleg_timeout = 60.0;
 	c.o.wb_max_mb = 64;
+	c.o.cache_mb = -1;
 	c.o.threads = 16;
 	c.o.readahead_kb = 1024;
 	c.server_timeout = 30.0;
@@ -392,12 +403,27 @@ int main(int argc, char *argv[])
 	if (c.o.threads < 1 || c.o.threads > 256 || c.o.attr_timeout < 0 ||
 	    c.o.entry_timeout < 0 || c.o.negative_timeout < 0 ||
 	    c.o.deleg_timeout < 0 || c.o.wb_max_mb < 0 ||
-	    c.o.wb_max_mb > 65536 ||
+	    c.o.wb_max_mb > 65536 || c.o.cache_mb > 1048576 ||
 	    c.server_timeout <= 0 || c.server_timeout > 86400) {
 		fprintf(stderr, "dafs-fuse: an option is out of range "
 				"(threads 1..256, timeouts >= 0, "
 				"server_timeout 0..86400)\n");
 		goto out_args;
+	}
+	if (c.o.cache_mb < 0)
+		c.o.cache_mb = c.o.cache_dir ? 256 : 0;
+	/* the cache directory as an absolute path too (chdir("/") below) */
+	if (c.o.cache_dir && c.o.cache_dir[0] != '/') {
+		char cwd[PATH_MAX], *abs;
+
+		if (!getcwd(cwd, sizeof(cwd)) ||
+		    asprintf(&abs, "%s/%s", cwd, c.o.cache_dir) < 0) {
+			fprintf(stderr, "dafs-fuse: cache_dir: %s\n",
+				strerror(errno));
+			goto out_args;
+		}
+		free(c.o.cache_dir);
+		c.o.cache_dir = abs;
 	}
 	/* the mount point as an absolute path: we chdir("/") later */
 	if (!realpath(c.o.mountpoint, mnt)) {
@@ -489,5 +515,6 @@ out_args:
 	free(c.o.url);
 	free(c.o.mountpoint);
 	free(c.deleg);
+	free(c.o.cache_dir);
 	return status;
 }

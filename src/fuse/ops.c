@@ -139,14 +139,17 @@ static double attr_tmo(struct dfs *fs, fuse_ino_t ino)
 		       : fs->o.attr_timeout;
 }
 
-/* The delegation to ask for with an open of @flags. */
+/* The delegation to ask for with an open of @flags (and the data cache,
+ * if there is one). */
 static int deleg_want(const struct dfs *fs, int flags)
 {
+	int cached = fs->o.cache_mb > 0 ? DAFS_OPEN_CACHED : 0;
+
 	if (fs->o.deleg == DFS_DELEG_OFF)
-		return 0;
+		return cached;
 	if (fs->o.deleg == DFS_DELEG_ON && (flags & O_ACCMODE) != O_RDONLY)
-		return DAFS_OPEN_DELEG_WRITE;
-	return DAFS_OPEN_DELEG_READ;
+		return DAFS_OPEN_DELEG_WRITE | cached;
+	return DAFS_OPEN_DELEG_READ | cached;
 }
 
 /*
@@ -1720,6 +1723,17 @@ int dfs_init(struct dfs *fs)
 	if (rc)
 		return rc;
 	fcred_cache_init(&fs->creds, fs->s);
+	if (fs->o.cache_mb > 0) {
+		rc = dafs_cache_setup(fs->s, (uint64_t)fs->o.cache_mb << 20,
+				      fs->o.cache_dir);
+		if (rc) {
+			fuse_log(FUSE_LOG_ERR, "dafs-fuse: data cache%s%s: %s\n",
+				 fs->o.cache_dir ? " in " : "",
+				 fs->o.cache_dir ? fs->o.cache_dir : "",
+				 dafs_strerror(rc));
+			return rc;
+		}
+	}
 	fwb_set_init(&fs->wb, (uint64_t)fs->o.wb_max_mb << 20,
 		     fs->max_io < (1u << 20) ? fs->max_io : (1u << 20), wb_sent,
 		     fs);
@@ -1736,6 +1750,7 @@ int dfs_init(struct dfs *fs)
 void dfs_stats(struct dfs *fs, char *buf, size_t size)
 {
 	dafs_deleg_stats_t ds;
+	dafs_cache_stats_t cs;
 	uint64_t files, dirs;
 	uint32_t creds;
 
@@ -1747,13 +1762,16 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 	creds = fs->creds.n;
 	pthread_mutex_unlock(&fs->creds.lock);
 	dafs_deleg_stats(fs->s, &ds);
+	memset(&cs, 0, sizeof(cs));
+	dafs_cache_stats(fs->s, &cs); /* zeros without a cache */
 	snprintf(buf, size,
 		 "inodes %zu, open files %llu, open directories %llu, "
 		 "credential sets %u, delegations held %zu, "
 		 "granted read %llu, granted write %llu, recalls %llu, "
 		 "returns %llu, revoked %llu, recall latency avg %.3f ms "
 		 "max %.3f ms, writes held %llu, written back %llu bytes "
-		 "in %llu sends, write-back errors %llu",
+		 "in %llu sends, write-back errors %llu, cache hits %llu, "
+		 "cache misses %llu, cache bytes %llu",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
@@ -1768,7 +1786,9 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 (unsigned long long)atomic_load(&fs->wb.held),
 		 (unsigned long long)atomic_load(&fs->wb.flushed_bytes),
 		 (unsigned long long)atomic_load(&fs->wb.flushes),
-		 (unsigned long long)atomic_load(&fs->wb.errors));
+		 (unsigned long long)atomic_load(&fs->wb.errors),
+		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+		 (unsigned long long)cs.bytes);
 }
 
 void dfs_fini(struct dfs *fs)

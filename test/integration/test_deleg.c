@@ -11,6 +11,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -435,6 +436,120 @@ START_TEST(test_policy_read)
 }
 END_TEST
 
+static dafs_cache_stats_t cstats(dafs_session_t *s)
+{
+	dafs_cache_stats_t st;
+
+	OK(dafs_cache_stats(s, &st));
+	return st;
+}
+
+/* A's data cache under its read delegation: hits on a re-read, B's write
+ * recalls the delegation and drops A's blocks, A then reads B's bytes. */
+START_TEST(test_cache_coherent)
+{
+	const size_t len = 300000;
+	char *buf = malloc(len), *want = malloc(len);
+	dafs_file_t *fa, *fb;
+	dafs_fh_t fh;
+	uint64_t misses;
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_ptr_nonnull(want);
+	EXPECT(dafs_cache_stats(A, &(dafs_cache_stats_t){0}), -ENOENT);
+	OK(dafs_cache_setup(A, 8u << 20, NULL));
+	EXPECT(dafs_cache_setup(A, 8u << 20, NULL), -EBUSY);
+	mkfile(B, "c", len, 'x', &fh);
+	OK(dafs_open(A, &fh, O_RDONLY | DAFS_OPEN_CACHED | DAFS_OPEN_DELEG_READ,
+		     &fa));
+	EXPECT(dafs_file_deleg(fa, NULL), DAFS_DELEG_READ);
+	memset(want, 'x', len);
+	EXPECT(dafs_read(fa, buf, len, 0, NULL), (long long)len);
+	ck_assert(!memcmp(buf, want, len));
+	misses = cstats(A).misses;
+	ck_assert_uint_eq(misses, 5); /* 300,000 bytes: five 64 KiB blocks */
+	EXPECT(dafs_read(fa, buf, len, 0, NULL), (long long)len);
+	ck_assert(!memcmp(buf, want, len));
+	EXPECT(dafs_read(fa, buf, 100, len - 50, NULL), 50);
+	ck_assert_uint_eq(cstats(A).misses, misses);
+	ck_assert_uint_ge(cstats(A).hit_bytes, len + 50);
+	/* B writes: A's delegation is recalled, its blocks dropped */
+	OK(dafs_open(B, &fh, O_WRONLY, &fb));
+	ck_assert_uint_ge(stats(A).recalls, 1);
+	EXPECT(dafs_write(fb, "NEW", 3, 70000, NULL), 3);
+	OK(dafs_close(fb));
+	memcpy(want + 70000, "NEW", 3);
+	EXPECT(dafs_read(fa, buf, len, 0, NULL), (long long)len);
+	ck_assert(!memcmp(buf, want, len));
+	ck_assert_uint_gt(cstats(A).misses, misses);
+	ck_assert_uint_ge(cstats(A).invalidations, 1);
+	/* A's own write drops the block it touches, and reads it back */
+	OK(dafs_close(fa));
+	OK(dafs_open(A, &fh, O_RDWR | DAFS_OPEN_CACHED | DAFS_OPEN_DELEG_READ,
+		     &fa));
+	EXPECT(dafs_read(fa, buf, len, 0, NULL), (long long)len);
+	EXPECT(dafs_write(fa, "own", 3, 5, NULL), 3);
+	memcpy(want + 5, "own", 3);
+	EXPECT(dafs_read(fa, buf, len, 0, NULL), (long long)len);
+	ck_assert(!memcmp(buf, want, len));
+	OK(dafs_close(fa));
+	free(buf);
+	free(want);
+}
+END_TEST
+
+/* The cache in LMDB: a new session finds the blocks of an unchanged file
+ * and reads it without the server; a file changed meanwhile is read
+ * again. */
+START_TEST(test_cache_persistent)
+{
+	char dir[PATH_MAX], *buf = malloc(200000);
+	dafs_file_t *f, *fb;
+	dafs_fh_t fh, gh;
+	dafs_session_t *s;
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(it_join(dir, sizeof(dir), D.dir, "cache"), 0);
+	mkfile(B, "p", 200000, 'p', &fh);
+	mkfile(B, "q", 1000, 'q', &gh);
+	s = session();
+	OK(dafs_cache_setup(s, 16u << 20, dir));
+	OK(dafs_open(s, &fh, O_RDONLY | DAFS_OPEN_CACHED, &f));
+	EXPECT(dafs_read(f, buf, 200000, 0, NULL), 200000);
+	OK(dafs_close(f));
+	OK(dafs_open(s, &gh, O_RDONLY | DAFS_OPEN_CACHED, &f));
+	EXPECT(dafs_read(f, buf, 1000, 0, NULL), 1000);
+	OK(dafs_close(f));
+	ck_assert_uint_eq(cstats(s).misses, 5);
+	dafs_session_close(s);
+
+	/* q changes while nobody caches it */
+	OK(dafs_open(B, &gh, O_WRONLY, &fb));
+	EXPECT(dafs_write(fb, "Q", 1, 10, NULL), 1);
+	OK(dafs_close(fb));
+
+	s = session();
+	OK(dafs_cache_setup(s, 16u << 20, dir));
+	ck_assert_int_eq(cstats(s).persistent, 1);
+	ck_assert_uint_eq(cstats(s).blocks, 5);
+	OK(dafs_open(s, &fh, O_RDONLY | DAFS_OPEN_CACHED, &f));
+	memset(buf, 0, 200000);
+	EXPECT(dafs_read(f, buf, 200000, 0, NULL), 200000);
+	for (int i = 0; i < 200000; i++)
+		ck_assert_int_eq(buf[i], 'p');
+	ck_assert_uint_eq(cstats(s).misses, 0); /* all from LMDB */
+	OK(dafs_close(f));
+	OK(dafs_open(s, &gh, O_RDONLY | DAFS_OPEN_CACHED, &f));
+	EXPECT(dafs_read(f, buf, 1000, 0, NULL), 1000);
+	ck_assert_int_eq(buf[10], 'Q');
+	ck_assert_int_eq(buf[11], 'q');
+	ck_assert_uint_eq(cstats(s).misses, 1); /* changed: read again */
+	OK(dafs_close(f));
+	dafs_session_close(s);
+	free(buf);
+}
+END_TEST
+
 static void start_off(void)
 {
 	start_with("off");
@@ -470,6 +585,8 @@ int main(void)
 	tcase_add_test(tc, test_conflict_waits_for_return);
 	tcase_add_test(tc, test_revoke);
 	tcase_add_test(tc, test_holder_killed);
+	tcase_add_test(tc, test_cache_coherent);
+	tcase_add_test(tc, test_cache_persistent);
 	tc = tcase(s, "policy-off", start_off);
 	tcase_add_test(tc, test_policy_off);
 	tc = tcase(s, "policy-read", start_read);
