@@ -266,6 +266,9 @@ struct file_mirror {
 	uint64_t open_id;
 	int flags;
 	dafs_fh_t fh;
+	int deleg;
+	uint64_t deleg_id;
+	int cached;
 };
 
 static void mirror_file(dafs_file_t *f, struct file_mirror *m)
@@ -275,8 +278,8 @@ static void mirror_file(dafs_file_t *f, struct file_mirror *m)
 				      offsetof(struct file_mirror, fh),
 		      "struct dafs_file changed: update file_mirror");
 	memcpy(m, f, sizeof(*m));
-	ck_assert_msg(m->s == S, "struct dafs_file changed: update "
-				 "file_mirror");
+	ck_assert_msg(m->s == S && m->cached == 0 && m->deleg == 0,
+		      "struct dafs_file changed: update file_mirror");
 }
 
 /* ---- 1. metadata operations ---- */
