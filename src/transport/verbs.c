@@ -23,7 +23,12 @@
  *     provider does with flushed work requests;
  *   - one CM thread per domain (started with its first endpoint) handles
  *     connection events of established endpoints and breaks endpoints that
- *     a poller found in error.
+ *     a poller found in error;
+ *   - one proxy thread per domain, made in domain_new, re-runs the verbs
+ *     that go through write() on the device's file (rxe's send doorbell,
+ *     CQ arming, registration, the CM's commands) for a thread the kernel
+ *     refuses with EACCES because its credentials changed since the file
+ *     was opened (dafsd's handlers switch fsuid per request).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -84,6 +89,23 @@ struct vdomain {
 	atomic_bool cm_stop;
 	pthread_t cm_thread;
 	struct vep *eps;
+
+	/* The proxy: @px_lock protects @px_head and each call's @done. */
+	pthread_mutex_t px_lock;
+	pthread_cond_t px_cv;	/* a call queued, or stop */
+	pthread_cond_t px_done; /* a call done */
+	struct vcall *px_head, **px_tail;
+	bool px_stop;
+	pthread_t px_thread;
+};
+
+/* A call the proxy thread makes for a thread refused with EACCES. */
+struct vcall {
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+	bool done;
+	struct vcall *next;
 };
 
 struct vmr {
@@ -211,12 +233,15 @@ static int neg_errno(void)
 	return errno > 0 ? -errno : -EIO;
 }
 
-/* ibv_post_* and friends return an errno value (some providers -1). */
+/* ibv_post_* and friends return an errno value; providers differ in its
+ * sign (rxe: negative), and a few return -1 with errno set. */
 static int post_err(int rc)
 {
 	if (rc > 0)
 		return -rc;
-	return rc < 0 ? neg_errno() : 0;
+	if (rc == -1)
+		return neg_errno();
+	return rc;
 }
 
 static int wc_status(enum ibv_wc_status s)
@@ -280,6 +305,21 @@ static unsigned spin_us(void)
 	return (unsigned)x;
 }
 
+/* DAFS_VERBS_DEBUG=1: say on stderr why a connection breaks. */
+static bool debug(void)
+{
+	static atomic_int v = -1;
+	int x = atomic_load(&v);
+
+	if (x < 0) {
+		const char *s = getenv("DAFS_VERBS_DEBUG");
+
+		x = s && *s && *s != '0';
+		atomic_store(&v, x);
+	}
+	return x;
+}
+
 static void efd_write(int fd)
 {
 	uint64_t one = 1;
@@ -307,6 +347,77 @@ static int set_nonblock(int fd)
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return neg_errno();
 	return 0;
+}
+
+/* ---- the proxy thread ---- */
+
+/*
+ * The kernel refuses write() on a uverbs or rdma_cm file from a thread
+ * whose credentials are not those of the file's opener (EACCES; the check
+ * compares the credential objects, so a thread that ever switched fsuid
+ * stays refused even after switching back). Such a thread hands the call
+ * to this thread, made in domain_new right after the device was opened,
+ * and waits. Set once a thread was refused: later calls go straight here.
+ */
+static __thread bool tl_foreign;
+
+static void *px_main(void *arg)
+{
+	struct vdomain *d = arg;
+	struct vcall *c;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_mutex_lock(&d->px_lock);
+	for (;;) {
+		while (!d->px_head && !d->px_stop)
+			pthread_cond_wait(&d->px_cv, &d->px_lock);
+		if (!d->px_head)
+			break;
+		c = d->px_head;
+		d->px_head = c->next;
+		if (!d->px_head)
+			d->px_tail = &d->px_head;
+		pthread_mutex_unlock(&d->px_lock);
+		c->rc = c->fn(c->arg);
+		pthread_mutex_lock(&d->px_lock);
+		c->done = true;
+		pthread_cond_broadcast(&d->px_done);
+	}
+	pthread_mutex_unlock(&d->px_lock);
+	return NULL;
+}
+
+/* Run @fn(@arg) in the proxy thread; returns what it returned. */
+static int px_run(struct vdomain *d, int (*fn)(void *), void *arg)
+{
+	struct vcall c = {fn, arg, 0, false, NULL};
+
+	pthread_mutex_lock(&d->px_lock);
+	*d->px_tail = &c;
+	d->px_tail = &c.next;
+	pthread_cond_signal(&d->px_cv);
+	while (!c.done)
+		pthread_cond_wait(&d->px_done, &d->px_lock);
+	pthread_mutex_unlock(&d->px_lock);
+	return c.rc;
+}
+
+/* Run @fn(@arg) here, or in the proxy if this thread is refused. @fn
+ * returns 0 or a negative errno, and must have done nothing when it
+ * returns -EACCES. */
+static int px_call(struct vdomain *d, int (*fn)(void *), void *arg)
+{
+	int rc;
+
+	if (!tl_foreign) {
+		rc = fn(arg);
+		if (rc != -EACCES)
+			return rc;
+		tl_foreign = true;
+	}
+	return px_run(d, fn, arg);
 }
 
 /* ---- domains and regions ---- */
@@ -373,6 +484,19 @@ static int v_domain_new(struct dafs_domain **out)
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_mutex_init(&d->cm_lock, NULL);
+	pthread_mutex_init(&d->px_lock, NULL);
+	pthread_cond_init(&d->px_cv, NULL);
+	pthread_cond_init(&d->px_done, NULL);
+	d->px_tail = &d->px_head;
+	rc = -pthread_create(&d->px_thread, NULL, px_main, d);
+	if (rc) {
+		pthread_mutex_destroy(&d->lock);
+		pthread_mutex_destroy(&d->cm_lock);
+		pthread_mutex_destroy(&d->px_lock);
+		pthread_cond_destroy(&d->px_cv);
+		pthread_cond_destroy(&d->px_done);
+		goto fail;
+	}
 	*out = &d->base;
 	return 0;
 fail:
@@ -401,6 +525,14 @@ static void v_domain_free(struct dafs_domain *dom)
 		efd_write(d->efd);
 		pthread_join(d->cm_thread, NULL);
 	}
+	pthread_mutex_lock(&d->px_lock);
+	d->px_stop = true;
+	pthread_cond_signal(&d->px_cv);
+	pthread_mutex_unlock(&d->px_lock);
+	pthread_join(d->px_thread, NULL);
+	pthread_mutex_destroy(&d->px_lock);
+	pthread_cond_destroy(&d->px_cv);
+	pthread_cond_destroy(&d->px_done);
 	/* regions left behind are the domain's to free (as tcp does) */
 	while ((m = d->mrs)) {
 		d->mrs = m->next;
@@ -416,9 +548,28 @@ static void v_domain_free(struct dafs_domain *dom)
 	free(d);
 }
 
+struct reg_args {
+	struct ibv_pd *pd;
+	void *addr;
+	size_t len;
+	int acc;
+	struct ibv_mr *mr;
+};
+
+static int do_reg(void *arg)
+{
+	struct reg_args *a = arg;
+
+	a->mr = ibv_reg_mr(a->pd, a->addr, a->len, a->acc);
+	return a->mr ? 0 : neg_errno();
+}
+
 static int v_reg_mr(struct dafs_domain *dom, void *addr, size_t len,
 		    unsigned access, struct dafs_mr **out)
 {
+	struct reg_args ra;
+	int rc;
+
 	struct vdomain *d = vdom(dom);
 	int acc = 0;
 	struct vmr *m;
@@ -438,13 +589,13 @@ static int v_reg_mr(struct dafs_domain *dom, void *addr, size_t len,
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return -ENOMEM;
-	m->mr = ibv_reg_mr(d->pd, addr, len, acc);
-	if (!m->mr) {
-		int rc = neg_errno();
-
+	ra = (struct reg_args){d->pd, addr, len, acc, NULL};
+	rc = px_call(d, do_reg, &ra);
+	if (rc) {
 		free(m);
 		return rc;
 	}
+	m->mr = ra.mr;
 	m->base.addr = addr;
 	m->base.len = len;
 	m->base.lkey = m->mr->lkey;
@@ -461,15 +612,20 @@ static int v_reg_mr(struct dafs_domain *dom, void *addr, size_t len,
 	return 0;
 }
 
+static int do_dereg(void *arg)
+{
+	return post_err(ibv_dereg_mr(arg));
+}
+
 static int v_dereg_mr(struct dafs_mr *mr)
 {
 	struct vmr *m = container_of(mr, struct vmr, base);
 	struct vdomain *d = vdom(mr->dom);
 	int rc;
 
-	rc = ibv_dereg_mr(m->mr);
+	rc = px_call(d, do_dereg, m->mr);
 	if (rc)
-		return post_err(rc);
+		return rc;
 	pthread_mutex_lock(&d->lock);
 	if (m->prev)
 		m->prev->next = m->next;
@@ -650,8 +806,15 @@ static void take_cqe(struct vcq *c, const struct ibv_wc *hw)
 		atomic_store(&e->sq_head, h + (k - h % e->sq_n + e->sq_n) %
 						      e->sq_n + 1);
 	}
-	if (st)
+	if (st) {
+		if (debug() && hw->status != IBV_WC_WR_FLUSH_ERR)
+			fprintf(stderr,
+				"dafs verbs: qp %u: %s %s (vendor error %#x)\n",
+				hw->qp_num,
+				w->q == VQ_RECV ? "receive" : "send queue",
+				ibv_wc_status_str(hw->status), hw->vendor_err);
 		ask_break(e);
+	}
 }
 
 /* Wake waiters for what was queued by someone who will not hand it out
@@ -702,6 +865,11 @@ static int v_poll_cq(struct dafs_cq *cq, struct dafs_wc *wc, int n)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return i;
+}
+
+static int do_arm(void *cq)
+{
+	return post_err(ibv_req_notify_cq(cq, 0));
 }
 
 static void deadline_ts(struct timespec *ts, uint64_t end_ms)
@@ -779,7 +947,7 @@ static int v_wait_cq(struct dafs_cq *cq, int timeout_ms)
 		}
 		c->leader = true;
 		led = true;
-		if (ibv_req_notify_cq(c->cq, 0) == 0)
+		if (px_call(c->dom, do_arm, c->cq) == 0)
 			drain(c);
 		if (c->count)
 			break;
@@ -842,15 +1010,29 @@ static void v_cq_kick(struct dafs_cq *cq)
 	pthread_mutex_unlock(&c->lock);
 }
 
+struct resize_args {
+	struct ibv_cq *cq;
+	int n;
+};
+
+static int do_resize(void *arg)
+{
+	struct resize_args *a = arg;
+
+	return post_err(ibv_resize_cq(a->cq, a->n));
+}
+
 /* Make room in @c's hardware CQ for @add more entries (c->lock held). */
 static int cq_reserve(struct vcq *c, int add)
 {
 	int need = c->hw_need + add, rc;
 
 	if (need > c->hw_size) {
-		rc = ibv_resize_cq(c->cq, need);
+		struct resize_args ra = {c->cq, need};
+
+		rc = px_call(c->dom, do_resize, &ra);
 		if (rc)
-			return post_err(rc);
+			return rc;
 		c->hw_size = c->cq->cqe;
 		/* an armed notification may not survive the resize */
 		if (c->leader_asleep)
@@ -905,6 +1087,11 @@ static void flush_trackers(struct vep *e)
 	atomic_store(&e->sq_head, t);
 }
 
+static int do_disconnect(void *id)
+{
+	return rdma_disconnect(id) ? neg_errno() : 0;
+}
+
 /*
  * Break @e: refuse further posts, move the QP to the error state and
  * tell the peer (rdma_disconnect: its CM thread breaks its side), destroy
@@ -921,7 +1108,8 @@ static void ep_break(struct vep *e)
 	pthread_mutex_lock(&e->lock); /* waits for posts in progress */
 	e->broken = true;
 	pthread_mutex_unlock(&e->lock);
-	rdma_disconnect(e->id); /* errors: already disconnected */
+	/* errors: already disconnected */
+	px_call(e->dom, do_disconnect, e->id);
 	if (e->qp) {
 		/* after this no completion of @e enters the CQs */
 		rdma_destroy_qp(e->id);
@@ -1057,18 +1245,24 @@ static void *cm_main(void *arg)
 	return NULL;
 }
 
+static int do_min_rnr(void *qp)
+{
+	struct ibv_qp_attr qa = {.min_rnr_timer = V_MIN_RNR_TIMER};
+
+	return post_err(ibv_modify_qp(qp, &qa, IBV_QP_MIN_RNR_TIMER));
+}
+
 /* Start the CM thread once; link @e into the domain (migrating its id to
  * the domain's event channel). */
 static int ep_link(struct vep *e)
 {
-	struct ibv_qp_attr qa = {.min_rnr_timer = V_MIN_RNR_TIMER};
 	struct vdomain *d = e->dom;
 	int rc = 0;
 
 	/* The CM leaves the RNR timer at 0, which means 655 ms: a SEND that
 	 * finds no receive posted would wait that long before its retry.
 	 * (Allowed in RTS; a device that refuses keeps the slow default.) */
-	ibv_modify_qp(e->qp, &qa, IBV_QP_MIN_RNR_TIMER);
+	px_call(d, do_min_rnr, e->qp);
 	if (rdma_migrate_id(e->id, d->ech))
 		return neg_errno();
 	pthread_mutex_lock(&d->cm_lock);
@@ -1671,6 +1865,24 @@ static void reap_sq(struct vep *e)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* Ring a send doorbell: rxe rings it on every post, even one whose
+ * request it rejects (as this one, with more SGEs than any device takes;
+ * rxe reads them all first, hence a real array) and queues nothing.
+ * Other providers never get here (their doorbells are not a write()),
+ * and would only reject the request. */
+static int do_doorbell(void *qp)
+{
+	static struct ibv_sge none[256];
+	struct ibv_send_wr wr, *bad;
+
+	memset(&wr, 0, sizeof(wr));
+	wr.sg_list = none;
+	wr.num_sge = 256;
+	wr.opcode = IBV_WR_SEND;
+	ibv_post_send(qp, &wr, &bad);
+	return 0;
+}
+
 static int post_sq(struct vep *e, uint8_t op, uint64_t wr_id,
 		   const struct dafs_sge *sgl, int nsge, uint64_t raddr,
 		   uint32_t rkey, unsigned flags)
@@ -1750,8 +1962,19 @@ static int post_sq(struct vep *e, uint8_t op, uint64_t wr_id,
 	wr.wr_id = (uint64_t)(uintptr_t)w;
 	atomic_store(&e->sq_tail, t + 1);
 	rc = post_err(ibv_post_send(e->qp, &wr, &bad));
-	if (rc)
+	if (rc == -EACCES) {
+		/* a write()-doorbell provider (rxe) queued the request and
+		 * was refused the doorbell: the proxy rings it */
+		tl_foreign = true;
+		px_run(e->dom, do_doorbell, e->qp);
+		rc = 0;
+	}
+	if (rc) {
 		atomic_store(&e->sq_tail, t);
+		if (debug())
+			fprintf(stderr, "dafs verbs: ibv_post_send: %s\n",
+				strerror(-rc));
+	}
 	else if (w->flags)
 		e->unsig_run = 0;
 	else
