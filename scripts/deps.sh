@@ -9,9 +9,12 @@
 # never the system's).
 set -eu
 
+# rdma-core: headers and libraries for the verbs transport (without them
+# it builds as a stub), the rdma-core base and the user-space providers
+# (librxe for Soft-RoCE among them) it needs at run time.
 PKGS="gcc clang meson ninja-build pkg-config check libsubunit-dev \
-liblmdb-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev \
-libclang-rt-dev procps attr libcap2-bin make"
+liblmdb-dev libfuse3-dev fuse3 libibverbs-dev librdmacm-dev rdma-core \
+ibverbs-providers libclang-rt-dev procps attr libcap2-bin make"
 # for tests that skip a step, with a message, without them
 OPTIONAL="postmark"
 if [ "${1:-}" = bench ]; then

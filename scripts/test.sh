@@ -23,6 +23,20 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	meson test -C build-asan --print-errorlogs --no-suite fuzz |
 	tee -a "$log" || status=1
+# The verbs transport over a real RDMA device, or over Soft-RoCE in a VM
+# (scripts/rdma-tests.sh; docs/transport-verbs.md). A step of its own, not
+# a meson test: it may boot a VM that wants both cores for minutes, so it
+# must not run beside the other tests, and it runs the gcc build's
+# binaries only (no sanitizers under emulation). Counted as one test
+# below; 77 = skipped (no device and no VM).
+echo "== verbs transport (scripts/rdma-tests.sh) =="
+rstatus=0
+"$top/scripts/rdma-tests.sh" build 2>&1 | tee -a "$log" || rstatus=${PIPESTATUS[0]}
+case $rstatus in
+0) echo "Ok: 1" >>"$log" ;;
+77) echo "Skipped: 1" >>"$log" ;;
+*) echo "Fail: 1" >>"$log"; status=1 ;;
+esac
 # one closing line over both builds (meson prints a summary per build)
 awk '/^Ok:/ {ok += $2} /^Fail:/ {f += $2} /^Timeout:/ {f += $2}
 	/^Unexpected Pass:/ {f += $3} /^Skipped:/ {sk += $2}

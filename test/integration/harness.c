@@ -73,6 +73,26 @@ const char *it_base(void)
 	return base_dir;
 }
 
+const char *it_listen(void)
+{
+	const char *l = getenv("DAFS_IT_LISTEN");
+
+	return l && *l ? l : "tcp://127.0.0.1";
+}
+
+const char *it_scheme(void)
+{
+	static char scheme[16];
+	const char *l = it_listen(), *p = strstr(l, "://");
+	size_t n = p ? (size_t)(p - l) : 0;
+
+	if (!n || n >= sizeof(scheme))
+		return "tcp";
+	memcpy(scheme, l, n);
+	scheme[n] = '\0';
+	return scheme;
+}
+
 /* ---- the log ---- */
 
 static char *read_all(const char *path, size_t *len)
@@ -372,7 +392,7 @@ static int server_link(struct it_daemon *d, const char *dafsd, char *out,
 int it_daemon_start(struct it_daemon *d)
 {
 	const char *dafsd = getenv("DAFSD");
-	char exp_arg[PATH_MAX + 8], exe[PATH_MAX];
+	char exp_arg[PATH_MAX + 8], exe[PATH_MAX], listen[128];
 	const char *argv[16];
 	pid_t pid, parent = getpid();
 	uint64_t until;
@@ -395,8 +415,9 @@ int it_daemon_start(struct it_daemon *d)
 	argv[i++] = exp_arg;
 	argv[i++] = "--state-dir";
 	argv[i++] = d->state_dir;
+	snprintf(listen, sizeof(listen), "%s:0", it_listen());
 	argv[i++] = "--listen";
-	argv[i++] = "tcp://127.0.0.1:0";
+	argv[i++] = listen;
 	argv[i++] = "--port-file";
 	argv[i++] = d->port_file;
 	argv[i++] = "-v";
@@ -465,7 +486,7 @@ int it_daemon_start(struct it_daemon *d)
 		}
 		sleep_ms(5);
 	}
-	snprintf(d->url, sizeof(d->url), "tcp://127.0.0.1:%u/data",
+	snprintf(d->url, sizeof(d->url), "%s:%u/data", it_listen(),
 		 (unsigned)d->port);
 	return 0;
 }

@@ -29,7 +29,7 @@ struct it_daemon {
 	char state_dir[PATH_MAX];
 	char port_file[PATH_MAX];
 	char log_file[PATH_MAX]; /* stdout and stderr, appended */
-	char url[128];		 /* tcp://127.0.0.1:PORT/data */
+	char url[128];		 /* tcp://127.0.0.1:PORT/data (it_listen()) */
 	uint16_t port;
 	pid_t pid; /* 0 when not running */
 	const char *extra[4]; /* more dafsd arguments, NULL-terminated */
@@ -46,7 +46,7 @@ const char *it_base(void);
 int it_daemon_init(struct it_daemon *d, const char *name);
 /*
  * Start dafsd on @d's export and state directories, listening on an
- * ephemeral port of 127.0.0.1; waits for the port file. Fills ->port,
+ * ephemeral port of it_listen(); waits for the port file. Fills ->port,
  * ->url and ->pid. A daemon that exits early is reported with its log.
  */
 int it_daemon_start(struct it_daemon *d);
@@ -65,6 +65,15 @@ int it_log_sanitizer(const struct it_daemon *d, char *line, size_t size);
 int it_log_contains(const struct it_daemon *d, const char *needle);
 /* Print the last @lines lines of the log to stderr, prefixed "# ". */
 void it_log_dump(const struct it_daemon *d, int lines);
+
+/*
+ * Where daemons listen and clients connect: $DAFS_IT_LISTEN, a URL
+ * without port, "tcp://127.0.0.1" if unset (scripts/rdma-tests.sh sets
+ * rdma://ADDR). it_scheme() is its scheme ("tcp", "rdma"), which is also
+ * what dafs_session_query() reports as the transport.
+ */
+const char *it_listen(void);
+const char *it_scheme(void);
 
 /* @a "/" @b into @dst; -ENAMETOOLONG if it does not fit. */
 int it_join(char *dst, size_t size, const char *a, const char *b);
