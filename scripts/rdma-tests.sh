@@ -3,8 +3,14 @@
 # existing build (default: build):
 #   1. the transport tests against the verbs table (test_transport with
 #      DAFS_TEST_TRANSPORT=rdma), which includes the verbs-only cases;
-#   2. the integration suite (test_dafs) with dafsd and libdafs over
-#      rdma://ADDR (DAFS_IT_LISTEN).
+#   2. the integration suites (test_dafs, test_deleg_it) with dafsd and
+#      libdafs over rdma://ADDR (DAFS_IT_LISTEN);
+#   3. the mount test of delegations (test/mount/deleg.sh: two dafs-fuse
+#      mounts, write-back, dafs-verify through both) over rdma://ADDR,
+#      where /dev/fuse exists (the VM loads fuse.ko for it). The other
+#      mount scripts lean on GNU tools and a /tmp with xattrs and O_DIRECT,
+#      which the VM's busybox and 6.1 tmpfs lack, so they run over TCP
+#      only.
 # Directly when this host has an RDMA device (/sys/class/infiniband/*),
 # otherwise inside a throw-away QEMU VM with Soft-RoCE: $RDMA_VM, or
 # ../shared/tools/rdma-vm next to the repository. The VM sees the host's
@@ -31,7 +37,8 @@ if [[ ! -d $build ]]; then
 fi
 build=$(cd "$build" && pwd)
 bins=("$build/test/unit/test_transport" "$build/test/integration/test_dafs"
-	"$build/src/server/dafsd")
+	"$build/test/integration/test_deleg_it" "$build/src/server/dafsd"
+	"$build/src/fuse/dafs-fuse")
 
 have_device() {
 	compgen -G '/sys/class/infiniband/*' >/dev/null
@@ -107,6 +114,32 @@ run_inner() {
 		echo "rdma-tests: integration: FAILED ($st)"
 		rc=1
 	fi
+
+	echo "== delegations over rdma://$addr (test_deleg_it) =="
+	st=0
+	DAFSD=$build/src/server/dafsd DAFS_IT_LISTEN=rdma://$addr \
+		CK_VERBOSITY=normal "$build/test/integration/test_deleg_it" ||
+		st=$?
+	if [[ $st == 0 ]]; then
+		echo "rdma-tests: integration-deleg: ok"
+	else
+		echo "rdma-tests: integration-deleg: FAILED ($st)"
+		rc=1
+	fi
+
+	echo "== two dafs-fuse mounts over rdma://$addr (deleg.sh) =="
+	st=0
+	DAFS_IT_LISTEN=rdma://$addr DAFSD=$build/src/server/dafsd \
+		DAFS_FUSE=$build/src/fuse/dafs-fuse \
+		DAFSSTAT=$build/src/tools/dafsstat \
+		DAFS_VERIFY=$build/src/tools/dafs-verify \
+		DAFS_VERIFY_OPS=${DAFS_VERIFY_OPS:-5000} \
+		bash "$top/test/mount/deleg.sh" || st=$?
+	case $st in
+	0) echo "rdma-tests: mount-deleg: ok" ;;
+	77) echo "rdma-tests: mount-deleg: skipped (no /dev/fuse)" ;;
+	*) echo "rdma-tests: mount-deleg: FAILED ($st)"; rc=1 ;;
+	esac
 	return $rc
 }
 
@@ -143,6 +176,8 @@ fi
 shares=(--share "$top")
 [[ $build == "$top" || $build == "$top"/* ]] || shares+=(--share "$build")
 st=0
+# fuse.ko for the mount test (the VM's initramfs has no FUSE otherwise)
+export RDMAVM_EXTRA_MODULES=${RDMAVM_EXTRA_MODULES:-fuse}
 "$vm" "${shares[@]}" --timeout "${RDMA_TESTS_TIMEOUT:-1800}" -- \
 	bash "$top/scripts/rdma-tests.sh" --inner "$build" || st=$?
 case $st in

@@ -421,7 +421,12 @@ int srv_callback(struct srv_session *s, uint16_t op, const void *body,
 	h.seq = s->cb_seq & 0x7fffffffu;
 	n = dafs_msg_build(s->cb_req, sizeof(s->cb_req), &h, body, NULL);
 	t0 = srv_now_ns();
+	/* sent unlocked: a failed send breaks the connection, and breaking
+	 * it takes cb_lock to wake callback waiters (the in-flight bit keeps
+	 * cb_req ours meanwhile) */
+	pthread_mutex_unlock(&s->cb_lock);
 	rc = n < 0 ? (int)n : send_buf(back, s->cb_req, (uint32_t)n, s->cb_mr);
+	pthread_mutex_lock(&s->cb_lock);
 	while (!rc && !s->cb_done && !atomic_load(&back->dead))
 		if (pthread_cond_timedwait(&s->cb_cv, &s->cb_lock, &dl))
 			rc = -ETIMEDOUT;

@@ -22,9 +22,10 @@ sbin_helper=
 placed=0
 
 cleanup_helper() {
+	local rc=$?
 	unmount
 	[ $placed = 1 ] && rm -f "$sbin_helper"
-	cleanup
+	cleanup "$rc"
 }
 trap cleanup_helper EXIT
 

@@ -46,6 +46,11 @@ same() {
 	fi
 }
 
+# now_ms: milliseconds of uptime (busybox's date has no %N)
+now_ms() {
+	awk '{printf "%d\n", $1 * 1000}' /proc/uptime
+}
+
 # elapsed: seconds since the script started, for the section headers
 section() {
 	say "# ---- $* (at ${SECONDS}s)"
@@ -110,9 +115,16 @@ stop() {
 }
 
 # the EXIT trap: unmount, stop both daemons by PID, scan their logs,
-# remove $tmp, exit 1 if any check failed
+# remove $tmp, exit 1 if any check failed or the script stopped early
+# (set -u, a failed command it could not go on without): [STATUS] is the
+# script's exit status, for traps that run commands first
 cleanup() {
+	local rc=${1:-$?}
 	cd /
+	if [ "$rc" -ne 0 ] && [ $failures -eq 0 ]; then
+		say "not ok - the script stopped early, status $rc"
+		failures=1
+	fi
 	[ -n "$tmp" ] || exit 1
 	unmount
 	stop "$fuse_pid"
@@ -148,10 +160,13 @@ mount_setup() {
 }
 
 # start_dafsd [OPTION...]: a dafsd exporting $exp as "data" on a free
-# port, with the options given; sets $dafsd_pid and $url, or exits
+# port of $DAFS_IT_LISTEN (default tcp://127.0.0.1; scripts/rdma-tests.sh
+# sets an rdma:// address), with the options given; sets $dafsd_pid and
+# $url, or exits
+listen=${DAFS_IT_LISTEN:-tcp://127.0.0.1}
 start_dafsd() {
 	"$DAFSD" --export "data=$exp" --state-dir "$state" \
-		--listen tcp://127.0.0.1:0 --port-file "$tmp/port" "$@" \
+		--listen "$listen:0" --port-file "$tmp/port" "$@" \
 		>"$tmp/dafsd.log" 2>&1 &
 	dafsd_pid=$!
 	for _ in $(seq 100); do
@@ -164,7 +179,7 @@ start_dafsd() {
 		failures=1
 		exit 1
 	fi
-	url=tcp://127.0.0.1:$(cat "$tmp/port")/data
+	url=$listen:$(cat "$tmp/port")/data
 }
 
 # mount_fuse [OPTION...]: dafs-fuse -f $url $mnt OPTION...; sets

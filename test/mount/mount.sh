@@ -118,7 +118,12 @@ stop() {
 }
 
 cleanup() {
+	local rc=$?
 	cd /
+	if [ "$rc" -ne 0 ] && [ $failures -eq 0 ]; then
+		say "not ok - the script stopped early, status $rc"
+		failures=1
+	fi
 	unmount
 	stop "$fuse_pid"
 	stop "$dafsd_pid"
@@ -143,7 +148,7 @@ trap 'exit 1' INT TERM
 # ---- start dafsd and mount ----
 
 "$DAFSD" --export "data=$exp" --state-dir "$state" \
-	--listen tcp://127.0.0.1:0 --port-file "$tmp/port" \
+	--listen "${DAFS_IT_LISTEN:-tcp://127.0.0.1}:0" --port-file "$tmp/port" \
 	>"$tmp/dafsd.log" 2>&1 &
 dafsd_pid=$!
 for _ in $(seq 100); do
@@ -156,7 +161,7 @@ if [ ! -s "$tmp/port" ]; then
 	failures=1
 	exit 1
 fi
-url=tcp://127.0.0.1:$(cat "$tmp/port")/data
+url=${DAFS_IT_LISTEN:-tcp://127.0.0.1}:$(cat "$tmp/port")/data
 
 # allow_other: the unprivileged user's checks go through this mount
 "$DAFS_FUSE" "$url" "$mnt" -f -o allow_other >"$tmp/fuse.log" 2>&1 &
