@@ -491,13 +491,15 @@ ssize_t dc_read(struct dcache *dc, const dafs_fh_t *fh, uint64_t off,
 			if (n > len - done)
 				n = (uint32_t)(len - done);
 			if (!n || !blk_copy(dc, b, in, n, dst + done)) {
+				uint32_t blen = b->len; /* b may go once unlocked */
+
 				lru_unlink(b);
 				lru_push(dc, b);
 				dc->st.hits++;
 				dc->st.hit_bytes += n;
 				pthread_mutex_unlock(&dc->lock);
 				done += n;
-				if (b->len < DC_BLOCK && in + n >= b->len)
+				if (blen < DC_BLOCK && in + n >= blen)
 					break; /* the end of the file */
 				if (!n)
 					break;

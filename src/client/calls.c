@@ -326,13 +326,25 @@ static int to_wire_flags(int flags, uint32_t *out)
 	return 0;
 }
 
-static void count_grant(dafs_session_t *s, uint32_t type)
+static void count_grant(dafs_session_t *s, uint32_t type, uint64_t id,
+			const dafs_fh_t *fh)
 {
+	unsigned i;
+
 	pthread_mutex_lock(&s->lock);
 	if (type == DAFS_DELEG_READ)
 		s->dstats.granted_read++;
 	else if (type == DAFS_DELEG_WRITE)
 		s->dstats.granted_write++;
+	if (type != DAFS_DELEG_NONE) {
+		for (i = 0; i < 256 && s->dfh[i].id != id; i++)
+			;
+		if (i == 256) {
+			i = s->dfh_next++ % 256;
+			s->dfh[i].id = id;
+			s->dfh[i].fh = *fh;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -354,7 +366,7 @@ static int new_file(dafs_session_t *s, uint64_t id, int flags,
 	file->fh = *fh;
 	file->deleg = (int)deleg;
 	file->deleg_id = deleg_id;
-	count_grant(s, deleg);
+	count_grant(s, deleg, deleg_id, fh);
 	if ((flags & DAFS_OPEN_CACHED) && s->dc) {
 		/* close-to-open: blocks read under another change go */
 		dc_validate(s->dc, fh, change);
@@ -509,6 +521,11 @@ DAFS_API int dafs_set_recall_handler(dafs_session_t *s, dafs_recall_fn fn,
 	pthread_mutex_lock(&s->lock);
 	s->recall_fn = fn;
 	s->recall_arg = arg;
+	/* a handler already running may still use the old argument: wait
+	 * for it, unless this is that handler */
+	while (s->recall_busy && !(s->cb_running &&
+				   pthread_equal(pthread_self(), s->cb_thread)))
+		pthread_cond_wait(&s->cv, &s->lock);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -543,14 +560,30 @@ void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q)
 	}
 	fn = s->recall_fn;
 	arg = s->recall_arg;
+	if (fn)
+		s->recall_busy++;
 	pthread_mutex_unlock(&s->lock);
 	/* what was cached under the delegation may change from now on */
-	if (s->dc && q->fh.len)
-		dc_invalidate(s->dc, &q->fh);
-	if (fn)
+	if (s->dc) {
+		dafs_fh_t fh = q->fh;
+
+		pthread_mutex_lock(&s->lock);
+		for (i = 0; !fh.len && i < 256; i++)
+			if (s->dfh[i].id == q->deleg_id)
+				fh = s->dfh[i].fh;
+		pthread_mutex_unlock(&s->lock);
+		if (fh.len)
+			dc_invalidate(s->dc, &fh);
+	}
+	if (fn) {
 		fn(arg, &q->fh, q->deleg_id, (int)q->type);
-	else
+		pthread_mutex_lock(&s->lock);
+		s->recall_busy--;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->lock);
+	} else {
 		dafs_deleg_return(s, q->deleg_id);
+	}
 }
 
 /* ---- registered memory ---- */
@@ -748,14 +781,14 @@ DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 		atomic_fetch_add(&mem->users, 1);
 	/* before (fills in flight are not kept) and after (nor those that
 	 * began meanwhile) */
-	if (f->cached)
+	if (s->dc)
 		dc_write(s->dc, &f->fh, off, len);
 	rc = dafs_c_call(s, DAFS_OP_WRITE, &q, &r, &g, &cr);
 	if (!rc) {
 		rc = r.v <= len ? (ssize_t)r.v : -DAFS_EPROTO;
 		dafs_c_end(s, cr);
 	}
-	if (f->cached)
+	if (s->dc)
 		dc_write(s->dc, &f->fh, off, len);
 	if (mem)
 		atomic_fetch_sub(&mem->users, 1);
@@ -783,7 +816,7 @@ DAFS_API int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off,
 	q.off = off;
 	q.len = len;
 	rc = dafs_c_simple(f->s, DAFS_OP_FALLOCATE, &q, NULL);
-	if (f->cached)
+	if (f->s->dc)
 		dc_invalidate(f->s->dc, &f->fh); /* holes, sizes */
 	return rc;
 }
@@ -818,7 +851,7 @@ DAFS_API ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff,
 	q.doff = doff;
 	q.len = len;
 	rc = dafs_c_simple(src->s, DAFS_OP_COPY_RANGE, &q, &r);
-	if (dst->cached)
+	if (dst->s->dc)
 		dc_invalidate(dst->s->dc, &dst->fh);
 	return rc ? rc : (ssize_t)r.v;
 }
@@ -959,7 +992,7 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 
 	if (cg->s != s)
 		return -EINVAL;
-	if (write && f->cached)
+	if (write && s->dc)
 		dc_write(s->dc, &f->fh, off, len);
 	rc = prep_io(f, write, buf, len, off, mem, &rq, &wq, &g, &tmp);
 	if (rc)
@@ -1073,7 +1106,7 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 			return -EINVAL;
 	}
 	for (i = 0; i < n; i++)
-		if (io[i].write && io[i].file->cached)
+		if (io[i].write && s->dc)
 			dc_write(s->dc, &io[i].file->fh, io[i].off, io[i].len);
 	cap += (size_t)n * 64;
 	descs = malloc(cap);

@@ -137,6 +137,14 @@ struct dafs_session {
 	/* delegations: the recall handler and counters (under lock) */
 	dafs_recall_fn recall_fn;
 	void *recall_arg;
+	int recall_busy; /* a handler is running (on the callback thread) */
+	/* the handles of delegations granted lately, for a recall that
+	 * comes without one (the server had no open file of it) */
+	struct {
+		uint64_t id;
+		dafs_fh_t fh;
+	} dfh[256];
+	unsigned dfh_next;
 	dafs_deleg_stats_t dstats;
 	struct crecall recalls[CREC_MAX];
 

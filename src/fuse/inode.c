@@ -201,8 +201,10 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 		return 0;
 	}
 	deleg = e->deleg_id;
-	if (deleg)
+	if (deleg) {
 		t->ndelegs--;
+		t->gone[t->gone_next++ % 64] = deleg;
+	}
 	unlink_from(&t->by_fh[e->hash & (t->nbuckets - 1)], e, 1);
 	unlink_from(&t->by_id[id_bucket(t, id)], e, 0);
 	t->count--;
@@ -221,8 +223,23 @@ int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
 
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
+	for (unsigned i = 0; e && type != DAFS_DELEG_NONE && i < 64; i++)
+		if (t->gone[i] == deleg_id)
+			type = DAFS_DELEG_NONE;
+	if (e && type == DAFS_DELEG_NONE) {
+		if (e->deleg_id) {
+			t->ndelegs--;
+			e->xgen++;
+		}
+		e->deleg_id = 0;
+		e->deleg = DAFS_DELEG_NONE;
+		e->nocaps = 0;
+		e = NULL;
+	}
 	if (e) {
 		had = e->deleg_id == deleg_id ? e->deleg : DAFS_DELEG_NONE;
+		if (had == DAFS_DELEG_NONE)
+			e->xgen++; /* an answer read before the grant is old */
 		if (!e->deleg_id)
 			t->ndelegs++;
 		e->deleg = type;
@@ -252,6 +269,7 @@ uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 	size_t b;
 
 	pthread_mutex_lock(&t->lock);
+	t->gone[t->gone_next++ % 64] = deleg_id;
 	if (fh->len) {
 		uint32_t h = fh_hash(fh);
 
@@ -259,6 +277,8 @@ uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 			if (e->hash == h && fh_equal(&e->fh, fh))
 				break;
 	}
+	if (e)
+		id = e->id; /* its held writes go back first, whatever it holds */
 	if (!e || e->deleg_id != deleg_id)
 		for (b = 0, e = NULL; b < t->nbuckets && !e; b++)
 			for (e = t->by_id[b]; e; e = e->next_id)

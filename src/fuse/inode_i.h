@@ -40,6 +40,11 @@ struct fino_table {
 	uint64_t seq;		/* the last fino_mark stamp */
 	uint64_t freed_changed; /* the latest stamp of a freed entry */
 	size_t ndelegs;		/* entries holding a delegation */
+	/* delegation ids recalled or given back lately: a grant of one of
+	 * them that arrives late (a reply overtaken by its recall, a
+	 * re-open racing a return) is not recorded */
+	uint64_t gone[64];
+	unsigned gone_next;
 };
 
 /* Set up @t with @root as FUSE_ROOT_ID. Returns 0 or -ENOMEM. */
@@ -62,9 +67,15 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n);
  * Delegations held on nodes. fino_deleg_set() records that @id holds
  * delegation @deleg_id of @type and returns the type it already held
  * under that same id before (DAFS_DELEG_NONE if it is new: the node's
- * cached pages predate it). fino_deleg() is the type held now.
- * fino_deleg_drop() forgets @deleg_id (found by @fh, or by a scan when
- * @fh is empty or stale) and returns the node that held it, or 0.
+ * cached pages predate it); an id recalled or returned lately is not
+ * recorded (DAFS_DELEG_NONE, and the node keeps none). With @type NONE
+ * it forgets what the node held (an open granted nothing: a delegation
+ * the node thought it had is gone, revoked or being recalled).
+ * fino_deleg() is the type held now. fino_deleg_drop() forgets
+ * @deleg_id (the node found by @fh, or by a scan when @fh is empty) and
+ * returns the node of @fh, or the one that held the id, or 0; the id
+ * counts as gone from then on. fino_forget() counts the id of a freed
+ * node as gone too.
  */
 int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
 		   uint64_t deleg_id);

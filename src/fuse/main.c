@@ -442,6 +442,9 @@ int main(int argc, char *argv[])
 	/* one request per worker thread at most, and room for readahead */
 	so.credits = c.o.threads > 16 ? (uint32_t)c.o.threads : 16;
 	so.timeout_ms = (uint32_t)(c.server_timeout * 1000);
+	/* half the request timeout: another mount's request held up by a
+	 * recall of ours (at most our lease) ends well before it times out */
+	so.lease_ms = so.timeout_ms / 2 > 1000 ? so.timeout_ms / 2 : 1000;
 	rc = dafs_session_open(c.o.url, &so, &fs.s);
 	if (rc) {
 		fprintf(stderr, "dafs-fuse: %s: %s\n", c.o.url,

@@ -152,6 +152,8 @@ static int deleg_want(const struct dfs *fs, int flags)
 	return DAFS_OPEN_DELEG_READ | cached;
 }
 
+static void wb_sync_ino(struct dfs *fs, fuse_ino_t ino);
+
 /*
  * Note the delegation @f came with, and say whether the kernel may keep
  * the pages it has of @ino: only if this mount held the same delegation
@@ -164,8 +166,17 @@ static int deleg_opened(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f)
 	uint64_t id;
 	int type = dafs_file_deleg(f, &id);
 
-	if (type == DAFS_DELEG_NONE)
+	if (type == DAFS_DELEG_NONE) {
+		/* whatever the node thought it held is gone (being
+		 * recalled, or revoked): its held writes go out, none are
+		 * held from now on */
+		if (fs->o.deleg != DFS_DELEG_OFF &&
+		    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE) {
+			fino_deleg_set(&fs->ino, ino, DAFS_DELEG_NONE, 0);
+			wb_sync_ino(fs, ino);
+		}
 		return 0;
+	}
 	return fino_deleg_set(&fs->ino, ino, type, id) != DAFS_DELEG_NONE;
 }
 
@@ -1046,7 +1057,9 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	struct dfs_file *file = file_of(fi);
 	int rc = 0;
 
-	(void)ino;
+	/* what every open file of the node holds, not only this one's: an
+	 * fsync of any descriptor makes the file's writes durable */
+	wb_sync_ino(fs, ino);
 	if (file->wb_on)
 		rc = fwb_flush(&fs->wb, &file->wb, fs->s);
 	as_self(fs);

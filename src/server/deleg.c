@@ -24,6 +24,7 @@ struct dlg_file {
 	struct dlg *delegs;
 	struct dlg_opener *openers;
 	uint32_t busy;        /* operations between dlg_begin and dlg_end */
+	uint32_t waiting;     /* operations waiting for recalls (dlg_wait) */
 	uint64_t recalled_ns; /* last recall (0: never) */
 	struct dlg_file *hnext;
 };
@@ -88,7 +89,7 @@ static void file_maybe_free(struct dlg_mgr *m, struct dlg_file *f,
 {
 	struct dlg_file **pp;
 
-	if (f->delegs || f->openers || f->busy)
+	if (f->delegs || f->openers || f->busy || f->waiting)
 		return;
 	/* keep the hold-off (a caller without a clock passes 0: keep) */
 	if (f->recalled_ns && now < f->recalled_ns + m->holdoff_ns)
@@ -140,22 +141,57 @@ int dlg_begin(struct dlg_mgr *m, struct dlg_key key, void *owner, int kind,
 		if (!conflicts(d, owner, kind))
 			continue;
 		n++;
-		if (d->state == DLG_GRANTED) {
-			if (*nrecalls >= max)
-				continue; /* recalled on the next round */
+		if (d->state == DLG_GRANTED && *nrecalls < max) {
 			d->state = DLG_RECALLING;
 			d->recall_ns = now;
 			f->recalled_ns = now;
 			m->st.recalls++;
+		}
+		if (d->state != DLG_RECALLING)
+			continue; /* recalled on the next round */
+		if (!d->sent && *nrecalls < max &&
+		    (!d->try_ns || now - d->try_ns >= DLG_RETRY_NS)) {
+			d->try_ns = now;
 			recalls[(*nrecalls)++] = (struct dlg_event){
 				d->id, d->key, d->owner, d->type};
 		}
-		if (d->recall_ns + m->lease_ns < *deadline_ns)
-			*deadline_ns = d->recall_ns + m->lease_ns;
+		if (d->recall_ns + d->lease_ns < *deadline_ns)
+			*deadline_ns = d->recall_ns + d->lease_ns;
+		if (!d->sent && d->try_ns + DLG_RETRY_NS < *deadline_ns)
+			*deadline_ns = d->try_ns + DLG_RETRY_NS;
 	}
 	if (n == 0)
 		f->busy++;
 	return n;
+}
+
+void dlg_wait(struct dlg_mgr *m, struct dlg_key key, int delta)
+{
+	struct dlg_file *f = delta > 0 ? file_get(m, key) : file_find(m, key);
+
+	if (!f)
+		return; /* out of memory: grants are merely not held off */
+	if (delta > 0)
+		f->waiting++;
+	else if (f->waiting) {
+		f->waiting--;
+		file_maybe_free(m, f, 0);
+	}
+}
+
+void dlg_recall_sent(struct dlg_mgr *m, uint64_t id, int ok, uint64_t now)
+{
+	struct dlg *d;
+
+	for (d = m->ids[id_hash(id)]; d; d = d->hnext)
+		if (d->id == id)
+			break;
+	if (!d || d->state != DLG_RECALLING)
+		return;
+	if (ok)
+		d->sent = 1;
+	else
+		d->try_ns = now;
 }
 
 void dlg_end(struct dlg_mgr *m, struct dlg_key key)
@@ -185,7 +221,7 @@ static int grantable(const struct dlg_mgr *m, const struct dlg_file *f,
 	const struct dlg_opener *o;
 	const struct dlg *d;
 
-	if (type == DLG_NONE || f->busy)
+	if (type == DLG_NONE || f->busy || f->waiting)
 		return 0;
 	if (type == DLG_WRITE ? m->policy != DLG_POLICY_ON
 			      : m->policy == DLG_POLICY_OFF)
@@ -195,14 +231,17 @@ static int grantable(const struct dlg_mgr *m, const struct dlg_file *f,
 	for (o = f->openers; o; o = o->next)
 		if (o->owner != owner && (type == DLG_WRITE || o->nwrite))
 			return 0;
-	for (d = f->delegs; d; d = d->fnext)
+	for (d = f->delegs; d; d = d->fnext) {
+		if (d->state == DLG_RECALLING)
+			return 0; /* anyone's: a recall is under way */
 		if (d->owner != owner && (type == DLG_WRITE || d->type == DLG_WRITE))
 			return 0;
+	}
 	return 1;
 }
 
 int dlg_open(struct dlg_mgr *m, struct dlg_key key, void *owner, int kind,
-	     int want, uint64_t now, uint64_t *id)
+	     int want, uint64_t lease_ns, uint64_t now, uint64_t *id)
 {
 	struct dlg_file *f = file_find(m, key);
 	struct dlg_opener *o;
@@ -255,6 +294,7 @@ int dlg_open(struct dlg_mgr *m, struct dlg_key key, void *owner, int kind,
 	d->owner = owner;
 	d->type = want;
 	d->state = DLG_GRANTED;
+	d->lease_ns = lease_ns && lease_ns < m->lease_ns ? lease_ns : m->lease_ns;
 	d->f = f;
 	d->fnext = f->delegs;
 	f->delegs = d;
@@ -350,7 +390,7 @@ int dlg_expire(struct dlg_mgr *m, uint64_t now, struct dlg_event *out,
 			for (d = f->delegs; d && n < max; d = dn) {
 				dn = d->fnext;
 				if (d->state != DLG_RECALLING ||
-				    now - d->recall_ns < m->lease_ns)
+				    now - d->recall_ns < d->lease_ns)
 					continue;
 				file_unlink(f, d);
 				d->state = DLG_REVOKED;

@@ -24,8 +24,11 @@
  *     other owner: reading opens with write delegations, everything that
  *     writes (open for writing, truncate, setattr, remove, rename, link,
  *     xattr changes) with any delegation;
- *   - a conflicting delegation is recalled once; it is returned by its
- *     holder, or revoked when a lease has passed since the recall. A revoked
+ *   - a conflicting delegation is recalled once (its CB_RECALL tried
+ *     again every DLG_RETRY_NS until one reaches the holder); it is
+ *     returned by its holder, or revoked when the holder's lease has
+ *     passed since the recall; while one is being recalled, or another
+ *     owner's operation waits on the file, nothing is granted. A revoked
  *     delegation leaves a tombstone, so its holder's DELEGRETURN learns
  *     DAFS_EREVOKED, until the holder returns it or goes away.
  */
@@ -59,7 +62,10 @@ struct dlg {
 	void *owner;
 	int type;  /* DLG_READ, DLG_WRITE */
 	int state; /* DLG_GRANTED, DLG_RECALLING, DLG_REVOKED */
-	uint64_t recall_ns;
+	uint64_t lease_ns;  /* the holder's: how long a recall may take */
+	uint64_t recall_ns; /* when it was recalled */
+	uint64_t try_ns;    /* when a CB_RECALL was last tried (0: none) */
+	int sent;	    /* a CB_RECALL reached the holder */
 	struct dlg_file *f; /* NULL once revoked */
 	struct dlg *fnext;  /* the file's list */
 	struct dlg *hnext;  /* the id hash */
@@ -82,6 +88,7 @@ struct dlg_stats {
 	uint64_t active;          /* delegations granted now */
 };
 
+#define DLG_RETRY_NS 100000000ull /* 100 ms between CB_RECALL tries */
 #define DLG_FILE_BUCKETS 4096
 #define DLG_ID_BUCKETS 4096
 
@@ -95,7 +102,8 @@ struct dlg_mgr {
 	struct dlg_stats st;
 };
 
-/* @id_base makes ids unique across server restarts (e.g. boot time). */
+/* @id_base makes ids unique across server restarts (e.g. boot time);
+ * @lease_ns is the longest lease (dlg_open gives each holder's). */
 void dlg_mgr_init(struct dlg_mgr *m, int policy, uint64_t lease_ns,
 		  uint64_t holdoff_ns, uint64_t id_base);
 void dlg_mgr_destroy(struct dlg_mgr *m);
@@ -103,9 +111,11 @@ void dlg_mgr_destroy(struct dlg_mgr *m);
 /*
  * Start an operation of @owner of kind @kind on @key. Returns the number
  * of other owners' delegations that stand in its way (0: go ahead). Those
- * still granted become RECALLING and are appended to @recalls (at most
- * @max; *@nrecalls counts them) for the caller to send. *@deadline_ns is
- * when the first of the blocking ones may be revoked.
+ * still granted become RECALLING, and they and the recalling ones whose
+ * CB_RECALL has not reached the holder yet (tried DLG_RETRY_NS ago or
+ * more) are appended to @recalls (at most @max; *@nrecalls counts them)
+ * for the caller to send and report with dlg_recall_sent(). *@deadline_ns
+ * is when to look again: the first revocation or retry due.
  *
  * On 0 the operation is in progress: grants to other owners wait until
  * dlg_end() (or dlg_open(), which ends it). Returns -ENOMEM if no record
@@ -117,6 +127,13 @@ int dlg_begin(struct dlg_mgr *m, struct dlg_key key, void *owner, int kind,
 /* End an operation that dlg_begin() let through. */
 void dlg_end(struct dlg_mgr *m, struct dlg_key key);
 
+/* The result of sending the CB_RECALL of @id: @ok, or try again. */
+void dlg_recall_sent(struct dlg_mgr *m, uint64_t id, int ok, uint64_t now);
+
+/* An operation of another owner starts (+1) or stops (-1) waiting on
+ * @key's recalls: no grants meanwhile. */
+void dlg_wait(struct dlg_mgr *m, struct dlg_key key, int delta);
+
 /*
  * Record an open of @key by @owner for @kind (DLG_C_READ or DLG_C_WRITE)
  * at the end of an operation dlg_begin() let through (this ends it), and
@@ -125,7 +142,7 @@ void dlg_end(struct dlg_mgr *m, struct dlg_key key);
  * in *@id, or -ENOMEM (nothing recorded; the caller fails the open).
  */
 int dlg_open(struct dlg_mgr *m, struct dlg_key key, void *owner, int kind,
-	     int want, uint64_t now, uint64_t *id);
+	     int want, uint64_t lease_ns, uint64_t now, uint64_t *id);
 /* The close of an open recorded by dlg_open(). */
 void dlg_close(struct dlg_mgr *m, struct dlg_key key, void *owner, int kind);
 

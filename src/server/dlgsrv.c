@@ -95,7 +95,7 @@ static void apply_revokes(struct dafs_server *srv, const struct dlg_event *ev,
 		pthread_cond_broadcast(&srv->dlg_cv);
 }
 
-static void send_recall(struct srv_session *s, const struct dlg_event *ev)
+static int send_recall(struct srv_session *s, const struct dlg_event *ev)
 {
 	struct dafs_m_cb_recall_req q = {0};
 	int fd, rc;
@@ -130,8 +130,10 @@ static void send_recall(struct srv_session *s, const struct dlg_event *ev)
 	if (rc)
 		srv_log(LOG_INFO,
 			"session %s: CB_RECALL of delegation %llx failed: %s; "
-			"revoked at the end of the lease unless returned",
+			"tried again, and revoked at the end of the lease "
+			"unless returned",
 			s->client, (unsigned long long)ev->id, strerror(-rc));
+	return rc;
 }
 
 static void deadline_ts(uint64_t deadline_ns, struct timespec *ts)
@@ -158,7 +160,7 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 	struct dlg_event ev[RECALL_BATCH], rev[RECALL_BATCH];
 	struct timespec ts;
 	uint64_t deadline;
-	int n, nev, nrev, i, waited = 0;
+	int n, nev, nrev, i, rc, waited = 0;
 
 	dk->tracked = 0;
 	if (!enabled(srv))
@@ -169,8 +171,11 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 			      RECALL_BATCH, &nev, &deadline);
 		if (n <= 0)
 			break;
-		if (!waited++)
+		if (!waited++) {
 			srv->dlg.st.waits++;
+			/* no grants to anyone while this waits */
+			dlg_wait(&srv->dlg, *key, 1);
+		}
 		if (nev) {
 			/* hold the holders across the unlocked sends; one
 			 * already on its way out drops its delegations
@@ -182,8 +187,12 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 			for (i = 0; i < nev; i++) {
 				if (!ev[i].owner)
 					continue;
-				send_recall(ev[i].owner, &ev[i]);
+				rc = send_recall(ev[i].owner, &ev[i]);
 				srv_session_put(ev[i].owner);
+				pthread_mutex_lock(&srv->dlg_lock);
+				dlg_recall_sent(&srv->dlg, ev[i].id, !rc,
+						srv_now_ns());
+				pthread_mutex_unlock(&srv->dlg_lock);
 			}
 			pthread_mutex_lock(&srv->dlg_lock);
 			continue;
@@ -193,6 +202,8 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 		nrev = dlg_expire(&srv->dlg, srv_now_ns(), rev, RECALL_BATCH);
 		apply_revokes(srv, rev, nrev);
 	}
+	if (waited)
+		dlg_wait(&srv->dlg, *key, -1);
 	pthread_mutex_unlock(&srv->dlg_lock);
 	if (n < 0)
 		return n;
@@ -245,7 +256,8 @@ int srv_deleg_open(struct srv_req *r, struct srv_dkey *dk, uint32_t want,
 	else if (want & DAFS_O_WANT_READ_DELEG)
 		w = DLG_READ;
 	pthread_mutex_lock(&srv->dlg_lock);
-	rc = dlg_open(&srv->dlg, dk->key, r->sess, dk->kind, w, srv_now_ns(),
+	rc = dlg_open(&srv->dlg, dk->key, r->sess, dk->kind, w,
+		      (uint64_t)r->sess->p.lease_ms * 1000000u, srv_now_ns(),
 		      id);
 	pthread_mutex_unlock(&srv->dlg_lock);
 	if (rc < 0)

@@ -42,7 +42,7 @@ static int do_open(struct dlg_key k, void *owner, int kind, int want,
 	ck_assert_int_eq(dlg_begin(&m, k, owner, kind, now, ev, 4, &nev, &dl),
 			 0);
 	ck_assert_int_eq(nev, 0);
-	return dlg_open(&m, k, owner, kind, want, now, id);
+	return dlg_open(&m, k, owner, kind, want, LEASE, now, id);
 }
 
 START_TEST(grant_read_many)
@@ -132,11 +132,16 @@ START_TEST(recall_once_and_return)
 	ck_assert_int_eq(nev, 2);
 	ck_assert(ev[0].owner == &A || ev[1].owner == &A);
 	ck_assert(ev[0].owner == &C || ev[1].owner == &C);
-	ck_assert_uint_eq(dl, 10 * MS + LEASE);
+	/* until the CB_RECALLs are known to have arrived, the next look is
+	 * at the retry */
+	ck_assert_uint_eq(dl, 10 * MS + DLG_RETRY_NS);
+	dlg_recall_sent(&m, a, 1, 11 * MS);
+	dlg_recall_sent(&m, c, 1, 11 * MS);
 	ck_assert_int_eq(
 		dlg_begin(&m, K1, &B, DLG_C_WRITE, 20 * MS, ev, 4, &nev, &dl),
 		2);
 	ck_assert_int_eq(nev, 0); /* not recalled again */
+	ck_assert_uint_eq(dl, 10 * MS + LEASE);
 	ck_assert_uint_eq(m.st.recalls, 2);
 	ck_assert_int_eq(dlg_find(&m, a)->state, DLG_RECALLING);
 	/* returns; a wrong owner or id is refused */
@@ -215,7 +220,8 @@ START_TEST(holdoff_after_recall)
 	ck_assert_int_eq(dlg_begin(&m, K1, &A, DLG_C_READ, 22 * MS, ev, 4,
 				   &nev, &dl),
 			 0);
-	ck_assert_int_eq(dlg_open(&m, K1, &A, DLG_C_READ, DLG_READ, 23 * MS, &a),
+	ck_assert_int_eq(dlg_open(&m, K1, &A, DLG_C_READ, DLG_READ, LEASE, 23 * MS,
+				  &a),
 			 DLG_NONE);
 	dlg_end(&m, K1); /* B's operation done */
 	dlg_close(&m, K1, &A, DLG_C_READ);
@@ -258,7 +264,7 @@ START_TEST(own_ops_no_conflict_and_upgrade)
 	ck_assert_int_eq(dlg_begin(&m, K1, &A, DLG_C_WRITE, 2, ev, 4, &nev, &dl),
 			 0);
 	/* and its write open upgrades it, same id */
-	ck_assert_int_eq(dlg_open(&m, K1, &A, DLG_C_WRITE, DLG_WRITE, 3, &a2),
+	ck_assert_int_eq(dlg_open(&m, K1, &A, DLG_C_WRITE, DLG_WRITE, LEASE, 3, &a2),
 			 DLG_WRITE);
 	ck_assert_uint_eq(a2, a);
 	ck_assert_uint_eq(m.st.upgrades, 1);
@@ -326,6 +332,100 @@ START_TEST(many_files)
 }
 END_TEST
 
+START_TEST(recall_retried_until_sent)
+{
+	struct dlg_event ev[4];
+	uint64_t a, dl;
+	int nev;
+
+	ck_assert_int_eq(do_open(K1, &A, DLG_C_READ, DLG_READ, 1, &a), DLG_READ);
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_WRITE, 10 * MS, ev, 4,
+				   &nev, &dl),
+			 1);
+	ck_assert_int_eq(nev, 1);
+	/* the deadline is the retry, not the revocation */
+	ck_assert_uint_eq(dl, 10 * MS + DLG_RETRY_NS);
+	dlg_recall_sent(&m, a, 0, 10 * MS); /* the send failed */
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_WRITE, 50 * MS, ev, 4,
+				   &nev, &dl),
+			 1);
+	ck_assert_int_eq(nev, 0); /* too soon */
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_WRITE,
+				   10 * MS + DLG_RETRY_NS, ev, 4, &nev, &dl),
+			 1);
+	ck_assert_int_eq(nev, 1); /* tried again */
+	ck_assert_uint_eq(ev[0].id, a);
+	dlg_recall_sent(&m, a, 1, 10 * MS + DLG_RETRY_NS);
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_WRITE, 5000 * MS, ev, 4,
+				   &nev, &dl),
+			 1);
+	ck_assert_int_eq(nev, 0); /* reached the holder: never again */
+	ck_assert_uint_eq(dl, 10 * MS + LEASE); /* from the first recall */
+	ck_assert_uint_eq(m.st.recalls, 1);
+}
+END_TEST
+
+START_TEST(no_grants_while_waiting_or_recalling)
+{
+	struct dlg_event ev[4];
+	uint64_t a, c, dl;
+	int nev;
+
+	ck_assert_int_eq(do_open(K1, &A, DLG_C_READ, DLG_READ, 1, &a), DLG_READ);
+	dlg_close(&m, K1, &A, DLG_C_READ);
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_WRITE, 2 * MS, ev, 4,
+				   &nev, &dl),
+			 1);
+	dlg_wait(&m, K1, 1);
+	/* past the hold-off: C reads, and still gets nothing while B
+	 * waits and A's delegation is being recalled */
+	ck_assert_int_eq(do_open(K1, &C, DLG_C_READ, DLG_READ,
+				 2 * MS + HOLDOFF, &c),
+			 DLG_NONE);
+	dlg_close(&m, K1, &C, DLG_C_READ);
+	/* nor A itself: its own open gets no second delegation */
+	ck_assert_int_eq(do_open(K1, &A, DLG_C_READ, DLG_READ,
+				 2 * MS + HOLDOFF, &c),
+			 DLG_NONE);
+	dlg_close(&m, K1, &A, DLG_C_READ);
+	ck_assert_int_eq(dlg_return(&m, a, &A, 3 * MS + HOLDOFF), 0);
+	dlg_wait(&m, K1, -1);
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_WRITE, 4 * MS + HOLDOFF,
+				   ev, 4, &nev, &dl),
+			 0);
+	dlg_end(&m, K1);
+	ck_assert_int_eq(do_open(K1, &C, DLG_C_READ, DLG_READ,
+				 5 * MS + 2 * HOLDOFF, &c),
+			 DLG_READ);
+}
+END_TEST
+
+START_TEST(holder_lease)
+{
+	struct dlg_event ev[4], rev[4];
+	uint64_t a, dl;
+	int nev;
+
+	/* a holder with a lease shorter than the server's longest is
+	 * revoked when its own lease has passed */
+	ck_assert_int_eq(dlg_begin(&m, K1, &A, DLG_C_WRITE, 1, ev, 4, &nev, &dl),
+			 0);
+	ck_assert_int_eq(dlg_open(&m, K1, &A, DLG_C_WRITE, DLG_WRITE,
+				  2000 * MS, 1, &a),
+			 DLG_WRITE);
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_READ, 10 * MS, ev, 4,
+				   &nev, &dl),
+			 1);
+	dlg_recall_sent(&m, a, 1, 10 * MS);
+	ck_assert_int_eq(dlg_begin(&m, K1, &B, DLG_C_READ, 11 * MS, ev, 4,
+				   &nev, &dl),
+			 1);
+	ck_assert_uint_eq(dl, 2010 * MS);
+	ck_assert_int_eq(dlg_expire(&m, 2009 * MS, rev, 4), 0);
+	ck_assert_int_eq(dlg_expire(&m, 2010 * MS, rev, 4), 1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("deleg");
@@ -343,6 +443,9 @@ static Suite *suite(void)
 	tcase_add_test(t, own_ops_no_conflict_and_upgrade);
 	tcase_add_test(t, owner_gone);
 	tcase_add_test(t, many_files);
+	tcase_add_test(t, recall_retried_until_sent);
+	tcase_add_test(t, no_grants_while_waiting_or_recalling);
+	tcase_add_test(t, holder_lease);
 	suite_add_tcase(s, t);
 	return s;
 }
