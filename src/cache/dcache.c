@@ -9,7 +9,11 @@
  * handle.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +55,7 @@ struct dcache {
 	struct dc_blk lru; /* list head */
 	struct dc_stats st;
 	/* LMDB mode */
+	int lockfd; /* flock'ed: one process per directory */
 	MDB_env *env;
 	MDB_dbi dfiles, dblocks;
 };
@@ -208,21 +213,42 @@ static void blk_drop(struct dcache *dc, struct dc_blk *b, MDB_txn *txn)
 	free(b);
 }
 
-/* Drop every block of @f (lock held). */
-static void file_drop_blocks(struct dcache *dc, struct dc_file *f)
+/* Drop every block of @f (lock held); in LMDB mode within @txn, which
+ * the caller commits. */
+static void file_drop_blocks_txn(struct dcache *dc, struct dc_file *f,
+				 MDB_txn *txn)
 {
-	MDB_txn *txn = NULL;
-
 	f->gen++;
 	if (!f->blocks)
 		return;
 	dc->st.invalidations++;
-	if (dc->env && mdb_txn_begin(dc->env, NULL, 0, &txn))
-		txn = NULL;
 	while (f->blocks)
 		blk_drop(dc, f->blocks, txn);
-	if (txn)
-		mdb_txn_commit(txn);
+}
+
+/* The same in a transaction of its own. If LMDB fails, the file's change
+ * record goes (in a last transaction): blocks left behind are then never
+ * taken for current by a later process. */
+static void file_drop_blocks(struct dcache *dc, struct dc_file *f)
+{
+	MDB_txn *txn = NULL;
+
+	if (!dc->env || !f->blocks) {
+		file_drop_blocks_txn(dc, f, NULL);
+		return;
+	}
+	if (mdb_txn_begin(dc->env, NULL, 0, &txn))
+		txn = NULL;
+	file_drop_blocks_txn(dc, f, txn);
+	if (!txn || mdb_txn_commit(txn)) {
+		MDB_val k = {f->fh.len, f->fh.data};
+
+		f->has_change = 0;
+		if (!mdb_txn_begin(dc->env, NULL, 0, &txn)) {
+			mdb_del(txn, dc->dfiles, &k, NULL);
+			(void)mdb_txn_commit(txn); /* nothing more to try */
+		}
+	}
 }
 
 /* ---- open / close ---- */
@@ -286,12 +312,28 @@ int dc_open(struct dcache **out, uint64_t limit, const char *dir)
 	if (!dc)
 		return -ENOMEM;
 	pthread_mutex_init(&dc->lock, NULL);
+	dc->lockfd = -1;
 	dc->lru.lnext = dc->lru.lprev = &dc->lru;
 	dc->limit = limit;
 	dc->st.limit = limit;
 	if (dir) {
+		char lock[4096];
+
 		if (mkdir(dir, 0700) && errno != EEXIST) {
 			rc = -errno;
+			goto fail;
+		}
+		/* one process per directory: two would each index only their
+		 * own blocks and could pair one's old blocks with the other's
+		 * newer change attribute */
+		snprintf(lock, sizeof(lock), "%s/lock", dir);
+		dc->lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (dc->lockfd < 0) {
+			rc = -errno;
+			goto fail;
+		}
+		if (flock(dc->lockfd, LOCK_EX | LOCK_NB)) {
+			rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
 			goto fail;
 		}
 		rc = mdb_env_create(&dc->env);
@@ -352,6 +394,8 @@ void dc_close(struct dcache *dc)
 		mdb_env_sync(dc->env, 1);
 		mdb_env_close(dc->env);
 	}
+	if (dc->lockfd >= 0)
+		close(dc->lockfd);
 	pthread_mutex_destroy(&dc->lock);
 	free(dc);
 }
@@ -369,18 +413,26 @@ int dc_validate(struct dcache *dc, const dafs_fh_t *fh, uint64_t change)
 	if (f) {
 		if (f->has_change && f->change == change) {
 			kept = f->blocks != NULL;
-		} else {
+		} else if (!dc->env) {
 			file_drop_blocks(dc, f);
 			f->change = change;
 			f->has_change = 1;
-			if (dc->env && !mdb_txn_begin(dc->env, NULL, 0, &txn)) {
-				MDB_val k = {fh->len, (void *)fh->data};
-				MDB_val v = {8, &change};
+		} else if (mdb_txn_begin(dc->env, NULL, 0, &txn)) {
+			file_drop_blocks(dc, f); /* no change recorded */
+		} else {
+			/* the old blocks go and the new change comes in one
+			 * transaction: never one without the other */
+			MDB_val k = {fh->len, (void *)fh->data};
+			MDB_val v = {8, &change};
 
-				if (mdb_put(txn, dc->dfiles, &k, &v, 0))
-					mdb_txn_abort(txn);
-				else
-					mdb_txn_commit(txn);
+			file_drop_blocks_txn(dc, f, txn);
+			if (mdb_put(txn, dc->dfiles, &k, &v, 0) ||
+			    mdb_txn_commit(txn)) {
+				f->has_change = 0;
+				file_drop_blocks(dc, f);
+			} else {
+				f->change = change;
+				f->has_change = 1;
 			}
 		}
 	}
@@ -434,13 +486,22 @@ static void blk_insert(struct dcache *dc, struct dc_file *f, uint64_t blk,
 	b->f = f;
 	b->blk = blk;
 	b->len = len;
+	/* room first: the least recently used blocks go (committed on their
+	 * own, so a put that fails does not bring them back in LMDB) */
+	if (dc->st.bytes + len > dc->limit) {
+		if (dc->env && mdb_txn_begin(dc->env, NULL, 0, &txn))
+			txn = NULL;
+		while (dc->st.bytes + len > dc->limit &&
+		       dc->lru.lprev != &dc->lru) {
+			blk_drop(dc, dc->lru.lprev, txn);
+			dc->st.evictions++;
+		}
+		if (txn)
+			mdb_txn_commit(txn);
+		txn = NULL;
+	}
 	if (dc->env && mdb_txn_begin(dc->env, NULL, 0, &txn))
 		txn = NULL;
-	/* room first: the least recently used blocks go */
-	while (dc->st.bytes + len > dc->limit && dc->lru.lprev != &dc->lru) {
-		blk_drop(dc, dc->lru.lprev, txn);
-		dc->st.evictions++;
-	}
 	if (dc->env) {
 		uint8_t k[1 + DAFS_FH_MAX + 8];
 		MDB_val key = {blk_key(k, &f->fh, blk), k};

@@ -7,6 +7,7 @@
  * invalidation not kept, and the LMDB form surviving a close and reopen.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,12 @@ START_TEST(persistent)
 	server_file(&sf, 2 * DC_BLOCK + 7, 5, 5);
 	server_file(&sg, 1000, 6, 6);
 	ck_assert_int_eq(dc_open(&dc, 1u << 20, dir), 0);
+	{
+		struct dcache *second;
+
+		/* one process (one cache) per directory */
+		ck_assert_int_eq(dc_open(&second, 1u << 20, dir), -EBUSY);
+	}
 	dc_validate(dc, &sf.fh, 77);
 	dc_validate(dc, &sg.fh, 88);
 	read_check(dc, &sf, 0, sf.size);
