@@ -208,6 +208,11 @@ typedef struct dafs_session_info {
 	/** why DAFS_REGCACHE_NO_MONITOR: a negative errno, else 0 */
 	int32_t regcache_monitor_err;
 	/**@}*/
+	/** The session's descriptor set: send buffers registered once at
+	 * session open, one per request in flight (the credits). Requests
+	 * beyond it wait for a buffer, never for a registration; an
+	 * application keeps its queue depth at or below this. */
+	uint32_t desc_set_size;
 } dafs_session_info_t;
 
 /**

@@ -507,6 +507,7 @@ DAFS_API int dafs_session_query(dafs_session_t *s, dafs_session_info_t *info)
 	snprintf(info->transport, sizeof(info->transport), "%s",
 		 s->tp->name);
 	info->credits = s->p.credits;
+	info->desc_set_size = s->p.credits; /* one send buffer per slot */
 	info->cb_credits = s->p.cb_credits;
 	info->max_request = s->p.max_request;
 	info->max_response = s->p.max_response;

@@ -1104,6 +1104,8 @@ START_TEST(test_sync_io)
 	ck_assert_uint_gt(info.inline_max, 0);
 	ck_assert_uint_ge(info.max_io, MiB);
 	ck_assert_uint_gt(info.credits, 0);
+	/* one registered send buffer per request in flight */
+	ck_assert_uint_eq(info.desc_set_size, info.credits);
 
 	sizes[0] = 1;
 	sizes[1] = 4 * KiB;
