@@ -660,8 +660,20 @@ static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
 		return;
 	}
 	if (h.arg == dafs_err_to_status(-DAFS_EDELAY)) {
-		/* the server still executes the original: ask again */
+		/* the server still executes the original, or waits for
+		 * recalls with enough others: ask again, backing off from
+		 * 1 ms to 32 ms (a recall takes up to a lease) */
 		post_rbuf(s, (uint32_t)wc->wr_id);
+		cr->delay_ms = cr->delay_ms ? cr->delay_ms * 2 : 1;
+		if (cr->delay_ms > 32)
+			cr->delay_ms = 32;
+		if (cr->kind == CREQ_SYNC) {
+			/* its caller sends it again, so this thread goes on
+			 * dispatching the other replies */
+			cr->resend_ns = now_ns() + cr->delay_ms * 1000000ull;
+			pthread_cond_broadcast(&s->cv);
+			return;
+		}
 		pthread_mutex_unlock(&s->lock);
 		usleep(1000);
 		pthread_mutex_lock(&s->lock);
@@ -784,6 +796,8 @@ int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
 	if (deferred)
 		cr->gather = *gather;
 	cr->deadline_ns = deadline;
+	cr->delay_ms = 0;
+	cr->resend_ns = 0;
 	*out = cr;
 	return 0;
 }
@@ -813,9 +827,11 @@ int dafs_c_send(dafs_session_t *s, struct creq *cr)
 	return rc;
 }
 
-static int req_done(void *arg)
+static int req_done_or_resend(void *arg)
 {
-	return ((struct creq *)arg)->done;
+	struct creq *cr = arg;
+
+	return cr->done || (cr->resend_ns && now_ns() >= cr->resend_ns);
 }
 
 int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep)
@@ -824,10 +840,30 @@ int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep)
 	int rc;
 
 	pthread_mutex_lock(&s->lock);
-	rc = wait_until(s, req_done, cr, cr->deadline_ns);
+	for (;;) {
+		uint64_t until = cr->resend_ns && cr->resend_ns < cr->deadline_ns
+					 ? cr->resend_ns
+					 : cr->deadline_ns;
+
+		rc = wait_until(s, req_done_or_resend, cr, until);
+		if (cr->done || (rc && rc != -ETIMEDOUT))
+			break;
+		if (cr->resend_ns && now_ns() >= cr->resend_ns) {
+			/* DAFS_EDELAY came back: ask again */
+			cr->resend_ns = 0;
+			if (send_req(s, cr))
+				s->ep->ops->disconnect(s->ep);
+			rc = 0;
+			continue;
+		}
+		if (rc || now_ns() >= cr->deadline_ns) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
-	if (rc)
-		return rc;
+	if (!cr->done)
+		return rc ? rc : -ETIMEDOUT;
 	rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, rep);
 	if (rc)
 		return rc;
@@ -850,6 +886,13 @@ void dafs_c_end(dafs_session_t *s, struct creq *cr)
 		 * (which then frees it) or the session's end, so the
 		 * sequence stays in step with the server */
 		cr->kind = CREQ_ORPHAN;
+		if (cr->resend_ns) {
+			/* the server forgot it (DAFS_EDELAY): one last
+			 * send, whose reply frees the slot */
+			cr->resend_ns = 0;
+			if (send_req(s, cr))
+				s->ep->ops->disconnect(s->ep);
+		}
 	}
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->lock);

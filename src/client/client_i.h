@@ -53,6 +53,8 @@ struct creq {
 	uint8_t *rbuf;    /* the reply, while attached */
 	uint32_t rlen;
 	uint64_t deadline_ns;
+	uint32_t delay_ms;  /* the last DAFS_EDELAY's back-off */
+	uint64_t resend_ns; /* a synchronous caller sends it again then */
 	/* asynchronous delivery */
 	dafs_cg_t *cg;
 	void *ctx;

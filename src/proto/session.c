@@ -129,15 +129,30 @@ enum dafs_slot_verdict dafs_slot_begin(struct dafs_slot_table *t,
 			return DAFS_SV_MISORDERED;
 		s->state = DAFS_SLOT_BUSY;
 		s->cached = 0;
+		s->prev_seq = s->seq;
 		return DAFS_SV_REEXEC;
 	}
 	if (seq != seq_next(s->seq))
 		return DAFS_SV_MISORDERED;
+	s->prev_seq = s->seq;
 	s->seq = seq;
 	s->op = op;
 	s->cached = 0;
 	s->state = DAFS_SLOT_BUSY;
 	return DAFS_SV_NEW;
+}
+
+void dafs_slot_unwind(struct dafs_slot_table *t, uint32_t slot)
+{
+	struct dafs_slot *s;
+
+	if (slot >= t->n)
+		return;
+	s = &t->s[slot];
+	s->state = DAFS_SLOT_IDLE;
+	s->seq = s->prev_seq;
+	s->cached = 0;
+	s->reply_len = 0;
 }
 
 void dafs_slot_end(struct dafs_slot_table *t, uint32_t slot, uint32_t len)

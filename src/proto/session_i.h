@@ -54,6 +54,7 @@ enum dafs_slot_state { DAFS_SLOT_IDLE = 0, DAFS_SLOT_BUSY = 1 };
 
 struct dafs_slot {
 	uint32_t seq;       /* last sequence number accepted */
+	uint32_t prev_seq;  /* what dafs_slot_unwind() goes back to */
 	uint8_t state;      /* enum dafs_slot_state */
 	uint8_t cached;     /* reply[0..reply_len) answers seq */
 	uint16_t op;        /* op of seq */
@@ -92,6 +93,10 @@ enum dafs_slot_verdict dafs_slot_begin(struct dafs_slot_table *t,
 /* The request on @slot finished; its reply of @len bytes is in the slot's
  * buffer (len 0: no reply to cache, e.g. the connection died first). */
 void dafs_slot_end(struct dafs_slot_table *t, uint32_t slot, uint32_t len);
+/* The request on @slot did nothing and asks to be sent again (its reply
+ * is DAFS_EDELAY): the slot goes back to where it was before it came, so
+ * the retransmission executes as new, and nothing is cached. */
+void dafs_slot_unwind(struct dafs_slot_table *t, uint32_t slot);
 
 /* ---- client slot allocator ---- */
 

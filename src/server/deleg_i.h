@@ -83,6 +83,7 @@ struct dlg_stats {
 	uint64_t grants_read, grants_write, upgrades;
 	uint64_t recalls, returns, revokes;
 	uint64_t waits;           /* operations that waited for a recall */
+	uint64_t delays;          /* ... told to ask again (DAFS_EDELAY) */
 	uint64_t recall_ns_total; /* recall to return, over returns */
 	uint64_t recall_ns_max;
 	uint64_t active;          /* delegations granted now */

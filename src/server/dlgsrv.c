@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <string.h>
@@ -23,6 +24,11 @@
 #include "server_i.h"
 
 #define RECALL_BATCH 16
+
+struct srv_recall {
+	struct dlg_event ev; /* ev.owner: a session referenced by the queue */
+	struct srv_recall *next;
+};
 #define RECALL_SEND_MS 5000 /* the holder's library answers at once */
 
 void srv_deleg_init(struct dafs_server *srv)
@@ -31,6 +37,7 @@ void srv_deleg_init(struct dafs_server *srv)
 
 	pthread_mutex_init(&srv->dlg_lock, NULL);
 	pthread_cond_init(&srv->dlg_cv, NULL);
+	pthread_cond_init(&srv->rq_cv, NULL);
 	/* ids start at the boot time in microseconds: a restarted server
 	 * never mistakes an old id for one of its own */
 	dlg_mgr_init(&srv->dlg, srv->cfg.deleg_policy,
@@ -55,6 +62,7 @@ void srv_deleg_fini(struct dafs_server *srv)
 	dlg_mgr_destroy(&srv->dlg);
 	pthread_mutex_destroy(&srv->dlg_lock);
 	pthread_cond_destroy(&srv->dlg_cv);
+	pthread_cond_destroy(&srv->rq_cv);
 }
 
 static int enabled(const struct dafs_server *srv)
@@ -136,6 +144,88 @@ static int send_recall(struct srv_session *s, const struct dlg_event *ev)
 	return rc;
 }
 
+/* The recall sender: one CB_RECALL at a time, each answered at once by
+ * the holder's library (or failing), then reported to the manager. */
+static void *recaller_main(void *arg)
+{
+	struct dafs_server *srv = arg;
+	struct srv_recall *q;
+	int rc;
+
+	pthread_mutex_lock(&srv->dlg_lock);
+	for (;;) {
+		while (!srv->rq_head && !srv->rq_stop)
+			pthread_cond_wait(&srv->rq_cv, &srv->dlg_lock);
+		q = srv->rq_head;
+		if (!q)
+			break; /* stopping, and nothing left */
+		srv->rq_head = q->next;
+		if (!srv->rq_head)
+			srv->rq_tail = NULL;
+		pthread_mutex_unlock(&srv->dlg_lock);
+		rc = srv->rq_stop ? -ECANCELED : send_recall(q->ev.owner, &q->ev);
+		srv_session_put(q->ev.owner);
+		pthread_mutex_lock(&srv->dlg_lock);
+		dlg_recall_sent(&srv->dlg, q->ev.id, !rc, srv_now_ns());
+		pthread_cond_broadcast(&srv->dlg_cv);
+		free(q);
+	}
+	pthread_mutex_unlock(&srv->dlg_lock);
+	return NULL;
+}
+
+int srv_deleg_start(struct dafs_server *srv)
+{
+	if (!enabled(srv))
+		return 0;
+	if (pthread_create(&srv->recaller, NULL, recaller_main, srv))
+		return -EAGAIN;
+	srv->rq_running = 1;
+	return 0;
+}
+
+void srv_deleg_stop(struct dafs_server *srv)
+{
+	if (!srv->rq_running)
+		return;
+	pthread_mutex_lock(&srv->dlg_lock);
+	srv->rq_stop = 1;
+	pthread_cond_broadcast(&srv->rq_cv);
+	pthread_mutex_unlock(&srv->dlg_lock);
+	pthread_join(srv->recaller, NULL);
+	srv->rq_running = 0;
+}
+
+/* Queue the CB_RECALLs of @ev (dlg_lock held). A holder already on its way
+ * out drops its delegations itself (and wakes the waiters). Without
+ * memory a recall is left for the next round, which retries it. */
+static void queue_recalls(struct dafs_server *srv, struct dlg_event *ev,
+			  int nev)
+{
+	struct srv_recall *q;
+	int i;
+
+	for (i = 0; i < nev; i++) {
+		q = malloc(sizeof(*q));
+		if (!q) {
+			dlg_recall_sent(&srv->dlg, ev[i].id, 0, srv_now_ns());
+			continue;
+		}
+		if (!srv_session_tryget(ev[i].owner)) {
+			free(q);
+			continue;
+		}
+		q->ev = ev[i];
+		q->next = NULL;
+		if (srv->rq_tail)
+			srv->rq_tail->next = q;
+		else
+			srv->rq_head = q;
+		srv->rq_tail = q;
+	}
+	pthread_cond_signal(&srv->rq_cv);
+}
+
 static void deadline_ts(uint64_t deadline_ns, struct timespec *ts)
 {
 	uint64_t now = srv_now_ns(), left;
@@ -160,7 +250,10 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 	struct dlg_event ev[RECALL_BATCH], rev[RECALL_BATCH];
 	struct timespec ts;
 	uint64_t deadline;
-	int n, nev, nrev, i, rc, waited = 0;
+	int n, nev, nrev, waited = 0, counted = 0;
+	/* handler threads that may sleep on recalls at once: the rest of
+	 * the pool stays free for the holders' write-back and DELEGRETURN */
+	int limit = srv->cfg.max_threads / 2 > 0 ? srv->cfg.max_threads / 2 : 1;
 
 	dk->tracked = 0;
 	if (!enabled(srv))
@@ -176,26 +269,18 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 			/* no grants to anyone while this waits */
 			dlg_wait(&srv->dlg, *key, 1);
 		}
-		if (nev) {
-			/* hold the holders across the unlocked sends; one
-			 * already on its way out drops its delegations
-			 * itself (and wakes us) */
-			for (i = 0; i < nev; i++)
-				if (!srv_session_tryget(ev[i].owner))
-					ev[i].owner = NULL;
-			pthread_mutex_unlock(&srv->dlg_lock);
-			for (i = 0; i < nev; i++) {
-				if (!ev[i].owner)
-					continue;
-				rc = send_recall(ev[i].owner, &ev[i]);
-				srv_session_put(ev[i].owner);
-				pthread_mutex_lock(&srv->dlg_lock);
-				dlg_recall_sent(&srv->dlg, ev[i].id, !rc,
-						srv_now_ns());
-				pthread_mutex_unlock(&srv->dlg_lock);
+		if (nev)
+			queue_recalls(srv, ev, nev);
+		if (!counted) {
+			if (srv->dlg_waiters >= limit) {
+				/* the recalls are out: the client asks again
+				 * (DAFS_EDELAY is never cached) */
+				n = -DAFS_EDELAY;
+				srv->dlg.st.delays++;
+				break;
 			}
-			pthread_mutex_lock(&srv->dlg_lock);
-			continue;
+			srv->dlg_waiters++;
+			counted = 1;
 		}
 		deadline_ts(deadline, &ts);
 		pthread_cond_timedwait(&srv->dlg_cv, &srv->dlg_lock, &ts);
@@ -204,6 +289,8 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 	}
 	if (waited)
 		dlg_wait(&srv->dlg, *key, -1);
+	if (counted)
+		srv->dlg_waiters--;
 	pthread_mutex_unlock(&srv->dlg_lock);
 	if (n < 0)
 		return n;

@@ -718,7 +718,12 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 		rlen = srv_execute(&r, w->body);
 	}
 	pthread_mutex_lock(&s->lock);
-	dafs_slot_end(&s->slots, h.slot, rlen);
+	/* a request that did nothing and asks to be sent again (it would
+	 * have waited for recalls with too many others) is not cached */
+	if (dafs_get32(r.reply + 16) == dafs_err_to_status(-DAFS_EDELAY))
+		dafs_slot_unwind(&s->slots, h.slot);
+	else
+		dafs_slot_end(&s->slots, h.slot, rlen);
 	pthread_mutex_unlock(&s->lock);
 	/* the request is consumed: free its buffer before replying so the
 	 * client's next request always finds one posted */
@@ -1044,6 +1049,8 @@ int dafs_server_run(struct dafs_server *srv)
 	for (i = 0; i < srv->cfg.min_threads; i++)
 		spawn_worker(srv);
 	pthread_mutex_unlock(&srv->lock);
+	if (srv_deleg_start(srv))
+		return -EAGAIN;
 	if (pthread_create(&srv->reaper, NULL, reaper_main, srv))
 		return -EAGAIN;
 	if (pthread_create(&srv->acceptor, NULL, acceptor_main, srv))
@@ -1086,6 +1093,11 @@ void dafs_server_stop(struct dafs_server *srv)
 		conn_put(c);
 		pthread_mutex_lock(&srv->lock);
 	}
+	/* the recall sender, once no callback can be waiting long (the
+	 * connections are broken); its queued sessions are let go */
+	pthread_mutex_unlock(&srv->lock);
+	srv_deleg_stop(srv);
+	pthread_mutex_lock(&srv->lock);
 	while (srv->sessions) {
 		struct srv_session *s = srv->sessions;
 

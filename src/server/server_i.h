@@ -167,6 +167,14 @@ struct dafs_server {
 	pthread_mutex_t dlg_lock;
 	pthread_cond_t dlg_cv;
 	struct dlg_mgr dlg;
+	int dlg_waiters; /* handlers sleeping on recalls */
+	/* CB_RECALLs to send, sent by one thread of their own: a handler
+	 * never waits for a callback's answer, which only a free handler
+	 * can take in */
+	struct srv_recall *rq_head, *rq_tail;
+	pthread_cond_t rq_cv;
+	pthread_t recaller;
+	int rq_stop, rq_running;
 
 	/* serialises polling of the send CQ (RDMA READ completions) */
 	pthread_mutex_t scq_lock;
@@ -221,6 +229,9 @@ void srv_session_revoke(struct srv_session *s, const struct dlg_key *key);
 /* dlgsrv.c: delegations as the handlers see them. All are no-ops when the
  * policy is off. */
 void srv_deleg_init(struct dafs_server *srv);
+/* Start and stop the recall sender (dafs_server_run / _stop). */
+int srv_deleg_start(struct dafs_server *srv);
+void srv_deleg_stop(struct dafs_server *srv);
 void srv_deleg_fini(struct dafs_server *srv);
 /* The key of the open file @fd; -errno if fstat fails. */
 int srv_deleg_key(int fd, struct dlg_key *key);

@@ -550,6 +550,91 @@ START_TEST(test_cache_persistent)
 }
 END_TEST
 
+/* A recall handler that returns each delegation 200 ms later, from a
+ * thread of its own (as a holder writing back would). */
+struct slow_return {
+	dafs_session_t *s;
+	uint64_t id;
+};
+
+static void *slow_return_main(void *arg)
+{
+	struct slow_return *r = arg;
+
+	usleep(200000);
+	dafs_deleg_return(r->s, r->id);
+	free(r);
+	return NULL;
+}
+
+static void return_slowly(void *arg, const dafs_fh_t *fh, uint64_t id,
+			  int type)
+{
+	struct slow_return *r = malloc(sizeof(*r));
+	pthread_t t;
+
+	(void)fh, (void)type;
+	r->s = arg;
+	r->id = id;
+	pthread_create(&t, NULL, slow_return_main, r);
+	pthread_detach(t);
+}
+
+/* With a pool of 2 handlers, 6 conflicting opens at once: one waits in
+ * the server, the others are told to ask again (DAFS_EDELAY), so a
+ * handler stays free for the holder's returns; every open succeeds and
+ * nothing is revoked. */
+START_TEST(test_small_pool)
+{
+	struct opener o[6];
+	dafs_file_t *f[6];
+	pthread_t t[6];
+	uint64_t t0;
+	int i;
+
+	OK(dafs_set_recall_handler(A, return_slowly, A));
+	for (i = 0; i < 6; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "sp%d", i);
+		mkfile(A, name, 10, 's', &o[i].fh);
+		OK(dafs_open(A, &o[i].fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &f[i]));
+		EXPECT(dafs_file_deleg(f[i], NULL), DAFS_DELEG_WRITE);
+		OK(dafs_close(f[i]));
+	}
+	t0 = it_now_ms();
+	for (i = 0; i < 6; i++) {
+		o[i].s = B;
+		o[i].flags = O_RDWR;
+		pthread_create(&t[i], NULL, open_thread, &o[i]);
+	}
+	for (i = 0; i < 6; i++) {
+		pthread_join(t[i], NULL);
+		OK(o[i].rc);
+	}
+	ck_assert_msg(it_now_ms() - t0 < LEASE_MS,
+		      "6 opens took %llu ms: the pool stalled",
+		      (unsigned long long)(it_now_ms() - t0));
+	ck_assert_uint_eq(returns_reach(A, 6), 6);
+	ck_assert_uint_eq(stats(A).revoked, 0);
+	ck_assert(!it_log_contains(&D, "revoked"));
+}
+END_TEST
+
+static void start_small_pool(void)
+{
+	umask(022);
+	ck_assert_int_eq(it_daemon_init(&D, "d"), 0);
+	D.extra[0] = "--lease-ms";
+	D.extra[1] = "2000";
+	D.extra[2] = "--threads";
+	D.extra[3] = "2:2";
+	ck_assert_int_eq(it_daemon_start(&D), 0);
+	A = session();
+	B = session();
+	OK(dafs_root(A, &ROOT));
+}
+
 static void start_off(void)
 {
 	start_with("off");
@@ -606,6 +691,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_holder_killed);
 	tcase_add_test(tc, test_cache_coherent);
 	tcase_add_test(tc, test_cache_persistent);
+	tc = tcase(s, "small-pool", start_small_pool);
+	tcase_add_test(tc, test_small_pool);
 	tc = tcase(s, "policy-off", start_off);
 	tcase_add_test(tc, test_policy_off);
 	tc = tcase(s, "policy-read", start_read);
