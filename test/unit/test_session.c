@@ -139,6 +139,39 @@ START_TEST(slot_new_then_replay)
 }
 END_TEST
 
+START_TEST(slot_unwind_after_delay)
+{
+	/* an OPEN answered DAFS_EDELAY did nothing: its resend (same slot,
+	 * same seq) executes as new, and the sequence goes on from there */
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 1, DAFS_OP_OPEN, NI),
+			 DAFS_SV_NEW);
+	dafs_slot_end(&tab, 3, 30);
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 2, DAFS_OP_OPEN, NI),
+			 DAFS_SV_NEW);
+	dafs_slot_unwind(&tab, 3);
+	ck_assert_int_eq(tab.s[3].state, DAFS_SLOT_IDLE);
+	ck_assert_int_eq(tab.s[3].cached, 0);
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 2, DAFS_OP_OPEN, NI),
+			 DAFS_SV_NEW);
+	dafs_slot_end(&tab, 3, 30);
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 2, DAFS_OP_OPEN, NI),
+			 DAFS_SV_REPLAY);
+	/* an idempotent re-execution unwound stays a re-execution */
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 3, DAFS_OP_READ, ID),
+			 DAFS_SV_NEW);
+	dafs_slot_end(&tab, 3, 30);
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 3, DAFS_OP_READ, ID),
+			 DAFS_SV_REEXEC);
+	dafs_slot_unwind(&tab, 3);
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 3, DAFS_OP_READ, ID),
+			 DAFS_SV_REEXEC);
+	dafs_slot_end(&tab, 3, 30);
+	ck_assert_int_eq(dafs_slot_begin(&tab, 3, 4, DAFS_OP_READ, ID),
+			 DAFS_SV_NEW);
+	dafs_slot_end(&tab, 3, 30);
+}
+END_TEST
+
 START_TEST(slot_idempotent_reexecutes)
 {
 	ck_assert_int_eq(dafs_slot_begin(&tab, 0, 1, DAFS_OP_READ, ID),
@@ -331,6 +364,7 @@ static Suite *session_suite(void)
 	tcase_add_checked_fixture(t, slots_setup, slots_teardown);
 	tcase_add_test(t, slot_new_then_replay);
 	tcase_add_test(t, slot_idempotent_reexecutes);
+	tcase_add_test(t, slot_unwind_after_delay);
 	tcase_add_test(t, slot_busy_while_executing);
 	tcase_add_test(t, slot_misordered_and_bad);
 	tcase_add_test(t, slot_uncached_not_replayed);
