@@ -674,6 +674,14 @@ static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
 			pthread_cond_broadcast(&s->cv);
 			return;
 		}
+		if (cr->kind == CREQ_ORPHAN) {
+			/* its caller gave up, and the server did nothing:
+			 * the slot is free again, its number unused */
+			cr->busy = 0;
+			dafs_cslot_unuse(&s->cslots, cr->slot);
+			pthread_cond_broadcast(&s->cv);
+			return;
+		}
 		pthread_mutex_unlock(&s->lock);
 		usleep(1000);
 		pthread_mutex_lock(&s->lock);
@@ -887,11 +895,12 @@ void dafs_c_end(dafs_session_t *s, struct creq *cr)
 		 * sequence stays in step with the server */
 		cr->kind = CREQ_ORPHAN;
 		if (cr->resend_ns) {
-			/* the server forgot it (DAFS_EDELAY): one last
-			 * send, whose reply frees the slot */
+			/* the server answered DAFS_EDELAY and forgot it: the
+			 * slot is free, its number unused, and nothing was
+			 * done (no open left behind) */
 			cr->resend_ns = 0;
-			if (send_req(s, cr))
-				s->ep->ops->disconnect(s->ep);
+			cr->busy = 0;
+			dafs_cslot_unuse(&s->cslots, cr->slot);
 		}
 	}
 	pthread_cond_broadcast(&s->cv);

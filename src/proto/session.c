@@ -207,6 +207,15 @@ int dafs_cslot_get(struct dafs_cslots *c, uint32_t *slot, uint32_t *seq)
 	return 0;
 }
 
+void dafs_cslot_unuse(struct dafs_cslots *c, uint32_t slot)
+{
+	if (slot >= c->n || !c->s[slot].busy)
+		return;
+	/* seq_next's inverse: 1 goes back to UINT32_MAX (0 is never used) */
+	c->s[slot].seq = c->s[slot].seq == 1 ? UINT32_MAX : c->s[slot].seq - 1;
+	dafs_cslot_put(c, slot);
+}
+
 void dafs_cslot_put(struct dafs_cslots *c, uint32_t slot)
 {
 	struct dafs_cslot *s;

@@ -120,6 +120,10 @@ int dafs_cslot_get(struct dafs_cslots *c, uint32_t *slot, uint32_t *seq);
 /* Give @slot back (its reply arrived, or the request was abandoned after a
  * reply-less failure; the seq is kept so the server sees seq + 1 next). */
 void dafs_cslot_put(struct dafs_cslots *c, uint32_t slot);
+/* Give @slot back with its last sequence number unused: the server
+ * answered DAFS_EDELAY and unwound its slot, and the request is given up,
+ * so the next request on the slot takes the same number. */
+void dafs_cslot_unuse(struct dafs_cslots *c, uint32_t slot);
 
 /* ---- leases ---- */
 

@@ -274,6 +274,12 @@ START_TEST(cslots_credits)
 	ck_assert_uint_eq(slot, used[1]);
 	ck_assert_uint_eq(seq, 2); /* the slot's next sequence */
 	ck_assert_int_eq(dafs_cslot_get(&c, &slot, &seq), -EAGAIN);
+	/* given back unused (DAFS_EDELAY, then given up): the same number
+	 * comes again */
+	dafs_cslot_unuse(&c, slot);
+	ck_assert_int_eq(dafs_cslot_get(&c, &slot, &seq), 0);
+	ck_assert_uint_eq(slot, used[1]);
+	ck_assert_uint_eq(seq, 2);
 	dafs_cslots_fini(&c);
 }
 END_TEST
