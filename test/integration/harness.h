@@ -84,4 +84,20 @@ int it_rmtree(const char *path);
 /* Milliseconds on the monotonic clock. */
 uint64_t it_now_ms(void);
 
+/* Assertions on a libdafs return code, naming the call and the error
+ * (for test files that include check.h and dafs/dafs.h). */
+#define OK(expr)                                                               \
+	do {                                                                   \
+		long long rc_ = (long long)(expr);                             \
+		ck_assert_msg(rc_ == 0, "%s = %lld (%s)", #expr, rc_,          \
+			      dafs_strerror((int)rc_));                        \
+	} while (0)
+#define EXPECT(expr, want)                                                     \
+	do {                                                                   \
+		long long rc_ = (long long)(expr), w_ = (long long)(want);     \
+		ck_assert_msg(rc_ == w_, "%s = %lld (%s), expected %lld (%s)", \
+			      #expr, rc_, dafs_strerror((int)rc_), w_,         \
+			      dafs_strerror((int)w_));                         \
+	} while (0)
+
 #endif /* DAFS_TEST_HARNESS_H */

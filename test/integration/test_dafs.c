@@ -47,22 +47,7 @@ static struct it_daemon D;
 static dafs_session_t *S;
 static dafs_fh_t ROOT;
 
-/* ---- assertions ---- */
-
-#define OK(expr)                                                               \
-	do {                                                                   \
-		long long rc_ = (long long)(expr);                             \
-		ck_assert_msg(rc_ == 0, "%s = %lld (%s)", #expr, rc_,          \
-			      dafs_strerror((int)rc_));                        \
-	} while (0)
-
-#define EXPECT(expr, want)                                                     \
-	do {                                                                   \
-		long long rc_ = (long long)(expr), w_ = (long long)(want);     \
-		ck_assert_msg(rc_ == w_, "%s = %lld (%s), expected %lld (%s)", \
-			      #expr, rc_, dafs_strerror((int)rc_), w_,         \
-			      dafs_strerror((int)w_));                         \
-	} while (0)
+/* ---- assertions: OK and EXPECT, in harness.h ---- */
 
 /* ---- data patterns and checksums ---- */
 

@@ -31,20 +31,6 @@ static struct it_daemon D;
 static dafs_session_t *A, *B;
 static dafs_fh_t ROOT;
 
-#define OK(expr)                                                               \
-	do {                                                                   \
-		long long rc_ = (long long)(expr);                             \
-		ck_assert_msg(rc_ == 0, "%s = %lld (%s)", #expr, rc_,          \
-			      dafs_strerror((int)rc_));                        \
-	} while (0)
-#define EXPECT(expr, want)                                                     \
-	do {                                                                   \
-		long long rc_ = (long long)(expr), w_ = (long long)(want);     \
-		ck_assert_msg(rc_ == w_, "%s = %lld (%s), expected %lld (%s)", \
-			      #expr, rc_, dafs_strerror((int)rc_), w_,         \
-			      dafs_strerror((int)w_));                         \
-	} while (0)
-
 static dafs_session_t *session(void)
 {
 	dafs_session_opts_t o = {.lease_ms = LEASE_MS, .timeout_ms = 20000};

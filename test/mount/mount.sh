@@ -11,169 +11,20 @@
 # dafs-fuse and dafsd by PID, scans both logs for sanitizer reports.
 set -u
 
+# the lib's helpers: TAP lines, dafsd and dafs-fuse by PID, cleanup
 : "${DAFSD:?DAFSD must name the dafsd binary}"
 : "${DAFS_FUSE:?DAFS_FUSE must name the dafs-fuse binary}"
 : "${FSOP:?FSOP must name the fsop helper}"
+. "$(dirname "$0")/lib.sh"
 
-if [ ! -c /dev/fuse ]; then
-	echo "SKIP: /dev/fuse is missing (no FUSE in this kernel or container)"
-	exit 77
-fi
-if ! command -v fusermount3 >/dev/null; then
-	echo "SKIP: fusermount3 is missing (Debian package fuse3)"
-	exit 77
-fi
-
-tmp=$(mktemp -d /tmp/dafs-mount.XXXXXX)
-# the unprivileged user must reach the mount point
-chmod 755 "$tmp"
-exp=$tmp/export
-state=$tmp/state
-mnt=$tmp/mnt
-src=$tmp/src
-mkdir -p "$exp" "$state" "$mnt" "$src"
-dafsd_pid=
-fuse_pid=
-failures=0
-checks=0
-
-say() { printf '%s\n' "$*"; }
-
-ok() {
-	checks=$((checks + 1))
-	say "ok $checks - $1"
-}
-
-not_ok() {
-	checks=$((checks + 1))
-	failures=$((failures + 1))
-	say "not ok $checks - $1"
-}
-
-# check DESCRIPTION COMMAND...: run it, count a failure if it fails
-check() {
-	local what=$1
-	shift
-	if "$@"; then
-		ok "$what"
-	else
-		not_ok "$what"
-	fi
-}
-
-# same DESCRIPTION EXPECTED ACTUAL
-same() {
-	if [ "$2" = "$3" ]; then
-		ok "$1"
-	else
-		not_ok "$1 (expected '$2', got '$3')"
-	fi
-}
-
-sanitizer_free() {
-	! grep -E -q 'ERROR: AddressSanitizer|runtime error:|LeakSanitizer|ThreadSanitizer' "$1"
-}
-
-# From /proc/mounts, not mountpoint(1): that stats the mount, which fails
-# once the server is gone.
-mounted() {
-	awk -v m="$mnt" '$2 == m {found = 1} END {exit !found}' /proc/mounts
-}
-
-unmount() {
-	if mounted; then
-		fusermount3 -u "$mnt" 2>/dev/null ||
-			{ sleep 1; fusermount3 -u "$mnt" 2>/dev/null; } ||
-			umount -l "$mnt" 2>/dev/null
-	fi
-}
-
-# exit_status PID: wait up to 30 s for PID (a child of this shell) to
-# exit; its status in $status ("hung" if it did not exit)
-exit_status() {
-	local i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt 300 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	if kill -0 "$1" 2>/dev/null; then
-		status=hung
-		return
-	fi
-	wait "$1"
-	status=$?
-}
-
-# stop PID: SIGTERM, wait up to 10 s, then SIGKILL
-stop() {
-	local pid=$1 i=0
-	[ -n "$pid" ] || return 0
-	kill "$pid" 2>/dev/null
-	while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-}
-
-cleanup() {
-	local rc=$?
-	cd /
-	if [ "$rc" -ne 0 ] && [ $failures -eq 0 ]; then
-		say "not ok - the script stopped early, status $rc"
-		failures=1
-	fi
-	unmount
-	stop "$fuse_pid"
-	stop "$dafsd_pid"
-	for log in "$tmp/dafsd.log" "$tmp/fuse.log"; do
-		if [ -f "$log" ] && ! sanitizer_free "$log"; then
-			say "# sanitizer report in $log:"
-			sed 's/^/# /' "$log" | head -60
-			failures=$((failures + 1))
-		fi
-	done
-	rm -rf "$tmp"
-	if [ $failures -ne 0 ]; then
-		say "# $failures of $checks checks failed"
-		exit 1
-	fi
-	say "# all $checks checks passed"
-	exit 0
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+require_fuse
+mount_setup mount
 
 # ---- start dafsd and mount ----
 
-"$DAFSD" --export "data=$exp" --state-dir "$state" \
-	--listen "${DAFS_IT_LISTEN:-tcp://127.0.0.1}:0" --port-file "$tmp/port" \
-	>"$tmp/dafsd.log" 2>&1 &
-dafsd_pid=$!
-for _ in $(seq 100); do
-	[ -s "$tmp/port" ] && break
-	sleep 0.1
-done
-if [ ! -s "$tmp/port" ]; then
-	say "# dafsd did not start:"
-	sed 's/^/# /' "$tmp/dafsd.log"
-	failures=1
-	exit 1
-fi
-url=${DAFS_IT_LISTEN:-tcp://127.0.0.1}:$(cat "$tmp/port")/data
-
+start_dafsd
 # allow_other: the unprivileged user's checks go through this mount
-"$DAFS_FUSE" "$url" "$mnt" -f -o allow_other >"$tmp/fuse.log" 2>&1 &
-fuse_pid=$!
-for _ in $(seq 100); do
-	mountpoint -q "$mnt" && break
-	kill -0 "$fuse_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if ! mountpoint -q "$mnt"; then
-	say "# dafs-fuse did not mount:"
-	sed 's/^/# /' "$tmp/fuse.log"
+if ! mount_fuse -o allow_other; then
 	failures=1
 	exit 1
 fi
@@ -257,23 +108,6 @@ check "cmp of the 64 MiB file with the page cache dropped" \
 
 # ---- lookup counts: the inode table shrinks when the kernel forgets ----
 
-# inodes: ask dafs-fuse (SIGUSR1) for its statistics line, print the
-# inode count
-inodes() {
-	local before after i=0
-	before=$(grep -c 'inodes [0-9]' "$tmp/fuse.log")
-	kill -USR1 "$fuse_pid"
-	while [ $i -lt 50 ]; do
-		after=$(grep -c 'inodes [0-9]' "$tmp/fuse.log")
-		[ "$after" -gt "$before" ] && break
-		sleep 0.1
-		i=$((i + 1))
-	done
-	grep -o 'inodes [0-9]*' "$tmp/fuse.log" | tail -1 | cut -d' ' -f2
-}
-rss() {
-	awk '/^VmRSS/ {print $2}' "/proc/$fuse_pid/status"
-}
 # Drop the kernel's dentries and inodes and wait (up to 10 s) until the
 # node table is down to at most 50: the kernel sends its FORGETs after the
 # drop returns, and a loaded machine delivers them late.
@@ -576,13 +410,7 @@ same "dafs-fuse exits 0 on fusermount3 -u" 0 "$status"
 fuse_pid=
 check "dafs-fuse log is free of sanitizer reports" sanitizer_free "$tmp/fuse.log"
 
-"$DAFS_FUSE" "$url" "$mnt" -f -o ro >"$tmp/fuse.log" 2>&1 &
-fuse_pid=$!
-for _ in $(seq 100); do
-	mountpoint -q "$mnt" && break
-	kill -0 "$fuse_pid" 2>/dev/null || break
-	sleep 0.1
-done
+mount_fuse -o ro
 same "-o ro: reads" hello "$(cat "$mnt/hello" 2>&1)"
 same "-o ro: writes fail with EROFS" "Read-only file system" \
 	"$( (echo x >"$mnt/hello") 2>&1 | sed 's/.*: //')"
@@ -595,13 +423,7 @@ fuse_pid=
 
 # ---- server loss: EIO in bounded time, and the mount still unmounts ----
 
-"$DAFS_FUSE" "$url" "$mnt" -f -o server_timeout=2 >"$tmp/fuse.log" 2>&1 &
-fuse_pid=$!
-for _ in $(seq 100); do
-	mountpoint -q "$mnt" && break
-	kill -0 "$fuse_pid" 2>/dev/null || break
-	sleep 0.1
-done
+mount_fuse -o server_timeout=2
 same "mounted again: reads" hello "$(cat "$mnt/hello" 2>&1)"
 kill -9 "$dafsd_pid"
 wait "$dafsd_pid" 2>/dev/null
