@@ -70,15 +70,12 @@ static int enabled(const struct dafs_server *srv)
 	return srv->dlg.policy != DLG_POLICY_OFF;
 }
 
-int srv_deleg_key(int fd, struct dlg_key *key)
+int srv_deleg_is(const struct srv_dkey *dk, int fd)
 {
 	struct stat st;
 
-	if (fstat(fd, &st))
-		return -errno;
-	key->dev = st.st_dev;
-	key->ino = st.st_ino;
-	return 0;
+	return dk->tracked && !fstat(fd, &st) && dk->key.dev == st.st_dev &&
+	       dk->key.ino == st.st_ino;
 }
 
 /* Apply revocations (dlg_lock held): the holders' open files of the file
@@ -310,13 +307,21 @@ int srv_deleg_begin_name(struct srv_req *r, int dirfd, const char *name,
 	if (!enabled(r->srv))
 		return 0;
 	/* the name as it is now; a file that appears later is new, and
-	 * nobody can hold a delegation on it yet */
-	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) ||
+	 * nobody can hold a delegation on it yet. With an empty name, the
+	 * file of @dirfd itself (srv_deleg_begin_fd). */
+	if (fstatat(dirfd, name, &st,
+		    AT_SYMLINK_NOFOLLOW | (*name ? 0 : AT_EMPTY_PATH)) ||
 	    !S_ISREG(st.st_mode))
 		return 0;
 	key.dev = st.st_dev;
 	key.ino = st.st_ino;
 	return srv_deleg_begin(r, &key, kind, dk);
+}
+
+int srv_deleg_begin_fd(struct srv_req *r, int fd, int kind,
+		       struct srv_dkey *dk)
+{
+	return srv_deleg_begin_name(r, fd, "", kind, dk);
 }
 
 void srv_deleg_end(struct dafs_server *srv, struct srv_dkey *dk)

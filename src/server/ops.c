@@ -353,7 +353,6 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 	uint32_t flags = q->flags & ~DAFS_O_WANT_DELEG;
 	char name[DAFS_NAME_MAX + 1];
 	struct srv_dkey dk = {0};
-	struct dlg_key key;
 	int iofd, rc;
 
 	(void)len;
@@ -375,12 +374,10 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 	}
 	/* the file opened may be another than the one looked at (created
 	 * meanwhile, or renamed over): begin again on the one we have */
-	rc = srv_deleg_key(iofd, &key);
-	if (!rc && dk.tracked &&
-	    (dk.key.dev != key.dev || dk.key.ino != key.ino))
+	if (dk.tracked && !srv_deleg_is(&dk, iofd))
 		srv_deleg_end(r->srv, &dk);
-	if (!rc && !dk.tracked)
-		rc = srv_deleg_begin(r, &key, open_kind(flags), &dk);
+	rc = dk.tracked ? 0
+			: srv_deleg_begin_fd(r, iofd, open_kind(flags), &dk);
 	if (rc) {
 		srv_deleg_end(r->srv, &dk);
 		close(iofd);
@@ -592,15 +589,12 @@ static int h_open(struct srv_req *r, const void *b, const int *fd,
 	const struct dafs_m_open_req *q = b;
 	uint32_t flags = q->flags & ~DAFS_O_WANT_DELEG;
 	struct srv_dkey dk = {0};
-	struct dlg_key key;
 	int iofd, rc;
 
 	(void)len;
 	if (flags & (~DAFS_O_ALL | DAFS_O_EXCL))
 		return -EINVAL;
-	rc = srv_deleg_key(fd[0], &key);
-	if (!rc)
-		rc = srv_deleg_begin(r, &key, open_kind(flags), &dk);
+	rc = srv_deleg_begin_fd(r, fd[0], open_kind(flags), &dk);
 	if (rc)
 		return rc;
 	iofd = dafs_be_open(fd[0], flags, &rep->open.attr);
@@ -1157,8 +1151,6 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 {
 	int fd[2] = {-1, -1}, i, rc = 0, user = 0;
 	struct srv_dkey dk = {0};
-	struct dlg_key key;
-	struct stat st;
 
 	for (i = 0; i < 2 && hd->fh[i] && !rc; i++) {
 		rc = resolve(r, (const dafs_fh_t *)((const uint8_t *)body +
@@ -1170,11 +1162,8 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	}
 	/* a change to a regular file waits for other sessions' delegations
 	 * of it to be returned or revoked */
-	if (!rc && hd->change && !fstat(fd[0], &st) && S_ISREG(st.st_mode)) {
-		key.dev = st.st_dev;
-		key.ino = st.st_ino;
-		rc = srv_deleg_begin(r, &key, DLG_C_WRITE, &dk);
-	}
+	if (!rc && hd->change)
+		rc = srv_deleg_begin_fd(r, fd[0], DLG_C_WRITE, &dk);
 	if (!rc && hd->user) {
 		user = 1;
 		rc = cred_on(r);

@@ -233,8 +233,8 @@ void srv_deleg_init(struct dafs_server *srv);
 int srv_deleg_start(struct dafs_server *srv);
 void srv_deleg_stop(struct dafs_server *srv);
 void srv_deleg_fini(struct dafs_server *srv);
-/* The key of the open file @fd; -errno if fstat fails. */
-int srv_deleg_key(int fd, struct dlg_key *key);
+/* Whether @dk is the operation begun on the file of @fd. */
+int srv_deleg_is(const struct srv_dkey *dk, int fd);
 /* Begin an operation of kind @kind on @key: recall the delegations of
  * other sessions that stand in its way and wait, at most a lease after
  * each recall, until they are returned or revoked. 0: go ahead (end with
@@ -245,6 +245,9 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
  * file (otherwise *@dk is left untracked and 0 returned). */
 int srv_deleg_begin_name(struct srv_req *r, int dirfd, const char *name,
 			 int kind, struct srv_dkey *dk);
+/* The same for the file of @fd (a handle's O_PATH fd, an open file). */
+int srv_deleg_begin_fd(struct srv_req *r, int fd, int kind,
+		       struct srv_dkey *dk);
 void srv_deleg_end(struct dafs_server *srv, struct srv_dkey *dk);
 /* Turn a begun operation into an open of the session, granting what
  * @want asks for if the rules allow: returns DAFS_DELEG_* and *@id. */
