@@ -3,6 +3,7 @@
  * server file handles, with the kernel's lookup counts.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,15 +58,20 @@ static void link_entry(struct fino_table *t, struct fino *e)
 	t->by_id[b] = e;
 }
 
-/* Double both tables; on allocation failure keep the old ones (longer
- * chains, still correct). */
-static void grow(struct fino_table *t)
+/*
+ * Rehash both tables into @n buckets (a power of two): doubled when the
+ * entries reach the bucket count, cut to twice the entries when they fall
+ * below an eighth of it (a walk of a big tree, then forgotten, leaves no
+ * big table behind). On allocation failure keep the old ones (longer
+ * chains, still correct).
+ */
+static void resize(struct fino_table *t, size_t n)
 {
 	struct fino **ofh = t->by_fh, **oid = t->by_id, *e, *next;
 	size_t on = t->nbuckets, i;
 
-	t->by_fh = calloc(on * 2, sizeof(*t->by_fh));
-	t->by_id = calloc(on * 2, sizeof(*t->by_id));
+	t->by_fh = calloc(n, sizeof(*t->by_fh));
+	t->by_id = calloc(n, sizeof(*t->by_id));
 	if (!t->by_fh || !t->by_id) {
 		free(t->by_fh);
 		free(t->by_id);
@@ -73,7 +79,7 @@ static void grow(struct fino_table *t)
 		t->by_id = oid;
 		return;
 	}
-	t->nbuckets = on * 2;
+	t->nbuckets = n;
 	/* every entry is on exactly one by_fh chain: relink from those */
 	for (i = 0; i < on; i++) {
 		for (e = ofh[i]; e; e = next) {
@@ -83,6 +89,18 @@ static void grow(struct fino_table *t)
 	}
 	free(ofh);
 	free(oid);
+}
+
+/* Whether the table is due to shrink, and to what size. */
+static size_t shrink_to(const struct fino_table *t)
+{
+	size_t n = INITIAL_BUCKETS;
+
+	if (t->nbuckets <= INITIAL_BUCKETS || t->count >= t->nbuckets / 8)
+		return 0;
+	while (n < t->count * 2)
+		n *= 2;
+	return n;
 }
 
 static struct fino *find_id(struct fino_table *t, uint64_t id)
@@ -161,7 +179,7 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
-			grow(t);
+			resize(t, t->nbuckets * 2);
 		link_entry(t, e);
 		t->count++;
 	}
@@ -186,6 +204,7 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 {
 	struct fino *e;
 	uint64_t deleg;
+	size_t shrink;
 
 	if (id == FINO_ROOT_ID)
 		return 0;
@@ -210,8 +229,19 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 	t->count--;
 	if (e->changed > t->freed_changed)
 		t->freed_changed = e->changed;
+	shrink = shrink_to(t);
+	if (shrink)
+		resize(t, shrink);
 	pthread_mutex_unlock(&t->lock);
 	free(e);
+	/*
+	 * The nodes freed since the last shrink sit in malloc's arenas, one
+	 * per thread that made them, and the next walk's threads need not
+	 * reuse the same ones: give their free pages back to the system
+	 * (a few times while a big table drains, each a fraction of it).
+	 */
+	if (shrink)
+		malloc_trim(0);
 	return deleg;
 }
 
