@@ -62,8 +62,11 @@ static const char usage_text[] =
 	"  -r, --read             read the file (the default; a missing file "
 	"is\n"
 	"                         written first)\n"
-	"  -w, --write            write the file (create or truncate); -rw: "
-	"both\n"
+	"  -w, --write            write the file (created if missing, else\n"
+	"                         overwritten in place and cut to SIZE after);\n"
+	"                         -rw: both\n"
+	"      --truncate         truncate before each write pass (the writes\n"
+	"                         then allocate the file's pages anew)\n"
 	"      --server-pid PID   report the CPU time of this dafsd per GB "
 	"moved\n"
 	"      --register         register the buffers once (the default)\n"
@@ -89,6 +92,7 @@ struct opts {
 	bool reg;
 	bool verify;
 	bool commit;
+	bool truncate; /* --truncate: O_TRUNC at each write pass */
 	bool json;
 	const char *url;
 };
@@ -216,6 +220,7 @@ enum {
 	OPT_NO_REGISTER,
 	OPT_NO_VERIFY,
 	OPT_COMMIT,
+	OPT_TRUNCATE,
 	OPT_JSON,
 	OPT_VERSION,
 };
@@ -233,6 +238,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{"no-register", no_argument, NULL, OPT_NO_REGISTER},
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"commit", no_argument, NULL, OPT_COMMIT},
+		{"truncate", no_argument, NULL, OPT_TRUNCATE},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
@@ -291,6 +297,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_NO_VERIFY:
 			o->verify = false;
+			break;
+		case OPT_TRUNCATE:
+			o->truncate = true;
 			break;
 		case OPT_COMMIT:
 			o->commit = true;
@@ -536,8 +545,20 @@ static int open_write(struct bench *b, dafs_file_t **f)
 		return r;
 	if (!name[0])
 		return -EISDIR;
-	return dafs_create(b->s, &dir, name, O_WRONLY | O_TRUNC, 0644, f, NULL,
-			   NULL);
+	/* Overwritten in place by default, as a file in the server's page
+	 * cache (what the reads measure too); --truncate drops its pages */
+	return dafs_create(b->s, &dir, name,
+			   O_WRONLY | (b->o.truncate ? O_TRUNC : 0), 0644, f,
+			   NULL, NULL);
+}
+
+/* After an overwrite, the file is cut to the bytes written (it may have
+ * been longer). */
+static int cut_to(struct bench *b, dafs_file_t *f, uint64_t size)
+{
+	dafs_setattr_t sa = {.mask = DAFS_SET_SIZE, .size = size};
+
+	return dafs_setattr(b->s, dafs_file_fh(f), &sa, NULL);
 }
 
 static int open_read(struct bench *b, dafs_file_t **f, uint64_t *size)
@@ -602,6 +623,8 @@ static int timed_pass(struct bench *b, bool write, size_t bs, uint64_t *size,
 		 res, &bad);
 	if (r == 0 && write && b->o.commit)
 		r = dafs_commit(f, 0);
+	if (r == 0 && write && !b->o.truncate)
+		r = cut_to(b, f, *size);
 	if (b->broken) {
 		/* the library may still own the buffers: do not touch f */
 		fprintf(stderr, "dafs-bench: %s %s: %s\n", what, b->url.path,
