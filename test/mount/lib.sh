@@ -147,7 +147,7 @@ cleanup() {
 
 # mount_setup NAME: the directories under a new $tmp, and the traps
 mount_setup() {
-	tmp=$(mktemp -d "/tmp/dafs-$1.XXXXXX")
+	tmp=$(mktemp -d "${DAFS_TEST_TMP:-/tmp}/dafs-$1.XXXXXX")
 	# an unprivileged user must reach the mount point
 	chmod 755 "$tmp"
 	exp=$tmp/export
