@@ -1047,17 +1047,26 @@ static int cmd_cat(int argc, char **argv)
  * Open the remote file a put writes to, creating or truncating it. The URL
  * may name a file (created with @mode if missing), an existing directory
  * (the file goes in it under @base; NULL for stdin), or a symlink to
- * either, which the server does not follow for us.
+ * either, which the server does not follow for us. With @into_dir (the URL
+ * ended in '/', which the parser drops) it must name a directory.
  */
 static int put_open(struct conn *c, const char *base, uint32_t mode,
-		    dafs_file_t **f)
+		    int into_dir, dafs_file_t **f)
 {
 	char name[DAFS_NAME_MAX + 1];
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
 	int r, cr;
 
-	r = dtool_resolve_parent(c->s, c->url.path, &dir, name);
+	if (into_dir) {
+		/* as for cp(1): "dir/" is never a new file named "dir" */
+		r = dtool_resolve(c->s, c->url.path, DTOOL_FOLLOW, 0, &dir, &a);
+		if (r == 0 && !S_ISDIR(a.mode))
+			r = -ENOTDIR;
+		name[0] = '\0';
+	} else {
+		r = dtool_resolve_parent(c->s, c->url.path, &dir, name);
+	}
 	if (r < 0)
 		return r;
 	if (name[0]) {
@@ -1087,7 +1096,7 @@ static int put_open(struct conn *c, const char *base, uint32_t mode,
 
 static int cmd_put(int argc, char **argv)
 {
-	const char *lname;
+	const char *lname, *url;
 	char *base = NULL;
 	int set[1] = {0}, first, fd, r, status = 0, local = 0;
 	uint32_t mode;
@@ -1129,7 +1138,8 @@ static int cmd_put(int argc, char **argv)
 	if ((status = conn_open(&c, "put", argv[first + 1])))
 		goto out_local;
 
-	r = put_open(&c, base, mode, &f);
+	url = argv[first + 1];
+	r = put_open(&c, base, mode, url[0] && url[strlen(url) - 1] == '/', &f);
 	if (r < 0) {
 		status = fail("put", shown(c.url.path), r);
 		goto out_conn;

@@ -6,6 +6,9 @@
 # require_fuse, mount_setup NAME, start_dafsd, mount_fuse. Everything
 # lives under $tmp (removed at exit): $exp (the export), $state, $mnt,
 # $src (local files to compare with).
+#
+# test/tools/cli.sh sources it too, for everything but the FUSE helpers
+# (with nothing mounted, cleanup's unmount does nothing).
 
 failures=0
 checks=0
