@@ -67,6 +67,10 @@ static const char usage_text[] =
 	"                         -rw: both\n"
 	"      --truncate         truncate before each write pass (the writes\n"
 	"                         then allocate the file's pages anew)\n"
+	"      --seed N           the data pattern's seed (default: one per\n"
+	"                         run); reads of an existing file are then\n"
+	"                         verified against it, as written by a run\n"
+	"                         with the same seed\n"
 	"      --server-pid PID   report the CPU time of this dafsd per GB "
 	"moved\n"
 	"      --register         register the buffers once (the default)\n"
@@ -93,6 +97,8 @@ struct opts {
 	bool verify;
 	bool commit;
 	bool truncate; /* --truncate: O_TRUNC at each write pass */
+	bool seed_given; /* --seed: existing files hold its pattern */
+	uint64_t seed;
 	bool json;
 	const char *url;
 };
@@ -221,6 +227,7 @@ enum {
 	OPT_NO_VERIFY,
 	OPT_COMMIT,
 	OPT_TRUNCATE,
+	OPT_SEED,
 	OPT_JSON,
 	OPT_VERSION,
 };
@@ -239,6 +246,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 		{"commit", no_argument, NULL, OPT_COMMIT},
 		{"truncate", no_argument, NULL, OPT_TRUNCATE},
+		{"seed", required_argument, NULL, OPT_SEED},
 		{"json", no_argument, NULL, OPT_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, OPT_VERSION},
@@ -300,6 +308,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_TRUNCATE:
 			o->truncate = true;
+			break;
+		case OPT_SEED:
+			errno = 0;
+			o->seed = strtoull(optarg, &end, 0);
+			if (errno || end == optarg || *end)
+				usage_error("bad --seed '%s'", optarg);
+			o->seed_given = true;
 			break;
 		case OPT_COMMIT:
 			o->commit = true;
@@ -859,6 +874,9 @@ static int prepare_read(struct bench *b)
 			dafs_strerror(r));
 		return r;
 	}
+	/* the caller says an earlier run with this seed wrote it */
+	if (b->o.seed_given)
+		b->ours = true;
 	if (b->o.size_given && a.size != b->o.size && !b->o.json)
 		fprintf(stderr,
 			"dafs-bench: %s exists: reading its %" PRIu64
@@ -917,8 +935,10 @@ int main(int argc, char **argv)
 
 	memset(&b, 0, sizeof(b));
 	parse_args(argc, argv, &b.o);
-	b.seed = ((uint64_t)time(NULL) << 32) ^ (uint64_t)getpid() ^
-		 0x5bd1e995a5a5a5a5ull;
+	b.seed = b.o.seed_given
+			 ? b.o.seed
+			 : ((uint64_t)time(NULL) << 32) ^ (uint64_t)getpid() ^
+				   0x5bd1e995a5a5a5a5ull;
 
 	status = setup(&b);
 	if (status == 0)
