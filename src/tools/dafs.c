@@ -1341,6 +1341,7 @@ static int cmd_mv(int argc, char **argv)
 {
 	char sname[DAFS_NAME_MAX + 1], dname[DAFS_NAME_MAX + 1];
 	int set[1] = {0}, first, r, status = 0;
+	const char *dst;
 	struct conn c;
 	dafs_url_t du;
 	dafs_fh_t sdir, ddir;
@@ -1361,10 +1362,16 @@ static int cmd_mv(int argc, char **argv)
 		status = fail("mv", shown(c.url.path), r);
 		goto out;
 	}
-	/* Like mv(1): an existing directory receives the source. */
+	/* Like mv(1): an existing directory receives the source, and a
+	 * destination ending in '/' (which the URL parser drops) must be
+	 * one: "dir/" is never a new name "dir" */
+	dst = argv[first + 1];
 	r = dtool_resolve(c.s, du.path, DTOOL_FOLLOW, 0, &ddir, &a);
 	if (r == 0 && S_ISDIR(a.mode)) {
 		strcpy(dname, sname);
+	} else if (dst[0] && dst[strlen(dst) - 1] == '/') {
+		if (r == 0)
+			r = -ENOTDIR;
 	} else if (r == 0 || r == -ENOENT) {
 		r = dtool_resolve_parent(c.s, du.path, &ddir, dname);
 	}

@@ -327,6 +327,12 @@ fails "mkdir of an existing name" 1 '^dafs: mkdir /lsdir: File exists$' \
 	"$DAFS" mkdir "$url/lsdir"
 fails "mv of a missing file" 1 '^dafs: mv /nope /x: No such file or directory$' \
 	"$DAFS" mv "$url/nope" "$url/x"
+fails "mv into a missing directory (URL/)" 1 \
+	'^dafs: mv /nodir: No such file or directory$' \
+	"$DAFS" mv "$url/lsdir/rand" "$url/nodir/"
+fails "mv into a file as a directory (URL/)" 1 \
+	'^dafs: mv /lsdir/rand: Not a directory$' \
+	"$DAFS" mv "$url/lsdir" "$url/lsdir/rand/"
 
 fails "a bad URL (no //)" 2 '^dafs: get tcp:/x/data/f: malformed URL' \
 	"$DAFS" get "tcp:/x/data/f" "$work/missing.got"
