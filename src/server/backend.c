@@ -49,6 +49,7 @@
 
 #include "proto/wire_i.h"
 #include "server/backend_i.h"
+#include "server/fdcache_i.h"
 #include "server/state_i.h"
 
 /*
@@ -102,6 +103,7 @@ struct dafs_export {
 	uint8_t key[DAFS_HKEY_LEN];
 	dafs_fh_t root_fh;
 	struct dafs_table *tab;	      /* non-NULL: table handles */
+	struct fdcache fdc;	      /* resolved handles' descriptors */
 	struct dafs_export *tab_next; /* on tab_exports, under tab_lock */
 };
 
@@ -538,6 +540,51 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh)
 	return fd;
 }
 
+/*
+ * The cache is keyed by the whole handle, MAC included: only a handle
+ * whose MAC checked out was ever added, and a forged one never matches
+ * byte for byte, so a hit needs no second check. A kept descriptor still
+ * names the object it was opened for even after a rename; only a removal
+ * changes the answer, which nlink tells.
+ */
+int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
+			struct fdc_entry **ref)
+{
+	struct statx sx;
+	int fd;
+
+	*ref = NULL;
+	if (fh->len > DAFS_FH_MAX)
+		return -DAFS_EBADHANDLE;
+	fd = fdc_get(&ex->fdc, fh->data, fh->len, ref);
+	if (fd >= 0) {
+		if (!statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+			   STATX_NLINK, &sx) &&
+		    sx.stx_nlink > 0)
+			return fd;
+		/* removed since: ask the kernel again, as without the
+		 * cache (another process may hold it open; that is its
+		 * answer, not ours) */
+		fdc_drop(&ex->fdc, *ref);
+		fdc_put(&ex->fdc, *ref, fd);
+		*ref = NULL;
+	}
+	fd = dafs_be_resolve(ex, fh);
+	if (fd == -EMFILE || fd == -ENFILE) {
+		/* out of descriptors: the kept ones make room first */
+		fdc_flush(&ex->fdc);
+		fd = dafs_be_resolve(ex, fh);
+	}
+	if (fd < 0)
+		return fd;
+	return fdc_add(&ex->fdc, fh->data, fh->len, fd, ref);
+}
+
+void dafs_be_unref(struct dafs_export *ex, struct fdc_entry *ref, int fd)
+{
+	fdc_put(&ex->fdc, ref, fd);
+}
+
 int dafs_export_open(struct dafs_state *st, const char *name, const char *path,
 		     uint16_t id, const uint8_t key[DAFS_HKEY_LEN],
 		     struct dafs_export **out)
@@ -559,6 +606,9 @@ int dafs_export_open(struct dafs_state *st, const char *name, const char *path,
 	}
 	ex->id = id;
 	memcpy(ex->key, key, DAFS_HKEY_LEN);
+	err = fdc_init(&ex->fdc, DAFS_FDCACHE_MAX, DAFS_FDCACHE_AGE_MS);
+	if (err)
+		goto fail_name;
 
 	ex->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (ex->root_fd < 0) {
@@ -638,6 +688,7 @@ fail_mount:
 fail_fd:
 	close(ex->root_fd);
 fail_name:
+	fdc_fini(&ex->fdc);
 	free(ex->name);
 fail_free:
 	free(ex);
@@ -661,6 +712,7 @@ void dafs_export_close(struct dafs_export *ex)
 		pthread_rwlock_unlock(&tab_lock);
 		dafs_state_table_close(ex->tab);
 	}
+	fdc_fini(&ex->fdc);
 	close(ex->mount_fd);
 	close(ex->root_fd);
 	/* The key is the handle secret: do not leave it in freed memory. */

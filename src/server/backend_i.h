@@ -48,6 +48,12 @@
 
 struct dafs_export;
 struct dafs_state;
+struct fdc_entry;
+
+/* The descriptor cache of each export: entries, and how long one unused
+ * is kept (see dafs_be_resolve_ref) */
+#define DAFS_FDCACHE_MAX 256
+#define DAFS_FDCACHE_AGE_MS 2000
 
 #define DAFS_HKEY_LEN 16
 
@@ -83,6 +89,18 @@ void dafs_export_root(const struct dafs_export *ex, dafs_fh_t *fh);
  * way cannot be searched).
  */
 int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh);
+/*
+ * dafs_be_resolve() through the export's descriptor cache (fdcache_i.h):
+ * the fd is borrowed, valid until dafs_be_unref(ex, *@ref, fd), which the
+ * caller must call instead of close(). A kept descriptor is used only
+ * while its object still has a link (one statx), so a removed file's
+ * handle is -ESTALE at once, as without the cache; what the cache costs
+ * is that a removed file's inode (and space) lives on for up to
+ * DAFS_FDCACHE_AGE_MS after the last request that named it.
+ */
+int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
+			struct fdc_entry **ref);
+void dafs_be_unref(struct dafs_export *ex, struct fdc_entry *ref, int fd);
 /* The handle of @fd, an object of this export. With table handles nothing
  * is recorded: it resolves only if the object was handed out by name. */
 int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh);

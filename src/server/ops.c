@@ -70,11 +70,6 @@ static void cstr(char *dst, const struct dafs_view *v)
 	dst[v->len] = '\0';
 }
 
-static int resolve(struct srv_req *r, const dafs_fh_t *fh)
-{
-	return dafs_be_resolve(r->sess->ex, fh);
-}
-
 static void closefd(int fd)
 {
 	if (fd >= 0)
@@ -1150,11 +1145,17 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	       union rep_body *rep, uint32_t *len)
 {
 	int fd[2] = {-1, -1}, i, rc = 0, user = 0;
+	struct fdc_entry *ref[2] = {NULL, NULL};
 	struct srv_dkey dk = {0};
 
+	/* borrowed from the export's descriptor cache: handlers must not
+	 * close them or change their state */
 	for (i = 0; i < 2 && hd->fh[i] && !rc; i++) {
-		rc = resolve(r, (const dafs_fh_t *)((const uint8_t *)body +
-						    hd->fh[i] - 1));
+		rc = dafs_be_resolve_ref(r->sess->ex,
+					 (const dafs_fh_t *)((const uint8_t *)
+								     body +
+							     hd->fh[i] - 1),
+					 &ref[i]);
 		if (rc >= 0) {
 			fd[i] = rc;
 			rc = 0;
@@ -1173,8 +1174,9 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	if (user)
 		cred_off(r);
 	srv_deleg_end(r->srv, &dk);
-	closefd(fd[1]);
-	closefd(fd[0]);
+	for (i = 1; i >= 0; i--)
+		if (fd[i] >= 0)
+			dafs_be_unref(r->sess->ex, ref[i], fd[i]);
 	return rc;
 }
 

@@ -33,6 +33,7 @@
 #include "dafs/dafs.h"
 #include "proto/wire_i.h"
 #include "server/backend_i.h"
+#include "server/fdcache_i.h"
 #include "server/creds_i.h"
 #include "server/state_i.h"
 
@@ -804,6 +805,161 @@ START_TEST(handle_stale)
 	ck_assert_int_eq(dafs_be_mkdir(ex, root, "dgone", 0755, &fh, NULL), 0);
 	ck_assert_int_eq(dafs_be_rmdir(root, "dgone"), 0);
 	ck_assert_int_eq(dafs_be_resolve(ex, &fh), -ESTALE);
+}
+END_TEST
+
+/* Through the descriptor cache: a second request on a handle borrows the
+ * descriptor of the first; a file removed (by a local user, not through
+ * dafsd) is -ESTALE at once and leaves the cache; a renamed one is still
+ * found. */
+START_TEST(handle_cached)
+{
+	struct fdc_entry *r1, *r2;
+	dafs_fh_t fh, dfh;
+	char path[PATH_MAX];
+	int fd, f1, f2;
+
+	fd = dafs_be_create(ex, root, "kept", DAFS_O_RDWR, 0644, &fh, NULL);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	f1 = dafs_be_resolve_ref(ex, &fh, &r1);
+	ck_assert_int_ge(f1, 0);
+	f2 = dafs_be_resolve_ref(ex, &fh, &r2);
+	ck_assert_int_eq(f2, f1);
+	ck_assert_ptr_eq(r2, r1);
+	dafs_be_unref(ex, r2, f2);
+	dafs_be_unref(ex, r1, f1);
+
+	xpath(path, expdir, "kept");
+	{
+		char to[PATH_MAX];
+
+		xpath(to, expdir, "moved");
+		ck_assert_int_eq(rename(path, to), 0);
+		f1 = dafs_be_resolve_ref(ex, &fh, &r1);
+		ck_assert_int_ge(f1, 0);
+		dafs_be_unref(ex, r1, f1);
+		ck_assert_int_eq(unlink(to), 0);
+	}
+	ck_assert_int_eq(dafs_be_resolve_ref(ex, &fh, &r1), -ESTALE);
+	ck_assert_ptr_null(r1);
+
+	/* a directory: rmdir'd, stale too */
+	ck_assert_int_eq(dafs_be_mkdir(ex, root, "dkept", 0755, &dfh, NULL), 0);
+	f1 = dafs_be_resolve_ref(ex, &dfh, &r1);
+	ck_assert_int_ge(f1, 0);
+	dafs_be_unref(ex, r1, f1);
+	xpath(path, expdir, "dkept");
+	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_int_eq(dafs_be_resolve_ref(ex, &dfh, &r1), -ESTALE);
+
+	/* a forged handle never matches a kept one */
+	fd = dafs_be_create(ex, root, "kept2", DAFS_O_RDWR, 0644, &fh, NULL);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	f1 = dafs_be_resolve_ref(ex, &fh, &r1);
+	ck_assert_int_ge(f1, 0);
+	fh.data[fh.len - 1] ^= 1;
+	ck_assert_int_eq(dafs_be_resolve_ref(ex, &fh, &r2),
+			 -DAFS_EBADHANDLE);
+	dafs_be_unref(ex, r1, f1);
+}
+END_TEST
+
+/* The cache alone, on descriptors of /dev/null: LRU order under the
+ * count, age, a borrowed entry evicted (its descriptor stays open until
+ * the put), a race of two adds, drop, flush. */
+static int open_null(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+static int fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+START_TEST(fdcache_rules)
+{
+	struct fdc_entry *e, *e2, *held;
+	struct fdcache c;
+	int fa, fb, fc, fd, f2;
+
+	ck_assert_int_eq(fdc_init(&c, 2, 200), 0);
+	ck_assert_int_eq(fdc_get(&c, "a", 1, &e), -ENOENT);
+	fa = fdc_add(&c, "a", 1, open_null(), &e);
+	ck_assert_ptr_nonnull(e);
+	fdc_put(&c, e, fa);
+	fb = fdc_add(&c, "b", 1, open_null(), &e);
+	fdc_put(&c, e, fb);
+	/* a used again: b is the least recent, and goes for c */
+	ck_assert_int_eq(fdc_get(&c, "a", 1, &e), fa);
+	fdc_put(&c, e, fa);
+	fc = fdc_add(&c, "c", 1, open_null(), &e);
+	fdc_put(&c, e, fc);
+	ck_assert_uint_eq(fdc_count(&c), 2);
+	ck_assert_int_eq(fdc_get(&c, "b", 1, &e), -ENOENT);
+	ck_assert(!fd_open(fb));
+	ck_assert_int_eq(fdc_get(&c, "a", 1, &e), fa);
+	fdc_put(&c, e, fa);
+
+	/* borrowed while evicted: still open until its put */
+	ck_assert_int_eq(fdc_get(&c, "c", 1, &held), fc);
+	fa = fdc_get(&c, "a", 1, &e);
+	fdc_put(&c, e, fa);
+	fd = fdc_add(&c, "d", 1, open_null(), &e);
+	fdc_put(&c, e, fd);
+	ck_assert_int_eq(fdc_get(&c, "c", 1, &e), -ENOENT);
+	ck_assert(fd_open(fc));
+	fdc_put(&c, held, fc);
+	ck_assert(!fd_open(fc));
+
+	/* two adds of one key: the second shares the first's descriptor
+	 * and closes its own */
+	f2 = open_null();
+	fd = fdc_add(&c, "e", 1, open_null(), &e);
+	ck_assert_int_eq(fdc_add(&c, "e", 1, f2, &e2), fd);
+	ck_assert_ptr_eq(e2, e);
+	ck_assert(!fd_open(f2));
+	fdc_put(&c, e2, fd);
+	/* dropped: gone from the table, closed at the last put */
+	fdc_drop(&c, e);
+	ck_assert_int_eq(fdc_get(&c, "e", 1, &e2), -ENOENT);
+	ck_assert(fd_open(fd));
+	fdc_put(&c, e, fd);
+	ck_assert(!fd_open(fd));
+
+	/* age: unused for longer than 200 ms, gone at the next look */
+	fa = fdc_add(&c, "f", 1, open_null(), &e);
+	fdc_put(&c, e, fa);
+	usleep(400 * 1000);
+	ck_assert_int_eq(fdc_get(&c, "f", 1, &e), -ENOENT);
+	ck_assert(!fd_open(fa));
+	ck_assert_uint_eq(fdc_count(&c), 0);
+
+	/* flush closes what nobody borrows */
+	fa = fdc_add(&c, "g", 1, open_null(), &e);
+	fb = fdc_add(&c, "h", 1, open_null(), &e2);
+	fdc_put(&c, e2, fb);
+	fdc_flush(&c);
+	ck_assert(!fd_open(fb));
+	ck_assert(fd_open(fa));
+	ck_assert_uint_eq(fdc_count(&c), 1);
+	fdc_put(&c, e, fa);
+	fdc_fini(&c);
+	ck_assert(!fd_open(fa));
+
+	/* off: nothing kept, the descriptor stays the caller's */
+	ck_assert_int_eq(fdc_init(&c, 0, 200), 0);
+	fd = open_null();
+	ck_assert_int_eq(fdc_add(&c, "a", 1, fd, &e), fd);
+	ck_assert_ptr_null(e);
+	fdc_put(&c, e, fd);
+	ck_assert(!fd_open(fd));
+	fdc_fini(&c);
 }
 END_TEST
 
@@ -1985,6 +2141,8 @@ static Suite *backend_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, handle_tamper);
 	tcase_add_test(tc, handle_stale);
+	tcase_add_test(tc, handle_cached);
+	tcase_add_test(tc, fdcache_rules);
 	tcase_add_test(tc, handle_survives_restart);
 	suite_add_tcase(s, tc);
 
