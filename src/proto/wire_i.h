@@ -325,8 +325,8 @@ struct dafs_m_lock_req {
 	uint32_t kind, type;
 	uint64_t start, len;
 };
-/* LOCKT's answer: the first conflicting lock, type DAFS_LOCK_UNLOCK (and
- * start and len 0) if there is none */
+/* LOCKT's answer: a conflicting lock (the first the server's kernel
+ * finds), type DAFS_LOCK_UNLOCK (and start and len 0) if there is none */
 struct dafs_m_lockt_rep {
 	uint32_t type;
 	uint64_t start, len;
