@@ -560,6 +560,59 @@ typedef struct dafs_lock {
 	uint64_t owner; /**< the lock owner, chosen by the caller */
 } dafs_lock_t;
 
+/**
+ * Take, change or release @p lk through the open file @p f, without
+ * waiting. An unlock of what the owner does not hold succeeds.
+ *
+ * @return 0; -DAFS_EDENIED if another owner holds a conflicting lock;
+ *         -EBADF for a POSIX read lock on a file not opened for reading,
+ *         or a write lock on one not opened for writing; -EINVAL for an
+ *         unknown kind or type, a start or len above 2^63 - 1, a flock
+ *         with a range, or a file that is not a regular file;
+ *         -EOVERFLOW if start + len - 1 exceeds 2^63 - 1; -ENOLCK when
+ *         the session holds locks of as many (owner, file) pairs as the
+ *         server allows (dafsd --max-lock-fds), or the server is out of
+ *         descriptors; -DAFS_EBADOPEN; -DAFS_EBROKEN; -ETIMEDOUT.
+ */
+int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk);
+
+/**
+ * Called between the attempts of dafs_lock_wait(); a non-zero return
+ * stops the wait (a signal arrived, the request was interrupted).
+ */
+typedef int (*dafs_lock_stop_fn)(void *arg);
+
+/**
+ * dafs_lock(), waiting while another owner holds a conflicting lock: the
+ * request is tried again after 1 ms, then after intervals that double up
+ * to 100 ms (no handler thread of the server ever blocks on a lock), so a
+ * released lock is taken within about 100 ms. There is no queue: a
+ * waiter can be overtaken by a later request, and a deadlock between
+ * owners is not detected (it ends with @p timeout_ms or @p stop).
+ *
+ * @param[in] timeout_ms  give up after this long (-1: never, 0: one try)
+ * @param[in] stop        NULL, or asked between attempts whether to stop
+ * @param[in] arg         for @p stop
+ * @return as dafs_lock(); -DAFS_EDENIED once @p timeout_ms passed;
+ *         -EINTR if @p stop said so.
+ */
+int dafs_lock_wait(dafs_file_t *f, const dafs_lock_t *lk, int timeout_ms,
+		   dafs_lock_stop_fn stop, void *arg);
+
+/**
+ * Test for a POSIX lock as fcntl(F_GETLK): would @p lk (of type
+ * DAFS_LOCK_READ or _WRITE) be granted to its owner now? Nothing is taken.
+ *
+ * @param[in,out] lk  the lock asked about; on return, a conflicting
+ *                    lock of another owner (its type, start and len;
+ *                    where several conflict, the one the server's kernel
+ *                    finds first, as F_GETLK; the owner is not told and
+ *                    is set to 0), or type DAFS_LOCK_UNLOCK with start
+ *                    and len 0 if none
+ * @return 0; -EINVAL for a flock kind, an UNLOCK type or a bad range;
+ *         -EOVERFLOW; -DAFS_EBADOPEN; -DAFS_EBROKEN; -ETIMEDOUT.
+ */
+int dafs_lock_test(dafs_file_t *f, dafs_lock_t *lk);
 /**@}*/
 
 /** @name Extended attributes (as getxattr(2) and friends) */
