@@ -207,8 +207,8 @@ uint64_t flk_waiting(struct dfs *fs)
 	return n;
 }
 
-void flk_request(struct dfs *fs, fuse_req_t req, uint64_t ino,
-		 dafs_file_t *f, const dafs_lock_t *lk, int sleep)
+void flk_request(struct dfs *fs, fuse_req_t req, uint64_t ino, dafs_file_t *f,
+		 const dafs_lock_t *lk, int sleep)
 {
 	struct flk_wait *w;
 	int rc;

@@ -43,8 +43,8 @@ struct flk_set {
 	pthread_mutex_t lock; /* the fields below */
 	pthread_cond_t cv;    /* a new waiter, an interrupt, stop */
 	struct flk_wait *head;
-	uint64_t waiting;     /* requests on the list */
-	int kick;	      /* look at every waiter now (an interrupt) */
+	uint64_t waiting; /* requests on the list */
+	int kick;	  /* look at every waiter now (an interrupt) */
 	int stop;
 	int started;
 	pthread_t thread;

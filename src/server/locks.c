@@ -165,8 +165,8 @@ static int reopen(int fd, uint32_t oflags, int rw)
 		nfd = open(path, O_RDWR | common);
 	if (nfd < 0 && acc != DAFS_O_RDWR &&
 	    (!rw || (errno != EMFILE && errno != ENFILE)))
-		nfd = open(path,
-			   (acc == DAFS_O_WRONLY ? O_WRONLY : O_RDONLY) | common);
+		nfd = open(path, (acc == DAFS_O_WRONLY ? O_WRONLY : O_RDONLY) |
+					 common);
 	if (nfd >= 0)
 		return nfd;
 	switch (errno) {

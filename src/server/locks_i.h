@@ -33,7 +33,7 @@
 struct srv_lockfd;
 
 struct srv_locks {
-	pthread_mutex_t lock; /* everything below */
+	pthread_mutex_t lock;	 /* everything below */
 	struct srv_lockfd **tab; /* hash chains, allocated at the first lock */
 	uint32_t n;		 /* descriptors held */
 	uint32_t max;		 /* ... at most */

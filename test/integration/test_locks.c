@@ -111,8 +111,8 @@ static dafs_lock_t px(uint64_t owner, uint32_t type, uint64_t start,
 	return lk;
 }
 
-static int lock(dafs_file_t *f, uint64_t owner, uint32_t type,
-		uint64_t start, uint64_t len)
+static int lock(dafs_file_t *f, uint64_t owner, uint32_t type, uint64_t start,
+		uint64_t len)
 {
 	dafs_lock_t lk = px(owner, type, start, len);
 
@@ -121,7 +121,8 @@ static int lock(dafs_file_t *f, uint64_t owner, uint32_t type,
 
 static int flock_(dafs_file_t *f, uint64_t owner, uint32_t type)
 {
-	dafs_lock_t lk = {.kind = DAFS_LOCK_FLOCK, .type = type, .owner = owner};
+	dafs_lock_t lk = {
+		.kind = DAFS_LOCK_FLOCK, .type = type, .owner = owner};
 
 	return dafs_lock(f, &lk);
 }

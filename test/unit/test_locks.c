@@ -86,8 +86,7 @@ static int fl(struct srv_locks *l, uint64_t owner, uint32_t type)
 }
 
 static struct dafs_m_lockt_rep test(struct srv_locks *l, uint64_t owner,
-				    uint32_t type, uint64_t start,
-				    uint64_t len)
+				    uint32_t type, uint64_t start, uint64_t len)
 {
 	struct dafs_m_lock_req q = {.open_id = 1,
 				    .owner = owner,
@@ -252,8 +251,10 @@ END_TEST
  * fcntl lock) and the sessions' locks see each other. */
 START_TEST(test_local_process)
 {
-	struct flock f = {.l_type = F_WRLCK, .l_whence = SEEK_SET,
-			  .l_start = 0, .l_len = 5};
+	struct flock f = {.l_type = F_WRLCK,
+			  .l_whence = SEEK_SET,
+			  .l_start = 0,
+			  .l_len = 5};
 	int fd = open(path, O_RDWR);
 
 	ck_assert_int_ge(fd, 0);
@@ -290,8 +291,7 @@ START_TEST(test_release)
 			     DAFS_LOCK_WRITE, 0, 0),
 			 0);
 	ck_assert_int_eq(px(&A, 2, DAFS_LOCK_READ, 0, 0), -DAFS_EBADSESSION);
-	ck_assert_int_eq(px(&A, 2, DAFS_LOCK_UNLOCK, 0, 0),
-			 -DAFS_EBADSESSION);
+	ck_assert_int_eq(px(&A, 2, DAFS_LOCK_UNLOCK, 0, 0), -DAFS_EBADSESSION);
 	srv_locks_release(&A); /* twice is harmless */
 }
 END_TEST
