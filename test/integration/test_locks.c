@@ -410,9 +410,11 @@ START_TEST(test_session_close_releases)
 	OK(dafs_open(B, &fh, O_RDWR, &fb));
 	OK(lock(fc, 1, DAFS_LOCK_WRITE, 0, 0));
 	OK(flock_(fc, 1, DAFS_LOCK_WRITE));
+	/* the locks outlive the open; the session takes them with it */
+	OK(dafs_close(fc));
 	EXPECT(lock(fb, 1, DAFS_LOCK_READ, 0, 1), -DAFS_EDENIED);
 	EXPECT(flock_(fb, 1, DAFS_LOCK_READ), -DAFS_EDENIED);
-	dafs_session_close(C); /* fc goes with it */
+	dafs_session_close(C);
 	OK(lock(fb, 1, DAFS_LOCK_WRITE, 0, 0));
 	OK(flock_(fb, 1, DAFS_LOCK_WRITE));
 	OK(dafs_close(fb));
