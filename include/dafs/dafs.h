@@ -63,8 +63,11 @@ extern "C" {
 /** The delegation was revoked: it was not returned within a lease of its
  * recall, and what was cached under it is no longer valid. */
 #define DAFS_EREVOKED (DAFS_EBASE + 14)
+/** A lock was refused: another owner holds a conflicting one (what
+ * fcntl(F_SETLK) reports as EAGAIN and flock(LOCK_NB) as EWOULDBLOCK). */
+#define DAFS_EDENIED (DAFS_EBASE + 15)
 /** Highest project code; codes lie in (DAFS_EBASE, DAFS_ELAST]. */
-#define DAFS_ELAST (DAFS_EBASE + 14)
+#define DAFS_ELAST (DAFS_EBASE + 15)
 /**@}*/
 
 /** Largest opaque file handle. */
@@ -507,6 +510,109 @@ int64_t dafs_lseek(dafs_file_t *f, uint64_t off, int whence);
 /** copy_file_range(2) done by the server; returns bytes copied. */
 ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff, dafs_file_t *dst,
 			uint64_t doff, uint64_t len);
+/**@}*/
+
+/** @name Locks
+ *
+ * Advisory locks held by the server, coherent between every client of an
+ * export and with the processes on the server itself: POSIX byte-range
+ * locks (as fcntl(2) F_SETLK with F_RDLCK and F_WRLCK) and whole-file
+ * locks (as flock(2)). A lock belongs to a lock owner, a number the
+ * caller chooses: locks of one owner never conflict with each other, and
+ * a POSIX owner's locks on a file merge and split as fcntl's do (one
+ * process's locks, in POSIX terms). Owners are the session's own: the
+ * same number in another session is another owner. A flock owner stands
+ * for one open file description: its lock is converted by a second
+ * request, and two owners conflict even within one process.
+ *
+ * A lock is taken through an open file of the session (POSIX: a read lock
+ * needs a file opened for reading, a write lock one opened for writing),
+ * and outlives the file's dafs_close(): locks end with an unlock, or with
+ * the session (dafs_session_close(), or the server's lease after the
+ * client is gone). An unlock of a whole file (start 0, len 0) gives the
+ * server's resources for that owner and file back.
+ *
+ * Files opened DAFS_OPEN_CACHED drop their cached blocks when a lock is
+ * granted, so reads after a lock see what other clients wrote before
+ * their unlock.
+ */
+/**@{*/
+/** dafs_lock_t.kind */
+enum dafs_lock_kind {
+	DAFS_LOCK_POSIX = 1, /**< a byte range, as fcntl(2) */
+	DAFS_LOCK_FLOCK = 2, /**< the whole file, as flock(2) */
+};
+
+/** dafs_lock_t.type */
+enum dafs_lock_type {
+	DAFS_LOCK_UNLOCK = 0, /**< release (as F_UNLCK, LOCK_UN) */
+	DAFS_LOCK_READ = 1,   /**< shared (as F_RDLCK, LOCK_SH) */
+	DAFS_LOCK_WRITE = 2,  /**< exclusive (as F_WRLCK, LOCK_EX) */
+};
+
+/** A lock, or with dafs_lock_test() the conflicting one. */
+typedef struct dafs_lock {
+	uint32_t kind;	/**< enum dafs_lock_kind */
+	uint32_t type;	/**< enum dafs_lock_type */
+	uint64_t start; /**< first byte (POSIX; 0 for flock) */
+	uint64_t len;	/**< bytes; 0: to the end of the file and beyond
+			     (POSIX; 0 for flock) */
+	uint64_t owner; /**< the lock owner, chosen by the caller */
+} dafs_lock_t;
+
+/**
+ * Take, change or release @p lk through the open file @p f, without
+ * waiting. An unlock of what the owner does not hold succeeds.
+ *
+ * @return 0; -DAFS_EDENIED if another owner holds a conflicting lock;
+ *         -EBADF for a POSIX read lock on a file not opened for reading,
+ *         or a write lock on one not opened for writing; -EINVAL for an
+ *         unknown kind or type, a start or len above 2^63 - 1, a flock
+ *         with a range, or a file that is not a regular file;
+ *         -EOVERFLOW if start + len - 1 exceeds 2^63 - 1; -ENOLCK when
+ *         the session holds locks of as many (owner, file) pairs as the
+ *         server allows (dafsd --max-lock-fds), or the server is out of
+ *         descriptors; -DAFS_EBADOPEN; -DAFS_EBROKEN; -ETIMEDOUT.
+ */
+int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk);
+
+/**
+ * Called between the attempts of dafs_lock_wait(); a non-zero return
+ * stops the wait (a signal arrived, the request was interrupted).
+ */
+typedef int (*dafs_lock_stop_fn)(void *arg);
+
+/**
+ * dafs_lock(), waiting while another owner holds a conflicting lock: the
+ * request is tried again after 1 ms, then after intervals that double up
+ * to 100 ms (no handler thread of the server ever blocks on a lock), so a
+ * released lock is taken within about 100 ms. There is no queue: a
+ * waiter can be overtaken by a later request, and a deadlock between
+ * owners is not detected (it ends with @p timeout_ms or @p stop).
+ *
+ * @param[in] timeout_ms  give up after this long (-1: never, 0: one try)
+ * @param[in] stop        NULL, or asked between attempts whether to stop
+ * @param[in] arg         for @p stop
+ * @return as dafs_lock(); -DAFS_EDENIED once @p timeout_ms passed;
+ *         -EINTR if @p stop said so.
+ */
+int dafs_lock_wait(dafs_file_t *f, const dafs_lock_t *lk, int timeout_ms,
+		   dafs_lock_stop_fn stop, void *arg);
+
+/**
+ * Test for a POSIX lock as fcntl(F_GETLK): would @p lk (of type
+ * DAFS_LOCK_READ or _WRITE) be granted to its owner now? Nothing is taken.
+ *
+ * @param[in,out] lk  the lock asked about; on return, a conflicting
+ *                    lock of another owner (its type, start and len;
+ *                    where several conflict, the one the server's kernel
+ *                    finds first, as F_GETLK; the owner is not told and
+ *                    is set to 0), or type DAFS_LOCK_UNLOCK with start
+ *                    and len 0 if none
+ * @return 0; -EINVAL for a flock kind, an UNLOCK type or a bad range;
+ *         -EOVERFLOW; -DAFS_EBADOPEN; -DAFS_EBROKEN; -ETIMEDOUT.
+ */
+int dafs_lock_test(dafs_file_t *f, dafs_lock_t *lk);
 /**@}*/
 
 /** @name Extended attributes (as getxattr(2) and friends) */

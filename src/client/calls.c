@@ -856,6 +856,100 @@ DAFS_API ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff,
 	return rc ? rc : (ssize_t)r.v;
 }
 
+/* ---- locks ---- */
+
+static void lock_req(const dafs_file_t *f, const dafs_lock_t *lk,
+		     struct dafs_m_lock_req *q)
+{
+	q->open_id = f->open_id;
+	q->owner = lk->owner;
+	q->kind = lk->kind;
+	q->type = lk->type;
+	q->start = lk->start;
+	q->len = lk->len;
+}
+
+DAFS_API int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk)
+{
+	struct dafs_m_lock_req q;
+	int rc;
+
+	if (!f || !lk)
+		return -EINVAL;
+	lock_req(f, lk, &q);
+	rc = dafs_c_simple(f->s, DAFS_OP_LOCK, &q, NULL);
+	/* what was cached may predate the last holder's writes: a lock is a
+	 * point of coherence, as an open is */
+	if (!rc && lk->type != DAFS_LOCK_UNLOCK && f->cached && f->s->dc)
+		dc_invalidate(f->s->dc, &f->fh);
+	return rc;
+}
+
+/* Sleep @ms, in slices, asking @stop between them; 1 if it said stop. */
+static int lock_nap(uint32_t ms, dafs_lock_stop_fn stop, void *arg)
+{
+	uint32_t step;
+
+	while (ms) {
+		if (stop && stop(arg))
+			return 1;
+		step = ms < 10 ? ms : 10;
+		usleep(step * 1000u);
+		ms -= step;
+	}
+	return stop && stop(arg);
+}
+
+DAFS_API int dafs_lock_wait(dafs_file_t *f, const dafs_lock_t *lk,
+			    int timeout_ms, dafs_lock_stop_fn stop, void *arg)
+{
+	uint64_t deadline = 0, now;
+	uint32_t delay = 1, nap;
+	int rc;
+
+	if (timeout_ms > 0)
+		deadline = dafs_c_now_ns() + (uint64_t)timeout_ms * 1000000u;
+	for (;;) {
+		rc = dafs_lock(f, lk);
+		if (rc != -DAFS_EDENIED || timeout_ms == 0)
+			return rc;
+		nap = delay;
+		if (deadline) {
+			now = dafs_c_now_ns();
+			if (now >= deadline)
+				return rc;
+			if ((deadline - now) / 1000000u < nap)
+				nap = (uint32_t)((deadline - now) / 1000000u) + 1;
+		}
+		if (lock_nap(nap, stop, arg))
+			return -EINTR;
+		/* 1 ms, doubling to 100: a lock held briefly is taken soon,
+		 * one held long costs a request every 100 ms */
+		delay = delay * 2 > 100 ? 100 : delay * 2;
+	}
+}
+
+DAFS_API int dafs_lock_test(dafs_file_t *f, dafs_lock_t *lk)
+{
+	struct dafs_m_lock_req q;
+	struct dafs_m_lockt_rep r;
+	int rc;
+
+	if (!f || !lk)
+		return -EINVAL;
+	lock_req(f, lk, &q);
+	rc = dafs_c_simple(f->s, DAFS_OP_LOCKT, &q, &r);
+	if (rc)
+		return rc;
+	if (r.type > DAFS_LOCK_WRITE)
+		return -DAFS_EPROTO;
+	lk->type = r.type;
+	lk->start = r.start;
+	lk->len = r.len;
+	lk->owner = 0;
+	return 0;
+}
+
 /* ---- extended attributes ---- */
 
 static ssize_t xattr_get(dafs_session_t *s, uint16_t op, const void *q,

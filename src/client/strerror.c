@@ -36,6 +36,8 @@ static const char *const dafs_errs[DAFS_ELAST - DAFS_EBASE] = {
 	[DAFS_EVERSION - DAFS_EBASE - 1] = "incompatible protocol version",
 	[DAFS_EBADDELEG - DAFS_EBASE - 1] = "unknown delegation",
 	[DAFS_EREVOKED - DAFS_EBASE - 1] = "delegation revoked",
+	[DAFS_EDENIED - DAFS_EBASE - 1] =
+		"lock denied: another owner holds a conflicting lock",
 };
 
 DAFS_API const char *dafs_strerror(int err)

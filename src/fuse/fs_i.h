@@ -21,6 +21,7 @@
 #include "fuse/bufpool_i.h"
 #include "fuse/creds_i.h"
 #include "fuse/inode_i.h"
+#include "fuse/locks_i.h"
 #include "fuse/wback_i.h"
 
 /* Options from the command line (main.c); see dafs-fuse(1). */
@@ -63,6 +64,7 @@ struct dfs {
 	struct fcred_cache creds;
 	struct fbuf_pool pool;
 	struct fwb_set wb; /* writes held under write delegations */
+	struct flk_set locks; /* lock requests waiting (locks.c) */
 
 	pthread_mutex_t hlock;	   /* handles, nfiles, ndirs */
 	struct dfs_handle handles; /* list head */
@@ -85,7 +87,8 @@ void dfs_fini(struct dfs *fs);
 void dfs_stats(struct dfs *fs, char *buf, size_t size);
 
 /* A libdafs result as the positive errno FUSE replies with (0 for
- * success): project codes become EIO, handle errors ESTALE. */
+ * success): project codes become EIO, handle errors ESTALE, a denied
+ * lock EAGAIN (EWOULDBLOCK for flock: the same number). */
 int dfs_errno(int rc);
 
 #endif /* DAFS_FUSE_FS_I_H */

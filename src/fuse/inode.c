@@ -18,6 +18,7 @@ struct fino {
 	int deleg;	   /* its type, DAFS_DELEG_* */
 	int nocaps;	   /* under the delegation: no security.capability */
 	uint32_t xgen;	   /* bumped by every xattr change and deleg drop */
+	int locked;	   /* POSIX locks were asked for through this mount */
 	uint32_t hash;	  /* of the handle bytes */
 	dafs_fh_t fh;
 };
@@ -176,6 +177,7 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->deleg = DAFS_DELEG_NONE;
 		e->nocaps = 0;
 		e->xgen = 0;
+		e->locked = 0;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -289,6 +291,29 @@ int fino_deleg(struct fino_table *t, uint64_t id)
 	type = e ? e->deleg : DAFS_DELEG_NONE;
 	pthread_mutex_unlock(&t->lock);
 	return type;
+}
+
+void fino_set_locked(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e)
+		e->locked = 1;
+	pthread_mutex_unlock(&t->lock);
+}
+
+int fino_locked(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+	int locked;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	locked = e && e->locked;
+	pthread_mutex_unlock(&t->lock);
+	return locked;
 }
 
 uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,

@@ -100,6 +100,16 @@ int fino_nocaps(struct fino_table *t, uint64_t id, uint32_t *gen);
 void fino_set_nocaps(struct fino_table *t, uint64_t id, uint32_t gen);
 void fino_xattr_changed(struct fino_table *t, uint64_t id);
 
+/*
+ * POSIX locks: fino_set_locked() records that a POSIX lock was asked for
+ * on @id through this mount (before the request goes, so a lock granted
+ * whose answer was lost counts too); fino_locked() says so. Only the
+ * flushes of such nodes release their owner's locks on the server: a
+ * close of any other file costs no round trip. Unknown ids: ignored, 0.
+ */
+void fino_set_locked(struct fino_table *t, uint64_t id);
+int fino_locked(struct fino_table *t, uint64_t id);
+
 /* Copy the handle of @id into *@fh. Returns 0 or -ESTALE for an unknown
  * id. */
 int fino_fh(struct fino_table *t, uint64_t id, dafs_fh_t *fh);

@@ -304,7 +304,7 @@ struct stats {
 static void *stats_main(void *arg)
 {
 	struct stats *st = arg;
-	char line[1024];
+	char line[2048];
 	sigset_t set;
 	int sig;
 

@@ -34,6 +34,10 @@ int dfs_errno(int rc)
 	rc = -rc;
 	if (rc == DAFS_EBADHANDLE || rc == ESTALE)
 		return ESTALE;
+	/* F_SETLK's answer to a conflict; flock's EWOULDBLOCK is the same
+	 * number */
+	if (rc == DAFS_EDENIED)
+		return EAGAIN;
 	/* project codes (a broken session, a protocol error ...), a request
 	 * that timed out or was cancelled: the server is unreachable or
 	 * misbehaves, which a program sees as an I/O error */
@@ -153,6 +157,9 @@ static int deleg_want(const struct dfs *fs, int flags)
 }
 
 static void wb_sync_ino(struct dfs *fs, fuse_ino_t ino);
+struct dfs_file;
+static uint64_t flock_owner(const struct dfs_file *file);
+static void lock_release_owners(struct dfs *fs, struct dfs_file *file);
 
 /*
  * Note the delegation @f came with, and say whether the kernel may keep
@@ -228,7 +235,19 @@ struct dfs_file {
 	dafs_file_t *f;
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
+	int flocked;	/* flock locks were asked for through it */
+	/* the POSIX lock owners that asked for locks through it, under
+	 * fs->hlock (lock_release_owners) */
+	uint64_t ino;
+	uint64_t *powners;
+	uint32_t npowners, cpowners;
 };
+
+static void file_free(struct dfs_file *file)
+{
+	free(file->powners);
+	free(file);
+}
 
 /* Writes of this mount held for @ino (none unless it holds the file's
  * write delegation) go to the server before an operation that must see
@@ -833,12 +852,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			       deleg_want(fs, fi->flags),
 		       &file->f);
 	if (rc) {
-		free(file);
+		file_free(file);
 		reply_err(req, rc);
 		return;
 	}
 	if (fi->flags & O_TRUNC)
 		changed(fs, ino);
+	file->ino = ino;
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
 	/* without a delegation held since before this open, other clients
@@ -852,7 +872,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		handle_del(fs, &file->h);
 		as_self(fs);
 		dafs_close(file->f);
-		free(file);
+		file_free(file);
 	}
 }
 
@@ -889,12 +909,13 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 	}
 	if (rc) {
-		free(file);
+		file_free(file);
 		reply_err(req, rc);
 		return;
 	}
 	changed(fs, parent);
 	changed(fs, id); /* O_TRUNC of an existing file */
+	file->ino = id;
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
@@ -911,7 +932,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		handle_del(fs, &file->h);
 		as_self(fs);
 		dafs_close(file->f);
-		free(file);
+		file_free(file);
 	}
 }
 
@@ -1022,15 +1043,32 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	fuse_reply_write(req, (size_t)n);
 }
 
-/* close(2) of one descriptor: the writes it held go to the server, and
- * close returns a write-back error, as on a local file system. */
+/*
+ * close(2) of one descriptor: the writes it held go to the server, and
+ * close returns a write-back error, as on a local file system. A close
+ * releases the POSIX locks its process (fi->lock_owner) holds on the file,
+ * through whichever descriptor they were taken, as POSIX wants; the
+ * kernel leaves that to us. Only nodes locked through this mount ask the
+ * server. A failed release is not close's error: what the server could
+ * not be told goes with the session.
+ */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file = file_of(fi);
+	int rc = file->wb_on ? fwb_flush(&fs->wb, &file->wb, fs->s) : 0;
 
-	(void)ino;
-	reply_err(req, file->wb_on ? fwb_flush(&fs->wb, &file->wb, fs->s) : 0);
+	if (fino_locked(&fs->ino, ino)) {
+		dafs_lock_t lk = {.kind = DAFS_LOCK_POSIX,
+				  .type = DAFS_LOCK_UNLOCK,
+				  .owner = fi->lock_owner};
+
+		/* what the others hold, written under the lock, first */
+		wb_sync_ino(fs, ino);
+		as_self(fs);
+		dafs_lock(file->f, &lk);
+	}
+	reply_err(req, rc);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino,
@@ -1044,9 +1082,20 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	if (file->wb_on)
 		fwb_close(&fs->wb, &file->wb, fs->s);
 	as_self(fs);
+	if (file->npowners)
+		lock_release_owners(fs, file);
+	/* the last close of an open file description that took flock
+	 * locks: they go with it (flock(2)) */
+	if (fi->flock_release || file->flocked) {
+		dafs_lock_t lk = {.kind = DAFS_LOCK_FLOCK,
+				  .type = DAFS_LOCK_UNLOCK,
+				  .owner = flock_owner(file)};
+
+		dafs_lock(file->f, &lk);
+	}
 	/* the kernel ignores release errors; the server has closed anyway */
 	dafs_close(file->f);
-	free(file);
+	file_free(file);
 	fuse_reply_err(req, 0);
 }
 
@@ -1136,6 +1185,212 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		reply_err(req, (int)pos);
 	else
 		fuse_reply_lseek(req, (off_t)pos);
+}
+
+/* ---- locks (locks.c) ---- */
+
+/*
+ * fcntl(2) locks and flock(2) go to the server, so they hold between
+ * mounts and with the server's local processes. Owners are the kernel's:
+ * a process's file table for POSIX locks (fi->lock_owner), so processes
+ * of this mount conflict with each other as they would on a local disk,
+ * and an open file description for flock, which is one FUSE open: our
+ * dfs_file stands for it. Not the kernel's id of the description (a
+ * pointer): the RELEASE that drops its locks comes in the background
+ * after the last close, and a new description at the same address could
+ * take a lock under the same id before it, and lose it to it. Ours lives
+ * until that RELEASE is done. Calls as the daemon: the server checks the
+ * open's access mode, not the caller (the kernel has checked fcntl's
+ * rule already).
+ */
+static uint64_t flock_owner(const struct dfs_file *file)
+{
+	return (uint64_t)(uintptr_t)file;
+}
+
+/* Note POSIX owner @owner asking for a lock through @file (fs->hlock). */
+static void lock_note_owner(struct dfs *fs, struct dfs_file *file,
+			    uint64_t owner)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&fs->hlock);
+	for (i = 0; i < file->npowners; i++)
+		if (file->powners[i] == owner)
+			break;
+	if (i == file->npowners) {
+		if (file->npowners == file->cpowners) {
+			uint32_t cap = file->cpowners ? file->cpowners * 2 : 4;
+			uint64_t *p = realloc(file->powners, cap * sizeof(*p));
+
+			if (p) {
+				file->powners = p;
+				file->cpowners = cap;
+			}
+		}
+		if (file->npowners < file->cpowners)
+			file->powners[file->npowners++] = owner;
+	}
+	pthread_mutex_unlock(&fs->hlock);
+}
+
+/*
+ * The last close of the open file description @file (already off the
+ * handle list): release the POSIX locks that no close released. A
+ * process's locks go at each close(2) (op_flush, with its owner), but the
+ * locks of an open file description (F_OFD_SETLK) belong to the
+ * description itself, and the kernel neither flushes with that owner nor
+ * tells release which owner it was. So every owner that locked through
+ * @file and through no other file of the node still open is released:
+ * a process's owner that reached here has been flushed (it closed its
+ * descriptor of @file) and holds nothing that an unlock could take from
+ * it, unless it locked again through another open file, which keeps it.
+ */
+static void lock_release_owners(struct dfs *fs, struct dfs_file *file)
+{
+	dafs_lock_t lk = {.kind = DAFS_LOCK_POSIX, .type = DAFS_LOCK_UNLOCK};
+	struct dfs_handle *h;
+	uint32_t i, j, n = 0;
+
+	pthread_mutex_lock(&fs->hlock);
+	for (i = 0; i < file->npowners; i++) {
+		int kept = 0;
+
+		for (h = fs->handles.next; h != &fs->handles && !kept;
+		     h = h->next) {
+			struct dfs_file *o = (struct dfs_file *)h;
+
+			if (h->dir || o->ino != file->ino)
+				continue;
+			for (j = 0; j < o->npowners && !kept; j++)
+				kept = o->powners[j] == file->powners[i];
+		}
+		if (!kept)
+			file->powners[n++] = file->powners[i];
+	}
+	file->npowners = n;
+	pthread_mutex_unlock(&fs->hlock);
+	if (n)
+		wb_sync_ino(fs, file->ino); /* written under those locks */
+	for (i = 0; i < n; i++) {
+		lk.owner = file->powners[i];
+		dafs_lock(file->f, &lk);
+	}
+}
+
+static void lock_send(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi, dafs_lock_t *lk, int sleep)
+{
+	struct dfs *fs = FS(req);
+
+	lk->owner = lk->kind == DAFS_LOCK_FLOCK ? flock_owner(file_of(fi))
+						: fi->lock_owner;
+	if (lk->kind == DAFS_LOCK_FLOCK && lk->type != DAFS_LOCK_UNLOCK)
+		file_of(fi)->flocked = 1;
+	if (lk->kind == DAFS_LOCK_POSIX && lk->type != DAFS_LOCK_UNLOCK)
+		lock_note_owner(fs, file_of(fi), lk->owner);
+	if (lk->type == DAFS_LOCK_UNLOCK)
+		/* what was written under the lock reaches the server before
+		 * another client can take it */
+		wb_sync_ino(fs, ino);
+	else if (lk->kind == DAFS_LOCK_POSIX)
+		fino_set_locked(&fs->ino, ino);
+	as_self(fs);
+	flk_request(fs, req, ino, file_of(fi)->f, lk, sleep);
+}
+
+/* fuse_lowlevel's struct flock (l_whence is SEEK_SET, l_len 0 to the end)
+ * as a POSIX lock; -EINVAL for what fcntl would refuse. */
+static int lock_of(const struct flock *fl, dafs_lock_t *lk)
+{
+	memset(lk, 0, sizeof(*lk));
+	lk->kind = DAFS_LOCK_POSIX;
+	switch (fl->l_type) {
+	case F_RDLCK:
+		lk->type = DAFS_LOCK_READ;
+		break;
+	case F_WRLCK:
+		lk->type = DAFS_LOCK_WRITE;
+		break;
+	case F_UNLCK:
+		lk->type = DAFS_LOCK_UNLOCK;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (fl->l_start < 0 || fl->l_len < 0)
+		return -EINVAL;
+	lk->start = (uint64_t)fl->l_start;
+	lk->len = (uint64_t)fl->l_len;
+	return 0;
+}
+
+static void op_setlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock, int sleep)
+{
+	dafs_lock_t lk;
+	int rc = lock_of(lock, &lk);
+
+	if (rc)
+		reply_err(req, rc);
+	else
+		lock_send(req, ino, fi, &lk, sleep);
+}
+
+static void op_flock(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     int op)
+{
+	dafs_lock_t lk = {.kind = DAFS_LOCK_FLOCK};
+
+	switch (op & (LOCK_SH | LOCK_EX | LOCK_UN)) {
+	case LOCK_SH:
+		lk.type = DAFS_LOCK_READ;
+		break;
+	case LOCK_EX:
+		lk.type = DAFS_LOCK_WRITE;
+		break;
+	case LOCK_UN:
+		lk.type = DAFS_LOCK_UNLOCK;
+		break;
+	default:
+		reply_err(req, -EINVAL);
+		return;
+	}
+	lock_send(req, ino, fi, &lk, !(op & LOCK_NB));
+}
+
+/* F_GETLK: the conflicting lock, or F_UNLCK. Its owner may be on another
+ * client or the server, so there is no pid to give: l_pid is 0. */
+static void op_getlk(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+		     struct flock *lock)
+{
+	struct dfs *fs = FS(req);
+	struct flock out = *lock;
+	dafs_lock_t lk;
+	int rc = lock_of(lock, &lk);
+
+	(void)ino;
+	if (!rc && lk.type == DAFS_LOCK_UNLOCK)
+		rc = -EINVAL;
+	if (!rc) {
+		lk.owner = fi->lock_owner;
+		as_self(fs);
+		rc = dafs_lock_test(file_of(fi)->f, &lk);
+	}
+	if (rc) {
+		reply_err(req, rc);
+		return;
+	}
+	out.l_whence = SEEK_SET;
+	out.l_pid = 0;
+	if (lk.type == DAFS_LOCK_UNLOCK) {
+		out.l_type = F_UNLCK;
+	} else {
+		out.l_type = lk.type == DAFS_LOCK_READ ? F_RDLCK : F_WRLCK;
+		out.l_start = (off_t)lk.start;
+		out.l_len = (off_t)lk.len;
+	}
+	fuse_reply_lock(req, &out);
 }
 
 /* ---- directories ---- */
@@ -1574,7 +1829,7 @@ static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
  */
 static void stats_xattr(fuse_req_t req, size_t size)
 {
-	char line[1024], *p;
+	char line[2048], *p;
 	size_t n;
 
 	dfs_stats(FS(req), line, sizeof(line));
@@ -1648,15 +1903,23 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		want(conn, FUSE_CAP_SPLICE_READ);
 	else
 		conn->want &= ~(unsigned int)FUSE_CAP_SPLICE_READ;
+	/* POSIX and flock locks go to the server (op_setlk, op_flock):
+	 * coherent between mounts, and with the server's processes */
+	want(conn, FUSE_CAP_POSIX_LOCKS);
+	want(conn, FUSE_CAP_FLOCK_LOCKS);
 	/*
 	 * No write-back cache: without delegations another client's writes
-	 * would meet stale pages here. POSIX and flock locks stay with the
-	 * kernel, which keeps them coherent among this mount's processes.
+	 * would meet stale pages here.
 	 */
-	conn->want &=
-		~(unsigned int)(FUSE_CAP_WRITEBACK_CACHE |
-				FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	conn->want &= ~(unsigned int)FUSE_CAP_WRITEBACK_CACHE;
 	conn->time_gran = 1;
+}
+
+/* The FUSE session is going (fuse_session_destroy): lock requests still
+ * waiting are answered while it can take answers. */
+static void op_destroy(void *userdata)
+{
+	flk_stop(userdata);
 }
 
 const struct fuse_lowlevel_ops dfs_ops = {
@@ -1664,13 +1927,16 @@ const struct fuse_lowlevel_ops dfs_ops = {
 	.copy_file_range = op_copy_file_range,
 	.lseek = op_lseek,
 	.create = op_create,
+	.destroy = op_destroy,
 	.fallocate = op_fallocate,
+	.flock = op_flock,
 	.flush = op_flush,
 	.forget = op_forget,
 	.forget_multi = op_forget_multi,
 	.fsync = op_fsync,
 	.fsyncdir = op_fsyncdir,
 	.getattr = op_getattr,
+	.getlk = op_getlk,
 	.getxattr = op_getxattr,
 	.init = op_init,
 	.link = op_link,
@@ -1690,6 +1956,7 @@ const struct fuse_lowlevel_ops dfs_ops = {
 	.rename = op_rename,
 	.rmdir = op_rmdir,
 	.setattr = op_setattr,
+	.setlk = op_setlk,
 	.setxattr = op_setxattr,
 	.statfs = op_statfs,
 	.symlink = op_symlink,
@@ -1753,6 +2020,11 @@ int dfs_init(struct dfs *fs)
 	dafs_set_recall_handler(fs->s, dfs_recall, fs);
 	/* one buffer per worker thread, and one to spare */
 	rc = fbuf_pool_init(&fs->pool, fs->s, fs->o.threads + 1, fs->max_io);
+	if (!rc) {
+		rc = flk_start(fs);
+		if (rc)
+			fbuf_pool_fini(&fs->pool);
+	}
 	if (rc) {
 		fcred_cache_fini(&fs->creds);
 		fino_table_fini(&fs->ino);
@@ -1784,7 +2056,8 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 "returns %llu, revoked %llu, recall latency avg %.3f ms "
 		 "max %.3f ms, writes held %llu, written back %llu bytes "
 		 "in %llu sends, write-back errors %llu, cache hits %llu, "
-		 "cache misses %llu, cache bytes %llu",
+		 "cache misses %llu, cache bytes %llu, lock waits %llu, "
+		 "locks granted after waiting %llu",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
@@ -1801,13 +2074,18 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 (unsigned long long)atomic_load(&fs->wb.flushes),
 		 (unsigned long long)atomic_load(&fs->wb.errors),
 		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
-		 (unsigned long long)cs.bytes);
+		 (unsigned long long)cs.bytes,
+		 (unsigned long long)flk_waiting(fs),
+		 (unsigned long long)atomic_load(
+			 &fs->locks.granted_after_wait));
 }
 
 void dfs_fini(struct dfs *fs)
 {
 	struct dfs_handle *h, *next;
 
+	/* nothing waits on the files closed below any more */
+	flk_fini(fs);
 	/* what the kernel never released: a lazy unmount, a lost device */
 	for (h = fs->handles.next; h != &fs->handles; h = next) {
 		next = h->next;
@@ -1819,7 +2097,7 @@ void dfs_fini(struct dfs *fs)
 			if (file->wb_on)
 				fwb_close(&fs->wb, &file->wb, fs->s);
 			dafs_close(file->f);
-			free(h);
+			file_free(file);
 		}
 	}
 	fs->handles.next = fs->handles.prev = &fs->handles;

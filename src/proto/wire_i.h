@@ -76,6 +76,8 @@ enum dafs_op {
 	DAFS_OP_BATCH = 35,
 	DAFS_OP_DELEGRETURN = 36,
 	DAFS_OP_LSEEK = 37,
+	DAFS_OP_LOCK = 38,
+	DAFS_OP_LOCKT = 39,
 	DAFS_OP_CB_NULL = 64,
 	DAFS_OP_CB_RECALL = 65,
 	DAFS_OP_MAX = 66
@@ -311,6 +313,23 @@ struct dafs_m_fallocate_req {
 struct dafs_m_lseek_req {
 	uint64_t open_id, off;
 	uint32_t whence;
+};
+/*
+ * LOCK and LOCKT: a byte-range (POSIX) or whole-file (flock) lock of a
+ * lock owner the client chose, taken through one of the session's open
+ * files. kind: DAFS_LOCK_POSIX / _FLOCK; type: DAFS_LOCK_READ / _WRITE /
+ * _UNLOCK (LOCK only); len 0 reaches to the end of the file and beyond.
+ */
+struct dafs_m_lock_req {
+	uint64_t open_id, owner;
+	uint32_t kind, type;
+	uint64_t start, len;
+};
+/* LOCKT's answer: a conflicting lock (the first the server's kernel
+ * finds), type DAFS_LOCK_UNLOCK (and start and len 0) if there is none */
+struct dafs_m_lockt_rep {
+	uint32_t type;
+	uint64_t start, len;
 };
 struct dafs_m_copy_range_req {
 	uint64_t src, soff, dst, doff, len;

@@ -42,6 +42,10 @@ static void usage(FILE *f)
 		"      --recall-holdoff-ms N  no grants on a file this long "
 		"after a recall\n"
 		"                           (default 1000)\n"
+		"      --max-lock-fds N     lock descriptors per session, one "
+		"per (owner,\n"
+		"                           file, kind) holding locks (default "
+		"1024)\n"
 		"      --root-squash        map requests of uid 0 to "
 		"nobody\n"
 		"      --port-file FILE     write the listening port to FILE\n"
@@ -152,6 +156,7 @@ enum {
 	O_MAXCONN,
 	O_DELEG,
 	O_HOLDOFF,
+	O_LOCKFDS,
 };
 
 static const struct option longopts[] = {
@@ -165,6 +170,7 @@ static const struct option longopts[] = {
 	{"lease-ms", required_argument, NULL, O_LEASE},
 	{"deleg", required_argument, NULL, O_DELEG},
 	{"recall-holdoff-ms", required_argument, NULL, O_HOLDOFF},
+	{"max-lock-fds", required_argument, NULL, O_LOCKFDS},
 	{"root-squash", no_argument, NULL, O_SQUASH},
 	{"port-file", required_argument, NULL, O_PORTFILE},
 	{"foreground", no_argument, NULL, 'f'},
@@ -287,6 +293,9 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 	case O_HOLDOFF:
 		return parse_uint("--recall-holdoff-ms", arg, 0, 3600000,
 				  &cfg->holdoff_ms);
+	case O_LOCKFDS:
+		return parse_uint("--max-lock-fds", arg, 1, 1u << 20,
+				  &cfg->max_lock_fds);
 	case O_SQUASH:
 		cfg->root_squash = 1;
 		return 0;
@@ -319,6 +328,7 @@ static void defaults(struct srv_config *cfg)
 	cfg->max_conns = 1024;
 	cfg->deleg_policy = DLG_POLICY_ON;
 	cfg->holdoff_ms = 1000;
+	cfg->max_lock_fds = SRV_LOCKFDS_DEFAULT;
 	cfg->foreground = 1;
 	if (geteuid() == 0 || !home)
 		strcpy(cfg->state_dir, "/var/lib/dafsd");

@@ -1077,6 +1077,63 @@ static int h_batch(struct srv_req *r, const void *b, const int *fd,
 	return 0;
 }
 
+/*
+ * LOCK and LOCKT (locks.c): through an open file of the session, as the
+ * server (the open's access mode decides, as fcntl's; the file's bits
+ * now do not), but a credential id the session does not know is refused
+ * as everywhere else.
+ */
+static int lock_cred_known(struct srv_req *r)
+{
+	return !r->srv->can_switch || r->h.arg < r->sess->ncreds;
+}
+
+static int h_lock(struct srv_req *r, const void *b, const int *fd,
+		  union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_lock_req *q = b;
+	struct srv_open *o;
+	int rc;
+
+	(void)fd, (void)rep, (void)len;
+	if (!lock_cred_known(r))
+		return -DAFS_EBADCRED;
+	rc = open_get(r->sess, q->open_id, &o);
+	if (rc)
+		return rc;
+	rc = srv_locks_set(&r->sess->locks, o->fd, o->flags, q);
+	open_put(r->sess, o);
+	return rc;
+}
+
+static int h_lockt(struct srv_req *r, const void *b, const int *fd,
+		   union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_lock_req *q = b;
+	struct dafs_m_lockt_rep out = {0};
+	struct srv_open *o;
+	struct dafs_enc e;
+	int rc;
+
+	(void)fd, (void)rep;
+	if (!lock_cred_known(r))
+		return -DAFS_EBADCRED;
+	rc = open_get(r->sess, q->open_id, &o);
+	if (rc)
+		return rc;
+	rc = srv_locks_test(&r->sess->locks, o->fd, o->flags, q, &out);
+	open_put(r->sess, o);
+	if (rc)
+		return rc;
+	/* the body laid out here, after the header the dispatcher writes */
+	dafs_enc_init(&e, r->reply + DAFS_HDR_SIZE,
+		      r->reply_cap - DAFS_HDR_SIZE);
+	if (dafs_enc_msg(&e, dafs_ops[DAFS_OP_LOCKT].rep, &out))
+		return -EIO;
+	*len = DAFS_HDR_SIZE + (uint32_t)e.pos;
+	return 0;
+}
+
 /* Handle fields to resolve: 1 + their offset in the request body. */
 #define FH(type, member) ((uint16_t)(offsetof(type, member) + 1))
 #define FH1(type, member)                                                      \
@@ -1133,6 +1190,8 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 	[DAFS_OP_BATCH] = {h_batch, {0, 0}, 1},
 	[DAFS_OP_DELEGRETURN] = {h_delegreturn},
 	[DAFS_OP_LSEEK] = {h_lseek, {0, 0}, 1},
+	[DAFS_OP_LOCK] = {h_lock},
+	[DAFS_OP_LOCKT] = {h_lockt},
 };
 
 /*

@@ -217,6 +217,7 @@ static void session_put(struct srv_session *s)
 
 	if (atomic_fetch_sub(&s->refs, 1) != 1)
 		return;
+	srv_locks_fini(&s->locks);
 	srv_session_close_files(s);
 	dafs_slots_fini(&s->slots);
 	if (s->reply_mr)
@@ -265,6 +266,9 @@ static void session_destroy(struct srv_session *s, const char *why)
 	if (!found)
 		return;
 	s->destroyed = 1;
+	/* at once: a destroyed session may live on until its connections
+	 * close, and other clients wait for its locks */
+	srv_locks_release(&s->locks);
 	sid_str(s->sid, id);
 	srv_log(LOG_INFO, "session %s (%s) ended: %s", id, s->client, why);
 	session_put(s);
@@ -306,6 +310,9 @@ static int session_new(struct dafs_server *srv, struct dafs_export *ex,
 	pthread_mutex_init(&s->cb_lock, NULL);
 	pthread_cond_init(&s->cb_cv, NULL);
 	s->open_free = UINT32_MAX;
+	srv_locks_init(&s->locks, srv->cfg.max_lock_fds
+					  ? srv->cfg.max_lock_fds
+					  : SRV_LOCKFDS_DEFAULT);
 	s->renewed_ns = srv_now_ns();
 	/* credential 0: anonymous, until the client registers its own */
 	s->creds[0].uid = s->creds[0].gid = 65534;

@@ -23,6 +23,7 @@
 #include "backend_i.h"
 #include "creds_i.h"
 #include "deleg_i.h"
+#include "locks_i.h"
 #include "proto/session_i.h"
 #include "proto/wire_i.h"
 #include "state_i.h"
@@ -52,6 +53,7 @@ struct srv_config {
 	int verbose;
 	int deleg_policy;     /* DLG_POLICY_* */
 	uint32_t holdoff_ms;  /* no grants this long after a recall */
+	uint32_t max_lock_fds; /* lock descriptors per session (locks.c) */
 	struct dafs_sess_params limits;
 };
 
@@ -128,6 +130,10 @@ struct srv_session {
 	struct srv_conn *fore, *back; /* referenced */
 	uint64_t renewed_ns;
 	int destroyed;
+
+	/* locks (locks.c): its own lock, a leaf; released when the session
+	 * is destroyed, freed with it */
+	struct srv_locks locks;
 
 	/* callback channel: one outstanding callback at a time */
 	pthread_mutex_t cb_lock;

@@ -60,6 +60,8 @@ typedef union {
 	struct dafs_m_batch_rep batchp;
 	struct dafs_m_cb_recall_req recall;
 	struct dafs_m_lseek_req lseek;
+	struct dafs_m_lock_req lock;
+	struct dafs_m_lockt_rep lockt;
 } body_t;
 
 static const char *outdir;
@@ -153,6 +155,7 @@ static int fill(uint32_t op, int reply, body_t *b)
 	case DAFS_OP_CB_NULL << 1 | 1:
 	case DAFS_OP_CB_RECALL << 1 | 1:
 	case DAFS_OP_DELEGRETURN << 1 | 1:
+	case DAFS_OP_LOCK << 1 | 1:
 		return 0; /* empty bodies */
 	case DAFS_OP_DELEGRETURN << 1:
 		b->u64.v = 0x5f0000000001ull;
@@ -164,6 +167,27 @@ static int fill(uint32_t op, int reply, body_t *b)
 		return 0;
 	case DAFS_OP_LSEEK << 1 | 1:
 		b->u64.v = 1048576;
+		return 0;
+	case DAFS_OP_LOCK << 1:
+		b->lock.open_id = 7;
+		b->lock.owner = 0xffff8881234567c0ull;
+		b->lock.kind = DAFS_LOCK_POSIX;
+		b->lock.type = DAFS_LOCK_WRITE;
+		b->lock.start = 4096;
+		b->lock.len = 0;
+		return 0;
+	case DAFS_OP_LOCKT << 1:
+		b->lock.open_id = 7;
+		b->lock.owner = 42;
+		b->lock.kind = DAFS_LOCK_POSIX;
+		b->lock.type = DAFS_LOCK_READ;
+		b->lock.start = 0;
+		b->lock.len = 100;
+		return 0;
+	case DAFS_OP_LOCKT << 1 | 1:
+		b->lockt.type = DAFS_LOCK_WRITE;
+		b->lockt.start = 50;
+		b->lockt.len = 10;
 		return 0;
 	case DAFS_OP_CB_RECALL << 1:
 		fh(&b->recall.fh, 2);
@@ -534,6 +558,7 @@ int main(int argc, char **argv)
 	memset(&b, 0, sizeof(b));
 	emit("lookup-rep-enoent", DAFS_OP_LOOKUP, DAFS_HF_REPLY, ENOENT, &b);
 	emit("write-rep-eseq", DAFS_OP_WRITE, DAFS_HF_REPLY, DAFS_ESEQ, &b);
+	emit("lock-rep-denied", DAFS_OP_LOCK, DAFS_HF_REPLY, DAFS_EDENIED, &b);
 	lists();
 	return 0;
 }

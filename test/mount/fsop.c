@@ -19,6 +19,21 @@
  *   fsop readdir-unlink D NAME   opendir(D), unlink NAME, read D: NAME
  *                                may be listed but stat must not find
  *                                it; rewinddir, read: it is not listed
+ *   fsop setlk F r|w|u START LEN   fcntl(F_SETLK) through a read-write
+ *                                open of F (LEN 0: to the end)
+ *   fsop setlkw F r|w START LEN  fcntl(F_SETLKW): waits; prints how many
+ *                                ms it waited
+ *   fsop hold F r|w|u START LEN [r|w|u START LEN]...
+ *                                F_SETLK of each in turn, then prints
+ *                                "held" and sleeps until killed (the
+ *                                locks go with it); on SIGUSR1 unlocks
+ *                                the whole file (the descriptor stays
+ *                                open) and prints "unlocked"
+ *   fsop flock-hold F s|x        flock(LOCK_NB), "held", sleeps until
+ *                                killed
+ *   fsop getlk F r|w START LEN   fcntl(F_GETLK): prints "unlck", or the
+ *                                conflicting lock as "r|w START LEN"
+ *   fsop setlk-ro F w START LEN  F_SETLK through a read-only open
  *
  * Prints nothing and exits 0 on success; on failure prints the errno's
  * name (ENOENT, EEXIST ...) to stdout, or for the readdir checks what was
@@ -27,11 +42,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 static int fail(void)
@@ -92,6 +110,113 @@ static int readdir_check(const char *op, const char *dir, const char *name)
 	return closedir(d) ? fail() : 0;
 }
 
+static long long ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static volatile sig_atomic_t usr1;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1 = 1;
+}
+
+/* "r|w|u" START LEN at @a as a struct flock */
+static void lock_arg(char **a, struct flock *fl)
+{
+	memset(fl, 0, sizeof(*fl));
+	fl->l_whence = SEEK_SET;
+	fl->l_type = !strcmp(a[0], "r")	  ? F_RDLCK
+		     : !strcmp(a[0], "w") ? F_WRLCK
+					  : F_UNLCK;
+	fl->l_start = strtoll(a[1], NULL, 10);
+	fl->l_len = strtoll(a[2], NULL, 10);
+}
+
+/* fsop hold: the locks, then wait to be killed (or told to unlock) */
+static int hold(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	struct flock fl;
+	int fd, i;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	fd = open(argv[2], O_RDWR);
+	if (fd < 0)
+		return fail();
+	for (i = 3; i + 2 < argc; i += 3) {
+		lock_arg(argv + i, &fl);
+		if (fcntl(fd, F_SETLK, &fl))
+			return fail();
+	}
+	printf("held\n");
+	fflush(stdout);
+	for (;;) {
+		pause();
+		if (usr1) {
+			usr1 = 0;
+			lock_arg((char *[]){"u", "0", "0"}, &fl);
+			if (fcntl(fd, F_SETLK, &fl))
+				return fail();
+			printf("unlocked\n");
+			fflush(stdout);
+		}
+	}
+}
+
+static int flock_hold(char **argv)
+{
+	int fd = open(argv[2], O_RDONLY);
+
+	if (fd < 0)
+		return fail();
+	if (flock(fd, (strcmp(argv[3], "s") ? LOCK_EX : LOCK_SH) | LOCK_NB))
+		return fail();
+	printf("held\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+/* The fcntl lock commands: argv = op F TYPE START LEN. */
+static int lock_op(char **argv)
+{
+	const char *op = argv[1];
+	struct flock fl;
+	long long t0;
+	int fd;
+
+	lock_arg(argv + 3, &fl);
+	fd = open(argv[2], strcmp(op, "setlk-ro") ? O_RDWR : O_RDONLY);
+	if (fd < 0)
+		return fail();
+	if (!strcmp(op, "getlk")) {
+		if (fcntl(fd, F_GETLK, &fl))
+			return fail();
+		if (fl.l_type == F_UNLCK)
+			printf("unlck\n");
+		else
+			printf("%s %lld %lld\n", fl.l_type == F_RDLCK ? "r" : "w",
+			       (long long)fl.l_start, (long long)fl.l_len);
+		return 0;
+	}
+	if (!strcmp(op, "setlkw")) {
+		t0 = ms_now();
+		if (fcntl(fd, F_SETLKW, &fl))
+			return fail();
+		printf("%lld\n", ms_now() - t0);
+		return 0;
+	}
+	if (fcntl(fd, F_SETLK, &fl))
+		return fail();
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct stat st;
@@ -147,6 +272,14 @@ int main(int argc, char **argv)
 	if (argc == 4 && (!strcmp(argv[1], "readdir-size") ||
 			  !strcmp(argv[1], "readdir-unlink")))
 		return readdir_check(argv[1], argv[2], argv[3]);
+	if (argc == 6 &&
+	    (!strcmp(argv[1], "setlk") || !strcmp(argv[1], "setlkw") ||
+	     !strcmp(argv[1], "getlk") || !strcmp(argv[1], "setlk-ro")))
+		return lock_op(argv);
+	if (argc >= 6 && (argc - 3) % 3 == 0 && !strcmp(argv[1], "hold"))
+		return hold(argc, argv);
+	if (argc == 4 && !strcmp(argv[1], "flock-hold"))
+		return flock_hold(argv);
 	if (argc == 3 && !strcmp(argv[1], "chdir"))
 		return chdir(argv[2]) ? fail() : 0;
 	if (argc == 3) {

@@ -88,6 +88,31 @@ START_TEST(inode_counts)
 }
 END_TEST
 
+/* The mark that makes a node's flushes release POSIX locks: per node,
+ * gone with the node (a node found again starts unmarked). */
+START_TEST(inode_locked)
+{
+	struct fino_table t;
+	dafs_fh_t root = fh_of(0), a = fh_of(1), b = fh_of(2);
+	uint64_t ia, ib, ia2;
+
+	ck_assert_int_eq(fino_table_init(&t, &root), 0);
+	ck_assert_int_eq(fino_ref(&t, &a, &ia), 0);
+	ck_assert_int_eq(fino_ref(&t, &b, &ib), 0);
+	ck_assert_int_eq(fino_locked(&t, ia), 0);
+	fino_set_locked(&t, ia);
+	fino_set_locked(&t, 999999); /* unknown: ignored */
+	ck_assert_int_eq(fino_locked(&t, ia), 1);
+	ck_assert_int_eq(fino_locked(&t, ib), 0);
+	ck_assert_int_eq(fino_locked(&t, 999999), 0);
+	fino_forget(&t, ia, 1);
+	ck_assert_int_eq(fino_locked(&t, ia), 0);
+	ck_assert_int_eq(fino_ref(&t, &a, &ia2), 0);
+	ck_assert_int_eq(fino_locked(&t, ia2), 0);
+	fino_table_fini(&t);
+}
+END_TEST
+
 /* Handles that differ only in length or in the last byte are different
  * files. */
 START_TEST(inode_similar_handles)
@@ -286,6 +311,7 @@ static Suite *tables_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, inode_root);
 	tcase_add_test(tc, inode_counts);
+	tcase_add_test(tc, inode_locked);
 	tcase_add_test(tc, inode_similar_handles);
 	tcase_add_test(tc, inode_many);
 	tcase_add_test(tc, inode_threads);

@@ -294,6 +294,8 @@ BODY(batch_req);
 BODY(batch_rep);
 BODY(cb_recall_req);
 BODY(lseek_req);
+BODY(lock_req);
+BODY(lockt_rep);
 
 static void fill_create_session_req(struct gen *g,
 				    struct dafs_m_create_session_req *a)
@@ -653,6 +655,40 @@ static void cmp_lseek_req(const struct dafs_m_lseek_req *a,
 	EQ(whence);
 }
 
+static void fill_lock_req(struct gen *g, struct dafs_m_lock_req *a)
+{
+	a->open_id = g64(g);
+	a->owner = g64(g);
+	a->kind = g32(g);
+	a->type = g32(g);
+	a->start = g64(g);
+	a->len = g64(g);
+}
+static void cmp_lock_req(const struct dafs_m_lock_req *a,
+			 const struct dafs_m_lock_req *b)
+{
+	EQ(open_id);
+	EQ(owner);
+	EQ(kind);
+	EQ(type);
+	EQ(start);
+	EQ(len);
+}
+
+static void fill_lockt_rep(struct gen *g, struct dafs_m_lockt_rep *a)
+{
+	a->type = g32(g);
+	a->start = g64(g);
+	a->len = g64(g);
+}
+static void cmp_lockt_rep(const struct dafs_m_lockt_rep *a,
+			  const struct dafs_m_lockt_rep *b)
+{
+	EQ(type);
+	EQ(start);
+	EQ(len);
+}
+
 static void fill_cb_recall_req(struct gen *g, struct dafs_m_cb_recall_req *a)
 {
 	gfh(g, &a->fh, 40);
@@ -905,6 +941,8 @@ static const struct opcase cases[] = {
 	C(BATCH, batch_req, batch_rep, 0),
 	C(DELEGRETURN, u64, empty, 0),
 	C(LSEEK, lseek_req, u64, IDEM),
+	C(LOCK, lock_req, empty, 0),
+	C(LOCKT, lock_req, lockt_rep, IDEM),
 	C(CB_NULL, empty, empty, IDEM | CBCH),
 	C(CB_RECALL, cb_recall_req, empty, IDEM | CBCH),
 };
@@ -1179,7 +1217,7 @@ START_TEST(test_every_op_has_a_case)
 	ck_assert_ptr_null(dafs_op_desc(DAFS_OP_MAX));
 	ck_assert_ptr_null(dafs_op_desc(6));
 	ck_assert_ptr_null(dafs_op_desc(0xffffffffu));
-	ck_assert_str_eq(dafs_op_name(38), "?");
+	ck_assert_str_eq(dafs_op_name(40), "?");
 	ck_assert_str_eq(dafs_op_name(63), "?");
 	ck_assert_str_eq(dafs_op_name(0x10000), "?");
 }
@@ -1460,6 +1498,64 @@ START_TEST(test_frame_read_write)
 	ck_assert_uint_eq(w.data.len, 3);
 	ck_assert_mem_eq(w.data.p, "hi", 3); /* BYTES may hold NUL */
 	free(c);
+}
+END_TEST
+
+/* LOCK (38) request and the LOCKT (39) reply, byte by byte */
+START_TEST(test_frame_lock)
+{
+	static const uint8_t lk[] = {
+		'D',  'A',  'F',  'S',	0x01, 0x00, 0x26, 0x00, /* LOCK */
+		0x05, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00,
+		0x01, 0x00, 0x00, 0x00, 0x28, 0x00, 0x00, 0x00, /* 40 */
+		0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, /* open_id */
+		0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, /* owner */
+		0x01, 0x00, 0x00, 0x00,				/* POSIX */
+		0x02, 0x00, 0x00, 0x00,				/* WRITE */
+		0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* start */
+		0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* len: EOF */
+	};
+	static const uint8_t tr[] = {
+		'D',  'A',  'F',  'S',	0x01, 0x01, 0x27, 0x00, /* LOCKT rep */
+		0x05, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, /* ok, 20 */
+		0x01, 0x00, 0x00, 0x00,				/* READ */
+		0x64, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* start */
+		0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* len */
+	};
+	struct dafs_m_lockt_rep t;
+	struct dafs_m_lock_req l;
+	struct dafs_hdr h;
+
+	free(frame(lk, sizeof(lk), &h, &l));
+	ck_assert_uint_eq(h.op, DAFS_OP_LOCK);
+	ck_assert_uint_eq(l.open_id, 0x100000003ull);
+	ck_assert_uint_eq(l.owner, 0x0123456789abcdefull);
+	ck_assert_uint_eq(l.kind, DAFS_LOCK_POSIX);
+	ck_assert_uint_eq(l.type, DAFS_LOCK_WRITE);
+	ck_assert_uint_eq(l.start, 4096);
+	ck_assert_uint_eq(l.len, 0);
+
+	free(frame(tr, sizeof(tr), &h, &t));
+	ck_assert_uint_eq(h.op, DAFS_OP_LOCKT);
+	ck_assert_uint_eq(h.flags, DAFS_HF_REPLY);
+	ck_assert_uint_eq(t.type, DAFS_LOCK_READ);
+	ck_assert_uint_eq(t.start, 100);
+	ck_assert_uint_eq(t.len, 10);
+
+	/* LOCK's reply has no body; the denial is a status */
+	{
+		static const uint8_t den[] = {
+			'D',  'A',  'F',  'S',	0x01, 0x01, 0x26, 0x00,
+			0x05, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00,
+			0x3f, 0x75, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+		};
+		body_t b;
+
+		free(frame(den, sizeof(den), &h, &b));
+		ck_assert_uint_eq(h.arg, DAFS_EDENIED);
+		ck_assert_int_eq(dafs_status_to_err(h.arg), -DAFS_EDENIED);
+	}
 }
 END_TEST
 
@@ -2253,6 +2349,7 @@ static Suite *wire_suite(void)
 	tcase_add_test(tc, test_frame_getattr_reply);
 	tcase_add_test(tc, test_frame_lookup);
 	tcase_add_test(tc, test_frame_read_write);
+	tcase_add_test(tc, test_frame_lock);
 	tcase_add_test(tc, test_frame_setattr_statfs_cred);
 	tcase_add_test(tc, test_frame_error_and_callback);
 	suite_add_tcase(s, tc);

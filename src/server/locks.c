@@ -1,0 +1,354 @@
+/*
+ * locks.c - a session's locks as open file description locks on
+ * descriptors of their own, one per (owner, file, kind); see locks_i.h.
+ *
+ * Why descriptors and not a lock table of our own: the kernel already
+ * checks conflicts and merges and splits POSIX ranges exactly as fcntl(2)
+ * promises, and only its locks are seen by the server's local processes.
+ * OFD locks (not classic fcntl locks) because classic locks belong to the
+ * whole dafsd process, which is one owner to the kernel, and are dropped
+ * when it closes any descriptor of the file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "locks_i.h"
+
+#define NBUCKETS 256 /* a power of two */
+
+struct srv_lockfd {
+	uint64_t owner, dev, ino;
+	uint32_t kind;
+	int fd;
+	struct srv_lockfd *next;
+};
+
+struct lkey {
+	uint64_t owner, dev, ino;
+	uint32_t kind;
+};
+
+static uint32_t bucket(const struct lkey *k)
+{
+	uint64_t h = k->owner * 0x9e3779b97f4a7c15ull ^
+		     k->ino * 0xc2b2ae3d27d4eb4full ^ k->dev ^ k->kind;
+
+	h ^= h >> 31;
+	h *= 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 29;
+	return (uint32_t)h & (NBUCKETS - 1);
+}
+
+/* Where @k's entry is in its chain, or the chain's end (l->lock held,
+ * l->tab allocated). */
+static struct srv_lockfd **slot(struct srv_locks *l, const struct lkey *k)
+{
+	struct srv_lockfd **pp = &l->tab[bucket(k)];
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->owner == k->owner && (*pp)->ino == k->ino &&
+		    (*pp)->dev == k->dev && (*pp)->kind == k->kind)
+			break;
+	return pp;
+}
+
+/* Unlink and close the entry at @pp (l->lock held): whatever it held is
+ * released with the descriptor. */
+static void drop(struct srv_locks *l, struct srv_lockfd **pp)
+{
+	struct srv_lockfd *e = *pp;
+
+	*pp = e->next;
+	close(e->fd);
+	free(e);
+	l->n--;
+}
+
+void srv_locks_init(struct srv_locks *l, uint32_t max)
+{
+	pthread_mutex_init(&l->lock, NULL);
+	l->tab = NULL;
+	l->n = 0;
+	l->max = max;
+	l->closed = 0;
+}
+
+void srv_locks_release(struct srv_locks *l)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&l->lock);
+	l->closed = 1;
+	for (i = 0; l->tab && i < NBUCKETS; i++)
+		while (l->tab[i])
+			drop(l, &l->tab[i]);
+	pthread_mutex_unlock(&l->lock);
+}
+
+void srv_locks_fini(struct srv_locks *l)
+{
+	srv_locks_release(l);
+	free(l->tab);
+	l->tab = NULL;
+	pthread_mutex_destroy(&l->lock);
+}
+
+uint32_t srv_locks_count(struct srv_locks *l)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&l->lock);
+	n = l->n;
+	pthread_mutex_unlock(&l->lock);
+	return n;
+}
+
+/* The request's fields, checked as fcntl(2) would (LOCKT: @test). */
+static int check(const struct dafs_m_lock_req *q, int test)
+{
+	if (q->kind == DAFS_LOCK_FLOCK) {
+		if (test || q->start || q->len)
+			return -EINVAL; /* flock(2) has no test, no range */
+	} else if (q->kind != DAFS_LOCK_POSIX) {
+		return -EINVAL;
+	}
+	if (q->type != DAFS_LOCK_READ && q->type != DAFS_LOCK_WRITE &&
+	    (test || q->type != DAFS_LOCK_UNLOCK))
+		return -EINVAL;
+	if (q->start > (uint64_t)INT64_MAX || q->len > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	if (q->len && q->len - 1 > (uint64_t)INT64_MAX - q->start)
+		return -EOVERFLOW;
+	return 0;
+}
+
+/* The file of @fd as a key for @q's owner and kind; regular files only. */
+static int key_of(int fd, const struct dafs_m_lock_req *q, struct lkey *k)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	k->owner = q->owner;
+	k->dev = st.st_dev;
+	k->ino = st.st_ino;
+	k->kind = q->kind;
+	return 0;
+}
+
+/*
+ * A new open file description of the file open as @fd. With @rw, read
+ * and write when the file allows it, whatever the open allows: one
+ * description serves all of the owner's locks of the file, and a write
+ * lock may come later through another open (the access check against the
+ * open the request names is made before, as fcntl's). Otherwise, and
+ * when read-write is refused (a read-only file system, a file being
+ * executed, a non-root server's file), the open's own mode. O_NONBLOCK:
+ * a local process's lease makes it fail rather than wait.
+ */
+static int reopen(int fd, uint32_t oflags, int rw)
+{
+	const int common = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	uint32_t acc = oflags & DAFS_O_ACCMODE;
+	char path[32];
+	int nfd = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if (rw || acc == DAFS_O_RDWR)
+		nfd = open(path, O_RDWR | common);
+	if (nfd < 0 && acc != DAFS_O_RDWR &&
+	    (!rw || (errno != EMFILE && errno != ENFILE)))
+		nfd = open(path, (acc == DAFS_O_WRONLY ? O_WRONLY : O_RDONLY) |
+					 common);
+	if (nfd >= 0)
+		return nfd;
+	switch (errno) {
+	case EWOULDBLOCK:
+		return -DAFS_EDENIED; /* a lease being broken: try again */
+	case ENOMEM:
+		return -ENOMEM;
+	default:
+		/* out of descriptors, or no /proc: no locks to be had */
+		return -ENOLCK;
+	}
+}
+
+/* Apply @q to the owner's descriptor @fd, without waiting. */
+static int apply(int fd, const struct dafs_m_lock_req *q)
+{
+	struct flock fl = {0};
+
+	if (q->kind == DAFS_LOCK_FLOCK) {
+		if (!flock(fd, (q->type == DAFS_LOCK_READ ? LOCK_SH : LOCK_EX) |
+				       LOCK_NB))
+			return 0;
+		return errno == EWOULDBLOCK ? -DAFS_EDENIED : -errno;
+	}
+	fl.l_type = q->type == DAFS_LOCK_READ	 ? F_RDLCK
+		    : q->type == DAFS_LOCK_WRITE ? F_WRLCK
+						 : F_UNLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = (off_t)q->start;
+	fl.l_len = (off_t)q->len;
+	if (!fcntl(fd, F_OFD_SETLK, &fl))
+		return 0;
+	return errno == EAGAIN || errno == EACCES ? -DAFS_EDENIED : -errno;
+}
+
+int srv_locks_set(struct srv_locks *l, int fd, uint32_t oflags,
+		  const struct dafs_m_lock_req *q)
+{
+	struct srv_lockfd **pp, *fresh = NULL;
+	uint32_t acc = oflags & DAFS_O_ACCMODE;
+	struct lkey k;
+	int rc, nfd, created = 0;
+
+	rc = check(q, 0);
+	if (rc)
+		return rc;
+	/* fcntl(2)'s rule; flock(2) has none */
+	if (q->kind == DAFS_LOCK_POSIX &&
+	    ((q->type == DAFS_LOCK_READ && acc == DAFS_O_WRONLY) ||
+	     (q->type == DAFS_LOCK_WRITE && acc == DAFS_O_RDONLY)))
+		return -EBADF;
+	rc = key_of(fd, q, &k);
+	if (rc)
+		return rc;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->closed) {
+		rc = -DAFS_EBADSESSION;
+		goto out;
+	}
+	if (!l->tab) {
+		l->tab = calloc(NBUCKETS, sizeof(*l->tab));
+		if (!l->tab) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	pp = slot(l, &k);
+	if (!*pp) {
+		/* nothing held: nothing to release, and nothing opened for
+		 * an unlock */
+		if (q->type == DAFS_LOCK_UNLOCK)
+			goto out;
+		if (l->n >= l->max) {
+			rc = -ENOLCK;
+			goto out;
+		}
+		/* the open may take a while: not under the lock */
+		pthread_mutex_unlock(&l->lock);
+		nfd = reopen(fd, oflags, 1);
+		if (nfd < 0)
+			return nfd;
+		fresh = calloc(1, sizeof(*fresh));
+		if (!fresh) {
+			close(nfd);
+			return -ENOMEM;
+		}
+		fresh->owner = k.owner;
+		fresh->dev = k.dev;
+		fresh->ino = k.ino;
+		fresh->kind = k.kind;
+		fresh->fd = nfd;
+		pthread_mutex_lock(&l->lock);
+		if (l->closed) {
+			rc = -DAFS_EBADSESSION;
+			goto out;
+		}
+		/* another request of the owner may have made it meanwhile */
+		pp = slot(l, &k);
+		if (!*pp) {
+			if (l->n >= l->max) {
+				rc = -ENOLCK;
+				goto out;
+			}
+			*pp = fresh;
+			fresh = NULL;
+			l->n++;
+			created = 1;
+		}
+	}
+	if (q->type == DAFS_LOCK_UNLOCK &&
+	    (q->kind == DAFS_LOCK_FLOCK || (!q->start && !q->len))) {
+		/* all of it: the descriptor goes, and its locks with it */
+		drop(l, pp);
+		goto out;
+	}
+	rc = apply((*pp)->fd, q);
+	/* a refused first lock keeps no descriptor: a client that gives
+	 * up must not be left holding one */
+	if (rc && created)
+		drop(l, pp);
+out:
+	pthread_mutex_unlock(&l->lock);
+	if (fresh) {
+		close(fresh->fd);
+		free(fresh);
+	}
+	return rc;
+}
+
+/* F_OFD_GETLK of @q on @fd into *@out. */
+static int getlk(int fd, const struct dafs_m_lock_req *q,
+		 struct dafs_m_lockt_rep *out)
+{
+	struct flock fl = {0};
+
+	fl.l_type = q->type == DAFS_LOCK_READ ? F_RDLCK : F_WRLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = (off_t)q->start;
+	fl.l_len = (off_t)q->len;
+	if (fcntl(fd, F_OFD_GETLK, &fl))
+		return -errno;
+	out->type = fl.l_type == F_UNLCK   ? DAFS_LOCK_UNLOCK
+		    : fl.l_type == F_RDLCK ? DAFS_LOCK_READ
+					   : DAFS_LOCK_WRITE;
+	out->start = fl.l_type == F_UNLCK ? 0 : (uint64_t)fl.l_start;
+	out->len = fl.l_type == F_UNLCK ? 0 : (uint64_t)fl.l_len;
+	return 0;
+}
+
+int srv_locks_test(struct srv_locks *l, int fd, uint32_t oflags,
+		   const struct dafs_m_lock_req *q,
+		   struct dafs_m_lockt_rep *out)
+{
+	struct srv_lockfd **pp;
+	struct lkey k;
+	int rc, nfd;
+
+	rc = check(q, 1);
+	if (!rc)
+		rc = key_of(fd, q, &k);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&l->lock);
+	if (l->closed) {
+		pthread_mutex_unlock(&l->lock);
+		return -DAFS_EBADSESSION;
+	}
+	/* through the owner's own descriptor, its own locks do not count */
+	pp = l->tab ? slot(l, &k) : NULL;
+	if (pp && *pp) {
+		rc = getlk((*pp)->fd, q, out);
+		pthread_mutex_unlock(&l->lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&l->lock);
+	/* an owner without locks: any lock conflicts, so a fresh
+	 * description (of the open's own mode: it only looks) asks */
+	nfd = reopen(fd, oflags, 0);
+	if (nfd < 0)
+		return nfd;
+	rc = getlk(nfd, q, out);
+	close(nfd);
+	return rc;
+}
