@@ -554,6 +554,14 @@ int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
 	int fd;
 
 	*ref = NULL;
+	/*
+	 * Not for table handles: resolving one walks its recorded path and
+	 * refuses an object no longer found there, such as a directory a
+	 * local user moved out of the export; a kept descriptor would still
+	 * reach it, and through it, names outside the export.
+	 */
+	if (ex->tab)
+		return dafs_be_resolve(ex, fh);
 	if (fh->len > DAFS_FH_MAX)
 		return -DAFS_EBADHANDLE;
 	fd = fdc_get(&ex->fdc, fh->data, fh->len, ref);
@@ -583,6 +591,11 @@ int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
 void dafs_be_unref(struct dafs_export *ex, struct fdc_entry *ref, int fd)
 {
 	fdc_put(&ex->fdc, ref, fd);
+}
+
+void dafs_be_tick(struct dafs_export *ex)
+{
+	fdc_sweep(&ex->fdc);
 }
 
 int dafs_export_open(struct dafs_state *st, const char *name, const char *path,

@@ -96,11 +96,15 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh);
  * while its object still has a link (one statx), so a removed file's
  * handle is -ESTALE at once, as without the cache; what the cache costs
  * is that a removed file's inode (and space) lives on for up to
- * DAFS_FDCACHE_AGE_MS after the last request that named it.
+ * DAFS_FDCACHE_AGE_MS (plus a tick) after the last request that named it.
+ * Exports with table handles do not cache (a kept descriptor would skip
+ * the walk that confines them): this is dafs_be_resolve() for them.
  */
 int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
 			struct fdc_entry **ref);
 void dafs_be_unref(struct dafs_export *ex, struct fdc_entry *ref, int fd);
+/* Once a second or so: close cached descriptors idle for too long. */
+void dafs_be_tick(struct dafs_export *ex);
 /* The handle of @fd, an object of this export. With table handles nothing
  * is recorded: it resolves only if the object was handed out by name. */
 int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh);

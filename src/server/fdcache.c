@@ -82,9 +82,14 @@ static void lru_push(struct fdcache *c, struct fdc_entry *e)
 	c->lru_head = e;
 }
 
-/* Take @e out of the table (lock held); closed now if nobody borrows it,
- * else by its last put. */
-static void unlink_entry(struct fdcache *c, struct fdc_entry *e)
+/*
+ * Take @e out of the table (lock held). If nobody borrows it, it goes on
+ * *@gone (chained through hnext) for the caller to close after the lock:
+ * the last close of a removed file frees its blocks, which may take long.
+ * A borrowed one is closed by its last put.
+ */
+static void unlink_entry(struct fdcache *c, struct fdc_entry *e,
+			 struct fdc_entry **gone)
 {
 	struct fdc_entry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
 
@@ -95,20 +100,34 @@ static void unlink_entry(struct fdcache *c, struct fdc_entry *e)
 	e->linked = false;
 	c->count--;
 	if (!e->refs) {
+		e->hnext = *gone;
+		*gone = e;
+	}
+}
+
+/* Close what unlink_entry() left in @gone (no lock held). */
+static void close_gone(struct fdc_entry *gone)
+{
+	struct fdc_entry *e;
+
+	while ((e = gone)) {
+		gone = e->hnext;
 		close(e->fd);
 		free(e);
 	}
 }
 
-/* Entries over the count or unused for too long go, oldest first. */
-static void sweep(struct fdcache *c, uint64_t now)
+/* Entries over the count or unused for too long go, oldest first. @now
+ * was read before the lock: an entry used since is not old. */
+static void sweep(struct fdcache *c, uint64_t now, struct fdc_entry **gone)
 {
 	struct fdc_entry *e;
 
 	while ((e = c->lru_tail) &&
-	       (c->count > c->max || now - e->used > c->max_age_ms)) {
+	       (c->count > c->max ||
+		(now > e->used && now - e->used > c->max_age_ms))) {
 		c->evictions++;
-		unlink_entry(c, e);
+		unlink_entry(c, e, gone);
 	}
 }
 
@@ -139,14 +158,14 @@ int fdc_get(struct fdcache *c, const void *key, size_t klen,
 {
 	uint32_t h = key_hash(key, klen);
 	uint64_t now = now_ms();
-	struct fdc_entry *e;
+	struct fdc_entry *e, *gone = NULL;
 	int fd = -ENOENT;
 
 	*out = NULL;
 	if (!c->max)
 		return -ENOENT;
 	pthread_mutex_lock(&c->lock);
-	sweep(c, now);
+	sweep(c, now, &gone);
 	e = find(c, key, klen, h);
 	if (e) {
 		c->hits++;
@@ -156,6 +175,7 @@ int fdc_get(struct fdcache *c, const void *key, size_t klen,
 		c->misses++;
 	}
 	pthread_mutex_unlock(&c->lock);
+	close_gone(gone);
 	return fd;
 }
 
@@ -164,7 +184,7 @@ int fdc_add(struct fdcache *c, const void *key, size_t klen, int fd,
 {
 	uint32_t h = key_hash(key, klen);
 	uint64_t now = now_ms();
-	struct fdc_entry *e, *n;
+	struct fdc_entry *e, *n, *gone = NULL;
 
 	*out = NULL;
 	if (!c->max || klen > UINT16_MAX)
@@ -196,48 +216,69 @@ int fdc_add(struct fdcache *c, const void *key, size_t klen, int fd,
 	c->buckets[h & (c->nbuckets - 1)] = n;
 	lru_push(c, n);
 	c->count++;
-	sweep(c, now);
+	sweep(c, now, &gone);
 	pthread_mutex_unlock(&c->lock);
+	close_gone(gone);
 	*out = n;
 	return fd;
 }
 
 void fdc_put(struct fdcache *c, struct fdc_entry *e, int fd)
 {
+	bool last;
+
 	if (!e) {
 		if (fd >= 0)
 			close(fd);
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
-	if (!--e->refs && !e->linked) {
+	last = !--e->refs && !e->linked;
+	pthread_mutex_unlock(&c->lock);
+	if (last) {
 		close(e->fd);
 		free(e);
 	}
-	pthread_mutex_unlock(&c->lock);
 }
 
 void fdc_drop(struct fdcache *c, struct fdc_entry *e)
 {
+	struct fdc_entry *gone = NULL;
+
 	pthread_mutex_lock(&c->lock);
 	if (e->linked)
-		unlink_entry(c, e);
+		unlink_entry(c, e, &gone);
 	pthread_mutex_unlock(&c->lock);
+	close_gone(gone);
+}
+
+void fdc_sweep(struct fdcache *c)
+{
+	uint64_t now = now_ms();
+	struct fdc_entry *gone = NULL;
+
+	if (!c->max)
+		return;
+	pthread_mutex_lock(&c->lock);
+	sweep(c, now, &gone);
+	pthread_mutex_unlock(&c->lock);
+	close_gone(gone);
 }
 
 void fdc_flush(struct fdcache *c)
 {
-	struct fdc_entry *e, *prev;
+	struct fdc_entry *e, *prev, *gone = NULL;
 
 	pthread_mutex_lock(&c->lock);
 	for (e = c->lru_tail; e; e = prev) {
 		prev = e->prev;
 		if (!e->refs) {
 			c->evictions++;
-			unlink_entry(c, e);
+			unlink_entry(c, e, &gone);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
+	close_gone(gone);
 }
 
 size_t fdc_count(struct fdcache *c)

@@ -10,14 +10,16 @@
  * gives the cache a descriptor just resolved and borrows it back,
  * fdc_put() ends a borrow. An entry leaves the table when the cache is
  * over @max entries (least recently used first), when it has not been
- * used for @max_age_ms (looked at on every get and add), or by
- * fdc_drop(); its descriptor is closed when the last borrower puts it.
+ * used for @max_age_ms (looked at on every get and add, and by
+ * fdc_sweep() from a timer), or by fdc_drop(); its descriptor is closed
+ * when the last borrower puts it, never under the cache's mutex.
  *
  * A kept descriptor keeps its inode: a removed file's space is not freed
- * while the cache holds it, at most @max_age_ms after its last use. Keys
+ * while the cache holds it, up to @max_age_ms after its last use plus the
+ * timer's period. Keys
  * are compared byte for byte; the caller authenticates them first.
  * Thread-safe: one mutex, held for table work only, never over a system
- * call other than close().
+ * call.
  */
 #ifndef DAFS_SERVER_FDCACHE_I_H
 #define DAFS_SERVER_FDCACHE_I_H
@@ -65,6 +67,9 @@ void fdc_drop(struct fdcache *c, struct fdc_entry *e);
 /* Close every descriptor not borrowed now (a process out of descriptors
  * makes room). */
 void fdc_flush(struct fdcache *c);
+/* Close the entries unused for longer than max_age_ms (a timer calls it,
+ * so that an idle server does not keep removed files for long). */
+void fdc_sweep(struct fdcache *c);
 
 /* Entries in the table (tests). */
 size_t fdc_count(struct fdcache *c);

@@ -918,6 +918,7 @@ static void *reaper_main(void *arg)
 	struct timespec dl;
 	uint64_t now, next_lease = 0;
 	long wait_ns;
+	int i;
 
 	pthread_mutex_lock(&srv->lock);
 	while (!atomic_load(&srv->stopping)) {
@@ -941,6 +942,8 @@ static void *reaper_main(void *arg)
 		next_lease = now + 1000000000u;
 		pthread_mutex_unlock(&srv->lock);
 		srv_deleg_tick(srv);
+		for (i = 0; i < srv->nexports; i++)
+			dafs_be_tick(srv->exports[i]);
 		pthread_mutex_lock(&srv->lock);
 		do {
 			expired = NULL;

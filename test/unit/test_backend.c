@@ -932,11 +932,20 @@ START_TEST(fdcache_rules)
 	fdc_put(&c, e, fd);
 	ck_assert(!fd_open(fd));
 
-	/* age: unused for longer than 200 ms, gone at the next look */
+	/* age: unused for longer than 200 ms, gone at the next look, or
+	 * at the timer's sweep with no look at all */
 	fa = fdc_add(&c, "f", 1, open_null(), &e);
 	fdc_put(&c, e, fa);
 	usleep(400 * 1000);
 	ck_assert_int_eq(fdc_get(&c, "f", 1, &e), -ENOENT);
+	ck_assert(!fd_open(fa));
+	ck_assert_uint_eq(fdc_count(&c), 0);
+	fa = fdc_add(&c, "f", 1, open_null(), &e);
+	fdc_put(&c, e, fa);
+	fdc_sweep(&c);
+	ck_assert(fd_open(fa)); /* young yet */
+	usleep(400 * 1000);
+	fdc_sweep(&c);
 	ck_assert(!fd_open(fa));
 	ck_assert_uint_eq(fdc_count(&c), 0);
 
@@ -1842,6 +1851,28 @@ static void stale_fn(void)
 	T(fd >= 0);
 	close(fd);
 	T_EQ(dafs_be_resolve(t.ex, &S1), -ESTALE);
+
+	/* Through the descriptor cache the same: a directory in use, then
+	 * moved out of the export by a local user, is stale at once (the
+	 * cache keeps nothing for table handles, whose walk confines). */
+	{
+		struct fdc_entry *ref;
+		char out[PATH_MAX + 8];
+		dafs_fh_t M;
+		dafs_attr_t m;
+
+		fd = tmkdir(&t, t.root, "mv", &M, &m);
+		close(fd);
+		fd = dafs_be_resolve_ref(t.ex, &M, &ref);
+		T(fd >= 0);
+		T(ref == NULL);
+		dafs_be_unref(t.ex, ref, fd);
+		xpath(p, tabexp, "mv");
+		snprintf(out, sizeof(out), "%s.out", tabexp);
+		T_EQ(rename(p, out), 0);
+		T_EQ(dafs_be_resolve_ref(t.ex, &M, &ref), -ESTALE);
+		T_EQ(rmdir(out), 0);
+	}
 
 	/* The reuse detector on its own: same number and record, another
 	 * generation (the last kernel handle byte), a valid MAC. */
