@@ -3,19 +3,20 @@
 # existing build (default: build):
 #   1. the transport tests against the verbs table (test_transport with
 #      DAFS_TEST_TRANSPORT=rdma), which includes the verbs-only cases;
-#   2. the integration suites (test_dafs, test_deleg_it) with dafsd and
-#      libdafs over rdma://ADDR (DAFS_IT_LISTEN);
+#   2. the integration suites (test_dafs, test_deleg_it, test_locks_it)
+#      with dafsd and libdafs over rdma://ADDR (DAFS_IT_LISTEN);
 #   3. the mount test of delegations (test/mount/deleg.sh: two dafs-fuse
 #      mounts, write-back, dafs-verify through both) over rdma://ADDR,
 #      where /dev/fuse exists (the VM loads fuse.ko for it);
 #   4. the main mount test (test/mount/mount.sh: every FUSE operation,
-#      cp -a, tar, xattrs, O_DIRECT, permissions as another user) over
-#      rdma://ADDR. Inside the VM it runs with the host's GNU tools
-#      (/host, ahead of the initramfs's busybox) on a scratch ext4 file
-#      system in a loop file (the VM's 6.1 tmpfs has neither user xattrs
-#      nor O_DIRECT). mount-data (1 GiB copies, 100,000 verifier
-#      operations, a build, postmark) and mount-walk (1,000,000 entries)
-#      would take an hour under the VM's emulated CPU: TCP only.
+#      cp -a, tar, xattrs, O_DIRECT, permissions as another user) and the
+#      locks across two mounts (locks.sh) over rdma://ADDR. Inside the VM
+#      they run with the host's GNU tools (/host, ahead of the
+#      initramfs's busybox) on a scratch ext4 file system in a loop file
+#      (the VM's 6.1 tmpfs has neither user xattrs nor O_DIRECT).
+#      mount-data (1 GiB copies, 100,000 verifier operations, a build,
+#      postmark) and mount-walk (1,000,000 entries) would take an hour
+#      under the VM's emulated CPU: TCP only.
 # Directly when this host has an RDMA device (/sys/class/infiniband/*),
 # otherwise inside a throw-away QEMU VM with Soft-RoCE: $RDMA_VM, or
 # ../shared/tools/rdma-vm next to the repository. The VM sees the host's
@@ -42,7 +43,8 @@ if [[ ! -d $build ]]; then
 fi
 build=$(cd "$build" && pwd)
 bins=("$build/test/unit/test_transport" "$build/test/integration/test_dafs"
-	"$build/test/integration/test_deleg_it" "$build/src/server/dafsd"
+	"$build/test/integration/test_deleg_it"
+	"$build/test/integration/test_locks_it" "$build/src/server/dafsd"
 	"$build/src/fuse/dafs-fuse" "$build/test/mount/fsop")
 
 have_device() {
@@ -132,6 +134,18 @@ run_inner() {
 		rc=1
 	fi
 
+	echo "== locks over rdma://$addr (test_locks_it) =="
+	st=0
+	DAFSD=$build/src/server/dafsd DAFS_IT_LISTEN=rdma://$addr \
+		CK_VERBOSITY=normal "$build/test/integration/test_locks_it" ||
+		st=$?
+	if [[ $st == 0 ]]; then
+		echo "rdma-tests: integration-locks: ok"
+	else
+		echo "rdma-tests: integration-locks: FAILED ($st)"
+		rc=1
+	fi
+
 	echo "== two dafs-fuse mounts over rdma://$addr (deleg.sh) =="
 	st=0
 	DAFS_IT_LISTEN=rdma://$addr DAFSD=$build/src/server/dafsd \
@@ -146,20 +160,23 @@ run_inner() {
 	*) echo "rdma-tests: mount-deleg: FAILED ($st)"; rc=1 ;;
 	esac
 
-	echo "== one dafs-fuse mount over rdma://$addr (mount.sh) =="
-	st=0
-	(
-		vm_scratch || exit 1
-		DAFS_IT_LISTEN=rdma://$addr DAFSD=$build/src/server/dafsd \
-			DAFS_FUSE=$build/src/fuse/dafs-fuse \
-			FSOP=$build/test/mount/fsop \
-			bash "$top/test/mount/mount.sh"
-	) || st=$?
-	case $st in
-	0) echo "rdma-tests: mount: ok" ;;
-	77) echo "rdma-tests: mount: skipped (no /dev/fuse)" ;;
-	*) echo "rdma-tests: mount: FAILED ($st)"; rc=1 ;;
-	esac
+	for script in mount locks; do
+		echo "== dafs-fuse over rdma://$addr ($script.sh) =="
+		st=0
+		(
+			vm_scratch || exit 1
+			DAFS_IT_LISTEN=rdma://$addr \
+				DAFSD=$build/src/server/dafsd \
+				DAFS_FUSE=$build/src/fuse/dafs-fuse \
+				FSOP=$build/test/mount/fsop \
+				bash "$top/test/mount/$script.sh"
+		) || st=$?
+		case $st in
+		0) echo "rdma-tests: mount $script: ok" ;;
+		77) echo "rdma-tests: mount $script: skipped (no /dev/fuse)" ;;
+		*) echo "rdma-tests: mount $script: FAILED ($st)"; rc=1 ;;
+		esac
+	done
 	return $rc
 }
 

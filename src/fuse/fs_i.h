@@ -49,6 +49,8 @@ enum { DFS_DELEG_OFF = 0, DFS_DELEG_READ = 1, DFS_DELEG_ON = 2 };
 
 /* Open files and directories, kept on a list so that what the kernel
  * never released (a lazy unmount) is closed at exit. */
+struct dfs_park;
+
 struct dfs_handle {
 	struct dfs_handle *prev, *next;
 	int dir;
@@ -66,9 +68,14 @@ struct dfs {
 	struct fwb_set wb; /* writes held under write delegations */
 	struct flk_set locks; /* lock requests waiting (locks.c) */
 
-	pthread_mutex_t hlock;	   /* handles, nfiles, ndirs */
+	pthread_mutex_t hlock;	   /* handles, nfiles, ndirs, parked */
 	struct dfs_handle handles; /* list head */
 	uint64_t nfiles, ndirs;
+	/* server opens kept after their release while the node's
+	 * delegation is held, for the next open (ops.c, "Parked opens") */
+	struct dfs_park *parked; /* most recent first */
+	unsigned nparked;
+	uint64_t local_opens; /* opens served from them */
 };
 
 /* The extended attribute of the mount's root that reads as the

@@ -125,10 +125,18 @@ static int refuse_ro(struct dfs *fs)
 
 /* Drop @n lookups of @ino; a node that goes takes its delegation with it,
  * given back to the server (nothing is cached for it any more). */
+static int parked_any(struct dfs *fs);
+static void park_close(struct dfs *fs, uint64_t ino);
+
 static void forget(struct dfs *fs, fuse_ino_t ino, uint64_t n)
 {
 	uint64_t deleg = fino_forget(&fs->ino, ino, n);
+	dafs_fh_t fh;
 
+	/* a node gone takes its parked opens along, before its
+	 * delegation */
+	if (parked_any(fs) && fino_fh(&fs->ino, ino, &fh) == -ESTALE)
+		park_close(fs, ino);
 	if (deleg)
 		dafs_deleg_return(fs->s, deleg);
 }
@@ -181,6 +189,7 @@ static int deleg_opened(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f)
 		    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE) {
 			fino_deleg_set(&fs->ino, ino, DAFS_DELEG_NONE, 0);
 			wb_sync_ino(fs, ino);
+			park_close(fs, ino);
 		}
 		return 0;
 	}
@@ -233,6 +242,8 @@ static void changed(struct dfs *fs, fuse_ino_t ino)
 struct dfs_file {
 	struct dfs_handle h; /* first: the handle list holds these */
 	dafs_file_t *f;
+	int flags;	/* the server open's flags (park_put) */
+	uint32_t cred;	/* the caller it was opened as */
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
 	int flocked;	/* flock locks were asked for through it */
@@ -247,6 +258,134 @@ static void file_free(struct dfs_file *file)
 {
 	free(file->powners);
 	free(file);
+}
+
+/*
+ * Parked opens. While this mount holds a file's delegation nobody else
+ * opens it for a conflicting access or changes it, so an open of it need
+ * not ask the server: the server open that a release would close is kept
+ * ("parked") for the next open of the node by the same caller with the
+ * same flags and no more access, and the open is answered here. Parked
+ * opens are closed when the delegation goes (recall, a grant refused),
+ * when the node is forgotten, and beyond PARK_MAX (oldest first).
+ * Postmark opens and closes every file it touches: this takes the OPEN
+ * round trip off each open and the CLOSE off each close.
+ */
+#define PARK_MAX 256u
+
+struct dfs_park {
+	struct dfs_park *next;
+	uint64_t ino;
+	dafs_file_t *f;
+	int flags;	/* server_flags() of the open, minus O_TRUNC/O_EXCL */
+	uint32_t cred; /* the caller it was opened as */
+};
+
+static int park_flags(int flags)
+{
+	return flags & (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC);
+}
+
+/* Does an open made with @have serve an open asking for @want? */
+static int park_fits(int have, int want)
+{
+	if ((have & ~O_ACCMODE) != (want & ~O_ACCMODE))
+		return 0;
+	return (have & O_ACCMODE) == (want & O_ACCMODE) ||
+	       (have & O_ACCMODE) == O_RDWR;
+}
+
+/* A parked open of @ino for @cred that serves @flags, taken off the list;
+ * NULL if none. */
+static dafs_file_t *park_take(struct dfs *fs, uint64_t ino, int flags,
+			      uint32_t cred)
+{
+	struct dfs_park **pp, *p;
+	dafs_file_t *f = NULL;
+
+	pthread_mutex_lock(&fs->hlock);
+	for (pp = &fs->parked; (p = *pp); pp = &p->next) {
+		if (p->ino == ino && p->cred == cred &&
+		    park_fits(p->flags, park_flags(flags))) {
+			*pp = p->next;
+			fs->nparked--;
+			fs->local_opens++;
+			f = p->f;
+			free(p);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->hlock);
+	return f;
+}
+
+/* Park @f (opened for @ino as @cred with @flags); closes it instead when
+ * there is no memory. The oldest beyond PARK_MAX is closed. */
+static void park_put(struct dfs *fs, uint64_t ino, dafs_file_t *f, int flags,
+		     uint32_t cred)
+{
+	struct dfs_park *p = malloc(sizeof(*p)), **pp, *old = NULL;
+
+	if (!p) {
+		as_self(fs);
+		dafs_close(f);
+		return;
+	}
+	p->ino = ino;
+	p->f = f;
+	p->flags = park_flags(flags);
+	p->cred = cred;
+	pthread_mutex_lock(&fs->hlock);
+	p->next = fs->parked;
+	fs->parked = p;
+	if (++fs->nparked > PARK_MAX) {
+		for (pp = &fs->parked; (*pp)->next; pp = &(*pp)->next)
+			;
+		old = *pp;
+		*pp = NULL;
+		fs->nparked--;
+	}
+	pthread_mutex_unlock(&fs->hlock);
+	if (old) {
+		as_self(fs);
+		dafs_close(old->f);
+		free(old);
+	}
+}
+
+/* Close the parked opens of @ino (0: all of them). */
+static void park_close(struct dfs *fs, uint64_t ino)
+{
+	struct dfs_park **pp, *p, *gone = NULL;
+
+	pthread_mutex_lock(&fs->hlock);
+	for (pp = &fs->parked; (p = *pp);) {
+		if (!ino || p->ino == ino) {
+			*pp = p->next;
+			fs->nparked--;
+			p->next = gone;
+			gone = p;
+		} else {
+			pp = &p->next;
+		}
+	}
+	pthread_mutex_unlock(&fs->hlock);
+	while ((p = gone)) {
+		gone = p->next;
+		as_self(fs);
+		dafs_close(p->f);
+		free(p);
+	}
+}
+
+static int parked_any(struct dfs *fs)
+{
+	int n;
+
+	pthread_mutex_lock(&fs->hlock);
+	n = fs->nparked != 0;
+	pthread_mutex_unlock(&fs->hlock);
+	return n;
 }
 
 /* Writes of this mount held for @ino (none unless it holds the file's
@@ -631,16 +770,22 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 /* ---- names: create and remove ---- */
 
 /* The parent's handle, the caller's credentials, a writable mount. */
-static int dirop_begin(struct dfs *fs, fuse_req_t req, fuse_ino_t parent,
-		       dafs_fh_t *dir)
+static int dirop_begin_id(struct dfs *fs, fuse_req_t req, fuse_ino_t parent,
+			  dafs_fh_t *dir, uint32_t *cred)
 {
 	int rc = refuse_ro(fs);
 
 	if (!rc)
 		rc = fino_fh(&fs->ino, parent, dir);
 	if (!rc)
-		rc = as_caller(fs, req);
+		rc = as_caller_id(fs, req, cred);
 	return rc;
+}
+
+static int dirop_begin(struct dfs *fs, fuse_req_t req, fuse_ino_t parent,
+		       dafs_fh_t *dir)
+{
+	return dirop_begin_id(fs, req, parent, dir, NULL);
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -819,8 +964,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file;
+	uint32_t cred;
 	dafs_fh_t fh;
-	int rc = 0;
+	int rc = 0, parked;
 
 	if (writes(fi->flags))
 		rc = refuse_ro(fs);
@@ -830,7 +976,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!rc)
 		rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc)
-		rc = as_caller(fs, req);
+		rc = as_caller_id(fs, req, &cred);
 	if (rc) {
 		reply_err(req, rc);
 		return;
@@ -840,6 +986,14 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, -ENOMEM);
 		return;
 	}
+	file->flags = server_flags(fi->flags) & ~(O_EXCL | O_TRUNC);
+	file->cred = cred;
+	/* under the delegation, a parked open of the node serves it (a
+	 * truncation still goes to the server) */
+	if (!(fi->flags & O_TRUNC) && fs->o.deleg != DFS_DELEG_OFF &&
+	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
+		file->f = park_take(fs, ino, file->flags, cred);
+	parked = file->f != NULL;
 	/*
 	 * O_APPEND goes to the server, which opens its file with it: each
 	 * write then lands at the end of the file whatever offset the kernel
@@ -847,10 +1001,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * that offset from its own idea of the size, which is right while
 	 * this mount is the only writer.
 	 */
-	rc = dafs_open(fs->s, &fh,
-		       (server_flags(fi->flags) & ~O_EXCL) |
-			       deleg_want(fs, fi->flags),
-		       &file->f);
+	if (!file->f)
+		rc = dafs_open(fs->s, &fh,
+			       (server_flags(fi->flags) & ~O_EXCL) |
+				       deleg_want(fs, fi->flags),
+			       &file->f);
 	if (rc) {
 		file_free(file);
 		reply_err(req, rc);
@@ -863,8 +1018,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uintptr_t)file;
 	/* without a delegation held since before this open, other clients
 	 * may have changed the file: the page cache is dropped at open
-	 * (close-to-open consistency) */
-	fi->keep_cache = deleg_opened(fs, ino, file->f);
+	 * (close-to-open consistency). A parked open was served under the
+	 * delegation the node holds (its own grant may be older). */
+	fi->keep_cache = parked ? 1 : deleg_opened(fs, ino, file->f);
 	wb_open(fs, file, ino, fi->flags);
 	if (fuse_reply_open(req, fi)) {
 		if (file->wb_on)
@@ -884,11 +1040,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct dfs_file *file;
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
+	uint32_t cred;
 	uint64_t id;
 	int rc;
 
 	wb_sync_all(fs); /* an existing file's attributes come back */
-	rc = dirop_begin(fs, req, parent, &dir);
+	rc = dirop_begin_id(fs, req, parent, &dir, &cred);
 	if (rc) {
 		reply_err(req, rc);
 		return;
@@ -915,6 +1072,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	changed(fs, parent);
 	changed(fs, id); /* O_TRUNC of an existing file */
+	file->flags = server_flags(fi->flags) & ~(O_EXCL | O_TRUNC);
+	file->cred = cred;
 	file->ino = id;
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
@@ -1077,7 +1236,6 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	struct dfs *fs = FS(req);
 	struct dfs_file *file = file_of(fi);
 
-	(void)ino;
 	handle_del(fs, &file->h);
 	if (file->wb_on)
 		fwb_close(&fs->wb, &file->wb, fs->s);
@@ -1093,8 +1251,16 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 		dafs_lock(file->f, &lk);
 	}
-	/* the kernel ignores release errors; the server has closed anyway */
-	dafs_close(file->f);
+	/* kept for the next open while the delegation is held and no lock
+	 * state hangs on it; the kernel ignores release errors, and the
+	 * server has closed anyway */
+	if (fs->o.deleg != DFS_DELEG_OFF && !file->npowners &&
+	    !file->flocked && !fi->flock_release &&
+	    !fino_locked(&fs->ino, ino) &&
+	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
+		park_put(fs, ino, file->f, file->flags, file->cred);
+	else
+		dafs_close(file->f);
 	file_free(file);
 	fuse_reply_err(req, 0);
 }
@@ -1985,6 +2151,9 @@ static void dfs_recall(void *arg, const dafs_fh_t *fh, uint64_t id, int type)
 	if (ino && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
 	dafs_deleg_return(fs->s, id);
+	/* after the return, which the conflicting client waits for */
+	if (ino)
+		park_close(fs, ino);
 }
 
 int dfs_init(struct dfs *fs)
@@ -2036,12 +2205,15 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 {
 	dafs_deleg_stats_t ds;
 	dafs_cache_stats_t cs;
-	uint64_t files, dirs;
+	uint64_t files, dirs, local_opens;
+	unsigned nparked;
 	uint32_t creds;
 
 	pthread_mutex_lock(&fs->hlock);
 	files = fs->nfiles;
 	dirs = fs->ndirs;
+	local_opens = fs->local_opens;
+	nparked = fs->nparked;
 	pthread_mutex_unlock(&fs->hlock);
 	pthread_mutex_lock(&fs->creds.lock);
 	creds = fs->creds.n;
@@ -2057,7 +2229,8 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 "max %.3f ms, writes held %llu, written back %llu bytes "
 		 "in %llu sends, write-back errors %llu, cache hits %llu, "
 		 "cache misses %llu, cache bytes %llu, lock waits %llu, "
-		 "locks granted after waiting %llu",
+		 "locks granted after waiting %llu, local opens %llu, "
+		 "parked opens %u",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
@@ -2077,7 +2250,8 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 (unsigned long long)cs.bytes,
 		 (unsigned long long)flk_waiting(fs),
 		 (unsigned long long)atomic_load(
-			 &fs->locks.granted_after_wait));
+			 &fs->locks.granted_after_wait),
+		 (unsigned long long)local_opens, nparked);
 }
 
 void dfs_fini(struct dfs *fs)
@@ -2101,6 +2275,7 @@ void dfs_fini(struct dfs *fs)
 		}
 	}
 	fs->handles.next = fs->handles.prev = &fs->handles;
+	park_close(fs, 0);
 	fbuf_pool_fini(&fs->pool);
 	fwb_set_fini(&fs->wb);
 	fcred_cache_fini(&fs->creds);

@@ -100,6 +100,45 @@ check "... which recalled A's delegation" \
 # ... and A's next read sees the new bytes, not its old pages
 same "A reads B's bytes" "$sum_new" "$(md5sum <"$mnt_a/big")"
 
+section "opens served under a delegation (parked opens)"
+sleep 1.2 # past the recall hold-offs above
+# one open of each kind (append, read) made by the server first, then
+# parked at their close
+echo p0 >"$mnt_a/p"
+echo p1 >>"$mnt_a/p"
+cat "$mnt_a/p" >/dev/null
+opens=$(stat_a 'local opens')
+for i in 2 3 4 5 6 7 8 9 10 11; do
+	echo "p$i" >>"$mnt_a/p"
+	cat "$mnt_a/p" >/dev/null
+done
+check "20 opens of a file A holds a write delegation of: served by A" \
+	test "$(stat_a 'local opens')" -ge $((opens + 20))
+same "... its bytes on the server's disk" \
+	"$(printf 'p%s\n' 0 1 2 3 4 5 6 7 8 9 10 11)" "$(cat "$exp/p")"
+check "... an open is kept parked" test "$(stat_a 'parked opens')" -ge 1
+echo from-b >>"$mnt_b/p"
+same "B appends (a recall)" \
+	"$(printf 'p%s\n' 0 1 2 3 4 5 6 7 8 9 10 11; echo from-b)" \
+	"$(cat "$exp/p")"
+same "... A's parked opens closed with its delegation" 0 \
+	"$(stat_a 'parked opens')"
+same "... and A reads B's bytes" "from-b" "$(tail -1 "$mnt_a/p")"
+sleep 1.2
+echo again >>"$mnt_a/p"
+cat "$mnt_a/p" >/dev/null
+# the kernel forgets an unlinked file nobody holds open at once
+rm "$mnt_a/p"
+i=0
+while [ "$(stat_a 'parked opens')" != 0 ] && [ $i -lt 20 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+same "a removed file's parked open closed when A forgets it" 0 \
+	"$(stat_a 'parked opens')"
+check "... and nothing of it is left on the server's disk" \
+	test ! -e "$exp/p"
+
 section "attributes"
 # without a delegation a mount's attributes are as old as attr_timeout
 # (1 s) at most; with one, a change elsewhere recalls it and they are new

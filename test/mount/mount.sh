@@ -136,8 +136,15 @@ if [ "$(id -u)" -eq 0 ]; then
 	ls -lR "$mnt/tree" >/dev/null
 	n3=$(forgotten)
 	r2=$(rss)
-	check "a second walk: freed again ($n3 left), RSS $r1 -> $r2 kB" \
-		test "${n3:-99999}" -le 50 -a "$r2" -le $((r1 + 4096))
+	check "a second walk: freed again ($n3 left)" test "${n3:-99999}" -le 50
+	# ASan keeps freed memory in quarantine (256 MB): no bound on RSS
+	# there (it went over 4 MB about one run in three)
+	if grep -q -a -m1 __asan_init "$DAFS_FUSE"; then
+		say "# skip the RSS bound ($r1 -> $r2 kB): dafs-fuse runs under ASan"
+	else
+		check "... with no growth of dafs-fuse: RSS $r1 -> $r2 kB" \
+			test "$r2" -le $((r1 + 4096))
+	fi
 else
 	say "# skip the forget checks: dropping caches needs root"
 fi
