@@ -628,6 +628,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int rc = 0;
 
 	wb_sync_ino(fs, ino);
+	/* who may open the file changes: the next opens ask the server */
+	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
+		      FUSE_SET_ATTR_GID))
+		park_close(fs, ino);
 	memset(&sa, 0, sizeof(sa));
 	if (to_set & FUSE_SET_ATTR_MODE) {
 		sa.mask |= DAFS_SET_MODE;
@@ -1941,6 +1945,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	if (!rc)
 		rc = dafs_setxattr(fs->s, &fh, name, value, size, flags);
 	fino_xattr_changed(&fs->ino, ino);
+	park_close(fs, ino); /* an ACL may change who may open it */
 	reply_err(req, rc);
 }
 
@@ -2038,6 +2043,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (!rc)
 		rc = dafs_removexattr(fs->s, &fh, name);
 	fino_xattr_changed(&fs->ino, ino);
+	park_close(fs, ino);
 	reply_err(req, rc);
 }
 

@@ -127,6 +127,12 @@ same "... and A reads B's bytes" "from-b" "$(tail -1 "$mnt_a/p")"
 sleep 1.2
 echo again >>"$mnt_a/p"
 cat "$mnt_a/p" >/dev/null
+check "A parks again under a new delegation" \
+	test "$(stat_a 'parked opens')" -ge 1
+chmod 640 "$mnt_a/p"
+same "a chmod on A closes them (who may open it changed)" 0 \
+	"$(stat_a 'parked opens')"
+cat "$mnt_a/p" >/dev/null
 # the kernel forgets an unlinked file nobody holds open at once
 rm "$mnt_a/p"
 i=0
