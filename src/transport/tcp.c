@@ -126,7 +126,20 @@ enum rx_phase {
  * buffer) leaves it to the next one. Only the reader role holder touches
  * it.
  */
+/*
+ * Bytes read ahead at a frame boundary: a header is read together with
+ * what follows it, up to STAGE_CAP bytes, so that a small frame costs one
+ * recv() instead of two (header, then payload). What the stage holds is
+ * copied to where it belongs, the rest of a longer payload is still
+ * received in place. A reader leaves no complete frame in the stage (the
+ * socket would not say there is something to read): rx_run() goes on
+ * while the stage holds bytes.
+ */
+#define STAGE_CAP 4480u /* a header and a message with 4 KiB inline */
+
 struct rx_state {
+	uint32_t stage_off, stage_len;
+	uint8_t stage[STAGE_CAP];
 	enum rx_phase phase;
 	bool hello;    /* the peer's HELLO has arrived */
 	bool have_cur; /* SEND: ->cur is off the receive queue */
@@ -350,6 +363,36 @@ static ssize_t rx_recv(struct tcp_ep *ep, void *buf, size_t len, bool wait)
 	}
 }
 
+/*
+ * Bytes of the frame being read: from the stage first, then from the
+ * socket as rx_recv() does. @boundary: a header's first bytes, which may
+ * read ahead into the stage (never blocking).
+ */
+static ssize_t rx_read(struct tcp_ep *ep, void *buf, size_t len, bool wait,
+		       bool boundary)
+{
+	struct rx_state *rx = &ep->rx;
+	ssize_t n;
+
+	if (!rx->stage_len && boundary && len < STAGE_CAP) {
+		n = rx_recv(ep, rx->stage, STAGE_CAP, false);
+		if (n <= 0)
+			return n;
+		rx->stage_off = 0;
+		rx->stage_len = (uint32_t)n;
+	}
+	if (rx->stage_len) {
+		if (atomic_load(&ep->broken))
+			return -ECONNRESET;
+		n = (ssize_t)(len < rx->stage_len ? len : rx->stage_len);
+		memcpy(buf, rx->stage + rx->stage_off, (size_t)n);
+		rx->stage_off += (uint32_t)n;
+		rx->stage_len -= (uint32_t)n;
+		return n;
+	}
+	return rx_recv(ep, buf, len, wait);
+}
+
 /* ---- endpoint state ---- */
 
 static void push_wc(struct tcp_cq *cq, struct tcp_ep *ep, uint64_t wr_id,
@@ -462,6 +505,7 @@ static void rx_abort(struct tcp_ep *ep)
 	rx->phase = RX_HDR;
 	rx->got = 0;
 	rx->left = 0;
+	rx->stage_len = 0;
 }
 
 /* Complete everything still posted: the receive thread's last act, with
@@ -778,12 +822,13 @@ static int rx_run(struct tcp_ep *ep, bool wait, bool *idle)
 	for (;;) {
 		switch (rx->phase) {
 		case RX_HDR:
-			if (wait && !rx->got && rx_yield(ep))
+			/* (staged bytes are nobody else's to read) */
+			if (wait && !rx->got && !rx->stage_len && rx_yield(ep))
 				return moved;
 			/* Even the receive thread only looks at a frame
 			 * boundary; inside a header it waits for the rest. */
-			n = rx_recv(ep, rx->raw + rx->got, HDR_LEN - rx->got,
-				    wait && rx->got);
+			n = rx_read(ep, rx->raw + rx->got, HDR_LEN - rx->got,
+				    wait && rx->got, !rx->got);
 			if (n < 0) {
 				err = (int)n;
 				goto fail;
@@ -816,7 +861,7 @@ static int rx_run(struct tcp_ep *ep, bool wait, bool *idle)
 			/* fall through */
 		case RX_DATA:
 			while (rx->left) {
-				n = rx_recv(ep, rx->dst, rx->left, wait);
+				n = rx_read(ep, rx->dst, rx->left, wait, false);
 				if (n < 0) {
 					err = (int)n;
 					goto fail;
@@ -836,7 +881,8 @@ static int rx_run(struct tcp_ep *ep, bool wait, bool *idle)
 			 * look for another frame: a request/reply has none
 			 * behind it, and that look would be one more recv on
 			 * the round trip. What follows is read next time. */
-			if (!wait && frame_ops[rx->fr.type].wc)
+			if (!wait && frame_ops[rx->fr.type].wc &&
+			    !rx->stage_len)
 				return moved;
 			break;
 		}
