@@ -76,6 +76,7 @@ struct dfs {
 	struct dfs_park *parked; /* most recent first */
 	unsigned nparked;
 	uint64_t local_opens; /* opens served from them */
+	uint64_t park_gen;    /* bumped when any node's are dropped */
 };
 
 /* The extended attribute of the mount's root that reads as the

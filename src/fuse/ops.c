@@ -123,11 +123,12 @@ static int refuse_ro(struct dfs *fs)
 	return fs->o.ro ? -EROFS : 0;
 }
 
-/* Drop @n lookups of @ino; a node that goes takes its delegation with it,
- * given back to the server (nothing is cached for it any more). */
 static int parked_any(struct dfs *fs);
 static void park_close(struct dfs *fs, uint64_t ino);
+static void park_stop(struct dfs *fs);
 
+/* Drop @n lookups of @ino; a node that goes takes its delegation with it,
+ * given back to the server (nothing is cached for it any more). */
 static void forget(struct dfs *fs, fuse_ino_t ino, uint64_t n)
 {
 	uint64_t deleg = fino_forget(&fs->ino, ino, n);
@@ -187,6 +188,7 @@ static int deleg_opened(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f)
 		 * held from now on */
 		if (fs->o.deleg != DFS_DELEG_OFF &&
 		    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE) {
+			park_stop(fs);
 			fino_deleg_set(&fs->ino, ino, DAFS_DELEG_NONE, 0);
 			wb_sync_ino(fs, ino);
 			park_close(fs, ino);
@@ -244,6 +246,9 @@ struct dfs_file {
 	dafs_file_t *f;
 	int flags;	/* the server open's flags (park_put) */
 	uint32_t cred;	/* the caller it was opened as */
+	int created;	/* by op_create: its access was not checked
+			   against the mode, so it is never parked */
+	int revoked;	/* I/O said DAFS_EREVOKED: never parked */
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
 	int flocked;	/* flock locks were asked for through it */
@@ -295,15 +300,45 @@ static int park_fits(int have, int want)
 	       (have & O_ACCMODE) == O_RDWR;
 }
 
-/* A parked open of @ino for @cred that serves @flags, taken off the list;
- * NULL if none. */
+/*
+ * The generation: park_close() and park_stop() move it on, so that a
+ * release or an open that looked at the node's delegation before a drop
+ * began (a recall, a refused grant, a change of who may open the file)
+ * neither parks nor takes afterwards. Read before looking at the
+ * delegation, checked under hlock when parking or taking.
+ */
+static uint64_t park_gen(struct dfs *fs)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&fs->hlock);
+	g = fs->park_gen;
+	pthread_mutex_unlock(&fs->hlock);
+	return g;
+}
+
+/* A drop of @ino's parked opens begins: nothing parks or is taken from
+ * now on on the strength of what was seen before. */
+static void park_stop(struct dfs *fs)
+{
+	pthread_mutex_lock(&fs->hlock);
+	fs->park_gen++;
+	pthread_mutex_unlock(&fs->hlock);
+}
+
+/* A parked open of @ino for @cred that serves @flags, taken off the list,
+ * if nothing was dropped since generation @gen; NULL if none. */
 static dafs_file_t *park_take(struct dfs *fs, uint64_t ino, int flags,
-			      uint32_t cred)
+			      uint32_t cred, uint64_t gen)
 {
 	struct dfs_park **pp, *p;
 	dafs_file_t *f = NULL;
 
 	pthread_mutex_lock(&fs->hlock);
+	if (fs->park_gen != gen) {
+		pthread_mutex_unlock(&fs->hlock);
+		return NULL;
+	}
 	for (pp = &fs->parked; (p = *pp); pp = &p->next) {
 		if (p->ino == ino && p->cred == cred &&
 		    park_fits(p->flags, park_flags(flags))) {
@@ -319,13 +354,22 @@ static dafs_file_t *park_take(struct dfs *fs, uint64_t ino, int flags,
 	return f;
 }
 
-/* Park @f (opened for @ino as @cred with @flags); closes it instead when
- * there is no memory. The oldest beyond PARK_MAX is closed. */
+/* Park @f (opened for @ino as @cred with @flags) if nothing was dropped
+ * since generation @gen; closes it instead then, or when there is no
+ * memory. The oldest beyond PARK_MAX is closed. */
 static void park_put(struct dfs *fs, uint64_t ino, dafs_file_t *f, int flags,
-		     uint32_t cred)
+		     uint32_t cred, uint64_t gen)
 {
 	struct dfs_park *p = malloc(sizeof(*p)), **pp, *old = NULL;
 
+	if (p) {
+		pthread_mutex_lock(&fs->hlock);
+		if (fs->park_gen != gen) {
+			pthread_mutex_unlock(&fs->hlock);
+			free(p);
+			p = NULL;
+		}
+	}
 	if (!p) {
 		as_self(fs);
 		dafs_close(f);
@@ -335,7 +379,6 @@ static void park_put(struct dfs *fs, uint64_t ino, dafs_file_t *f, int flags,
 	p->f = f;
 	p->flags = park_flags(flags);
 	p->cred = cred;
-	pthread_mutex_lock(&fs->hlock);
 	p->next = fs->parked;
 	fs->parked = p;
 	if (++fs->nparked > PARK_MAX) {
@@ -353,12 +396,14 @@ static void park_put(struct dfs *fs, uint64_t ino, dafs_file_t *f, int flags,
 	}
 }
 
-/* Close the parked opens of @ino (0: all of them). */
+/* Close the parked opens of @ino (0: all of them); the generation moves
+ * on. */
 static void park_close(struct dfs *fs, uint64_t ino)
 {
 	struct dfs_park **pp, *p, *gone = NULL;
 
 	pthread_mutex_lock(&fs->hlock);
+	fs->park_gen++;
 	for (pp = &fs->parked; (p = *pp);) {
 		if (!ino || p->ino == ino) {
 			*pp = p->next;
@@ -376,6 +421,20 @@ static void park_close(struct dfs *fs, uint64_t ino)
 		dafs_close(p->f);
 		free(p);
 	}
+}
+
+/*
+ * I/O through @file said DAFS_EREVOKED: the server revoked the node's
+ * delegation (a recall this mount never answered, its callback channel
+ * lost). What the node thought it held is gone: no open is parked or
+ * served on it, and this open is never parked.
+ */
+static void file_revoked(struct dfs *fs, struct dfs_file *file)
+{
+	file->revoked = 1;
+	park_stop(fs);
+	fino_deleg_set(&fs->ino, file->ino, DAFS_DELEG_NONE, 0);
+	park_close(fs, file->ino);
 }
 
 static int parked_any(struct dfs *fs)
@@ -628,7 +687,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int rc = 0;
 
 	wb_sync_ino(fs, ino);
-	/* who may open the file changes: the next opens ask the server */
+	/* who may open the file changes: the next opens ask the server
+	 * (closed again after the change, for a release parking meanwhile) */
 	if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID |
 		      FUSE_SET_ATTR_GID))
 		park_close(fs, ino);
@@ -684,6 +744,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			rc = dafs_setattr(fs->s, &fh, &sa, &a);
 		if (rc == -EPERM && sa.mask == DAFS_SET_MODE)
 			rc = kill_priv(fs, req, &fh, &sa, &a);
+		if (sa.mask & (DAFS_SET_MODE | DAFS_SET_UID | DAFS_SET_GID))
+			park_close(fs, ino);
 	} else if (!rc) {
 		as_self(fs);
 		rc = dafs_getattr(fs->s, &fh, &a);
@@ -969,6 +1031,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct dfs *fs = FS(req);
 	struct dfs_file *file;
 	uint32_t cred;
+	uint64_t gen;
 	dafs_fh_t fh;
 	int rc = 0, parked;
 
@@ -994,9 +1057,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	file->cred = cred;
 	/* under the delegation, a parked open of the node serves it (a
 	 * truncation still goes to the server) */
+	gen = park_gen(fs);
 	if (!(fi->flags & O_TRUNC) && fs->o.deleg != DFS_DELEG_OFF &&
 	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
-		file->f = park_take(fs, ino, file->flags, cred);
+		file->f = park_take(fs, ino, file->flags, cred, gen);
 	parked = file->f != NULL;
 	/*
 	 * O_APPEND goes to the server, which opens its file with it: each
@@ -1078,6 +1142,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	changed(fs, id); /* O_TRUNC of an existing file */
 	file->flags = server_flags(fi->flags) & ~(O_EXCL | O_TRUNC);
 	file->cred = cred;
+	/* the creator gets the access it asked for whatever the new mode
+	 * says (a file made 0444 and written): not an open to serve later
+	 * ones from */
+	file->created = 1;
 	file->ino = id;
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
@@ -1116,6 +1184,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	wb_sync_ino(fs, ino);
 	as_self(fs);
 	n = dafs_read(file_of(fi)->f, b->data, size, (uint64_t)off, b->mem);
+	if (n == -DAFS_EREVOKED)
+		file_revoked(fs, file_of(fi));
 	if (n < 0)
 		reply_err(req, (int)n);
 	else
@@ -1198,6 +1268,8 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		dafs_cred_use(fs->s, cred); /* sending may have changed it */
 	}
 	n = dafs_write(file_of(fi)->f, data, len, (uint64_t)off, mem);
+	if (n == -DAFS_EREVOKED)
+		file_revoked(fs, file_of(fi));
 	if (n < 0) {
 		reply_err(req, (int)n);
 		return;
@@ -1239,6 +1311,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file = file_of(fi);
+	uint64_t gen;
 
 	handle_del(fs, &file->h);
 	if (file->wb_on)
@@ -1258,11 +1331,12 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	/* kept for the next open while the delegation is held and no lock
 	 * state hangs on it; the kernel ignores release errors, and the
 	 * server has closed anyway */
-	if (fs->o.deleg != DFS_DELEG_OFF && !file->npowners &&
-	    !file->flocked && !fi->flock_release &&
-	    !fino_locked(&fs->ino, ino) &&
+	gen = park_gen(fs);
+	if (fs->o.deleg != DFS_DELEG_OFF && !file->created &&
+	    !file->revoked && !file->npowners && !file->flocked &&
+	    !fi->flock_release && !fino_locked(&fs->ino, ino) &&
 	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
-		park_put(fs, ino, file->f, file->flags, file->cred);
+		park_put(fs, ino, file->f, file->flags, file->cred, gen);
 	else
 		dafs_close(file->f);
 	file_free(file);
@@ -2146,7 +2220,11 @@ const struct fuse_lowlevel_ops dfs_ops = {
 static void dfs_recall(void *arg, const dafs_fh_t *fh, uint64_t id, int type)
 {
 	struct dfs *fs = arg;
-	uint64_t ino = fino_deleg_drop(&fs->ino, fh, id);
+	uint64_t ino;
+
+	/* no open is served or parked on the delegation from here on */
+	park_stop(fs);
+	ino = fino_deleg_drop(&fs->ino, fh, id);
 
 	(void)type;
 	/* dropped first, so no write is held from now on; a write that
@@ -2156,10 +2234,11 @@ static void dfs_recall(void *arg, const dafs_fh_t *fh, uint64_t id, int type)
 		fwb_flush_ino(&fs->wb, ino, fs->s, NULL);
 	if (ino && fs->se)
 		fuse_lowlevel_notify_inval_inode(fs->se, ino, 0, 0);
-	dafs_deleg_return(fs->s, id);
-	/* after the return, which the conflicting client waits for */
+	/* before the return: the conflicting open is decided then, and
+	 * an open of ours still there would refuse it a delegation */
 	if (ino)
 		park_close(fs, ino);
+	dafs_deleg_return(fs->s, id);
 }
 
 int dfs_init(struct dfs *fs)

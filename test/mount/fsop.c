@@ -238,6 +238,20 @@ int main(int argc, char **argv)
 			return fail();
 		return close(fd) ? fail() : 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "create-ro-then-write")) {
+		/* the creator writes through its own open whatever the
+		 * mode; a later open for writing must be refused */
+		fd = open(argv[2], O_CREAT | O_EXCL | O_RDWR, 0444);
+		if (fd < 0)
+			return fail();
+		if (write(fd, "mine\n", 5) != 5 || close(fd))
+			return fail();
+		fd = open(argv[2], O_WRONLY);
+		if (fd < 0)
+			return fail();
+		close(fd);
+		return 0;
+	}
 	if (argc == 4 && !strcmp(argv[1], "append")) {
 		size_t n = strlen(argv[3]);
 

@@ -381,6 +381,10 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 		"$(nobody ls "$mnt/private" 2>&1 | sed 's/.*: //')"
 	check "nobody: test -w of a root file is false" nobody test ! -w "$mnt/hello"
 	mkdir -m 1777 "$mnt/pub"
+	same "nobody: creates a 0444 file and writes it, then an open for writing: EACCES" \
+		EACCES "$(nobody "$FSOP" create-ro-then-write "$mnt/pub/ro")"
+	same "... the file holds what its creator wrote" mine \
+		"$(cat "$exp/pub/ro")"
 	nobody sh -c "echo mine >'$mnt/pub/n'"
 	same "nobody: creates in a 1777 directory, as nobody" "65534 65534" \
 		"$(stat -c '%u %g' "$exp/pub/n")"
