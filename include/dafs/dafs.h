@@ -571,8 +571,10 @@ typedef struct dafs_lock {
  *         with a range, or a file that is not a regular file;
  *         -EOVERFLOW if start + len - 1 exceeds 2^63 - 1; -ENOLCK when
  *         the session holds locks of as many (owner, file) pairs as the
- *         server allows (dafsd --max-lock-fds), or the server is out of
- *         descriptors; -DAFS_EBADOPEN; -DAFS_EBROKEN; -ETIMEDOUT.
+ *         server allows (dafsd --max-lock-fds), all sessions together
+ *         hold as many as the server allows (half its descriptor
+ *         limit), or the server is out of descriptors; -DAFS_EBADOPEN;
+ *         -DAFS_EBROKEN; -ETIMEDOUT.
  */
 int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk);
 

@@ -57,6 +57,38 @@ static struct srv_lockfd **slot(struct srv_locks *l, const struct lkey *k)
 	return pp;
 }
 
+void srv_lockbudget_init(struct srv_lockbudget *b, uint32_t max)
+{
+	atomic_init(&b->used, 0);
+	b->max = max;
+}
+
+uint32_t srv_lockbudget_used(struct srv_lockbudget *b)
+{
+	return atomic_load(&b->used);
+}
+
+/* One descriptor more of @b, if it has one to give (NULL: always). */
+static int budget_take(struct srv_lockbudget *b)
+{
+	unsigned u;
+
+	if (!b)
+		return 1;
+	u = atomic_load(&b->used);
+	do {
+		if (u >= b->max)
+			return 0;
+	} while (!atomic_compare_exchange_weak(&b->used, &u, u + 1));
+	return 1;
+}
+
+static void budget_give(struct srv_lockbudget *b)
+{
+	if (b)
+		atomic_fetch_sub(&b->used, 1);
+}
+
 /* Unlink and close the entry at @pp (l->lock held): whatever it held is
  * released with the descriptor. */
 static void drop(struct srv_locks *l, struct srv_lockfd **pp)
@@ -67,15 +99,18 @@ static void drop(struct srv_locks *l, struct srv_lockfd **pp)
 	close(e->fd);
 	free(e);
 	l->n--;
+	budget_give(l->budget);
 }
 
-void srv_locks_init(struct srv_locks *l, uint32_t max)
+void srv_locks_init(struct srv_locks *l, uint32_t max,
+		    struct srv_lockbudget *budget)
 {
 	pthread_mutex_init(&l->lock, NULL);
 	l->tab = NULL;
 	l->n = 0;
 	l->max = max;
 	l->closed = 0;
+	l->budget = budget;
 }
 
 void srv_locks_release(struct srv_locks *l)
@@ -208,7 +243,7 @@ int srv_locks_set(struct srv_locks *l, int fd, uint32_t oflags,
 	struct srv_lockfd **pp, *fresh = NULL;
 	uint32_t acc = oflags & DAFS_O_ACCMODE;
 	struct lkey k;
-	int rc, nfd, created = 0;
+	int rc, nfd, created = 0, reserved = 0;
 
 	rc = check(q, 0);
 	if (rc)
@@ -240,18 +275,24 @@ int srv_locks_set(struct srv_locks *l, int fd, uint32_t oflags,
 		 * an unlock */
 		if (q->type == DAFS_LOCK_UNLOCK)
 			goto out;
-		if (l->n >= l->max) {
+		/* the server's share first, held across the open: what
+		 * the budget counts is never exceeded, even for a moment */
+		if (l->n >= l->max || !budget_take(l->budget)) {
 			rc = -ENOLCK;
 			goto out;
 		}
+		reserved = 1;
 		/* the open may take a while: not under the lock */
 		pthread_mutex_unlock(&l->lock);
 		nfd = reopen(fd, oflags, 1);
-		if (nfd < 0)
+		if (nfd < 0) {
+			budget_give(l->budget);
 			return nfd;
+		}
 		fresh = calloc(1, sizeof(*fresh));
 		if (!fresh) {
 			close(nfd);
+			budget_give(l->budget);
 			return -ENOMEM;
 		}
 		fresh->owner = k.owner;
@@ -273,6 +314,7 @@ int srv_locks_set(struct srv_locks *l, int fd, uint32_t oflags,
 			}
 			*pp = fresh;
 			fresh = NULL;
+			reserved = 0; /* the entry's now: drop() gives it */
 			l->n++;
 			created = 1;
 		}
@@ -294,6 +336,8 @@ out:
 		close(fresh->fd);
 		free(fresh);
 	}
+	if (reserved)
+		budget_give(l->budget);
 	return rc;
 }
 

@@ -42,8 +42,8 @@ static void setup(void)
 	wr = open(path, O_WRONLY);
 	rw2 = open(path2, O_CREAT | O_RDWR, 0644);
 	ck_assert(rw >= 0 && rd >= 0 && wr >= 0 && rw2 >= 0);
-	srv_locks_init(&A, 16);
-	srv_locks_init(&B, 16);
+	srv_locks_init(&A, 16, NULL);
+	srv_locks_init(&B, 16, NULL);
 }
 
 static void teardown(void)
@@ -302,7 +302,7 @@ START_TEST(test_limit)
 	struct srv_locks C;
 	int i;
 
-	srv_locks_init(&C, 3);
+	srv_locks_init(&C, 3, NULL);
 	ck_assert_int_eq(px(&C, 1, DAFS_LOCK_READ, 0, 1), 0);
 	ck_assert_int_eq(px(&C, 1, DAFS_LOCK_READ, 5, 1), 0); /* same one */
 	ck_assert_int_eq(fl(&C, 1, DAFS_LOCK_READ), 0);
@@ -325,6 +325,50 @@ START_TEST(test_limit)
 				 0);
 	ck_assert_uint_eq(srv_locks_count(&C), 3);
 	srv_locks_fini(&C);
+}
+END_TEST
+
+/* The server's budget over every session: two tables of 4 each drawing
+ * on 5 in all; what one gives back the other may take, and no refused,
+ * raced or released lock keeps a share. */
+START_TEST(test_budget)
+{
+	struct srv_lockbudget bud;
+	struct srv_locks C, D;
+	uint64_t o;
+
+	srv_lockbudget_init(&bud, 5);
+	srv_locks_init(&C, 4, &bud);
+	srv_locks_init(&D, 4, &bud);
+	for (o = 1; o <= 3; o++)
+		ck_assert_int_eq(fl(&C, o, DAFS_LOCK_READ), 0);
+	ck_assert_int_eq(fl(&D, 1, DAFS_LOCK_READ), 0);
+	ck_assert_int_eq(fl(&D, 2, DAFS_LOCK_READ), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 5);
+	/* under its own cap, over the server's: ENOLCK */
+	ck_assert_int_eq(fl(&D, 3, DAFS_LOCK_READ), -ENOLCK);
+	ck_assert_int_eq(px(&C, 4, DAFS_LOCK_READ, 0, 1), -ENOLCK);
+	/* what is held goes on working */
+	ck_assert_int_eq(fl(&D, 1, DAFS_LOCK_WRITE), -DAFS_EDENIED);
+	ck_assert_int_eq(fl(&C, 1, DAFS_LOCK_UNLOCK), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	/* a refused first lock gives its share back at once */
+	ck_assert_int_eq(px(&C, 5, DAFS_LOCK_WRITE, 0, 0), 0);
+	ck_assert_int_eq(fl(&C, 2, DAFS_LOCK_UNLOCK), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	ck_assert_int_eq(px(&D, 3, DAFS_LOCK_WRITE, 0, 1), -DAFS_EDENIED);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	ck_assert_int_eq(px(&C, 5, DAFS_LOCK_UNLOCK, 0, 0), 0);
+	ck_assert_int_eq(px(&D, 3, DAFS_LOCK_READ, 20, 1), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	/* a session's end gives back all of its share */
+	srv_locks_release(&C);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 3);
+	ck_assert_int_eq(fl(&D, 4, DAFS_LOCK_READ), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	srv_locks_fini(&D);
+	srv_locks_fini(&C);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 0);
 }
 END_TEST
 
@@ -384,6 +428,7 @@ int main(void)
 	tcase_add_test(tc, test_local_process);
 	tcase_add_test(tc, test_release);
 	tcase_add_test(tc, test_limit);
+	tcase_add_test(tc, test_budget);
 	tcase_add_test(tc, test_bad_requests);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
