@@ -12,6 +12,17 @@
  * releases everything of a descriptor when it is closed. Nothing ever
  * waits: conflicts answer DAFS_EDENIED at once and the client tries again.
  *
+ * Modes: a descriptor is opened with as little access as its locks need,
+ * since opened for writing (as root) it would have effects on the server
+ * the client never asked for (ETXTBSY for a local exec, IN_CLOSE_WRITE,
+ * broken read leases, an overlayfs copy-up). flock: read-only. POSIX
+ * through a read-only open: read-only; through a writable one: read and
+ * write. A write lock that comes later, through a writable open, for an
+ * owner whose descriptor is read-only replaces the descriptor with a
+ * read-write one that first takes over its read locks (from
+ * /proc/self/fdinfo); the locks stay on one description, as they must:
+ * two would be two owners to the kernel and conflict with each other.
+ *
  * A table per session maps (owner, dev, ino, kind) to its descriptor.
  * Lock: the table's mutex guards it and is held across the lock calls on
  * a descriptor (none of them blocks), so a session's release can never
