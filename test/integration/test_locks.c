@@ -10,6 +10,7 @@
  * over all sessions (under a low RLIMIT_NOFILE).
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -492,6 +493,75 @@ START_TEST(test_holder_killed)
 }
 END_TEST
 
+/* SIGSTOP to @pid, and wait until every thread of it has stopped (kill
+ * returns before they have). */
+static void stop_process(pid_t pid)
+{
+	char path[64], st[512], *p;
+	struct dirent *de;
+	int all, n;
+	FILE *f;
+	DIR *d;
+
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	for (n = 0; n < 5000; n++) {
+		d = opendir(path);
+		ck_assert_ptr_nonnull(d);
+		all = 1;
+		while (all && (de = readdir(d))) {
+			char sp[384];
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(sp, sizeof(sp), "%s/%s/stat", path,
+				 de->d_name);
+			f = fopen(sp, "r");
+			if (!f)
+				continue; /* gone */
+			p = fgets(st, sizeof(st), f) ? strrchr(st, ')') : NULL;
+			fclose(f);
+			all = p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+		}
+		closedir(d);
+		if (all)
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("dafsd did not stop");
+}
+
+/*
+ * dafs_lock_timed() with dafsd stopped (SIGSTOP: connected, not
+ * answering) gives up after its own timeout, not the session's 20 s. Once
+ * dafsd goes on, the request it got late has been carried out: the same
+ * lock again is granted to the owner, and the other session is refused.
+ */
+START_TEST(test_lock_timed)
+{
+	dafs_lock_t lk = px(1, DAFS_LOCK_WRITE, 0, 0);
+	dafs_file_t *fa, *fb;
+	uint64_t t0, ms;
+	int rc;
+
+	two_opens(&fa, &fb);
+	OK(dafs_lock_timed(fa, &lk, 1000));
+	OK(lock(fa, 1, DAFS_LOCK_UNLOCK, 0, 0));
+	stop_process(D.pid);
+	t0 = it_now_ms();
+	rc = dafs_lock_timed(fa, &lk, 300);
+	ms = it_now_ms() - t0;
+	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	EXPECT(rc, -ETIMEDOUT);
+	ck_assert_msg(ms < 5000, "dafs_lock_timed(300 ms) took %llu ms",
+		      (unsigned long long)ms);
+	OK(dafs_lock_timed(fa, &lk, 0));
+	EXPECT(lock(fb, 2, DAFS_LOCK_READ, 0, 1), -DAFS_EDENIED);
+	OK(dafs_close(fa));
+	OK(dafs_close(fb));
+}
+END_TEST
+
 /* A file read into A's data cache, then changed by B under a lock: A's
  * lock drops what it cached, and A reads B's bytes. */
 START_TEST(test_lock_drops_cache)
@@ -716,6 +786,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_session_close_releases);
 	tcase_add_test(tc, test_holder_killed);
 	tcase_add_test(tc, test_lock_drops_cache);
+	tcase_add_test(tc, test_lock_timed);
 	tc = tcase(s, "limit", start_limited);
 	tcase_add_test(tc, test_limit);
 	tc = tcase(s, "fd budget", start_fds);

@@ -6,7 +6,8 @@
 # ranges conflict across mounts and within one, F_GETLK reports the
 # holder's range, an unlock in the middle splits it; a holder killed with
 # SIGKILL leaves nothing behind; a blocking F_SETLKW on B is granted when
-# A unlocks (and not before), and a waiting one ends on SIGINT; a read
+# A unlocks (and not before), and a waiting one ends on SIGINT, also
+# while dafsd is stopped (SIGSTOP) and answers nothing; a read
 # lock needs a readable descriptor (EBADF); coherence: writes held under
 # a write delegation reach the server at the unlock, and a lock taken on
 # a mount without a delegation drops the kernel's cached pages, so the
@@ -247,6 +248,59 @@ t=$(($(now_ms) - t0))
 same "SIGINT ends B's wait" 124 "$rc"
 check "... at once (${t} ms)" test "$t" -lt 3000
 same "... and B's daemon waits no more" 0 "$(stat_b 'lock waits')"
+kill_holder
+
+section "waiters answered while dafsd does not answer"
+# dafsd stopped (SIGSTOP): B's waiter thread gets no answer to its tries,
+# yet a waiting process's SIGINT is answered within a try's 1 s, not
+# after server_timeout (30 s) per try
+cat >"$tmp/lkw.py" <<'PY'
+import fcntl, os, signal, struct, sys, time
+# a background job of a script starts with SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.fcntl(fd, fcntl.F_SETLKW,
+                struct.pack("hhqqi", fcntl.F_RDLCK, 0, 0, 1, 0))
+    print("granted", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+time.sleep(60)
+PY
+check "A holds the file" start_holder stall "$FSOP" hold "$mnt_a/r" w 0 0
+python3 "$tmp/lkw.py" "$mnt_b/r" >"$tmp/lkw1.out" 2>&1 &
+lkw1=$!
+python3 "$tmp/lkw.py" "$mnt_b/r" >"$tmp/lkw2.out" 2>&1 &
+lkw2=$!
+holders="$holders $lkw1 $lkw2"
+for _ in $(seq 50); do
+	[ "$(stat_b 'lock waits')" = 2 ] && break
+	sleep 0.1
+done
+same "B's daemon has two locks waiting" 2 "$(stat_b 'lock waits')"
+kill -STOP "$dafsd_pid"
+sleep 0.5 # a try is on its way, unanswered
+t0=$(now_ms)
+kill -INT "$lkw2"
+until grep -q interrupted "$tmp/lkw2.out" ||
+	[ $(($(now_ms) - t0)) -gt 10000 ]; do
+	sleep 0.05
+done
+t=$(($(now_ms) - t0))
+kill -CONT "$dafsd_pid"
+check "SIGINT ends a wait while dafsd is stopped" \
+	grep -q interrupted "$tmp/lkw2.out"
+check "... within 3 s (${t} ms)" test "$t" -lt 3000
+kill -INT "$lkw1"
+until grep -q interrupted "$tmp/lkw1.out" ||
+	[ $(($(now_ms) - t0)) -gt 10000 ]; do
+	sleep 0.05
+done
+check "dafsd going on, the other waiter is interrupted too" \
+	grep -q interrupted "$tmp/lkw1.out"
+same "... and B's daemon waits no more" 0 "$(stat_b 'lock waits')"
+kill -9 "$lkw1" "$lkw2" 2>/dev/null
+wait "$lkw1" "$lkw2" 2>/dev/null
 kill_holder
 
 section "coherence"
