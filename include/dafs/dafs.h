@@ -571,10 +571,29 @@ typedef struct dafs_lock {
  *         with a range, or a file that is not a regular file;
  *         -EOVERFLOW if start + len - 1 exceeds 2^63 - 1; -ENOLCK when
  *         the session holds locks of as many (owner, file) pairs as the
- *         server allows (dafsd --max-lock-fds), or the server is out of
- *         descriptors; -DAFS_EBADOPEN; -DAFS_EBROKEN; -ETIMEDOUT.
+ *         server allows (dafsd --max-lock-fds), all sessions together
+ *         hold as many as the server allows (half its descriptor
+ *         limit), or the server is out of descriptors; -DAFS_EBADOPEN;
+ *         -DAFS_EBROKEN; -ETIMEDOUT.
  */
 int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk);
+
+/**
+ * dafs_lock(), waiting for the server's answer at most @p timeout_ms
+ * (and as long for a free request slot) rather than the session's
+ * timeout: for a caller that must not be held up by a server that stopped
+ * answering (dafs-fuse's waiter thread, which answers interrupts and
+ * unmounts between tries).
+ *
+ * A request given up on may still be carried out by the server: its
+ * late answer is dropped, and a lock it granted is held by the owner
+ * until an unlock (a new dafs_lock() of the same lock by the same owner
+ * then succeeds) or the end of the session.
+ *
+ * @param[in] timeout_ms  how long to wait; <= 0: the session's timeout
+ * @return as dafs_lock(); -ETIMEDOUT when no answer came in time.
+ */
+int dafs_lock_timed(dafs_file_t *f, const dafs_lock_t *lk, int timeout_ms);
 
 /**
  * Called between the attempts of dafs_lock_wait(); a non-zero return

@@ -869,7 +869,9 @@ static void lock_req(const dafs_file_t *f, const dafs_lock_t *lk,
 	q->len = lk->len;
 }
 
-DAFS_API int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk)
+/* LOCK, waiting for its answer until @deadline (0: the session's
+ * timeout). */
+static int lock_until(dafs_file_t *f, const dafs_lock_t *lk, uint64_t deadline)
 {
 	struct dafs_m_lock_req q;
 	int rc;
@@ -877,12 +879,28 @@ DAFS_API int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk)
 	if (!f || !lk)
 		return -EINVAL;
 	lock_req(f, lk, &q);
-	rc = dafs_c_simple(f->s, DAFS_OP_LOCK, &q, NULL);
+	rc = deadline ? dafs_c_simple_until(f->s, DAFS_OP_LOCK, &q, NULL,
+					    deadline)
+		      : dafs_c_simple(f->s, DAFS_OP_LOCK, &q, NULL);
 	/* what was cached may predate the last holder's writes: a lock is a
 	 * point of coherence, as an open is */
 	if (!rc && lk->type != DAFS_LOCK_UNLOCK && f->cached && f->s->dc)
 		dc_invalidate(f->s->dc, &f->fh);
 	return rc;
+}
+
+DAFS_API int dafs_lock(dafs_file_t *f, const dafs_lock_t *lk)
+{
+	return lock_until(f, lk, 0);
+}
+
+DAFS_API int dafs_lock_timed(dafs_file_t *f, const dafs_lock_t *lk,
+			     int timeout_ms)
+{
+	if (timeout_ms <= 0)
+		return lock_until(f, lk, 0);
+	return lock_until(f, lk,
+			  dafs_c_now_ns() + (uint64_t)timeout_ms * 1000000u);
 }
 
 /* Sleep @ms, in slices, asking @stop between them; 1 if it said stop. */

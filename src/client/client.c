@@ -761,8 +761,16 @@ static int slot_free(void *arg)
 int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
 		 const struct dafs_sge *gather, struct creq **out)
 {
+	return dafs_c_begin_until(
+		s, op, body, gather,
+		now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u, out);
+}
+
+int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
+		       const struct dafs_sge *gather, uint64_t deadline,
+		       struct creq **out)
+{
 	struct dafs_hdr h = {0};
-	uint64_t deadline = now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
 	uint32_t slot, seq, deferred = 0;
 	struct creq *cr;
 	ssize_t n;
@@ -937,6 +945,23 @@ int dafs_c_simple(dafs_session_t *s, uint16_t op, const void *body,
 	rc = dafs_c_call(s, op, body, rep ? rep : scratch, NULL, &cr);
 	if (!rc)
 		dafs_c_end(s, cr);
+	return rc;
+}
+
+int dafs_c_simple_until(dafs_session_t *s, uint16_t op, const void *body,
+			void *rep, uint64_t deadline)
+{
+	_Alignas(16) uint8_t scratch[DAFS_BODY_MAX];
+	struct creq *cr;
+	int rc;
+
+	rc = dafs_c_begin_until(s, op, body, NULL, deadline, &cr);
+	if (rc)
+		return rc;
+	rc = dafs_c_send(s, cr);
+	if (!rc)
+		rc = dafs_c_wait(s, cr, rep ? rep : scratch);
+	dafs_c_end(s, cr);
 	return rc;
 }
 

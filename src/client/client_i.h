@@ -161,6 +161,12 @@ void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q);
 /* Reserve a slot (waiting for one); *@cr is its request. */
 int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,
 		 const struct dafs_sge *gather, struct creq **cr);
+/* dafs_c_begin(), giving up on a slot, and later on the reply, at
+ * @deadline (CLOCK_MONOTONIC ns) rather than a session timeout from now.
+ * A request whose reply comes too late keeps its slot until it comes. */
+int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
+		       const struct dafs_sge *gather, uint64_t deadline,
+		       struct creq **cr);
 /* Send a begun request. */
 int dafs_c_send(dafs_session_t *s, struct creq *cr);
 /* Wait for a sent synchronous request's reply; on 0, parse it into @rep
@@ -175,6 +181,10 @@ int dafs_c_call(dafs_session_t *s, uint16_t op, const void *body, void *rep,
 /* A call whose reply the caller does not need beyond its status. */
 int dafs_c_simple(dafs_session_t *s, uint16_t op, const void *body,
 		  void *rep);
+/* dafs_c_simple() until @deadline (dafs_c_begin_until()): -ETIMEDOUT
+ * then. */
+int dafs_c_simple_until(dafs_session_t *s, uint16_t op, const void *body,
+			void *rep, uint64_t deadline);
 
 /* Drive completions until @cg has one, or @timeout_ms (-1: forever). */
 int dafs_c_progress_cg(dafs_session_t *s, dafs_cg_t *cg, int timeout_ms);

@@ -22,6 +22,10 @@ struct flk_wait {
 };
 
 #define DELAY_MAX_MS 100
+/* The longest a try of the waiter thread waits for the server's answer:
+ * while it waits, interrupts of the other waiting requests and an
+ * unmount wait for it. */
+#define TRY_MAX_MS 1000
 
 static uint64_t mono_ns(void)
 {
@@ -77,14 +81,19 @@ static void enqueue(struct flk_set *k, struct flk_wait *w)
 /* One more try of @w (the waiter thread, no lock held). */
 static void retry(struct dfs *fs, struct flk_wait *w)
 {
-	int rc;
+	int rc, ms = TRY_MAX_MS;
 
 	if (fuse_req_interrupted(w->req)) {
 		finish(fs, w, -EINTR);
 		return;
 	}
-	rc = dafs_lock(w->f, &w->lk);
-	if (rc == -DAFS_EDENIED) {
+	if (fs->o.timeout_ms > 0 && fs->o.timeout_ms < ms)
+		ms = fs->o.timeout_ms;
+	rc = dafs_lock_timed(w->f, &w->lk, ms);
+	/* no answer in time: the server is slow or stopped. Try again
+	 * later; if it granted this one meanwhile, the owner's next try of
+	 * the same lock is granted at once */
+	if (rc == -DAFS_EDENIED || rc == -ETIMEDOUT) {
 		w->delay_ms = w->delay_ms * 2 > DELAY_MAX_MS ? DELAY_MAX_MS
 							     : w->delay_ms * 2;
 		w->due_ns = mono_ns() + (uint64_t)w->delay_ms * 1000000u;
@@ -98,34 +107,43 @@ static void retry(struct dfs *fs, struct flk_wait *w)
 	finish(fs, w, rc);
 }
 
+/*
+ * One try at a time, and between two the whole list looked at again: the
+ * interrupted requests are answered at once (EINTR, without asking the
+ * server), and a stop ends the thread, whose caller answers the rest the
+ * same way. A try lasts at most TRY_MAX_MS, so neither waits longer than
+ * that for a server that stopped answering.
+ */
 static void *waiter_main(void *arg)
 {
 	struct dfs *fs = arg;
 	struct flk_set *k = &fs->locks;
-	struct flk_wait *batch, *w, **pp;
+	struct flk_wait *gone, *due, *w, **pp;
 	struct timespec dl;
 	uint64_t now, next;
 
 	pthread_mutex_lock(&k->lock);
 	while (!k->stop) {
-		/* the ones due, and the interrupted ones, come off the list
-		 * (fuse_req_interrupted takes only libfuse's session lock) */
+		/* fuse_req_interrupted takes only libfuse's session lock */
 		now = mono_ns();
 		next = now + (uint64_t)DELAY_MAX_MS * 1000000u;
-		batch = NULL;
+		gone = due = NULL;
 		k->kick = 0;
 		for (pp = &k->head; (w = *pp);) {
-			if (w->due_ns <= now || fuse_req_interrupted(w->req)) {
+			if (fuse_req_interrupted(w->req)) {
 				*pp = w->next;
-				w->next = batch;
-				batch = w;
+				w->next = gone;
+				gone = w;
+			} else if (!due && w->due_ns <= now) {
+				*pp = w->next;
+				due = w;
 			} else {
 				if (w->due_ns < next)
 					next = w->due_ns;
 				pp = &w->next;
 			}
 		}
-		if (!batch) {
+		if (!gone && !due) {
 			if (k->kick)
 				continue;
 			dl.tv_sec = (time_t)(next / 1000000000u);
@@ -134,10 +152,12 @@ static void *waiter_main(void *arg)
 			continue;
 		}
 		pthread_mutex_unlock(&k->lock);
-		while ((w = batch)) {
-			batch = w->next;
-			retry(fs, w);
+		while ((w = gone)) {
+			gone = w->next;
+			finish(fs, w, -EINTR);
 		}
+		if (due)
+			retry(fs, due);
 		pthread_mutex_lock(&k->lock);
 	}
 	pthread_mutex_unlock(&k->lock);

@@ -16,6 +16,17 @@
  * waiting process: the kernel sends FUSE_INTERRUPT, libfuse marks the
  * request, and the waiter answers EINTR).
  *
+ * A server that stops answering holds up no one for long: the waiter
+ * makes one try at a time and waits at most 1 s for its answer
+ * (dafs_lock_timed(); no answer is as a refusal, tried again later);
+ * between two tries it answers every interrupted request without asking
+ * the server, and at a stop (unmount) every request still waiting is
+ * answered EINTR the same way. A try given up on may still be granted by
+ * the server: the owner's next try of the same lock then succeeds; if
+ * the request was interrupted instead, the owner holds a lock its process
+ * was told it did not get, until the unlock at its close (POSIX) or the
+ * release of its open file (flock).
+ *
  * Coherence, as NFS: a lock granted while the mount holds no delegation
  * of the file drops the kernel's pages and attributes of it, so reads
  * under the lock see what the last holder wrote before its unlock (the
@@ -53,8 +64,9 @@ struct flk_set {
 
 /* Set up the set and start its thread. Returns 0 or a negative errno. */
 int flk_start(struct dfs *fs);
-/* Stop the thread and answer whatever still waits with EINTR (before the
- * FUSE session goes: op_destroy). Idempotent. */
+/* Stop the thread (within a try's 1 s) and answer whatever still waits
+ * with EINTR, asking the server nothing (before the FUSE session goes:
+ * op_destroy). Idempotent. */
 void flk_stop(struct dfs *fs);
 /* flk_stop(), then free the set (dfs_fini). */
 void flk_fini(struct dfs *fs);

@@ -1452,6 +1452,48 @@ static uint64_t flock_owner(const struct dfs_file *file)
 	return (uint64_t)(uintptr_t)file;
 }
 
+/*
+ * Lock requests and last-close releases of one node are serialized: each
+ * holds its node's mutex (one of a small array, by node id) from the
+ * moment it looks at or notes the owners of the node's open files until
+ * its calls to the server are done. Without it lock_release_owners could
+ * decide that an owner locked through no other open file, and then,
+ * after dropping fs->hlock, unlock it on the server just after the owner
+ * was granted a new lock through another open of the node (a process
+ * that closes one descriptor of a file and locks through another at once,
+ * an OFD owner id reused by a new open file): the unlock of the whole
+ * file would take that lock. Serialized, a request either comes first,
+ * and its owner noted on the other open is kept, or waits for the
+ * release's unlocks and is granted after them. A per-(node, owner) count
+ * of locks in flight would allow more concurrency but not remove the
+ * need to order the count's last drop against the unlock; lock requests
+ * of one node are not frequent enough for that to matter. Only the first
+ * try of a request runs under the mutex: the waiter thread's later tries
+ * need not, the owner being noted on an open file that stays open while
+ * it waits. Lock order: a node's mutex before every other lock of the
+ * mount (fs->hlock, the write-back set's, the waiter's, libfuse's).
+ */
+#define LOCK_SERIAL 64 /* a power of two */
+
+static pthread_mutex_t lock_serial[LOCK_SERIAL] = {
+	[0 ... LOCK_SERIAL - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *lock_serial_of(uint64_t ino)
+{
+	return &lock_serial[(ino * 0x9e3779b97f4a7c15ull) >> 58];
+}
+
+/* Test hook (mount-locks): a pause, in ms, between a last close's
+ * decision on the owners to release and its unlocks, where the race this
+ * serialization closes would be. */
+static void lock_release_test_delay(void)
+{
+	const char *ms = getenv("DAFS_FUSE_TEST_RELEASE_DELAY_MS");
+
+	if (ms && *ms)
+		usleep((useconds_t)strtoul(ms, NULL, 10) * 1000u);
+}
+
 /* Note POSIX owner @owner asking for a lock through @file (fs->hlock). */
 static void lock_note_owner(struct dfs *fs, struct dfs_file *file,
 			    uint64_t owner)
@@ -1493,9 +1535,13 @@ static void lock_note_owner(struct dfs *fs, struct dfs_file *file,
 static void lock_release_owners(struct dfs *fs, struct dfs_file *file)
 {
 	dafs_lock_t lk = {.kind = DAFS_LOCK_POSIX, .type = DAFS_LOCK_UNLOCK};
+	pthread_mutex_t *serial = lock_serial_of(file->ino);
 	struct dfs_handle *h;
 	uint32_t i, j, n = 0;
 
+	/* until the unlocks are done: no lock request of the node between
+	 * the decision and them (see lock_serial) */
+	pthread_mutex_lock(serial);
 	pthread_mutex_lock(&fs->hlock);
 	for (i = 0; i < file->npowners; i++) {
 		int kept = 0;
@@ -1514,25 +1560,35 @@ static void lock_release_owners(struct dfs *fs, struct dfs_file *file)
 	}
 	file->npowners = n;
 	pthread_mutex_unlock(&fs->hlock);
-	if (n)
+	if (n) {
+		lock_release_test_delay();
 		wb_sync_ino(fs, file->ino); /* written under those locks */
+	}
 	for (i = 0; i < n; i++) {
 		lk.owner = file->powners[i];
 		dafs_lock(file->f, &lk);
 	}
+	pthread_mutex_unlock(serial);
 }
 
 static void lock_send(fuse_req_t req, fuse_ino_t ino,
 		      struct fuse_file_info *fi, dafs_lock_t *lk, int sleep)
 {
 	struct dfs *fs = FS(req);
+	pthread_mutex_t *serial = NULL;
 
 	lk->owner = lk->kind == DAFS_LOCK_FLOCK ? flock_owner(file_of(fi))
 						: fi->lock_owner;
 	if (lk->kind == DAFS_LOCK_FLOCK && lk->type != DAFS_LOCK_UNLOCK)
 		file_of(fi)->flocked = 1;
-	if (lk->kind == DAFS_LOCK_POSIX && lk->type != DAFS_LOCK_UNLOCK)
+	if (lk->kind == DAFS_LOCK_POSIX && lk->type != DAFS_LOCK_UNLOCK) {
+		/* noted and tried in one piece against a last close's
+		 * release of the node's owners (see lock_serial); flock
+		 * owners are their open file's alone */
+		serial = lock_serial_of(ino);
+		pthread_mutex_lock(serial);
 		lock_note_owner(fs, file_of(fi), lk->owner);
+	}
 	if (lk->type == DAFS_LOCK_UNLOCK)
 		/* what was written under the lock reaches the server before
 		 * another client can take it */
@@ -1541,6 +1597,8 @@ static void lock_send(fuse_req_t req, fuse_ino_t ino,
 		fino_set_locked(&fs->ino, ino);
 	as_self(fs);
 	flk_request(fs, req, ino, file_of(fi)->f, lk, sleep);
+	if (serial)
+		pthread_mutex_unlock(serial);
 }
 
 /* fuse_lowlevel's struct flock (l_whence is SEEK_SET, l_len 0 to the end)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -45,7 +46,8 @@ static void usage(FILE *f)
 		"      --max-lock-fds N     lock descriptors per session, one "
 		"per (owner,\n"
 		"                           file, kind) holding locks (default "
-		"1024)\n"
+		"%u; all\n"
+		"                           sessions: half of RLIMIT_NOFILE)\n"
 		"      --root-squash        map requests of uid 0 to "
 		"nobody\n"
 		"      --port-file FILE     write the listening port to FILE\n"
@@ -55,7 +57,7 @@ static void usage(FILE *f)
 		"  -v, --verbose            log sessions and connections\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the version\n",
-		DAFS_DEFAULT_PORT);
+		DAFS_DEFAULT_PORT, SRV_LOCKFDS_DEFAULT);
 }
 
 static int parse_export(struct srv_config *cfg, const char *arg)
@@ -345,6 +347,36 @@ static void defaults(struct srv_config *cfg)
 	cfg->limits.max_io = 1u << 20;
 }
 
+/*
+ * The soft limit of descriptors up to the hard one: every connection,
+ * open file and lock owner of the clients costs the server a descriptor,
+ * and the usual soft default (1024) is a small share of what the
+ * administrator allows. The server's lock budget is derived from the
+ * result (server.c).
+ */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	was = rl.rlim_cur;
+	if (rl.rlim_cur == rl.rlim_max) {
+		srv_log(LOG_DEBUG, "RLIMIT_NOFILE %llu (the hard limit)",
+			(unsigned long long)rl.rlim_cur);
+		return;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		srv_log(LOG_WARNING, "RLIMIT_NOFILE stays %llu: %s",
+			(unsigned long long)was, strerror(errno));
+	else
+		srv_log(LOG_DEBUG, "RLIMIT_NOFILE raised from %llu to %llu",
+			(unsigned long long)was,
+			(unsigned long long)rl.rlim_cur);
+}
+
 static int mkdirs(const char *path)
 {
 	char tmp[4096], *p;
@@ -399,6 +431,7 @@ int main(int argc, char **argv)
 	}
 	mkdirs(cfg.state_dir);
 	srv_log_init(1, cfg.verbose);
+	raise_nofile();
 
 	/* every thread inherits this mask; main takes the signals */
 	sigemptyset(&sigs);

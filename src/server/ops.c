@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "server_i.h"
@@ -1088,6 +1089,26 @@ static int lock_cred_known(struct srv_req *r)
 	return !r->srv->can_switch || r->h.arg < r->sess->ncreds;
 }
 
+/* A lock refused for want of descriptors is the administrator's to know
+ * (a limit to raise, or a client taking too many): said at most every
+ * 10 s, with the counts. */
+static void lock_enolck(struct srv_req *r)
+{
+	static _Atomic uint64_t last_ns;
+	uint64_t now = srv_now_ns(), t = atomic_load(&last_ns);
+
+	if ((t && now - t < 10000000000ull) ||
+	    !atomic_compare_exchange_strong(&last_ns, &t, now))
+		return;
+	srv_log(LOG_WARNING,
+		"session of %s: lock refused (ENOLCK): it holds %u lock "
+		"descriptors (--max-lock-fds %u), all sessions %u (at most "
+		"%u)",
+		r->sess->client, srv_locks_count(&r->sess->locks),
+		r->sess->locks.max, srv_lockbudget_used(&r->srv->lockbudget),
+		r->srv->lockbudget.max);
+}
+
 static int h_lock(struct srv_req *r, const void *b, const int *fd,
 		  union rep_body *rep, uint32_t *len)
 {
@@ -1103,6 +1124,8 @@ static int h_lock(struct srv_req *r, const void *b, const int *fd,
 		return rc;
 	rc = srv_locks_set(&r->sess->locks, o->fd, o->flags, q);
 	open_put(r->sess, o);
+	if (rc == -ENOLCK)
+		lock_enolck(r);
 	return rc;
 }
 

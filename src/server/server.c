@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -310,9 +311,10 @@ static int session_new(struct dafs_server *srv, struct dafs_export *ex,
 	pthread_mutex_init(&s->cb_lock, NULL);
 	pthread_cond_init(&s->cb_cv, NULL);
 	s->open_free = UINT32_MAX;
-	srv_locks_init(&s->locks, srv->cfg.max_lock_fds
-					  ? srv->cfg.max_lock_fds
-					  : SRV_LOCKFDS_DEFAULT);
+	srv_locks_init(&s->locks,
+		       srv->cfg.max_lock_fds ? srv->cfg.max_lock_fds
+					     : SRV_LOCKFDS_DEFAULT,
+		       &srv->lockbudget);
 	s->renewed_ns = srv_now_ns();
 	/* credential 0: anonymous, until the client registers its own */
 	s->creds[0].uid = s->creds[0].gid = 65534;
@@ -831,7 +833,7 @@ static void *acceptor_main(void *arg)
 	static atomic_uint seqno;
 	struct dafs_ep_attr attr;
 	struct srv_conn *c;
-	int rc;
+	int rc, out_of_fds = 0;
 
 	while (!atomic_load(&srv->stopping)) {
 		c = calloc(1, sizeof(*c));
@@ -853,10 +855,36 @@ static void *acceptor_main(void *arg)
 			free(c);
 			if (rc == -ECANCELED)
 				break;
+			if (rc == -EMFILE || rc == -ENFILE) {
+				/* the connection waits in the backlog;
+				 * try again in a second, and say so once */
+				if (!out_of_fds)
+					srv_log(LOG_ERR,
+						"accept: %s (RLIMIT_NOFILE "
+						"%llu, %u descriptors held for "
+						"locks): new connections wait "
+						"until descriptors are closed",
+						rc == -EMFILE
+							? "out of file "
+							  "descriptors"
+							: "the system's file "
+							  "table is full",
+						(unsigned long long)srv->nofile,
+						srv_lockbudget_used(
+							&srv->lockbudget));
+				out_of_fds = 1;
+				sleep(1);
+				continue;
+			}
 			srv_log(LOG_WARNING, "accept: %s", dafs_strerror(rc));
-			if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM)
+			if (rc == -ENOMEM)
 				sleep(1);
 			continue;
+		}
+		if (out_of_fds) {
+			srv_log(LOG_NOTICE, "accept: descriptors available "
+					    "again, accepting connections");
+			out_of_fds = 0;
 		}
 		snprintf(c->peer, sizeof(c->peer), "#%u",
 			 atomic_fetch_add(&seqno, 1) + 1);
@@ -973,6 +1001,33 @@ static void *reaper_main(void *arg)
 
 /* ---- lifecycle ---- */
 
+/*
+ * Locks take descriptors at a client's word (one per owner, file and
+ * kind), so all sessions together may have half of what the process may
+ * open (RLIMIT_NOFILE, raised to its hard limit by main.c): the other
+ * half stays for connections, open files, the descriptor cache and
+ * directories being read, whatever the clients lock.
+ */
+static void lock_budget_init(struct dafs_server *srv)
+{
+	struct rlimit rl;
+	uint64_t lim = 1024;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl))
+		lim = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX
+						   : (uint64_t)rl.rlim_cur;
+	srv->nofile = lim;
+	lim /= 2;
+	srv_lockbudget_init(&srv->lockbudget,
+			    lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim);
+	srv_log(LOG_DEBUG,
+		"lock descriptors: at most %u in all (half of RLIMIT_NOFILE "
+		"%llu), %u per session",
+		srv->lockbudget.max, (unsigned long long)srv->nofile,
+		srv->cfg.max_lock_fds ? srv->cfg.max_lock_fds
+				      : SRV_LOCKFDS_DEFAULT);
+}
+
 int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out)
 {
 	struct dafs_server *srv;
@@ -990,6 +1045,7 @@ int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out)
 	pthread_cond_init(&srv->scq_cv, NULL);
 	srv_deleg_init(srv);
 	srv->can_switch = dafs_creds_can_switch();
+	lock_budget_init(srv);
 	srv->tp = dafs_tp_find(cfg->scheme);
 	if (!srv->tp) {
 		srv_log(LOG_ERR, "unknown transport \"%s\"", cfg->scheme);

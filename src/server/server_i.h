@@ -156,6 +156,9 @@ struct dafs_server {
 	struct dafs_export *exports[SRV_MAX_EXPORTS];
 	int nexports;
 	int can_switch; /* running as root: per-request credentials */
+	uint64_t nofile; /* RLIMIT_NOFILE at start, for logs */
+	/* lock descriptors of all sessions (locks_i.h): half of nofile */
+	struct srv_lockbudget lockbudget;
 
 	pthread_mutex_t lock; /* sessions, conns, pool counts */
 	pthread_cond_t cv;

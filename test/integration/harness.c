@@ -448,6 +448,13 @@ int it_daemon_start(struct it_daemon *d)
 			_exit(127);
 		/* nothing of the test (sessions' sockets) leaks in */
 		close_range(3, ~0u, 0);
+		if (d->nofile_soft) {
+			struct rlimit nf = {.rlim_cur = d->nofile_soft,
+					    .rlim_max = d->nofile_hard};
+
+			if (setrlimit(RLIMIT_NOFILE, &nf))
+				_exit(127);
+		}
 		/* a crash leaves its core where core_report() looks */
 		if (chdir(d->dir) == 0) {
 			struct rlimit rl;

@@ -33,6 +33,9 @@ struct it_daemon {
 	uint16_t port;
 	pid_t pid; /* 0 when not running */
 	const char *extra[4]; /* more dafsd arguments, NULL-terminated */
+	/* RLIMIT_NOFILE the daemon starts with (soft and hard); 0: the
+	 * test's own */
+	unsigned long nofile_soft, nofile_hard;
 };
 
 /* Unchecked fixtures (the runner process): make / remove the base. */

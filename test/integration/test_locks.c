@@ -6,9 +6,11 @@
  * came through, a waiting lock granted when the holder unlocks (and one
  * that times out or is stopped), a closed session's locks released at
  * once and a killed client's after its lease, the data cache dropped by
- * a lock, and the server's limit of lock descriptors per session.
+ * a lock, and the server's limits of lock descriptors, per session and
+ * over all sessions (under a low RLIMIT_NOFILE).
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -64,6 +66,33 @@ static void start(void)
 static void start_limited(void)
 {
 	start_with("--max-lock-fds", "3");
+}
+
+/*
+ * dafsd started with RLIMIT_NOFILE 128 soft, 256 hard (as `ulimit -n 128`
+ * under a higher hard limit): it raises the soft limit to 256, so its
+ * locks may have 128 descriptors over all sessions, 100 per session here.
+ */
+#define FDS_HARD 256
+#define FDS_PER_SESSION 100
+
+static void start_fds(void)
+{
+	char val[16];
+	int rc;
+
+	umask(022);
+	snprintf(val, sizeof(val), "%d", FDS_PER_SESSION);
+	ck_assert_int_eq(it_daemon_init(&D, "d"), 0);
+	D.extra[0] = "--max-lock-fds";
+	D.extra[1] = val;
+	D.nofile_soft = 128;
+	D.nofile_hard = FDS_HARD;
+	rc = it_daemon_start(&D);
+	ck_assert_msg(rc == 0, "dafsd did not start: %s", strerror(-rc));
+	A = session();
+	B = session();
+	OK(dafs_root(A, &ROOT));
 }
 
 static void stop(void)
@@ -464,6 +493,75 @@ START_TEST(test_holder_killed)
 }
 END_TEST
 
+/* SIGSTOP to @pid, and wait until every thread of it has stopped (kill
+ * returns before they have). */
+static void stop_process(pid_t pid)
+{
+	char path[64], st[512], *p;
+	struct dirent *de;
+	int all, n;
+	FILE *f;
+	DIR *d;
+
+	ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	for (n = 0; n < 5000; n++) {
+		d = opendir(path);
+		ck_assert_ptr_nonnull(d);
+		all = 1;
+		while (all && (de = readdir(d))) {
+			char sp[384];
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(sp, sizeof(sp), "%s/%s/stat", path,
+				 de->d_name);
+			f = fopen(sp, "r");
+			if (!f)
+				continue; /* gone */
+			p = fgets(st, sizeof(st), f) ? strrchr(st, ')') : NULL;
+			fclose(f);
+			all = p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+		}
+		closedir(d);
+		if (all)
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("dafsd did not stop");
+}
+
+/*
+ * dafs_lock_timed() with dafsd stopped (SIGSTOP: connected, not
+ * answering) gives up after its own timeout, not the session's 20 s. Once
+ * dafsd goes on, the request it got late has been carried out: the same
+ * lock again is granted to the owner, and the other session is refused.
+ */
+START_TEST(test_lock_timed)
+{
+	dafs_lock_t lk = px(1, DAFS_LOCK_WRITE, 0, 0);
+	dafs_file_t *fa, *fb;
+	uint64_t t0, ms;
+	int rc;
+
+	two_opens(&fa, &fb);
+	OK(dafs_lock_timed(fa, &lk, 1000));
+	OK(lock(fa, 1, DAFS_LOCK_UNLOCK, 0, 0));
+	stop_process(D.pid);
+	t0 = it_now_ms();
+	rc = dafs_lock_timed(fa, &lk, 300);
+	ms = it_now_ms() - t0;
+	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+	EXPECT(rc, -ETIMEDOUT);
+	ck_assert_msg(ms < 5000, "dafs_lock_timed(300 ms) took %llu ms",
+		      (unsigned long long)ms);
+	OK(dafs_lock_timed(fa, &lk, 0));
+	EXPECT(lock(fb, 2, DAFS_LOCK_READ, 0, 1), -DAFS_EDENIED);
+	OK(dafs_close(fa));
+	OK(dafs_close(fb));
+}
+END_TEST
+
 /* A file read into A's data cache, then changed by B under a lock: A's
  * lock drops what it cached, and A reads B's bytes. */
 START_TEST(test_lock_drops_cache)
@@ -518,6 +616,126 @@ START_TEST(test_limit)
 }
 END_TEST
 
+/* dafsd's soft RLIMIT_NOFILE, from /proc/PID/limits; 0 if not found. */
+static unsigned long nofile_of(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long soft = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Max open files", 14))
+			sscanf(line + 14, "%lu", &soft);
+	fclose(f);
+	return soft;
+}
+
+static int count_entry(void *arg, const dafs_dirent_t *ent)
+{
+	(void)ent;
+	++*(int *)arg;
+	return 0;
+}
+
+/* Flock locks of owners @from, @from + 1 ... through @f until one is
+ * refused; how many were granted, the refusal in *@rc. */
+static int flock_many(dafs_file_t *f, uint64_t from, int most, int *rc)
+{
+	int n;
+
+	for (n = 0; n < most; n++) {
+		*rc = flock_(f, from + (uint64_t)n, DAFS_LOCK_READ);
+		if (*rc)
+			break;
+	}
+	return n;
+}
+
+/*
+ * One client cannot take dafsd's descriptors: under `ulimit -n 128` (hard
+ * limit 256) sessions with nothing but a read-only open take flock locks
+ * of owner after owner. dafsd raised its soft limit to the hard one, the
+ * first session stops at --max-lock-fds, the second where all sessions
+ * together reach half the limit (ENOLCK, not EMFILE), and a new client
+ * still connects, opens a file and reads the directory.
+ */
+START_TEST(test_fd_budget)
+{
+	dafs_session_t *c;
+	dafs_file_t *fa, *fb, *fc;
+	dafs_fh_t fh, root;
+	uint64_t cookie = 0;
+	int n, rc, eof = 0, ents = 0;
+
+	ck_assert_uint_eq(nofile_of(D.pid), FDS_HARD);
+	mkfile(A, "f", 10, 'f', &fh);
+	OK(dafs_open(A, &fh, O_RDONLY, &fa));
+	OK(dafs_open(B, &fh, O_RDONLY, &fb));
+	n = flock_many(fa, 1, 1000, &rc);
+	EXPECT(rc, -ENOLCK);
+	ck_assert_int_eq(n, FDS_PER_SESSION);
+	n = flock_many(fb, 1, 1000, &rc);
+	EXPECT(rc, -ENOLCK);
+	ck_assert_int_eq(n, FDS_HARD / 2 - FDS_PER_SESSION);
+
+	c = session();
+	OK(dafs_root(c, &root));
+	OK(dafs_open(c, &fh, O_RDONLY, &fc));
+	ck_assert_int_ge(
+		dafs_readdir(c, &root, &cookie, 1, count_entry, &ents, &eof),
+		1);
+	ck_assert_int_eq(ents, 1);
+	/* locks given back are there to be taken */
+	EXPECT(flock_(fc, 1, DAFS_LOCK_READ), -ENOLCK);
+	OK(flock_(fa, 1, DAFS_LOCK_UNLOCK));
+	OK(flock_(fc, 1, DAFS_LOCK_READ));
+	OK(dafs_close(fc));
+	dafs_session_close(c);
+	OK(dafs_close(fa));
+	OK(dafs_close(fb));
+	ck_assert(it_log_contains(&D, "RLIMIT_NOFILE raised from 128 to 256"));
+}
+END_TEST
+
+/*
+ * Out of descriptors, dafsd keeps running: a client holding open files
+ * until OPEN fails leaves none for accept; dafsd says so once, a new
+ * client gets no session meanwhile, and once the files are closed a new
+ * client is served.
+ */
+START_TEST(test_accept_out_of_fds)
+{
+	dafs_session_opts_t o = {.timeout_ms = 2000};
+	static dafs_file_t *open_[FDS_HARD];
+	dafs_session_t *c = NULL;
+	dafs_fh_t fh;
+	int n, i, rc = 0;
+
+	mkfile(A, "f", 10, 'f', &fh);
+	for (n = 0; n < FDS_HARD; n++) {
+		rc = dafs_open(A, &fh, O_RDONLY, &open_[n]);
+		if (rc)
+			break;
+	}
+	EXPECT(rc, -EMFILE);
+	rc = dafs_session_open(D.url, &o, &c);
+	ck_assert_msg(rc != 0, "a session with no descriptor left");
+	ck_assert(it_daemon_alive(&D));
+	for (i = 0; i < n; i++)
+		OK(dafs_close(open_[i]));
+	c = session();
+	OK(dafs_open(c, &fh, O_RDONLY, &open_[0]));
+	OK(dafs_close(open_[0]));
+	dafs_session_close(c);
+	ck_assert(it_log_contains(&D, "accept: out of file descriptors"));
+	ck_assert(it_log_contains(&D, "accepting connections"));
+}
+END_TEST
+
 static TCase *tcase(Suite *s, const char *name, void (*setup)(void))
 {
 	TCase *tc = tcase_create(name);
@@ -568,8 +786,12 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_session_close_releases);
 	tcase_add_test(tc, test_holder_killed);
 	tcase_add_test(tc, test_lock_drops_cache);
+	tcase_add_test(tc, test_lock_timed);
 	tc = tcase(s, "limit", start_limited);
 	tcase_add_test(tc, test_limit);
+	tc = tcase(s, "fd budget", start_fds);
+	tcase_add_test(tc, test_fd_budget);
+	tcase_add_test(tc, test_accept_out_of_fds);
 
 	if (argc == 2 && !strcmp(argv[1], "hold") &&
 	    getenv("DAFS_TEST_HOLD_URL"))

@@ -6,7 +6,10 @@
 # ranges conflict across mounts and within one, F_GETLK reports the
 # holder's range, an unlock in the middle splits it; a holder killed with
 # SIGKILL leaves nothing behind; a blocking F_SETLKW on B is granted when
-# A unlocks (and not before), and a waiting one ends on SIGINT; a read
+# A unlocks (and not before), and a waiting one ends on SIGINT, also
+# while dafsd is stopped (SIGSTOP) and answers nothing; a process
+# locking again through a new open right after closing its only one
+# keeps the new lock when the first open is released; a read
 # lock needs a readable descriptor (EBADF); coherence: writes held under
 # a write delegation reach the server at the unlock, and a lock taken on
 # a mount without a delegation drops the kernel's cached pages, so the
@@ -31,21 +34,28 @@ fuse_a=$fuse_pid
 mnt_b=$tmp/mnt-b
 mkdir -p "$mnt_b"
 fuse_b=
+fuse_c=
+mnt_c=
 holders=
 
 # the second mount and the lock holders go first at exit; lib.sh's
 # cleanup does the rest
 cleanup_b() {
 	local rc=$?
-	local p
+	local p m
 	for p in $holders; do
 		kill -9 "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
-	if awk -v m="$mnt_b" '$2 == m {f = 1} END {exit !f}' /proc/mounts; then
-		fusermount3 -u "$mnt_b" 2>/dev/null || umount -l "$mnt_b"
-	fi
+	for m in "$mnt_b" "${mnt_c:-}"; do
+		[ -n "$m" ] || continue
+		if awk -v m="$m" '$2 == m {f = 1} END {exit !f}' /proc/mounts
+		then
+			fusermount3 -u "$m" 2>/dev/null || umount -l "$m"
+		fi
+	done
 	stop "$fuse_b"
+	[ -z "${fuse_c:-}" ] || stop "$fuse_c"
 	if [ -f "$tmp/fuse-b.log" ] && ! sanitizer_free "$tmp/fuse-b.log"; then
 		say "# sanitizer report in $tmp/fuse-b.log:"
 		sed 's/^/# /' "$tmp/fuse-b.log" | head -60
@@ -248,6 +258,100 @@ same "SIGINT ends B's wait" 124 "$rc"
 check "... at once (${t} ms)" test "$t" -lt 3000
 same "... and B's daemon waits no more" 0 "$(stat_b 'lock waits')"
 kill_holder
+
+section "waiters answered while dafsd does not answer"
+# dafsd stopped (SIGSTOP): B's waiter thread gets no answer to its tries,
+# yet a waiting process's SIGINT is answered within a try's 1 s, not
+# after server_timeout (30 s) per try
+cat >"$tmp/lkw.py" <<'PY'
+import fcntl, os, signal, struct, sys, time
+# a background job of a script starts with SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.fcntl(fd, fcntl.F_SETLKW,
+                struct.pack("hhqqi", fcntl.F_RDLCK, 0, 0, 1, 0))
+    print("granted", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+time.sleep(60)
+PY
+check "A holds the file" start_holder stall "$FSOP" hold "$mnt_a/r" w 0 0
+python3 "$tmp/lkw.py" "$mnt_b/r" >"$tmp/lkw1.out" 2>&1 &
+lkw1=$!
+python3 "$tmp/lkw.py" "$mnt_b/r" >"$tmp/lkw2.out" 2>&1 &
+lkw2=$!
+holders="$holders $lkw1 $lkw2"
+for _ in $(seq 50); do
+	[ "$(stat_b 'lock waits')" = 2 ] && break
+	sleep 0.1
+done
+same "B's daemon has two locks waiting" 2 "$(stat_b 'lock waits')"
+kill -STOP "$dafsd_pid"
+sleep 0.5 # a try is on its way, unanswered
+t0=$(now_ms)
+kill -INT "$lkw2"
+until grep -q interrupted "$tmp/lkw2.out" ||
+	[ $(($(now_ms) - t0)) -gt 10000 ]; do
+	sleep 0.05
+done
+t=$(($(now_ms) - t0))
+kill -CONT "$dafsd_pid"
+check "SIGINT ends a wait while dafsd is stopped" \
+	grep -q interrupted "$tmp/lkw2.out"
+check "... within 3 s (${t} ms)" test "$t" -lt 3000
+kill -INT "$lkw1"
+until grep -q interrupted "$tmp/lkw1.out" ||
+	[ $(($(now_ms) - t0)) -gt 10000 ]; do
+	sleep 0.05
+done
+check "dafsd going on, the other waiter is interrupted too" \
+	grep -q interrupted "$tmp/lkw1.out"
+same "... and B's daemon waits no more" 0 "$(stat_b 'lock waits')"
+kill -9 "$lkw1" "$lkw2" 2>/dev/null
+wait "$lkw1" "$lkw2" 2>/dev/null
+kill_holder
+
+section "a lock taken again through another open, at a last close"
+# A process closes its only descriptor of a file and locks again through
+# a new one at once: the kernel's release of the first comes in the
+# background, and must not unlock what the second was granted. Mount C
+# pauses 500 ms between the release's decision and its unlocks (a test
+# hook), where the new lock used to slip in.
+mnt_c=$tmp/mnt-c
+mkdir -p "$mnt_c"
+DAFS_FUSE_TEST_RELEASE_DELAY_MS=500 "$DAFS_FUSE" "$url" "$mnt_c" -f \
+	-o deleg=off >"$tmp/fuse-c.log" 2>&1 &
+fuse_c=$!
+for _ in $(seq 100); do
+	mountpoint -q "$mnt_c" && break
+	kill -0 "$fuse_c" 2>/dev/null || break
+	sleep 0.1
+done
+check "a third mount (C) of $url" mountpoint -q "$mnt_c"
+printf '%0100d' 0 >"$mnt_a/rl"
+cat >"$tmp/relock.py" <<'PY'
+import fcntl, os, struct, sys, time
+wr = struct.pack("hhqqi", fcntl.F_WRLCK, 0, 0, 10, 0)
+a = os.open(sys.argv[1], os.O_RDWR)
+fcntl.fcntl(a, fcntl.F_SETLK, wr)
+os.close(a)
+b = os.open(sys.argv[1], os.O_RDWR)
+fcntl.fcntl(b, fcntl.F_SETLK, wr)
+print("held", flush=True)
+time.sleep(60)
+PY
+check "a process on C locks, closes, locks through a new open" \
+	start_holder relock python3 "$tmp/relock.py" "$mnt_c/rl"
+sleep 1 # the first open's release has run
+same "B: bytes 0-9 are still locked" EAGAIN \
+	"$("$FSOP" setlk "$mnt_b/rl" w 0 10)"
+kill_holder
+fusermount3 -u "$mnt_c" 2>/dev/null || umount -l "$mnt_c"
+exit_status "$fuse_c"
+same "C unmounted, its daemon exits" 0 "$status"
+fuse_c=
+check "C's log has no sanitizer report" sanitizer_free "$tmp/fuse-c.log"
 
 section "coherence"
 # writes held under A's write delegation reach the server at the unlock

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dafs/dafs.h"
@@ -42,8 +44,8 @@ static void setup(void)
 	wr = open(path, O_WRONLY);
 	rw2 = open(path2, O_CREAT | O_RDWR, 0644);
 	ck_assert(rw >= 0 && rd >= 0 && wr >= 0 && rw2 >= 0);
-	srv_locks_init(&A, 16);
-	srv_locks_init(&B, 16);
+	srv_locks_init(&A, 16, NULL);
+	srv_locks_init(&B, 16, NULL);
 }
 
 static void teardown(void)
@@ -221,6 +223,167 @@ START_TEST(test_access_modes)
 }
 END_TEST
 
+/* The closes of "f" since the last call, IN_CLOSE_WRITE and
+ * IN_CLOSE_NOWRITE (or'ed: inotify merges repeated events), from @ifd. */
+static uint32_t closes(int ifd)
+{
+	char buf[4096]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
+	const struct inotify_event *ev;
+	uint32_t mask = 0;
+	ssize_t n, i;
+
+	while ((n = read(ifd, buf, sizeof(buf))) > 0)
+		for (i = 0; i < n; i += (ssize_t)sizeof(*ev) + ev->len) {
+			ev = (const struct inotify_event *)(buf + i);
+			mask |= ev->mask;
+		}
+	return mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+}
+
+/*
+ * dafsd opens its lock descriptors as root: one open for writing where
+ * the client has only read access would have effects on the server (the
+ * file cannot be executed, IN_CLOSE_WRITE at each unlock, read leases
+ * broken). flock and POSIX locks through a read-only open, and LOCKT,
+ * open read-only; a POSIX lock through a writable open may write.
+ */
+START_TEST(test_descriptor_modes)
+{
+	int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	struct dafs_m_lock_req q = {.open_id = 1,
+				    .owner = 9,
+				    .kind = DAFS_LOCK_POSIX,
+				    .type = DAFS_LOCK_WRITE};
+	struct dafs_m_lockt_rep r;
+
+	ck_assert_int_ge(ifd, 0);
+	ck_assert_int_ge(
+		inotify_add_watch(ifd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE),
+		0);
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 1, DAFS_LOCK_FLOCK,
+			     DAFS_LOCK_WRITE, 0, 0),
+			 0);
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 1, DAFS_LOCK_FLOCK,
+			     DAFS_LOCK_UNLOCK, 0, 0),
+			 0);
+	ck_assert_uint_eq(closes(ifd), IN_CLOSE_NOWRITE);
+	/* flock never writes, whatever the open */
+	ck_assert_int_eq(set(&A, rw, DAFS_O_RDWR, 2, DAFS_LOCK_FLOCK,
+			     DAFS_LOCK_WRITE, 0, 0),
+			 0);
+	ck_assert_int_eq(set(&A, rw, DAFS_O_RDWR, 2, DAFS_LOCK_FLOCK,
+			     DAFS_LOCK_UNLOCK, 0, 0),
+			 0);
+	ck_assert_uint_eq(closes(ifd), IN_CLOSE_NOWRITE);
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 3, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_READ, 0, 10),
+			 0);
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 3, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_UNLOCK, 0, 0),
+			 0);
+	ck_assert_uint_eq(closes(ifd), IN_CLOSE_NOWRITE);
+	/* LOCKT only looks, even through a write-only open */
+	ck_assert_int_eq(srv_locks_test(&A, wr, DAFS_O_WRONLY, &q, &r), 0);
+	ck_assert_uint_eq(closes(ifd), IN_CLOSE_NOWRITE);
+	/* a POSIX lock through a writable open may write */
+	ck_assert_int_eq(px(&A, 4, DAFS_LOCK_READ, 0, 10), 0);
+	ck_assert_int_eq(px(&A, 4, DAFS_LOCK_UNLOCK, 0, 0), 0);
+	ck_assert_uint_eq(closes(ifd), IN_CLOSE_WRITE);
+	close(ifd);
+}
+END_TEST
+
+/* A local exec of a file an owner flock-locked through a read-only
+ * open: no ETXTBSY. */
+START_TEST(test_exec_while_locked)
+{
+	char exe[96], buf[65536];
+	int in, out, status;
+	ssize_t n;
+	pid_t pid;
+
+	snprintf(exe, sizeof(exe), "%s/true", dir);
+	in = open("/bin/true", O_RDONLY);
+	out = open(exe, O_CREAT | O_WRONLY | O_TRUNC, 0755);
+	ck_assert(in >= 0 && out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	close(in);
+	close(out);
+	in = open(exe, O_RDONLY);
+	ck_assert_int_ge(in, 0);
+	ck_assert_int_eq(set(&A, in, DAFS_O_RDONLY, 1, DAFS_LOCK_FLOCK,
+			     DAFS_LOCK_WRITE, 0, 0),
+			 0);
+	ck_assert_int_eq(set(&A, in, DAFS_O_RDONLY, 2, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_READ, 0, 0),
+			 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(exe, exe, (char *)NULL);
+		_exit(errno == ETXTBSY ? 100 : 101);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "exec of a file locked through a read-only open: %s",
+		      WEXITSTATUS(status) == 100 ? "ETXTBSY" : "failed");
+	srv_locks_release(&A);
+	close(in);
+	unlink(exe);
+}
+END_TEST
+
+/*
+ * An owner whose locks came through a read-only open asks for a write
+ * lock through a writable one: its descriptor, read-only, is replaced by
+ * a read-write one that takes its read locks over (one description per
+ * owner: a second would conflict with the first). Nothing of what it
+ * held comes free, to the other session, at any point observed here.
+ */
+START_TEST(test_upgrade_carries_locks)
+{
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 1, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_READ, 0, 10),
+			 0);
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 1, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_READ, 50, 0),
+			 0);
+	ck_assert_int_eq(px(&B, 1, DAFS_LOCK_READ, 5, 1), 0);
+	ck_assert_int_eq(px(&A, 1, DAFS_LOCK_WRITE, 20, 10), 0);
+	ck_assert_uint_eq(srv_locks_count(&A), 1);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_WRITE, 0, 1), -DAFS_EDENIED);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_WRITE, 9, 1), -DAFS_EDENIED);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_WRITE, 25, 1), -DAFS_EDENIED);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_READ, 25, 1), -DAFS_EDENIED);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_WRITE, 1000, 1), -DAFS_EDENIED);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_READ, 1000, 1), 0);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_WRITE, 10, 10), 0);
+	/* B's read lock in the way of turning 0-9 into a write lock */
+	ck_assert_int_eq(px(&A, 1, DAFS_LOCK_WRITE, 0, 10), -DAFS_EDENIED);
+	ck_assert_int_eq(px(&B, 1, DAFS_LOCK_UNLOCK, 0, 0), 0);
+	ck_assert_int_eq(px(&A, 1, DAFS_LOCK_WRITE, 0, 10), 0);
+	ck_assert_int_eq(px(&B, 1, DAFS_LOCK_READ, 5, 1), -DAFS_EDENIED);
+	/* holding nothing: a read-only descriptor left by a partial
+	 * unlock, then a write lock through a writable open */
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 3, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_READ, 200, 1),
+			 0);
+	ck_assert_int_eq(set(&A, rd, DAFS_O_RDONLY, 3, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_UNLOCK, 200, 1),
+			 0);
+	ck_assert_int_eq(set(&A, wr, DAFS_O_WRONLY, 3, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_WRITE, 300, 1),
+			 -DAFS_EDENIED); /* A's owner 1: 50 to the end */
+	ck_assert_int_eq(set(&A, wr, DAFS_O_WRONLY, 3, DAFS_LOCK_POSIX,
+			     DAFS_LOCK_WRITE, 40, 5),
+			 0);
+	ck_assert_int_eq(px(&B, 2, DAFS_LOCK_READ, 42, 1), -DAFS_EDENIED);
+	ck_assert_uint_eq(srv_locks_count(&A), 2);
+}
+END_TEST
+
 START_TEST(test_flock)
 {
 	ck_assert_int_eq(fl(&A, 1, DAFS_LOCK_WRITE), 0);
@@ -302,7 +465,7 @@ START_TEST(test_limit)
 	struct srv_locks C;
 	int i;
 
-	srv_locks_init(&C, 3);
+	srv_locks_init(&C, 3, NULL);
 	ck_assert_int_eq(px(&C, 1, DAFS_LOCK_READ, 0, 1), 0);
 	ck_assert_int_eq(px(&C, 1, DAFS_LOCK_READ, 5, 1), 0); /* same one */
 	ck_assert_int_eq(fl(&C, 1, DAFS_LOCK_READ), 0);
@@ -325,6 +488,50 @@ START_TEST(test_limit)
 				 0);
 	ck_assert_uint_eq(srv_locks_count(&C), 3);
 	srv_locks_fini(&C);
+}
+END_TEST
+
+/* The server's budget over every session: two tables of 4 each drawing
+ * on 5 in all; what one gives back the other may take, and no refused,
+ * raced or released lock keeps a share. */
+START_TEST(test_budget)
+{
+	struct srv_lockbudget bud;
+	struct srv_locks C, D;
+	uint64_t o;
+
+	srv_lockbudget_init(&bud, 5);
+	srv_locks_init(&C, 4, &bud);
+	srv_locks_init(&D, 4, &bud);
+	for (o = 1; o <= 3; o++)
+		ck_assert_int_eq(fl(&C, o, DAFS_LOCK_READ), 0);
+	ck_assert_int_eq(fl(&D, 1, DAFS_LOCK_READ), 0);
+	ck_assert_int_eq(fl(&D, 2, DAFS_LOCK_READ), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 5);
+	/* under its own cap, over the server's: ENOLCK */
+	ck_assert_int_eq(fl(&D, 3, DAFS_LOCK_READ), -ENOLCK);
+	ck_assert_int_eq(px(&C, 4, DAFS_LOCK_READ, 0, 1), -ENOLCK);
+	/* what is held goes on working */
+	ck_assert_int_eq(fl(&D, 1, DAFS_LOCK_WRITE), -DAFS_EDENIED);
+	ck_assert_int_eq(fl(&C, 1, DAFS_LOCK_UNLOCK), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	/* a refused first lock gives its share back at once */
+	ck_assert_int_eq(px(&C, 5, DAFS_LOCK_WRITE, 0, 0), 0);
+	ck_assert_int_eq(fl(&C, 2, DAFS_LOCK_UNLOCK), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	ck_assert_int_eq(px(&D, 3, DAFS_LOCK_WRITE, 0, 1), -DAFS_EDENIED);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	ck_assert_int_eq(px(&C, 5, DAFS_LOCK_UNLOCK, 0, 0), 0);
+	ck_assert_int_eq(px(&D, 3, DAFS_LOCK_READ, 20, 1), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	/* a session's end gives back all of its share */
+	srv_locks_release(&C);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 3);
+	ck_assert_int_eq(fl(&D, 4, DAFS_LOCK_READ), 0);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 4);
+	srv_locks_fini(&D);
+	srv_locks_fini(&C);
+	ck_assert_uint_eq(srv_lockbudget_used(&bud), 0);
 }
 END_TEST
 
@@ -380,10 +587,14 @@ int main(void)
 	tcase_add_test(tc, test_read_shared);
 	tcase_add_test(tc, test_split_and_test);
 	tcase_add_test(tc, test_access_modes);
+	tcase_add_test(tc, test_descriptor_modes);
+	tcase_add_test(tc, test_exec_while_locked);
+	tcase_add_test(tc, test_upgrade_carries_locks);
 	tcase_add_test(tc, test_flock);
 	tcase_add_test(tc, test_local_process);
 	tcase_add_test(tc, test_release);
 	tcase_add_test(tc, test_limit);
+	tcase_add_test(tc, test_budget);
 	tcase_add_test(tc, test_bad_requests);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
