@@ -14,6 +14,7 @@
  * back at once.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2351,6 +2352,10 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 	uint64_t files, dirs, local_opens;
 	unsigned nparked;
 	uint32_t creds;
+	/* malloc's bytes in use (arenas and mmapped blocks): what the
+	 * daemon holds, whatever the arenas keep of what it freed */
+	struct mallinfo2 mi = mallinfo2();
+	size_t heap = mi.uordblks + mi.hblkhd;
 
 	pthread_mutex_lock(&fs->hlock);
 	files = fs->nfiles;
@@ -2373,7 +2378,7 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 "in %llu sends, write-back errors %llu, cache hits %llu, "
 		 "cache misses %llu, cache bytes %llu, lock waits %llu, "
 		 "locks granted after waiting %llu, local opens %llu, "
-		 "parked opens %u",
+		 "parked opens %u, heap in use %zu",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
@@ -2394,7 +2399,7 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 (unsigned long long)flk_waiting(fs),
 		 (unsigned long long)atomic_load(
 			 &fs->locks.granted_after_wait),
-		 (unsigned long long)local_opens, nparked);
+		 (unsigned long long)local_opens, nparked, heap);
 }
 
 void dfs_fini(struct dfs *fs)

@@ -217,6 +217,13 @@ inodes() {
 	grep -o 'inodes [0-9]*' "$tmp/fuse.log" | tail -1 | cut -d' ' -f2
 }
 
+# heap: dafs-fuse's malloc bytes in use, from the statistics line that
+# the last inodes call asked for
+heap() {
+	grep -o 'heap in use [0-9]*' "$tmp/fuse.log" | tail -1 |
+		awk '{print $NF}'
+}
+
 # rss: dafs-fuse's resident set in kB
 rss() {
 	awk '/^VmRSS/ {print $2}' "/proc/$fuse_pid/status"
