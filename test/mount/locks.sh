@@ -90,6 +90,14 @@ stat_of() {
 stat_a() { stat_of "$fuse_a" "$tmp/fuse.log" "$1"; }
 stat_b() { stat_of "$fuse_b" "$tmp/fuse-b.log" "$1"; }
 
+# running PID: the process is there and not a zombie (an exited child
+# stays one until it is waited for, and kill -0 still finds it)
+running() {
+	local st
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
+
 # start_holder NAME COMMAND...: a process holding locks, started in the
 # background; waits until it printed "held" (20 s at most); its PID in
 # $holder, its output in $tmp/NAME.out
@@ -100,7 +108,7 @@ start_holder() {
 	holder=$!
 	holders="$holders $holder"
 	while ! grep -q held "$tmp/$name.out" && [ $i -lt 200 ]; do
-		kill -0 "$holder" 2>/dev/null || break
+		running "$holder" || break
 		if [ $i -eq 50 ]; then
 			# a rare slow open on A, seen under load (ASan): where
 			# it waits, for the log; it is given 20 s in all
@@ -114,7 +122,7 @@ start_holder() {
 		[ $i -lt 50 ] || say "# $name: held after $((i / 10)) s"
 		return 0
 	fi
-	if kill -0 "$holder" 2>/dev/null; then
+	if running "$holder"; then
 		say "# $name: still running after 20 s"
 		return 1
 	fi
@@ -159,8 +167,10 @@ same "another process on A is refused as well" 1 "$(flock_n "$mnt_a/f")"
 kill_holder KILL
 check "A's holder killed: flock -n on B succeeds (within 2 s)" \
 	free_within 2000 "$mnt_b/f"
-# B's probes above are gone once a shared probe from A passes
-free_within 2000 -s "$mnt_a/f"
+# B's probes above are gone once a shared probe from A passes (the
+# killed holder's lock goes with the kernel's background release)
+check "... and a shared probe from A passes (within 10 s)" \
+	free_within 10000 -s "$mnt_a/f"
 check "A takes a shared one" start_holder flock "$FSOP" flock-hold "$mnt_a/f" s
 same "B shares it (flock -n -s)" 0 "$(flock_n -s "$mnt_b/f")"
 same "but cannot have it exclusively" 1 "$(flock_n "$mnt_b/f")"
@@ -305,14 +315,16 @@ sleep 0.5 # a try is on its way, unanswered
 t0=$(now_ms)
 kill -INT "$lkw2"
 until grep -q interrupted "$tmp/lkw2.out" ||
-	[ $(($(now_ms) - t0)) -gt 10000 ]; do
+	[ $(($(now_ms) - t0)) -gt 20000 ]; do
 	sleep 0.05
 done
 t=$(($(now_ms) - t0))
 kill -CONT "$dafsd_pid"
 check "SIGINT ends a wait while dafsd is stopped" \
 	grep -q interrupted "$tmp/lkw2.out"
-check "... within 3 s (${t} ms)" test "$t" -lt 3000
+# about 0.5 s on a quiet machine; the old waiter took its whole 10 s poll
+# (and more under load), so the bound only tells the two apart
+check "... before the old 10 s poll would have (${t} ms)" test "$t" -lt 9000
 kill -INT "$lkw1"
 until grep -q interrupted "$tmp/lkw1.out" ||
 	[ $(($(now_ms) - t0)) -gt 10000 ]; do
