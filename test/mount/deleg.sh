@@ -104,6 +104,10 @@ section "opens served under a delegation (parked opens)"
 sleep 1.2 # past the recall hold-offs above
 # one open of each kind (append, read) made by the server first, then
 # parked at their close
+# the count of parked opens is the mount's: other files' may stay parked
+# (a slower machine gets delegations back after their recall hold-off),
+# so checks compare with what was parked before; theirs can only go
+parked0=$(stat_a 'parked opens')
 echo p0 >"$mnt_a/p"
 echo p1 >>"$mnt_a/p"
 cat "$mnt_a/p" >/dev/null
@@ -116,32 +120,33 @@ check "20 opens of a file A holds a write delegation of: served by A" \
 	test "$(stat_a 'local opens')" -ge $((opens + 20))
 same "... its bytes on the server's disk" \
 	"$(printf 'p%s\n' 0 1 2 3 4 5 6 7 8 9 10 11)" "$(cat "$exp/p")"
-check "... an open is kept parked" test "$(stat_a 'parked opens')" -ge 1
+check "... an open is kept parked" \
+	test "$(stat_a 'parked opens')" -gt "$parked0"
 echo from-b >>"$mnt_b/p"
 same "B appends (a recall)" \
 	"$(printf 'p%s\n' 0 1 2 3 4 5 6 7 8 9 10 11; echo from-b)" \
 	"$(cat "$exp/p")"
-same "... A's parked opens closed with its delegation" 0 \
-	"$(stat_a 'parked opens')"
+check "... A's parked opens closed with its delegation" \
+	test "$(stat_a 'parked opens')" -le "$parked0"
 same "... and A reads B's bytes" "from-b" "$(tail -1 "$mnt_a/p")"
 sleep 1.2
 echo again >>"$mnt_a/p"
 cat "$mnt_a/p" >/dev/null
 check "A parks again under a new delegation" \
-	test "$(stat_a 'parked opens')" -ge 1
+	test "$(stat_a 'parked opens')" -gt "$parked0"
 chmod 640 "$mnt_a/p"
-same "a chmod on A closes them (who may open it changed)" 0 \
-	"$(stat_a 'parked opens')"
+check "a chmod on A closes them (who may open it changed)" \
+	test "$(stat_a 'parked opens')" -le "$parked0"
 cat "$mnt_a/p" >/dev/null
 # the kernel forgets an unlinked file nobody holds open at once
 rm "$mnt_a/p"
 i=0
-while [ "$(stat_a 'parked opens')" != 0 ] && [ $i -lt 20 ]; do
+while [ "$(stat_a 'parked opens')" -gt "$parked0" ] && [ $i -lt 20 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
-same "a removed file's parked open closed when A forgets it" 0 \
-	"$(stat_a 'parked opens')"
+check "a removed file's parked open closed when A forgets it" \
+	test "$(stat_a 'parked opens')" -le "$parked0"
 check "... and nothing of it is left on the server's disk" \
 	test ! -e "$exp/p"
 
