@@ -95,7 +95,12 @@ stat_b() { stat_of "$fuse_b" "$tmp/fuse-b.log" "$1"; }
 running() {
 	local st
 	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)
-	[ -n "$st" ] && [ "$st" != Z ]
+	# unreadable for a moment (the child in its exec): ask kill -0
+	[ -n "$st" ] || {
+		kill -0 "$1" 2>/dev/null
+		return
+	}
+	[ "$st" != Z ]
 }
 
 # start_holder NAME COMMAND...: a process holding locks, started in the
