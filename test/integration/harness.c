@@ -601,3 +601,21 @@ void it_daemon_fini(struct it_daemon *d)
 		it_rmtree(d->dir);
 	d->dir[0] = '\0';
 }
+
+int it_daemon_end(struct it_daemon *d, char *why, size_t size)
+{
+	char report[512] = "";
+	int status, bad;
+
+	status = d->pid ? it_daemon_stop(d, 20000) : 0;
+	bad = it_log_sanitizer(d, report, sizeof(report));
+	if (status || bad)
+		it_log_dump(d, 60);
+	it_daemon_fini(d);
+	if (status)
+		snprintf(why, size, "dafsd exit status %d on SIGTERM", status);
+	else if (bad)
+		snprintf(why, size, "sanitizer report in the dafsd log: %s",
+			 report);
+	return status || bad;
+}

@@ -60,6 +60,13 @@ int it_daemon_stop(struct it_daemon *d, int timeout_ms);
 int it_daemon_alive(const struct it_daemon *d);
 /* Kill (SIGKILL) if still running and remove @d's directory tree. */
 void it_daemon_fini(struct it_daemon *d);
+/*
+ * A test's end: stop the daemon (SIGTERM, 20 s), look for sanitizer
+ * reports in its log (the tail of the log goes to stderr if anything is
+ * wrong), then it_daemon_fini(). Returns 0, or non-zero with what went
+ * wrong in @why, so that the caller asserts after everything is cleaned.
+ */
+int it_daemon_end(struct it_daemon *d, char *why, size_t size);
 
 /* The first sanitizer report line of the log, copied to @line; returns 1
  * if there was one, 0 if not. */

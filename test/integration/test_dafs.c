@@ -225,19 +225,12 @@ static void start(void)
  * sanitizer reports; clean up before asserting, so nothing is left. */
 static void stop(void)
 {
-	char report[512] = "";
-	int status, bad;
+	char why[640];
 
 	if (S)
 		dafs_session_close(S);
 	S = NULL;
-	status = D.pid ? it_daemon_stop(&D, 20000) : 0;
-	bad = it_log_sanitizer(&D, report, sizeof(report));
-	if (status || bad)
-		it_log_dump(&D, 60);
-	it_daemon_fini(&D);
-	ck_assert_msg(status == 0, "dafsd exit status %d on SIGTERM", status);
-	ck_assert_msg(!bad, "sanitizer report in the dafsd log: %s", report);
+	ck_assert_msg(!it_daemon_end(&D, why, sizeof(why)), "%s", why);
 }
 
 /*

@@ -64,21 +64,14 @@ static void start(void)
 
 static void stop(void)
 {
-	char report[512] = "";
-	int status, bad;
+	char why[640];
 
 	if (A)
 		dafs_session_close(A);
 	if (B)
 		dafs_session_close(B);
 	A = B = NULL;
-	status = D.pid ? it_daemon_stop(&D, 20000) : 0;
-	bad = it_log_sanitizer(&D, report, sizeof(report));
-	if (status || bad)
-		it_log_dump(&D, 60);
-	it_daemon_fini(&D);
-	ck_assert_msg(status == 0, "dafsd exit status %d on SIGTERM", status);
-	ck_assert_msg(!bad, "sanitizer report in the dafsd log: %s", report);
+	ck_assert_msg(!it_daemon_end(&D, why, sizeof(why)), "%s", why);
 }
 
 /* Create @name with @len bytes of @c (by session @s, closed again). */
