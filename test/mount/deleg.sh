@@ -57,18 +57,6 @@ mount_b() {
 }
 check "two mounts of $url" mount_b
 
-# stat_of PID LOG FIELD: FIELD's number in PID's next statistics line
-stat_of() {
-	local before i=0
-	before=$(grep -c 'inodes [0-9]' "$2")
-	kill -USR1 "$1"
-	while [ "$(grep -c 'inodes [0-9]' "$2")" -le "$before" ] &&
-		[ $i -lt 50 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	grep -o "$3 [0-9]*" "$2" | tail -1 | awk '{print $NF}'
-}
 stat_a() { stat_of "$fuse_a" "$tmp/fuse.log" "$1"; }
 stat_b() { stat_of "$fuse_b" "$tmp/fuse-b.log" "$1"; }
 

@@ -205,16 +205,21 @@ mount_fuse() {
 # inodes: ask dafs-fuse (SIGUSR1) for its statistics line, print the
 # inode count
 inodes() {
-	local before after i=0
-	before=$(grep -c 'inodes [0-9]' "$tmp/fuse.log")
-	kill -USR1 "$fuse_pid"
-	while [ $i -lt 50 ]; do
-		after=$(grep -c 'inodes [0-9]' "$tmp/fuse.log")
-		[ "$after" -gt "$before" ] && break
+	stat_of "$fuse_pid" "$tmp/fuse.log" inodes
+}
+
+# stat_of PID LOG FIELD: FIELD's number in the next statistics line that
+# dafs-fuse PID writes to LOG (SIGUSR1; up to 5 s)
+stat_of() {
+	local before i=0
+	before=$(grep -c 'inodes [0-9]' "$2")
+	kill -USR1 "$1"
+	while [ "$(grep -c 'inodes [0-9]' "$2")" -le "$before" ] &&
+		[ $i -lt 50 ]; do
 		sleep 0.1
 		i=$((i + 1))
 	done
-	grep -o 'inodes [0-9]*' "$tmp/fuse.log" | tail -1 | cut -d' ' -f2
+	grep -o "$3 [0-9]*" "$2" | tail -1 | awk '{print $NF}'
 }
 
 # heap: dafs-fuse's malloc bytes in use, from the statistics line that
