@@ -523,8 +523,7 @@ DAFS_API int dafs_set_recall_handler(dafs_session_t *s, dafs_recall_fn fn,
 	s->recall_arg = arg;
 	/* a handler already running may still use the old argument: wait
 	 * for it, unless this is that handler */
-	while (s->recall_busy && !(s->cb_running &&
-				   pthread_equal(pthread_self(), s->cb_thread)))
+	while (s->recall_busy && !dafs_c_on_cb_thread(s))
 		pthread_cond_wait(&s->cv, &s->lock);
 	pthread_mutex_unlock(&s->lock);
 	return 0;

@@ -168,47 +168,153 @@ static int post_rbuf(dafs_session_t *s, uint32_t i)
 	return s->ep->ops->post_recv(s->ep, i, &sge);
 }
 
-static void *cb_main(void *arg);
 static void progress(dafs_session_t *s, int wait_ms);
 
-/* Bind a fresh back-channel connection and start its thread. */
-static int back_channel(dafs_session_t *s)
+/*
+ * One binding of the callback channel: its endpoint, completion queue,
+ * memory (ncb receive buffers, then one send buffer) and thread. A
+ * reconnection retires the current binding without waiting for its
+ * thread, which may be inside a recall handler that sends and so waits
+ * for that very reconnection; a retired binding is freed once its thread
+ * has ended (at the next reconnection) or at the session's end.
+ */
+struct cbchan {
+	dafs_session_t *s;
+	struct dafs_ep *ep;
+	struct dafs_cq *cq;
+	uint8_t *mem;
+	struct dafs_mr *mr;
+	pthread_t thread;
+	int running; /* the thread was started */
+	int closing; /* atomic: stop at the next wake-up */
+	int ended;   /* atomic: the thread has returned */
+	struct cbchan *next;
+};
+
+static __thread const dafs_session_t *tl_cb;
+
+int dafs_c_on_cb_thread(const dafs_session_t *s)
+{
+	return tl_cb == s;
+}
+
+static void cbchan_free(struct cbchan *c)
+{
+	dafs_session_t *s;
+
+	if (!c)
+		return;
+	s = c->s;
+	if (c->running) {
+		__atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
+		if (c->ep)
+			c->ep->ops->disconnect(c->ep);
+		s->tp->cq_kick(c->cq);
+		pthread_join(c->thread, NULL);
+	}
+	if (c->ep)
+		c->ep->ops->ep_free(c->ep);
+	if (c->mr)
+		s->tp->dereg_mr(c->mr);
+	if (c->cq)
+		s->tp->cq_free(c->cq);
+	free(c->mem);
+	free(c);
+}
+
+/* A binding's queue and memory, not yet connected. */
+static int cbchan_new(dafs_session_t *s, struct cbchan **out)
+{
+	struct cbchan *c = calloc(1, sizeof(*c));
+	size_t len = (s->ncb + 1) * CB_BUF;
+	int rc = -ENOMEM;
+
+	*out = NULL;
+	if (!c)
+		return rc;
+	c->s = s;
+	c->mem = aligned_alloc(4096, len);
+	if (c->mem)
+		rc = s->tp->reg_mr(s->dom, c->mem, len, DAFS_ACC_LOCAL_WRITE,
+				   &c->mr);
+	if (!rc)
+		rc = s->tp->cq_new(s->dom, 64, &c->cq);
+	if (rc) {
+		cbchan_free(c);
+		return rc;
+	}
+	*out = c;
+	return 0;
+}
+
+/* Stop using the current binding; its thread ends on its own. Frees the
+ * retired bindings whose threads have ended. Not under s->lock. */
+static void cbchan_retire(dafs_session_t *s)
+{
+	struct cbchan *c = s->cb, **pp;
+
+	if (c) {
+		s->cb = NULL;
+		__atomic_store_n(&c->closing, 1, __ATOMIC_RELEASE);
+		if (c->ep)
+			c->ep->ops->disconnect(c->ep);
+		s->tp->cq_kick(c->cq);
+		c->next = s->cb_retired;
+		s->cb_retired = c;
+	}
+	for (pp = &s->cb_retired; *pp;) {
+		c = *pp;
+		if (!c->running || __atomic_load_n(&c->ended, __ATOMIC_ACQUIRE)) {
+			*pp = c->next;
+			cbchan_free(c);
+		} else {
+			pp = &c->next;
+		}
+	}
+}
+
+static void *cb_main(void *arg);
+
+/* Bind binding @c's endpoint as the back channel, start its thread, and
+ * make it the session's. @c is freed on failure. */
+static int back_channel(dafs_session_t *s, struct cbchan *c)
 {
 	struct dafs_m_bind_conn_req bq;
 	struct dafs_sge sge;
 	uint32_t i;
 	int rc;
 
-	rc = connect_ep(s, s->cbcq, s->ncb, &s->back);
+	rc = connect_ep(s, c->cq, s->ncb, &c->ep);
 	if (rc)
-		return rc;
+		goto fail;
 	memcpy(bq.sid, s->sid, DAFS_SID_LEN);
 	bq.dir = DAFS_CONN_BACK;
-	/* the cb memory: ncb receive buffers, then one send buffer */
-	rc = bootstrap_call(s, s->back, s->cbcq, s->cbmem + s->ncb * CB_BUF,
-			    s->cbmr, s->cbmem, s->cbmr, CB_BUF,
-			    DAFS_OP_BIND_CONN, &bq, NULL);
-	if (rc)
-		return rc;
-	for (i = 0; i < s->ncb; i++) {
-		sge.addr = s->cbmem + (size_t)i * CB_BUF;
+	rc = bootstrap_call(s, c->ep, c->cq, c->mem + s->ncb * CB_BUF, c->mr,
+			    c->mem, c->mr, CB_BUF, DAFS_OP_BIND_CONN, &bq, NULL);
+	for (i = 0; !rc && i < s->ncb; i++) {
+		sge.addr = c->mem + (size_t)i * CB_BUF;
 		sge.len = CB_BUF;
-		sge.lkey = s->cbmr->lkey;
-		rc = s->back->ops->post_recv(s->back, i, &sge);
-		if (rc)
-			return rc;
+		sge.lkey = c->mr->lkey;
+		rc = c->ep->ops->post_recv(c->ep, i, &sge);
 	}
-	if (pthread_create(&s->cb_thread, NULL, cb_main, s))
-		return -EAGAIN;
-	s->cb_running = 1;
+	if (!rc && pthread_create(&c->thread, NULL, cb_main, c))
+		rc = -EAGAIN;
+	if (rc)
+		goto fail;
+	c->running = 1;
+	s->cb = c;
 	return 0;
+fail:
+	cbchan_free(c);
+	return rc;
 }
 
-/* Answer callbacks until the back channel closes. */
+/* Answer callbacks until the binding closes. */
 static void *cb_main(void *arg)
 {
-	dafs_session_t *s = arg;
-	uint8_t *sbuf = s->cbmem + s->ncb * CB_BUF;
+	struct cbchan *c = arg;
+	dafs_session_t *s = c->s;
+	uint8_t *sbuf = c->mem + s->ncb * CB_BUF;
 	union {
 		struct dafs_m_cb_recall_req recall;
 		uint8_t any[DAFS_BODY_MAX];
@@ -220,12 +326,11 @@ static void *cb_main(void *arg)
 	uint8_t *buf;
 	ssize_t n;
 
-	for (;;) {
-		n = s->tp->poll_cq(s->cbcq, &wc, 1);
+	tl_cb = s;
+	while (!__atomic_load_n(&c->closing, __ATOMIC_ACQUIRE)) {
+		n = s->tp->poll_cq(c->cq, &wc, 1);
 		if (n <= 0) {
-			s->tp->wait_cq(s->cbcq, 1000);
-			if (__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE))
-				break;
+			s->tp->wait_cq(c->cq, 1000);
 			continue;
 		}
 		if (wc.status) {
@@ -235,10 +340,10 @@ static void *cb_main(void *arg)
 		}
 		if (wc.op != DAFS_WC_RECV)
 			continue;
-		buf = s->cbmem + wc.wr_id * CB_BUF;
+		buf = c->mem + wc.wr_id * CB_BUF;
 		if (dafs_msg_parse(buf, wc.byte_len, &h, body) ||
 		    !(h.flags & DAFS_HF_CB) || (h.flags & DAFS_HF_REPLY)) {
-			s->back->ops->disconnect(s->back);
+			c->ep->ops->disconnect(c->ep);
 			break;
 		}
 		/* answer first: the server waits for the answer, not for
@@ -249,16 +354,19 @@ static void *cb_main(void *arg)
 		n = dafs_msg_build(sbuf, CB_BUF, &h, NULL, NULL);
 		sge.addr = buf;
 		sge.len = CB_BUF;
-		sge.lkey = s->cbmr->lkey;
-		if (s->back->ops->post_recv(s->back, wc.wr_id, &sge))
+		sge.lkey = c->mr->lkey;
+		if (c->ep->ops->post_recv(c->ep, wc.wr_id, &sge))
 			break;
 		sge.addr = sbuf;
 		sge.len = (uint32_t)n;
-		if (s->back->ops->post_send(s->back, 0, &sge, 1, 0))
+		if (c->ep->ops->post_send(c->ep, 0, &sge, 1, 0))
 			break;
+		/* the handler may send, and so wait for a reconnection,
+		 * which does not wait for this thread */
 		if (op == DAFS_OP_CB_RECALL)
 			dafs_c_recall(s, &body->recall);
 	}
+	__atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -343,17 +451,13 @@ static int alloc_buffers(dafs_session_t *s)
 	s->rmem = aligned_alloc(4096, (rsize + 4095) & ~4095ul);
 	s->reqs = calloc(n, sizeof(*s->reqs));
 	s->ncb = s->p.cb_credits;
-	s->cbmem = aligned_alloc(4096, (s->ncb + 1) * CB_BUF);
-	if (!s->smem || !s->rmem || !s->reqs || !s->cbmem)
+	if (!s->smem || !s->rmem || !s->reqs)
 		return -ENOMEM;
 	rc = s->tp->reg_mr(s->dom, s->smem, ssize, DAFS_ACC_LOCAL_WRITE,
 			   &s->smr);
 	if (!rc)
 		rc = s->tp->reg_mr(s->dom, s->rmem, rsize,
 				   DAFS_ACC_LOCAL_WRITE, &s->rmr);
-	if (!rc)
-		rc = s->tp->reg_mr(s->dom, s->cbmem, (s->ncb + 1) * CB_BUF,
-				   DAFS_ACC_LOCAL_WRITE, &s->cbmr);
 	if (rc)
 		return rc;
 	rc = dafs_cslots_init(&s->cslots, n, &dafs_alloc_std);
@@ -383,26 +487,23 @@ static int register_own_creds(dafs_session_t *s)
 
 static void session_free(dafs_session_t *s)
 {
-	if (s->cb_running) {
-		__atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
-		s->back->ops->disconnect(s->back);
-		s->tp->cq_kick(s->cbcq);
-		pthread_join(s->cb_thread, NULL);
+	struct cbchan *c;
+
+	/* a recall handler still running does not reconnect */
+	__atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
+	cbchan_free(s->cb);
+	while ((c = s->cb_retired)) {
+		s->cb_retired = c->next;
+		cbchan_free(c);
 	}
-	if (s->back)
-		s->back->ops->ep_free(s->back);
 	if (s->ep)
 		s->ep->ops->ep_free(s->ep);
 	if (s->smr)
 		s->tp->dereg_mr(s->smr);
 	if (s->rmr)
 		s->tp->dereg_mr(s->rmr);
-	if (s->cbmr)
-		s->tp->dereg_mr(s->cbmr);
 	if (s->cq)
 		s->tp->cq_free(s->cq);
-	if (s->cbcq)
-		s->tp->cq_free(s->cbcq);
 	dafs_c_regcache_close(s);
 	dc_close(s->dc);
 	s->dc = NULL;
@@ -411,7 +512,6 @@ static void session_free(dafs_session_t *s)
 	dafs_cslots_fini(&s->cslots);
 	free(s->smem);
 	free(s->rmem);
-	free(s->cbmem);
 	free(s->reqs);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
@@ -421,6 +521,7 @@ static void session_free(dafs_session_t *s)
 DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 			       dafs_session_t **out)
 {
+	struct cbchan *cb;
 	dafs_session_t *s;
 	uint32_t i;
 	int rc;
@@ -448,8 +549,6 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 	if (!rc)
 		rc = s->tp->cq_new(s->dom, 1024, &s->cq);
 	if (!rc)
-		rc = s->tp->cq_new(s->dom, 64, &s->cbcq);
-	if (!rc)
 		rc = connect_ep(s, s->cq, 1024, &s->ep);
 	if (!rc)
 		rc = create_session(s, &s->root);
@@ -458,7 +557,9 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 	for (i = 0; !rc && i < s->p.credits; i++)
 		rc = post_rbuf(s, i);
 	if (!rc)
-		rc = back_channel(s);
+		rc = cbchan_new(s, &cb);
+	if (!rc)
+		rc = back_channel(s, cb);
 	if (!rc)
 		rc = register_own_creds(s);
 	if (rc)
@@ -567,6 +668,7 @@ static void reconnect(dafs_session_t *s)
 	struct dafs_m_bind_conn_req bq;
 	uint64_t deadline = now_ns() + (uint64_t)s->opts.timeout_ms * 1000000u;
 	struct dafs_ep *old = s->ep, *ep = NULL;
+	struct cbchan *cb = NULL;
 	uint32_t i;
 	int rc = -ENOTCONN;
 
@@ -577,25 +679,23 @@ static void reconnect(dafs_session_t *s)
 	pthread_mutex_unlock(&s->lock);
 	/* no completion of the old endpoint may be reaped after this */
 	old->ops->ep_free(old);
-	if (s->cb_running) {
-		s->back->ops->disconnect(s->back);
-		pthread_join(s->cb_thread, NULL);
-		s->back->ops->ep_free(s->back);
-		s->back = NULL;
-		s->cb_running = 0;
-	}
+	/* the old callback thread may be in a recall handler waiting for
+	 * this reconnection to end: it is not waited for */
+	cbchan_retire(s);
+	if (cbchan_new(s, &cb))
+		deadline = 0;
 	while (now_ns() < deadline) {
 		rc = connect_ep(s, s->cq, 1024, &ep);
 		if (!rc) {
 			memcpy(bq.sid, s->sid, DAFS_SID_LEN);
 			bq.dir = DAFS_CONN_FORE;
-			/* the callback memory is idle (its thread stopped)
-			 * and no waiter holds it, unlike the receive
+			/* the new binding's memory is idle (no thread
+			 * yet) and no waiter holds it, unlike the receive
 			 * buffers */
-			rc = bootstrap_call(s, ep, s->cq, s->cbmem +
-					    s->ncb * CB_BUF, s->cbmr,
-					    s->cbmem, s->cbmr, CB_BUF,
-					    DAFS_OP_BIND_CONN, &bq, NULL);
+			rc = bootstrap_call(s, ep, s->cq, cb->mem +
+					    s->ncb * CB_BUF, cb->mr, cb->mem,
+					    cb->mr, CB_BUF, DAFS_OP_BIND_CONN,
+					    &bq, NULL);
 			if (!rc)
 				break;
 			ep->ops->ep_free(ep);
@@ -611,8 +711,11 @@ static void reconnect(dafs_session_t *s)
 		if (!rbuf_held(s, i))
 			rc = post_rbuf(s, i);
 	pthread_mutex_unlock(&s->lock);
-	if (!rc)
-		rc = back_channel(s);
+	if (!rc) {
+		rc = back_channel(s, cb);
+	} else {
+		cbchan_free(cb);
+	}
 	pthread_mutex_lock(&s->lock);
 	if (rc) {
 		s->broken = 1;

@@ -101,8 +101,8 @@ struct crecall {
 struct dafs_session {
 	const struct dafs_tp_ops *tp;
 	struct dafs_domain *dom;
-	struct dafs_cq *cq, *cbcq;
-	struct dafs_ep *ep, *back;
+	struct dafs_cq *cq;
+	struct dafs_ep *ep;
 	dafs_url_t url;
 	dafs_session_opts_t opts;
 	struct dafs_sess_params p;
@@ -129,11 +129,9 @@ struct dafs_session {
 	int test_drop;        /* test hook: drop the connection after send */
 	uint64_t reconnects;
 
-	/* the callback channel */
-	pthread_t cb_thread;
-	int cb_running;
-	uint8_t *cbmem;
-	struct dafs_mr *cbmr;
+	/* the callback channel: the current binding, and those retired by
+	 * reconnections whose threads may still run (client.c) */
+	struct cbchan *cb, *cb_retired;
 	uint32_t ncb;
 
 	/* delegations: the recall handler and counters (under lock) */
@@ -157,6 +155,8 @@ struct dafs_session {
 uint64_t dafs_c_now_ns(void);
 /* A recall of delegation @id arrived (client.c's callback thread). */
 void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q);
+/* Non-zero on a callback thread of @s (inside its recall handler). */
+int dafs_c_on_cb_thread(const dafs_session_t *s);
 
 /* Reserve a slot (waiting for one); *@cr is its request. */
 int dafs_c_begin(dafs_session_t *s, uint16_t op, const void *body,

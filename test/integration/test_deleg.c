@@ -27,6 +27,10 @@
 
 #define LEASE_MS 2000
 
+/* test hooks of libdafs (client.c) */
+void dafs__test_drop_after_send(dafs_session_t *s);
+uint64_t dafs__test_reconnects(dafs_session_t *s);
+
 static struct it_daemon D;
 static dafs_session_t *A, *B;
 static dafs_fh_t ROOT;
@@ -312,6 +316,77 @@ START_TEST(test_conflict_waits_for_return)
 	OK(dafs_close(fb));
 	OK(dafs_close(fa));
 	ck_assert_uint_ge(stats(A).recall_ns_max, 300000000ull);
+}
+END_TEST
+
+/* A recall handler that writes back and returns late, after its
+ * session's connection was dropped and a reconnection began. */
+struct late_holder {
+	dafs_file_t *f;
+	atomic_int entered, done;
+	atomic_llong wrote;
+	atomic_int returned;
+};
+
+static void return_late(void *arg, const dafs_fh_t *fh, uint64_t id,
+			int type)
+{
+	struct late_holder *h = arg;
+
+	(void)fh, (void)type;
+	atomic_store(&h->entered, 1);
+	usleep(300000); /* the main thread drops the connection meanwhile */
+	atomic_store(&h->wrote, (long long)dafs_write(h->f, "WXYZ", 4, 0,
+						       NULL));
+	atomic_store(&h->returned, dafs_deleg_return(A, id));
+	atomic_store(&h->done, 1);
+}
+
+/* A connection lost while a recall handler runs: the reconnection does
+ * not wait for the handler (which sends, and so waits for the
+ * reconnection); the handler's write-back and return go over the new
+ * connection, and the conflicting open gets the written bytes. Before
+ * the fix the reconnection joined the callback thread: both hung. */
+START_TEST(test_recall_across_reconnect)
+{
+	struct late_holder h = {0};
+	struct opener o = {0};
+	dafs_file_t *fb;
+	uint64_t before, t0;
+	dafs_attr_t at;
+	pthread_t t;
+	char buf[8];
+
+	mkfile(A, "rr", 4, '0', &o.fh);
+	OK(dafs_open(A, &o.fh, O_RDWR | DAFS_OPEN_DELEG_WRITE, &h.f));
+	EXPECT(dafs_file_deleg(h.f, NULL), DAFS_DELEG_WRITE);
+	OK(dafs_set_recall_handler(A, return_late, &h));
+	before = dafs__test_reconnects(A);
+	o.s = B;
+	o.flags = O_RDONLY;
+	pthread_create(&t, NULL, open_thread, &o);
+	while (!atomic_load(&h.entered))
+		usleep(1000);
+	dafs__test_drop_after_send(A);
+	OK(dafs_getattr(A, &o.fh, &at));
+	ck_assert_uint_eq(dafs__test_reconnects(A), before + 1);
+	pthread_join(t, NULL);
+	OK(o.rc);
+	ck_assert_msg(o.ms < LEASE_MS, "B waited %llu ms: revoked, not "
+		      "returned", (unsigned long long)o.ms);
+	t0 = it_now_ms();
+	while (!atomic_load(&h.done) && it_now_ms() - t0 < 5000)
+		usleep(1000);
+	ck_assert_msg(atomic_load(&h.done), "the recall handler hangs");
+	ck_assert_int_eq(atomic_load(&h.wrote), 4);
+	OK(atomic_load(&h.returned));
+	OK(dafs_open(B, &o.fh, O_RDONLY, &fb));
+	EXPECT(dafs_read(fb, buf, 4, 0, NULL), 4);
+	ck_assert(memcmp(buf, "WXYZ", 4) == 0);
+	OK(dafs_close(fb));
+	OK(dafs_close(h.f));
+	ck_assert_uint_eq(stats(A).revoked, 0);
+	OK(dafs_set_recall_handler(A, NULL, NULL));
 }
 END_TEST
 
@@ -666,6 +741,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_grant_write);
 	tcase_add_test(tc, test_recall_on_changes);
 	tcase_add_test(tc, test_conflict_waits_for_return);
+	tcase_add_test(tc, test_recall_across_reconnect);
 	tcase_add_test(tc, test_revoke);
 	tcase_add_test(tc, test_holder_killed);
 	tcase_add_test(tc, test_cache_coherent);
