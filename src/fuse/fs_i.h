@@ -41,6 +41,7 @@ struct dfs_opts {
 	int deleg;	      /* DFS_DELEG_*: what to ask the server for */
 	double deleg_timeout; /* attribute timeout under a delegation */
 	int wb_max_mb;	      /* writes held under write delegations, 0: off */
+	int wb_behind;	      /* buffers of writes behind, 0: off */
 	int cache_mb;	      /* libdafs data cache, 0: none */
 	char *cache_dir;      /* ... kept in LMDB there, or NULL */
 };

@@ -76,6 +76,10 @@ static void usage(FILE *f)
 		"under write\n"
 		"                           delegations (default 64; 0: "
 		"off)\n"
+		"     wb_behind=N           send 1 MiB writes under write "
+		"delegations\n"
+		"                           without waiting, N at a time "
+		"(default 4; 0: off)\n"
 		"     cache_mb=MB           a data cache of MB in the daemon, "
 		"kept across\n"
 		"                           opens (default 0: none; 256 with "
@@ -115,6 +119,7 @@ static const struct fuse_opt spec[] = {
 	{"deleg=%s", offsetof(struct cli, deleg), 0},
 	{"deleg_timeout=%lf", offsetof(struct cli, o.deleg_timeout), 0},
 	{"wb_max=%d", offsetof(struct cli, o.wb_max_mb), 0},
+	{"wb_behind=%d", offsetof(struct cli, o.wb_behind), 0},
 	{"cache_mb=%d", offsetof(struct cli, o.cache_mb), 0},
 	{"cache_dir=%s", offsetof(struct cli, o.cache_dir), 0},
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -366,6 +371,7 @@ int main(int argc, char *argv[])
 	c.o.entry_timeout = 1.0;
 	c.o.deleg_timeout = 60.0;
 	c.o.wb_max_mb = 64;
+	c.o.wb_behind = 4;
 	c.o.cache_mb = -1;
 	c.o.threads = 16;
 	c.o.readahead_kb = 1024;
@@ -403,7 +409,8 @@ int main(int argc, char *argv[])
 	if (c.o.threads < 1 || c.o.threads > 256 || c.o.attr_timeout < 0 ||
 	    c.o.entry_timeout < 0 || c.o.negative_timeout < 0 ||
 	    c.o.deleg_timeout < 0 || c.o.wb_max_mb < 0 ||
-	    c.o.wb_max_mb > 65536 || c.o.cache_mb > 1048576 ||
+	    c.o.wb_max_mb > 65536 || c.o.wb_behind < 0 ||
+	    c.o.wb_behind > 64 || c.o.cache_mb > 1048576 ||
 	    c.server_timeout <= 0 || c.server_timeout > 86400) {
 		fprintf(stderr, "dafs-fuse: an option is out of range "
 				"(threads 1..256, timeouts >= 0, "
@@ -442,6 +449,7 @@ int main(int argc, char *argv[])
 	/* one request per worker thread at most, and room for readahead */
 	so.credits = c.o.threads > 16 ? (uint32_t)c.o.threads : 16;
 	so.timeout_ms = (uint32_t)(c.server_timeout * 1000);
+	c.o.timeout_ms = (int)so.timeout_ms;
 	/* half the request timeout: another mount's request held up by a
 	 * recall of ours (at most our lease) ends well before it times out */
 	so.lease_ms = so.timeout_ms / 2 > 1000 ? so.timeout_ms / 2 : 1000;

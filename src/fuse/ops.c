@@ -1204,15 +1204,21 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 			 off_t off, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
+	struct dfs_file *file = file_of(fi);
 	size_t len = fuse_buf_size(in);
 	struct fbuf *b;
 	dafs_mem_t *mem = NULL;
 	const void *data;
 	uint32_t cred;
+	int rc, behind = -1;
 	ssize_t n;
-	int rc;
 
 	rc = refuse_ro(fs);
+	if (!rc)
+		/* as the writer: the server clears setuid and setgid bits
+		 * on a write by anyone without CAP_FSETID, as a local write
+		 * would */
+		rc = as_caller_id(fs, req, &cred);
 	if (rc) {
 		reply_err(req, rc);
 		return;
@@ -1220,57 +1226,58 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	/* the kernel never sends more than max_write (= max_io) */
 	if (len > fs->max_io)
 		len = fs->max_io;
-	if (in->count == 1 && in->idx == 0 && in->off == 0 &&
+	/* a whole extent under write-back goes behind (wback_i.h) */
+	if (file->wb_on && len == fs->wb.cap)
+		behind = fwb_behind_get(&fs->wb);
+	if (behind < 0 && in->count == 1 && in->idx == 0 && in->off == 0 &&
 	    !(in->buf[0].flags & FUSE_BUF_IS_FD) && len <= fs->inline_max) {
 		data = in->buf[0].mem;
 	} else {
 		struct fuse_bufvec dst = FUSE_BUFVEC_INIT(len);
 
-		b = fbuf_get(&fs->pool);
-		if (!b) {
-			reply_err(req, -ENOMEM);
-			return;
+		if (behind >= 0) {
+			dst.buf[0].mem = fwb_behind_buf(&fs->wb, behind);
+		} else {
+			b = fbuf_get(&fs->pool);
+			if (!b) {
+				reply_err(req, -ENOMEM);
+				return;
+			}
+			dst.buf[0].mem = b->data;
+			mem = b->mem;
 		}
-		dst.buf[0].mem = b->data;
 		n = fuse_buf_copy(&dst, in, 0);
 		if (n < 0) {
+			if (behind >= 0)
+				fwb_behind_put(&fs->wb, behind);
 			reply_err(req, (int)n);
 			return;
 		}
 		len = (size_t)n;
-		data = b->data;
-		mem = b->mem;
-	}
-	/* as the writer: the server clears setuid and setgid bits on a
-	 * write by anyone without CAP_FSETID, as a local write would */
-	rc = as_caller_id(fs, req, &cred);
-	if (rc) {
-		reply_err(req, rc);
-		return;
+		data = dst.buf[0].mem;
 	}
 	/* what other open files of the node hold goes first: writes reach
 	 * the server in the order they were made */
 	if (atomic_load(&fs->wb.bytes))
 		fwb_flush_ino(&fs->wb, ino, fs->s,
-			      file_of(fi)->wb_on ? &file_of(fi)->wb : NULL);
-	if (file_of(fi)->wb_on) {
+			      file->wb_on ? &file->wb : NULL);
+	if (behind >= 0) {
+		n = fwb_behind(&fs->wb, &file->wb, fs->s, wb_may_hold, fs,
+			       behind, len, (uint64_t)off, cred);
+		goto out;
+	}
+	if (file->wb_on) {
 		dafs_cred_use(fs->s, cred);
-		n = fwb_write(&fs->wb, &file_of(fi)->wb, fs->s, wb_may_hold, fs,
+		n = fwb_write(&fs->wb, &file->wb, fs->s, wb_may_hold, fs,
 			      data, len, (uint64_t)off, cred);
-		if (n > 0) {
-			changed(fs, ino);
-			fuse_reply_write(req, (size_t)n);
-			return;
-		}
-		if (n < 0) {
-			reply_err(req, (int)n);
-			return;
-		}
+		if (n)
+			goto out;
 		dafs_cred_use(fs->s, cred); /* sending may have changed it */
 	}
-	n = dafs_write(file_of(fi)->f, data, len, (uint64_t)off, mem);
+	n = dafs_write(file->f, data, len, (uint64_t)off, mem);
+out:
 	if (n == -DAFS_EREVOKED)
-		file_revoked(fs, file_of(fi));
+		file_revoked(fs, file);
 	if (n < 0) {
 		reply_err(req, (int)n);
 		return;
@@ -2330,6 +2337,15 @@ int dfs_init(struct dfs *fs)
 	fwb_set_init(&fs->wb, (uint64_t)fs->o.wb_max_mb << 20,
 		     fs->max_io < (1u << 20) ? fs->max_io : (1u << 20), wb_sent,
 		     fs);
+	if (fs->o.deleg == DFS_DELEG_ON && fs->o.wb_max_mb) {
+		rc = fwb_behind_start(&fs->wb, fs->s, fs->o.wb_behind,
+				      fs->o.timeout_ms);
+		if (rc) {
+			fuse_log(FUSE_LOG_ERR, "dafs-fuse: write-behind "
+				 "buffers: %s\n", dafs_strerror(rc));
+			return rc;
+		}
+	}
 	dafs_set_recall_handler(fs->s, dfs_recall, fs);
 	/* one buffer per worker thread, and one to spare */
 	rc = fbuf_pool_init(&fs->pool, fs->s, fs->o.threads + 1, fs->max_io);
@@ -2378,7 +2394,7 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 "in %llu sends, write-back errors %llu, cache hits %llu, "
 		 "cache misses %llu, cache bytes %llu, lock waits %llu, "
 		 "locks granted after waiting %llu, local opens %llu, "
-		 "parked opens %u, heap in use %zu",
+		 "parked opens %u, writes behind %llu, heap in use %zu",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
@@ -2399,7 +2415,8 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 (unsigned long long)flk_waiting(fs),
 		 (unsigned long long)atomic_load(
 			 &fs->locks.granted_after_wait),
-		 (unsigned long long)local_opens, nparked, heap);
+		 (unsigned long long)local_opens, nparked,
+		 (unsigned long long)atomic_load(&fs->wb.behind), heap);
 }
 
 void dfs_fini(struct dfs *fs)

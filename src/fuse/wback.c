@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fuse/wback_i.h"
 
@@ -23,10 +24,34 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 	atomic_init(&set->flushes, 0);
 	atomic_init(&set->flushed_bytes, 0);
 	atomic_init(&set->errors, 0);
+	atomic_init(&set->behind, 0);
+	pthread_mutex_init(&set->plock, NULL);
+	pthread_cond_init(&set->pcv, NULL);
+	set->nbuf = 0;
 }
 
 void fwb_set_fini(struct fwb_set *set)
 {
+	if (set->reaper_on) {
+		pthread_mutex_lock(&set->plock);
+		set->stop = 1;
+		pthread_cond_broadcast(&set->pcv);
+		pthread_mutex_unlock(&set->plock);
+		pthread_join(set->reaper, NULL);
+	}
+	if (set->cg && dafs_cg_free(set->cg) == 0)
+		set->cg = NULL;
+	/* a write libdafs still holds (its session broken or the server
+	 * silent): its buffer stays registered and allocated */
+	if (!set->cg) {
+		if (set->preg)
+			dafs_mem_deregister(set->preg);
+		free(set->pmem);
+	}
+	free(set->io);
+	free(set->free);
+	pthread_mutex_destroy(&set->plock);
+	pthread_cond_destroy(&set->pcv);
 	pthread_mutex_destroy(&set->lock);
 	pthread_cond_destroy(&set->cv);
 }
@@ -39,6 +64,7 @@ void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino,
 	w->f = f;
 	w->ino = ino;
 	w->cap = set->cap;
+	pthread_cond_init(&w->cv, NULL);
 	pthread_mutex_lock(&set->lock);
 	w->next = set->head.next;
 	w->prev = &set->head;
@@ -47,8 +73,16 @@ void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino,
 	pthread_mutex_unlock(&set->lock);
 }
 
-/* Send the extent (w->lock held). A failure is kept in w->err: the data
- * is lost, as a failed write-back of a local file system loses it. */
+/* Wait until no write behind of @w is in flight (w->lock held). */
+static void drain_locked(struct fwb *w)
+{
+	while (w->nfl)
+		pthread_cond_wait(&w->cv, &w->lock);
+}
+
+/* Send the extent (w->lock held), after the writes in flight that it may
+ * overlap. A failure is kept in w->err: the data is lost, as a failed
+ * write-back of a local file system loses it. */
 static void send_locked(struct fwb_set *set, struct fwb *w,
 			dafs_session_t *s)
 {
@@ -56,6 +90,7 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 
 	if (!w->len)
 		return;
+	drain_locked(w);
 	dafs_cred_use(s, w->cred);
 	n = dafs_write(w->f, w->buf, w->len, w->off, NULL);
 	if (n >= 0 && (size_t)n != w->len)
@@ -73,12 +108,20 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 	set->sent(set->arg, w->ino);
 }
 
+/* Everything @w wrote is on the server (or failed) when this returns. */
+static void flush_locked(struct fwb_set *set, struct fwb *w,
+			 dafs_session_t *s)
+{
+	send_locked(set, w, s);
+	drain_locked(w);
+}
+
 int fwb_flush(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 {
 	int err;
 
 	pthread_mutex_lock(&w->lock);
-	send_locked(set, w, s);
+	flush_locked(set, w, s);
 	err = w->err;
 	w->err = 0;
 	pthread_mutex_unlock(&w->lock);
@@ -100,6 +143,7 @@ int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 		err = w->err;
 	free(w->buf);
 	w->buf = NULL;
+	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->lock);
 	return err;
 }
@@ -130,6 +174,8 @@ ssize_t fwb_write(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 		/* a small write may still start a new extent */
 		if (len >= w->cap || !may_hold(arg, w->ino) ||
 		    atomic_load(&set->bytes) + len > set->max) {
+			/* the caller's write may overlap one in flight */
+			drain_locked(w);
 			pthread_mutex_unlock(&w->lock);
 			return 0;
 		}
@@ -137,6 +183,7 @@ ssize_t fwb_write(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 	if (!w->buf) {
 		w->buf = malloc(w->cap);
 		if (!w->buf) {
+			drain_locked(w);
 			pthread_mutex_unlock(&w->lock);
 			return 0;
 		}
@@ -172,7 +219,7 @@ void fwb_flush_ino(struct fwb_set *set, uint64_t ino, dafs_session_t *s,
 		for (w = set->head.next; w != &set->head; w = w->next)
 			if ((ino == FWB_ALL || w->ino == ino) && w != except) {
 				pthread_mutex_lock(&w->lock);
-				send_locked(set, w, s);
+				flush_locked(set, w, s);
 				pthread_mutex_unlock(&w->lock);
 			}
 		pthread_mutex_unlock(&set->lock);
@@ -188,7 +235,7 @@ void fwb_flush_ino(struct fwb_set *set, uint64_t ino, dafs_session_t *s,
 	pthread_mutex_unlock(&set->lock);
 	for (i = 0; i < n; i++) {
 		pthread_mutex_lock(&take[i]->lock);
-		send_locked(set, take[i], s);
+		flush_locked(set, take[i], s);
 		pthread_mutex_unlock(&take[i]->lock);
 	}
 	pthread_mutex_lock(&set->lock);
@@ -197,4 +244,238 @@ void fwb_flush_ino(struct fwb_set *set, uint64_t ino, dafs_session_t *s,
 	pthread_cond_broadcast(&set->cv);
 	pthread_mutex_unlock(&set->lock);
 	free(take);
+}
+
+/* ---- write-behind ---- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The file's side of a finished (or given up) write behind. */
+static void io_done_file(struct fwb_set *set, struct fwb_io *io,
+			 int64_t result)
+{
+	struct fwb *w = io->w;
+	int i;
+
+	io->w = NULL;
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < w->nfl; i++)
+		if (w->fl[i].off == io->off &&
+		    w->fl[i].end == io->off + io->len) {
+			w->fl[i] = w->fl[--w->nfl];
+			break;
+		}
+	if (result != (int64_t)io->len) {
+		if (!w->err)
+			w->err = result < 0 ? (int)result : -EIO;
+		atomic_fetch_add(&set->errors, 1);
+	} else {
+		atomic_fetch_add(&set->flushed_bytes, io->len);
+	}
+	atomic_fetch_add(&set->flushes, 1);
+	atomic_fetch_sub(&set->bytes, io->len);
+	set->sent(set->arg, io->ino);
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* The buffer's side: libdafs is done with it. */
+static void io_done_buf(struct fwb_set *set, struct fwb_io *io)
+{
+	pthread_mutex_lock(&set->plock);
+	if (io->sent)
+		set->inflight--;
+	io->busy = io->sent = 0;
+	set->free[set->nfree++] = (int)(io - set->io);
+	pthread_cond_broadcast(&set->pcv);
+	pthread_mutex_unlock(&set->plock);
+}
+
+/* Reap the completions of writes behind; give up on those older than
+ * the timeout (the file goes on; the buffer waits for libdafs). */
+static void *reaper_main(void *arg)
+{
+	struct fwb_set *set = arg;
+	dafs_completion_t c[16];
+	uint64_t now;
+	int i, n;
+
+	for (;;) {
+		pthread_mutex_lock(&set->plock);
+		while (!set->inflight && !set->stop)
+			pthread_cond_wait(&set->pcv, &set->plock);
+		if (!set->inflight && set->stop) {
+			pthread_mutex_unlock(&set->plock);
+			break;
+		}
+		pthread_mutex_unlock(&set->plock);
+		n = dafs_cg_wait(set->cg, c, 16, 100);
+		for (i = 0; i < n; i++) {
+			struct fwb_io *io = c[i].ctx;
+
+			if (io->w)
+				io_done_file(set, io, c[i].result);
+			io_done_buf(set, io);
+		}
+		if (n == -DAFS_EBROKEN) {
+			/* nothing will complete: fail what is left */
+			for (i = 0; i < set->nbuf; i++) {
+				struct fwb_io *io = &set->io[i];
+
+				if (!__atomic_load_n(&io->sent,
+						     __ATOMIC_ACQUIRE))
+					continue;
+				if (io->w)
+					io_done_file(set, io, n);
+				io_done_buf(set, io);
+			}
+			continue;
+		}
+		now = now_ns();
+		for (i = 0; i < set->nbuf; i++) {
+			struct fwb_io *io = &set->io[i];
+
+			if (__atomic_load_n(&io->sent, __ATOMIC_ACQUIRE) &&
+			    io->w && now - io->t_ns > set->timeout_ns)
+				io_done_file(set, io, -ETIMEDOUT);
+		}
+	}
+	return NULL;
+}
+
+int fwb_behind_start(struct fwb_set *set, dafs_session_t *s, int nbuf,
+		     int timeout_ms)
+{
+	int i, rc = -ENOMEM;
+
+	if (nbuf <= 0)
+		return 0;
+	set->s = s;
+	set->timeout_ns = (uint64_t)timeout_ms * 1000000u;
+	set->pmem = aligned_alloc(4096, (size_t)nbuf * set->cap);
+	set->io = calloc((size_t)nbuf, sizeof(*set->io));
+	set->free = calloc((size_t)nbuf, sizeof(*set->free));
+	if (!set->pmem || !set->io || !set->free)
+		return rc;
+	rc = dafs_mem_register(s, set->pmem, (size_t)nbuf * set->cap,
+			       &set->preg);
+	if (!rc)
+		rc = dafs_cg_new(s, &set->cg);
+	if (rc)
+		return rc;
+	for (i = 0; i < nbuf; i++)
+		set->free[i] = nbuf - 1 - i;
+	set->nbuf = set->nfree = nbuf;
+	rc = pthread_create(&set->reaper, NULL, reaper_main, set);
+	if (rc) {
+		set->nbuf = 0;
+		return -rc;
+	}
+	set->reaper_on = 1;
+	return 0;
+}
+
+int fwb_behind_get(struct fwb_set *set)
+{
+	struct timespec ts;
+	int b = -1;
+
+	if (!set->nbuf)
+		return -1;
+	/* bounded: buffers given up on (a silent server) come back only
+	 * when libdafs is done with them; the caller then writes itself */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(set->timeout_ns / 1000000000u);
+	pthread_mutex_lock(&set->plock);
+	while (!set->nfree &&
+	       pthread_cond_timedwait(&set->pcv, &set->plock, &ts) == 0)
+		;
+	if (set->nfree) {
+		b = set->free[--set->nfree];
+		set->io[b].busy = 1;
+	}
+	pthread_mutex_unlock(&set->plock);
+	return b;
+}
+
+void fwb_behind_put(struct fwb_set *set, int b)
+{
+	io_done_buf(set, &set->io[b]);
+}
+
+static int overlaps(const struct fwb *w, uint64_t off, uint64_t end)
+{
+	int i;
+
+	for (i = 0; i < w->nfl; i++)
+		if (off < w->fl[i].end && w->fl[i].off < end)
+			return 1;
+	return 0;
+}
+
+ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
+		   int (*may_hold)(void *arg, uint64_t ino), void *arg, int b,
+		   size_t len, uint64_t off, uint32_t cred)
+{
+	struct fwb_io *io = &set->io[b];
+	uint8_t *buf = fwb_behind_buf(set, b);
+	ssize_t n;
+	int rc;
+
+	pthread_mutex_lock(&w->lock);
+	/* what was held is older: it goes first */
+	send_locked(set, w, s);
+	if (w->err) {
+		rc = w->err;
+		w->err = 0;
+		pthread_mutex_unlock(&w->lock);
+		fwb_behind_put(set, b);
+		return rc;
+	}
+	if (!may_hold(arg, w->ino)) {
+		drain_locked(w);
+		dafs_cred_use(s, cred);
+		n = dafs_write(w->f, buf, len, off, set->preg);
+		pthread_mutex_unlock(&w->lock);
+		fwb_behind_put(set, b);
+		return n;
+	}
+	while (w->nfl == FWB_FL_MAX || overlaps(w, off, off + len))
+		pthread_cond_wait(&w->cv, &w->lock);
+	io->w = w;
+	io->ino = w->ino;
+	io->off = off;
+	io->len = (uint32_t)len;
+	io->t_ns = now_ns();
+	w->fl[w->nfl].off = off;
+	w->fl[w->nfl].end = off + len;
+	w->nfl++;
+	atomic_fetch_add(&set->bytes, len);
+	dafs_cred_use(s, cred);
+	__atomic_store_n(&io->sent, 1, __ATOMIC_RELEASE);
+	rc = dafs_write_async(w->f, buf, len, off, set->preg, set->cg, io);
+	if (rc) {
+		__atomic_store_n(&io->sent, 0, __ATOMIC_RELEASE);
+		w->nfl--;
+		atomic_fetch_sub(&set->bytes, len);
+		io->w = NULL;
+		pthread_mutex_unlock(&w->lock);
+		fwb_behind_put(set, b);
+		return rc;
+	}
+	atomic_fetch_add(&set->behind, 1);
+	pthread_mutex_unlock(&w->lock);
+	/* the reaper waits for it from now on (it may have reaped it
+	 * already: the count catches up) */
+	pthread_mutex_lock(&set->plock);
+	set->inflight++;
+	pthread_cond_broadcast(&set->pcv);
+	pthread_mutex_unlock(&set->plock);
+	return (ssize_t)len;
 }

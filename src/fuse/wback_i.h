@@ -16,8 +16,20 @@
  * or fsync of that open file (as a local file system reports a failed
  * write-back at close or fsync).
  *
+ * Writes of a whole extent (max_io, 1 MiB) are written behind: copied into
+ * one of a few buffers registered once (-o wb_behind=N), sent with the
+ * asynchronous API and answered at once, so the next write's copy overlaps
+ * this one's transfer and the server's work. A reaper thread takes their
+ * completions. Every point that sends the extent first waits for the
+ * file's writes in flight (so a flush still means "on the server"), a
+ * write overlapping one in flight waits for it, and an error is kept for
+ * the next flush as for the extent. A write that the server does not
+ * answer within the session's timeout is given up with ETIMEDOUT (its
+ * buffer comes back only when libdafs is done with it).
+ *
  * Locks: the set's lock guards the list and the reference counts; a
- * file's lock guards its extent. The set's lock is never held while a
+ * file's lock guards its extent and its writes in flight; the pool's lock
+ * (taken last) guards the buffers. The set's lock is never held while a
  * file's is taken, and no lock is held across a network call except the
  * file's own.
  */
@@ -30,6 +42,9 @@
 
 #include "dafs/dafs.h"
 
+/* writes behind in flight per open file at most */
+#define FWB_FL_MAX 8
+
 struct fwb {
 	pthread_mutex_t lock; /* the extent below */
 	dafs_file_t *f;
@@ -41,6 +56,22 @@ struct fwb {
 	int err;	/* a failed write-back, for the next flush */
 	int refs;	/* under the set's lock: flushers using it */
 	struct fwb *prev, *next;
+	/* writes behind in flight: their ranges, for overlaps */
+	pthread_cond_t cv; /* one of them finished (with lock) */
+	int nfl;
+	struct {
+		uint64_t off, end;
+	} fl[FWB_FL_MAX];
+};
+
+/* One write behind: busy from submission until libdafs gives its buffer
+ * back; w is NULL once the file stopped waiting for it (timeout). */
+struct fwb_io {
+	struct fwb *w;
+	uint64_t ino, off, t_ns;
+	uint32_t len;
+	int busy; /* taken from the pool */
+	int sent; /* submitted: libdafs holds the buffer until it completes */
 };
 
 struct fwb_set {
@@ -53,9 +84,22 @@ struct fwb_set {
 	 * server said about the node before is out of date */
 	void (*sent)(void *arg, uint64_t ino);
 	void *arg;
-	atomic_ullong bytes;
+	atomic_ullong bytes; /* held and in flight */
 	/* statistics */
-	atomic_ullong held, flushes, flushed_bytes, errors;
+	atomic_ullong held, flushes, flushed_bytes, errors, behind;
+
+	/* write-behind (fwb_behind_start; nbuf 0: off) */
+	pthread_mutex_t plock; /* the pool below */
+	pthread_cond_t pcv;    /* a buffer came back, a write was sent */
+	dafs_session_t *s;
+	dafs_cg_t *cg;
+	uint8_t *pmem; /* nbuf buffers of cap bytes */
+	dafs_mem_t *preg;
+	struct fwb_io *io;
+	int *free;
+	int nbuf, nfree, inflight, stop, reaper_on;
+	uint64_t timeout_ns;
+	pthread_t reaper;
 };
 
 void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
@@ -81,7 +125,32 @@ ssize_t fwb_write(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 		  int (*may_hold)(void *arg, uint64_t ino), void *arg,
 		  const void *data, size_t len, uint64_t off, uint32_t cred);
 
-/* Send what @w holds; returns and clears a pending write-back error. */
+/* Write-behind with @nbuf buffers on session @s (0: off); a write not
+ * answered within @timeout_ms fails with ETIMEDOUT. Stopped by
+ * fwb_set_fini, after every file is closed. */
+int fwb_behind_start(struct fwb_set *set, dafs_session_t *s, int nbuf,
+		     int timeout_ms);
+/* A free buffer (waiting up to the timeout for one), or -1 when
+ * write-behind is off or none came back. */
+int fwb_behind_get(struct fwb_set *set);
+static inline uint8_t *fwb_behind_buf(struct fwb_set *set, int b)
+{
+	return set->pmem + (size_t)b * set->cap;
+}
+/* Give back buffer @b unused. */
+void fwb_behind_put(struct fwb_set *set, int b);
+/*
+ * Write @len bytes at @off from buffer @b (which this takes) by
+ * credential @cred: behind while @may_hold, else at once. Returns @len,
+ * or an error: of this write when sent at once, else of an earlier write
+ * of @w not yet reported.
+ */
+ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
+		   int (*may_hold)(void *arg, uint64_t ino), void *arg, int b,
+		   size_t len, uint64_t off, uint32_t cred);
+
+/* Send what @w holds and wait for its writes in flight; returns and
+ * clears a pending write-back error. */
 int fwb_flush(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
 
 /* Send what every open file of node @ino but @except (may be NULL) holds
