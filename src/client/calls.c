@@ -575,7 +575,9 @@ void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q)
 			dc_invalidate(s->dc, &fh);
 	}
 	if (fn) {
+		pthread_mutex_lock(&s->recall_mu);
 		fn(arg, &q->fh, q->deleg_id, (int)q->type);
+		pthread_mutex_unlock(&s->recall_mu);
 		pthread_mutex_lock(&s->lock);
 		s->recall_busy--;
 		pthread_cond_broadcast(&s->cv);

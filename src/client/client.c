@@ -489,8 +489,13 @@ static void session_free(dafs_session_t *s)
 {
 	struct cbchan *c;
 
-	/* a recall handler still running does not reconnect */
-	__atomic_store_n(&s->closing, 1, __ATOMIC_RELEASE);
+	/* a recall handler still running does not reconnect from now on,
+	 * and one that is reconnecting is let finish first */
+	pthread_mutex_lock(&s->lock);
+	s->closing = 1;
+	while (s->reconnecting)
+		pthread_cond_wait(&s->cv, &s->lock);
+	pthread_mutex_unlock(&s->lock);
 	cbchan_free(s->cb);
 	while ((c = s->cb_retired)) {
 		s->cb_retired = c->next;
@@ -513,6 +518,7 @@ static void session_free(dafs_session_t *s)
 	free(s->smem);
 	free(s->rmem);
 	free(s->reqs);
+	pthread_mutex_destroy(&s->recall_mu);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -531,6 +537,7 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->recall_mu, NULL);
 	rc = dafs_url_parse(url, &s->url);
 	if (rc)
 		goto fail;

@@ -138,6 +138,10 @@ struct dafs_session {
 	dafs_recall_fn recall_fn;
 	void *recall_arg;
 	int recall_busy; /* a handler is running (on the callback thread) */
+	/* one handler at a time, also across a reconnection (an old
+	 * binding's thread may still run one while the new one gets the
+	 * next recall) */
+	pthread_mutex_t recall_mu;
 	/* the handles of delegations granted lately, for a recall that
 	 * comes without one (the server had no open file of it) */
 	struct {

@@ -1227,7 +1227,7 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	if (len > fs->max_io)
 		len = fs->max_io;
 	/* a whole extent under write-back goes behind (wback_i.h) */
-	if (file->wb_on && len == fs->wb.cap)
+	if (file->wb_on && len == fs->wb.cap && wb_may_hold(fs, ino))
 		behind = fwb_behind_get(&fs->wb);
 	if (behind < 0 && in->count == 1 && in->idx == 0 && in->off == 0 &&
 	    !(in->buf[0].flags & FUSE_BUF_IS_FD) && len <= fs->inline_max) {

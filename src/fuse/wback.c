@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fuse/wback_i.h"
 
@@ -41,15 +42,15 @@ void fwb_set_fini(struct fwb_set *set)
 	}
 	if (set->cg && dafs_cg_free(set->cg) == 0)
 		set->cg = NULL;
-	/* a write libdafs still holds (its session broken or the server
-	 * silent): its buffer stays registered and allocated */
+	/* a write libdafs still holds (the server silent): its buffer,
+	 * the pool and the group stay allocated, for libdafs to finish */
 	if (!set->cg) {
 		if (set->preg)
 			dafs_mem_deregister(set->preg);
 		free(set->pmem);
+		free(set->io);
+		free(set->free);
 	}
-	free(set->io);
-	free(set->free);
 	pthread_mutex_destroy(&set->plock);
 	pthread_cond_destroy(&set->pcv);
 	pthread_mutex_destroy(&set->lock);
@@ -256,15 +257,28 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The file's side of a finished (or given up) write behind. */
+static int io_state(const struct fwb_io *io)
+{
+	return __atomic_load_n(&io->state, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * The file's side of a write behind that finished, failed with its
+ * session or was given up: the range stops blocking, the bytes stop
+ * counting, and a failure waits for the file's next write, flush or fsync.
+ * The submitter set io->w and marked the buffer FWB_IO_SENT under the
+ * file's lock, so taking that lock orders this after it.
+ */
 static void io_done_file(struct fwb_set *set, struct fwb_io *io,
 			 int64_t result)
 {
 	struct fwb *w = io->w;
 	int i;
 
-	io->w = NULL;
+	if (!w)
+		return; /* given up earlier */
 	pthread_mutex_lock(&w->lock);
+	io->w = NULL;
 	for (i = 0; i < w->nfl; i++)
 		if (w->fl[i].off == io->off &&
 		    w->fl[i].end == io->off + io->len) {
@@ -285,20 +299,49 @@ static void io_done_file(struct fwb_set *set, struct fwb_io *io,
 	pthread_mutex_unlock(&w->lock);
 }
 
-/* The buffer's side: libdafs is done with it. */
+/* The buffer's side: free again (libdafs is done with it, or it never
+ * had it). */
 static void io_done_buf(struct fwb_set *set, struct fwb_io *io)
 {
 	pthread_mutex_lock(&set->plock);
-	if (io->sent)
+	if (io->state == FWB_IO_SENT)
 		set->inflight--;
-	io->busy = io->sent = 0;
+	__atomic_store_n(&io->state, FWB_IO_FREE, __ATOMIC_RELEASE);
 	set->free[set->nfree++] = (int)(io - set->io);
 	pthread_cond_broadcast(&set->pcv);
 	pthread_mutex_unlock(&set->plock);
 }
 
-/* Reap the completions of writes behind; give up on those older than
- * the timeout (the file goes on; the buffer waits for libdafs). */
+static void reap(struct fwb_set *set, const dafs_completion_t *c, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		struct fwb_io *io = c[i].ctx;
+
+		io_done_file(set, io, c[i].result);
+		io_done_buf(set, io);
+	}
+}
+
+/* Nothing the reaper must still wait for: at unmount, writes given up
+ * (a silent server) are left to libdafs. */
+static int reaper_may_stop(struct fwb_set *set)
+{
+	int i;
+
+	for (i = 0; i < set->nbuf; i++)
+		if (io_state(&set->io[i]) == FWB_IO_SENT && set->io[i].w)
+			return 0;
+	return 1;
+}
+
+/*
+ * Reap the completions of writes behind. A write sent longer ago than the
+ * session's timeout is given up: its file goes on with ETIMEDOUT, as a
+ * synchronous write that timed out would (and, like that one, it may
+ * still land later); its buffer waits for libdafs.
+ */
 static void *reaper_main(void *arg)
 {
 	struct fwb_set *set = arg;
@@ -308,41 +351,43 @@ static void *reaper_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&set->plock);
-		while (!set->inflight && !set->stop)
+		while (set->inflight <= 0 && !set->stop)
 			pthread_cond_wait(&set->pcv, &set->plock);
-		if (!set->inflight && set->stop) {
-			pthread_mutex_unlock(&set->plock);
-			break;
-		}
 		pthread_mutex_unlock(&set->plock);
+		if (set->stop && reaper_may_stop(set))
+			break;
 		n = dafs_cg_wait(set->cg, c, 16, 100);
-		for (i = 0; i < n; i++) {
-			struct fwb_io *io = c[i].ctx;
-
-			if (io->w)
-				io_done_file(set, io, c[i].result);
-			io_done_buf(set, io);
+		if (n > 0) {
+			reap(set, c, n);
+			continue;
 		}
 		if (n == -DAFS_EBROKEN) {
-			/* nothing will complete: fail what is left */
+			/* nothing will complete: fail what is in flight */
 			for (i = 0; i < set->nbuf; i++) {
 				struct fwb_io *io = &set->io[i];
 
-				if (!__atomic_load_n(&io->sent,
-						     __ATOMIC_ACQUIRE))
+				if (io_state(io) != FWB_IO_SENT)
 					continue;
-				if (io->w)
-					io_done_file(set, io, n);
+				io_done_file(set, io, n);
 				io_done_buf(set, io);
 			}
 			continue;
 		}
+		if (n == -ENOENT) {
+			/* counted before libdafs had it, or reaped before
+			 * it was counted: the count catches up */
+			usleep(1000);
+			continue;
+		}
+		/* a quiet moment: what completed meanwhile first */
+		while ((n = dafs_cg_poll(set->cg, c, 16)) > 0)
+			reap(set, c, n);
 		now = now_ns();
 		for (i = 0; i < set->nbuf; i++) {
 			struct fwb_io *io = &set->io[i];
 
-			if (__atomic_load_n(&io->sent, __ATOMIC_ACQUIRE) &&
-			    io->w && now - io->t_ns > set->timeout_ns)
+			if (io_state(io) == FWB_IO_SENT && io->w &&
+			    now - io->t_ns > set->timeout_ns)
 				io_done_file(set, io, -ETIMEDOUT);
 		}
 	}
@@ -398,7 +443,8 @@ int fwb_behind_get(struct fwb_set *set)
 		;
 	if (set->nfree) {
 		b = set->free[--set->nfree];
-		set->io[b].busy = 1;
+		__atomic_store_n(&set->io[b].state, FWB_IO_TAKEN,
+				 __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&set->plock);
 	return b;
@@ -429,53 +475,57 @@ ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 	int rc;
 
 	pthread_mutex_lock(&w->lock);
-	/* what was held is older: it goes first */
-	send_locked(set, w, s);
-	if (w->err) {
-		rc = w->err;
-		w->err = 0;
-		pthread_mutex_unlock(&w->lock);
-		fwb_behind_put(set, b);
-		return rc;
-	}
-	if (!may_hold(arg, w->ino)) {
-		drain_locked(w);
-		dafs_cred_use(s, cred);
-		n = dafs_write(w->f, buf, len, off, set->preg);
-		pthread_mutex_unlock(&w->lock);
-		fwb_behind_put(set, b);
-		return n;
-	}
-	while (w->nfl == FWB_FL_MAX || overlaps(w, off, off + len))
+	/* every wait below lets go of the file's lock, and a recall may
+	 * come meanwhile: the checks are made again after each */
+	for (;;) {
+		/* what was held is older: it goes first */
+		send_locked(set, w, s);
+		if (w->err) {
+			rc = w->err;
+			w->err = 0;
+			pthread_mutex_unlock(&w->lock);
+			fwb_behind_put(set, b);
+			return rc;
+		}
+		if (!may_hold(arg, w->ino)) {
+			drain_locked(w);
+			if (w->len || w->err || may_hold(arg, w->ino))
+				continue;
+			dafs_cred_use(s, cred);
+			n = dafs_write(w->f, buf, len, off, set->preg);
+			pthread_mutex_unlock(&w->lock);
+			fwb_behind_put(set, b);
+			return n;
+		}
+		if (w->nfl < FWB_FL_MAX && !overlaps(w, off, off + len))
+			break;
 		pthread_cond_wait(&w->cv, &w->lock);
+	}
 	io->w = w;
 	io->ino = w->ino;
 	io->off = off;
 	io->len = (uint32_t)len;
-	io->t_ns = now_ns();
-	w->fl[w->nfl].off = off;
-	w->fl[w->nfl].end = off + len;
-	w->nfl++;
-	atomic_fetch_add(&set->bytes, len);
 	dafs_cred_use(s, cred);
-	__atomic_store_n(&io->sent, 1, __ATOMIC_RELEASE);
 	rc = dafs_write_async(w->f, buf, len, off, set->preg, set->cg, io);
 	if (rc) {
-		__atomic_store_n(&io->sent, 0, __ATOMIC_RELEASE);
-		w->nfl--;
-		atomic_fetch_sub(&set->bytes, len);
 		io->w = NULL;
 		pthread_mutex_unlock(&w->lock);
 		fwb_behind_put(set, b);
 		return rc;
 	}
+	/* libdafs has it: the reaper's from here (its completion, reaped
+	 * at once, waits for this file's lock) */
+	w->fl[w->nfl].off = off;
+	w->fl[w->nfl].end = off + len;
+	w->nfl++;
+	atomic_fetch_add(&set->bytes, len);
 	atomic_fetch_add(&set->behind, 1);
-	pthread_mutex_unlock(&w->lock);
-	/* the reaper waits for it from now on (it may have reaped it
-	 * already: the count catches up) */
+	io->t_ns = now_ns();
 	pthread_mutex_lock(&set->plock);
+	__atomic_store_n(&io->state, FWB_IO_SENT, __ATOMIC_RELEASE);
 	set->inflight++;
 	pthread_cond_broadcast(&set->pcv);
 	pthread_mutex_unlock(&set->plock);
+	pthread_mutex_unlock(&w->lock);
 	return (ssize_t)len;
 }

@@ -64,14 +64,13 @@ struct fwb {
 	} fl[FWB_FL_MAX];
 };
 
-/* One write behind: busy from submission until libdafs gives its buffer
- * back; w is NULL once the file stopped waiting for it (timeout). */
+/* One buffer of the write-behind pool, and the write it carries. */
+enum { FWB_IO_FREE, FWB_IO_TAKEN, FWB_IO_SENT };
 struct fwb_io {
-	struct fwb *w;
+	int state;	/* FWB_IO_*: changed under the pool's lock */
+	struct fwb *w;	/* while it counts for w; NULL once given up */
 	uint64_t ino, off, t_ns;
 	uint32_t len;
-	int busy; /* taken from the pool */
-	int sent; /* submitted: libdafs holds the buffer until it completes */
 };
 
 struct fwb_set {

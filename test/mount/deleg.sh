@@ -233,6 +233,21 @@ same "B's open, recalling A's delegation, reads all 32 MiB" \
 check "... the server's file is the file written" cmp -s "$src/wbig" "$exp/wbig"
 check "... and the writes went behind (dafsstat 'writes behind')" \
 	test $(($(stat_a 'writes behind') - behind)) -ge 24
+# overlapping writes behind: each waits for the one it overlaps, so the
+# last one made is the one that stays
+python3 - "$mnt_a/wover" "$exp/wover" <<'PY'
+import os, sys
+a, server = sys.argv[1:]
+model = bytearray(3 << 20)
+fd = os.open(a, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+for i, off in enumerate([0, 1 << 20, 0, 512 << 10, 4096, 2 << 20, 1 << 20]):
+    chunk = bytes([65 + i]) * (1 << 20)
+    os.pwrite(fd, chunk, off)
+    model[off:off + len(chunk)] = chunk
+os.close(fd)
+sys.exit(open(server, "rb").read() != bytes(model))
+PY
+check "overlapping 1 MiB writes behind land in the order made" test $? -eq 0
 rm -f "$src/wbig"
 
 section "file capabilities and the absence cached under a delegation"
