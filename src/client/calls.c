@@ -1086,7 +1086,7 @@ static int submit_async(dafs_cg_t *cg, struct creq *cr)
 		if (cr->mem)
 			atomic_fetch_sub(&cr->mem->users, 1);
 		cr->mem = NULL;
-		dafs_c_batch_release(cr);
+		dafs_c_async_release(cr);
 		dafs_c_end(s, cr);
 	}
 	return rc;
@@ -1125,6 +1125,15 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	cr->mem = mem;
 	if (mem)
 		atomic_fetch_add(&mem->users, 1);
+	if (write && s->dc) {
+		cr->dcw = malloc(sizeof(*cr->dcw));
+		if (cr->dcw) {
+			cr->dcw->fh = f->fh;
+			cr->dcw->off = off;
+			cr->dcw->len = len;
+			cr->ndcw = 1;
+		}
+	}
 	return submit_async(cg, cr);
 }
 
@@ -1265,6 +1274,14 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 	for (i = 0; i < n; i++)
 		if (cr->batch[i].mem)
 			atomic_fetch_add(&cr->batch[i].mem->users, 1);
+	if (s->dc)
+		cr->dcw = malloc((size_t)n * sizeof(*cr->dcw));
+	for (i = 0; cr->dcw && i < n; i++)
+		if (io[i].write) {
+			cr->dcw[cr->ndcw].fh = io[i].file->fh;
+			cr->dcw[cr->ndcw].off = io[i].off;
+			cr->dcw[cr->ndcw++].len = io[i].len;
+		}
 	pthread_mutex_lock(&s->lock);
 	/* one outstanding per element; submit_async adds the last */
 	cg->outstanding += (uint32_t)n - 1;

@@ -907,6 +907,8 @@ int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
 	cr->tmp_reg = NULL;
 	cr->mem = NULL;
 	cr->batch = NULL;
+	cr->dcw = NULL;
+	cr->ndcw = 0;
 	cr->gather.len = 0;
 	h.op = op;
 	h.slot = slot;
@@ -1100,7 +1102,7 @@ void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result)
 	cg->outstanding--;
 }
 
-void dafs_c_batch_release(struct creq *cr)
+void dafs_c_async_release(struct creq *cr)
 {
 	int i;
 
@@ -1109,6 +1111,9 @@ void dafs_c_batch_release(struct creq *cr)
 			atomic_fetch_sub(&cr->batch[i].mem->users, 1);
 	free(cr->batch);
 	cr->batch = NULL;
+	free(cr->dcw);
+	cr->dcw = NULL;
+	cr->ndcw = 0;
 }
 
 /* An asynchronous request's reply arrived (s->lock held): turn it into
@@ -1124,6 +1129,12 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 	int64_t result;
 	int i, rc;
 
+	/* before the completions show: a block filled after the write was
+	 * sent but read before it landed is stale (dafs_write does this on
+	 * its return) */
+	for (i = 0; i < cr->ndcw; i++)
+		dc_write(s->dc, &cr->dcw[i].fh, cr->dcw[i].off,
+			 cr->dcw[i].len);
 	switch (cr->kind) {
 	case CREQ_READ:
 		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &rr);
@@ -1174,11 +1185,11 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 			}
 			dafs_c_cg_push(cr->cg, io->ctx, result);
 		}
-		dafs_c_batch_release(cr);
 		break;
 	default: /* CREQ_ORPHAN: nobody waits any more */
 		break;
 	}
+	dafs_c_async_release(cr);
 	dafs_c_tmp_put(cr->tmp_reg);
 	cr->tmp_reg = NULL;
 	if (cr->mem) {

@@ -64,6 +64,15 @@ struct creq {
 	dafs_mem_t *mem;        /* the caller's registration, held */
 	dafs_iodesc_t *batch;   /* copies of the batch elements */
 	int nbatch;
+	/* writes to drop from the data cache again once the server has
+	 * them (a block filled meanwhile may predate them) */
+	struct dc_span *dcw;
+	int ndcw;
+};
+
+struct dc_span {
+	dafs_fh_t fh;
+	uint64_t off, len;
 };
 
 struct dafs_cg {
@@ -192,9 +201,9 @@ int dafs_c_simple_until(dafs_session_t *s, uint16_t op, const void *body,
 
 /* Drive completions until @cg has one, or @timeout_ms (-1: forever). */
 int dafs_c_progress_cg(dafs_session_t *s, dafs_cg_t *cg, int timeout_ms);
-/* Drop the holds a batch's elements have on their registrations and free
- * the element copies. */
-void dafs_c_batch_release(struct creq *cr);
+/* An asynchronous request's extras: the holds a batch's elements have on
+ * their registrations, the element copies, the data cache's spans. */
+void dafs_c_async_release(struct creq *cr);
 /* Called with s->lock held: a completion for @cg. */
 void dafs_c_cg_push(dafs_cg_t *cg, void *ctx, int64_t result);
 

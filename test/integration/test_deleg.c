@@ -546,6 +546,37 @@ START_TEST(test_cache_coherent)
 	memcpy(want + 5, "own", 3);
 	EXPECT(dafs_read(fa, buf, len, 0, NULL), (long long)len);
 	ck_assert(!memcmp(buf, want, len));
+	/* an asynchronous write: blocks read while it travels (the server
+	 * may read before it writes) are dropped once it completes */
+	{
+		const size_t wlen = 1 << 20;
+		char *wbuf = malloc(wlen);
+		dafs_completion_t c;
+		dafs_mem_t *mem;
+		dafs_cg_t *cg;
+		int i;
+
+		ck_assert_ptr_nonnull(wbuf);
+		OK(dafs_mem_register(A, wbuf, wlen, &mem));
+		OK(dafs_cg_new(A, &cg));
+		for (i = 0; i < 40; i++) {
+			memset(wbuf, 'a' + i, wlen);
+			OK(dafs_write_async(fa, wbuf, wlen, 1000, mem, cg,
+					    NULL));
+			EXPECT(dafs_read(fa, buf, 4096, 0, NULL), 4096);
+			EXPECT(dafs_cg_wait(cg, &c, 1, 10000), 1);
+			EXPECT(c.result, (long long)wlen);
+			memset(want + 1000, 'a' + i, len - 1000);
+			EXPECT(dafs_read(fa, buf, len, 0, NULL),
+			       (long long)len);
+			ck_assert_msg(!memcmp(buf, want, len),
+				      "round %d: a block read during the "
+				      "write stayed cached", i);
+		}
+		OK(dafs_cg_free(cg));
+		OK(dafs_mem_deregister(mem));
+		free(wbuf);
+	}
 	OK(dafs_close(fa));
 	free(buf);
 	free(want);
