@@ -79,7 +79,7 @@ static void usage(FILE *f)
 		"     wb_behind=N           send 1 MiB writes under write "
 		"delegations\n"
 		"                           without waiting, N at a time "
-		"(default 0: off; experimental)\n"
+		"(default 4; 0: off)\n"
 		"     cache_mb=MB           a data cache of MB in the daemon, "
 		"kept across\n"
 		"                           opens (default 0: none; 256 with "
@@ -371,7 +371,7 @@ int main(int argc, char *argv[])
 	c.o.entry_timeout = 1.0;
 	c.o.deleg_timeout = 60.0;
 	c.o.wb_max_mb = 64;
-	c.o.wb_behind = 0; /* experimental: see docs/delegations.md */
+	c.o.wb_behind = 4;
 	c.o.cache_mb = -1;
 	c.o.threads = 16;
 	c.o.readahead_kb = 1024;

@@ -1090,6 +1090,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * (close-to-open consistency). A parked open was served under the
 	 * delegation the node holds (its own grant may be older). */
 	fi->keep_cache = parked ? 1 : deleg_opened(fs, ino, file->f);
+	/* ... and its attributes looked up again: a size looked up before
+	 * this open (whose recall made the last holder send its writes)
+	 * would end reads there. Attributes only: the open holds no page. */
+	if (!fi->keep_cache && fs->se)
+		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
 	wb_open(fs, file, ino, fi->flags);
 	if (fuse_reply_open(req, fi)) {
 		if (file->wb_on)
@@ -1226,8 +1231,11 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	/* the kernel never sends more than max_write (= max_io) */
 	if (len > fs->max_io)
 		len = fs->max_io;
-	/* a whole extent under write-back goes behind (wback_i.h) */
-	if (file->wb_on && len == fs->wb.cap && wb_may_hold(fs, ino))
+	/* a whole extent under write-back goes behind (wback_i.h); not on
+	 * an O_APPEND file, whose writes land at the server's end of file
+	 * as each arrives: two in flight could land in either order */
+	if (file->wb_on && !(file->flags & O_APPEND) && len == fs->wb.cap &&
+	    wb_may_hold(fs, ino))
 		behind = fwb_behind_get(&fs->wb);
 	if (behind < 0 && in->count == 1 && in->idx == 0 && in->off == 0 &&
 	    !(in->buf[0].flags & FUSE_BUF_IS_FD) && len <= fs->inline_max) {

@@ -205,12 +205,12 @@ same "B reads what A holds, through the recall" \
 	"tail-held" "$(tail -c 9 "$mnt_b/wb")"
 exec 8>&-
 
-section "1 MiB writes under a write delegation"
+section "1 MiB writes sent behind under a write delegation"
 sleep 1.2 # past the hold-offs above
+behind=$(stat_a 'writes behind')
 head -c $((32 << 20)) /dev/urandom >"$src/wbig"
-# 24 writes of 1 MiB, then fsync; 8 more, then B's open (a recall) must
-# see all 32 MiB (with -o wb_behind=N they are answered before the server
-# has them: off by default, see delegations.md)
+# 24 writes of 1 MiB, answered before the server has them; fsync waits
+# for them; 8 more, then B's open (a recall) must see all 32 MiB
 python3 - "$src/wbig" "$mnt_a/wbig" "$exp/wbig" "$mnt_b/wbig" \
 	>"$tmp/wbig.out" 2>&1 <<'PY'
 import os, subprocess, sys
@@ -226,12 +226,15 @@ for i in range(24, 32):
 print("recall", open(b, "rb").read() == data)
 os.close(fd)
 PY
-same "fsync put 24 MiB on the server's disk" \
+same "fsync put 24 MiB written behind on the server's disk" \
 	"fsync True" "$(sed -n 1p "$tmp/wbig.out")"
 same "B's open, recalling A's delegation, reads all 32 MiB" \
 	"recall True" "$(sed -n 2p "$tmp/wbig.out")"
 check "... the server's file is the file written" cmp -s "$src/wbig" "$exp/wbig"
-# overlapping 1 MiB writes: the last one made is the one that stays
+check "... and the writes went behind (dafsstat 'writes behind')" \
+	test $(($(stat_a 'writes behind') - behind)) -ge 24
+# overlapping writes behind: each waits for the one it overlaps, so the
+# last one made is the one that stays
 python3 - "$mnt_a/wover" "$exp/wover" <<'PY'
 import os, sys
 a, server = sys.argv[1:]
@@ -244,8 +247,27 @@ for i, off in enumerate([0, 1 << 20, 0, 512 << 10, 4096, 2 << 20, 1 << 20]):
 os.close(fd)
 sys.exit(open(server, "rb").read() != bytes(model))
 PY
-check "overlapping 1 MiB writes land in the order made" test $? -eq 0
-rm -f "$src/wbig"
+check "overlapping 1 MiB writes behind land in the order made" test $? -eq 0
+# appends of 4 MiB: the server puts each write of an O_APPEND file at its
+# end of file as it arrives, so none goes behind (two in flight could
+# land in either order)
+behind=$(stat_a 'writes behind')
+python3 - "$mnt_a/wapp" "$exp/wapp" <<'PY'
+import os, sys
+a, server = sys.argv[1:]
+model = bytearray()
+for r in range(3):
+    fd = os.open(a, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o644)
+    for i in range(4):
+        chunk = os.urandom((4 << 20) + 2040 * (i + 1))
+        os.write(fd, chunk)
+        model += chunk
+    os.close(fd)
+sys.exit(open(server, "rb").read() != bytes(model))
+PY
+check "O_APPEND writes of 4 MiB land in the order made" test $? -eq 0
+same "... none of them went behind" 0 $(($(stat_a 'writes behind') - behind))
+rm -f "$src/wbig" "$mnt_a/wapp"
 
 section "file capabilities and the absence cached under a delegation"
 # each write makes the kernel ask for security.capability (to drop it);
@@ -320,12 +342,14 @@ if [ -n "$full" ]; then
 	url=${url%/data}/full
 	check "B mounted on a 4 MiB export" mount_b
 	url=$url_data
-	# 8 MiB into 4: the failure reaches dd
+	# 8 MiB into 4: the writes are answered before the server fails
+	# them; the failure comes back on a later write or at close
 	dd if=/dev/zero of="$mnt_b/f" bs=1M count=8 >"$tmp/full.out" 2>&1
 	rc=$?
 	sed 's/^/# /' "$tmp/full.out"
 	check "dd fails" test "$rc" -ne 0
 	check "... with ENOSPC" grep -q "No space left on device" "$tmp/full.out"
+	check "... and B held writes behind" test "$(stat_b 'writes behind')" -ge 1
 	check "what reached the server is zeros, as written" \
 		cmp -s -n "$(stat -c %s "$full/f")" /dev/zero "$full/f"
 	fusermount3 -u "$mnt_b"
@@ -361,5 +385,6 @@ sed 's/^/# /' "$tmp/verify.out" | grep -v '^#   [0-9a-f]' | head -40
 same "$ops operations through two mounts, no mismatch" 0 "$rc"
 check "... with recalls between the mounts" \
 	test $(($(stat_a recalls) + $(stat_b recalls))) -ge 10
+say "# writes behind during the run: A $(stat_a 'writes behind'), B $(stat_b 'writes behind')"
 
 echo "1..$checks"
