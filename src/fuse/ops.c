@@ -1093,8 +1093,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* ... and its attributes looked up again: a size looked up before
 	 * this open (whose recall made the last holder send its writes)
 	 * would end reads there. Attributes only: the open holds no page. */
-	if (!fi->keep_cache && fs->se)
-		fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+	if (!fi->keep_cache) {
+		/* nor may a directory batch read before */
+		changed(fs, ino);
+		if (fs->se)
+			fuse_lowlevel_notify_inval_inode(fs->se, ino, -1, 0);
+	}
 	wb_open(fs, file, ino, fi->flags);
 	if (fuse_reply_open(req, fi)) {
 		if (file->wb_on)
