@@ -444,6 +444,21 @@ int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
  */
 /**@{*/
 #define DAFS_OPEN_CACHED 0x10000000 /**< open flag: use the data cache */
+/**
+ * Open flag, with DAFS_OPEN_CACHED and a write delegation: write-back.
+ * While the session holds the file's write delegation, dafs_write() of
+ * less than max_io bytes that continues or overwrites the file's held
+ * extent (one per open file, up to max_io, at most 1 MiB) is copied and
+ * answered at once; the extent goes to the server before any other write,
+ * on dafs_commit() and dafs_close() (which return a failed write-back's
+ * error, as do later writes), before reads, getattr, setattr, fallocate,
+ * lseek, copies, locks, asynchronous and batch I/O of the file, on a
+ * recall (before the recall handler runs), and when the session's held
+ * bytes would pass a quarter of the cache's size (the files written least
+ * recently first). Ignored for O_APPEND, O_SYNC, O_DSYNC and O_DIRECT
+ * opens, and without a cache.
+ */
+#define DAFS_OPEN_WRITEBACK 0x08000000
 
 /**
  * Set up the data cache of @p s: at most @p bytes, in @p dir (or in
@@ -462,6 +477,12 @@ typedef struct dafs_cache_stats {
 	uint64_t blocks, bytes; /**< held now */
 	uint64_t limit;
 	int persistent; /**< 1 if in LMDB */
+	/* write-back (DAFS_OPEN_WRITEBACK) */
+	uint64_t wb_held;    /**< writes held */
+	uint64_t wb_bytes;   /**< bytes written back */
+	uint64_t wb_flushes; /**< extents sent */
+	uint64_t wb_errors;  /**< extents the server refused */
+	uint64_t wb_dirty;   /**< bytes held now */
 } dafs_cache_stats_t;
 
 /** Read the data cache counters; -ENOENT if there is no cache. */

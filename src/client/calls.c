@@ -55,6 +55,7 @@ DAFS_API int dafs_getattr(dafs_session_t *s, const dafs_fh_t *fh,
 	struct dafs_m_attr r;
 	int rc;
 
+	dafs_c_wb_sync_fh(s, fh, NULL); /* the size of what is held */
 	q.fh = *fh;
 	rc = dafs_c_simple(s, DAFS_OP_GETATTR, &q, &r);
 	if (!rc && attr)
@@ -69,6 +70,7 @@ DAFS_API int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
 	struct dafs_m_attr r;
 	int rc;
 
+	dafs_c_wb_sync_fh(s, fh, NULL);
 	q.fh = *fh;
 	q.sa = *sa;
 	if (q.sa.atime.nsec >= 1000000000u || q.sa.mtime.nsec >= 1000000000u)
@@ -372,6 +374,7 @@ static int new_file(dafs_session_t *s, uint64_t id, int flags,
 		dc_validate(s->dc, fh, change);
 		file->cached = 1;
 	}
+	dafs_c_wb_open(file);
 	*f = file;
 	return 0;
 }
@@ -420,14 +423,15 @@ DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
 DAFS_API int dafs_close(dafs_file_t *f)
 {
 	struct dafs_m_u64 q;
-	int rc;
+	int rc, err;
 
 	if (!f)
 		return -EINVAL;
+	err = dafs_c_wb_close(f);
 	q.v = f->open_id;
 	rc = dafs_c_simple(f->s, DAFS_OP_CLOSE, &q, NULL);
 	free(f);
-	return rc;
+	return err ? err : rc;
 }
 
 DAFS_API const dafs_fh_t *dafs_file_fh(const dafs_file_t *f)
@@ -492,6 +496,7 @@ DAFS_API int dafs_cache_setup(dafs_session_t *s, uint64_t bytes,
 		return -EBUSY;
 	}
 	s->dc = dc;
+	s->wb_max = bytes / 4;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
@@ -512,6 +517,7 @@ DAFS_API int dafs_cache_stats(dafs_session_t *s, dafs_cache_stats_t *st)
 	st->bytes = d.bytes;
 	st->limit = d.limit;
 	st->persistent = d.persistent;
+	dafs_c_wb_stats(s, st);
 	return 0;
 }
 
@@ -562,6 +568,8 @@ void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q)
 	if (fn)
 		s->recall_busy++;
 	pthread_mutex_unlock(&s->lock);
+	/* what is held under it goes back first, and no more is held */
+	dafs_c_wb_recall(s, q->deleg_id);
 	/* what was cached under the delegation may change from now on */
 	if (s->dc) {
 		dafs_fh_t fh = q->fh;
@@ -710,6 +718,8 @@ static void drop_tmp(dafs_session_t *s, struct dafs_rc_entry *reg)
 
 static ssize_t read_server(dafs_file_t *f, void *buf, size_t len,
 			   uint64_t off, dafs_mem_t *mem);
+static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
+			    uint64_t off, dafs_mem_t *mem);
 
 /* dc_read's fill: one block from the server */
 static ssize_t fill_block(void *arg, uint64_t blk, void *buf)
@@ -720,6 +730,7 @@ static ssize_t fill_block(void *arg, uint64_t blk, void *buf)
 DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
 			   uint64_t off, dafs_mem_t *mem)
 {
+	dafs_c_wb_sync_fh(f->s, &f->fh, NULL);
 	if (f->cached) {
 		if (mem && check_mem(mem, buf, len))
 			return -EINVAL;
@@ -767,6 +778,29 @@ static ssize_t read_server(dafs_file_t *f, void *buf, size_t len,
 DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 			    uint64_t off, dafs_mem_t *mem)
 {
+	ssize_t n;
+
+	if (mem && check_mem(mem, buf, len))
+		return -EINVAL;
+	if (f->wb.on) {
+		n = dafs_c_wb_write(f, buf, len, off);
+		if (n)
+			return n;
+	} else {
+		dafs_c_wb_sync_fh(f->s, &f->fh, NULL);
+	}
+	return write_server(f, buf, len, off, mem);
+}
+
+ssize_t dafs_c_write_server(dafs_file_t *f, const void *buf, size_t len,
+			    uint64_t off)
+{
+	return write_server(f, buf, len, off, NULL);
+}
+
+static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
+			    uint64_t off, dafs_mem_t *mem)
+{
 	dafs_session_t *s = f->s;
 	struct dafs_m_write_req q;
 	struct dafs_m_u32 r;
@@ -800,10 +834,14 @@ DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 DAFS_API int dafs_commit(dafs_file_t *f, int datasync)
 {
 	struct dafs_m_commit_req q;
+	int rc, err;
 
+	dafs_c_wb_sync_fh(f->s, &f->fh, f);
+	err = dafs_c_wb_flush(f);
 	q.open_id = f->open_id;
 	q.datasync = !!datasync;
-	return dafs_c_simple(f->s, DAFS_OP_COMMIT, &q, NULL);
+	rc = dafs_c_simple(f->s, DAFS_OP_COMMIT, &q, NULL);
+	return err ? err : rc;
 }
 
 DAFS_API int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off,
@@ -812,6 +850,7 @@ DAFS_API int dafs_fallocate(dafs_file_t *f, int mode, uint64_t off,
 	struct dafs_m_fallocate_req q;
 	int rc;
 
+	dafs_c_wb_sync_fh(f->s, &f->fh, NULL);
 	q.open_id = f->open_id;
 	q.mode = (uint32_t)mode;
 	q.off = off;
@@ -830,6 +869,7 @@ DAFS_API int64_t dafs_lseek(dafs_file_t *f, uint64_t off, int whence)
 
 	if (whence != SEEK_DATA && whence != SEEK_HOLE)
 		return -EINVAL;
+	dafs_c_wb_sync_fh(f->s, &f->fh, NULL);
 	q.open_id = f->open_id;
 	q.off = off;
 	q.whence = whence == SEEK_DATA ? DAFS_SEEK_DATA : DAFS_SEEK_HOLE;
@@ -846,6 +886,8 @@ DAFS_API ssize_t dafs_copy_range(dafs_file_t *src, uint64_t soff,
 
 	if (src->s != dst->s)
 		return -EXDEV;
+	dafs_c_wb_sync_fh(src->s, &src->fh, NULL);
+	dafs_c_wb_sync_fh(dst->s, &dst->fh, NULL);
 	q.src = src->open_id;
 	q.soff = soff;
 	q.dst = dst->open_id;
@@ -879,6 +921,8 @@ static int lock_until(dafs_file_t *f, const dafs_lock_t *lk, uint64_t deadline)
 
 	if (!f || !lk)
 		return -EINVAL;
+	/* a lock is a point of coherence: what is held goes first */
+	dafs_c_wb_sync_fh(f->s, &f->fh, NULL);
 	lock_req(f, lk, &q);
 	rc = deadline ? dafs_c_simple_until(f->s, DAFS_OP_LOCK, &q, NULL,
 					    deadline)
@@ -1105,6 +1149,7 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 
 	if (cg->s != s)
 		return -EINVAL;
+	dafs_c_wb_sync_fh(s, &f->fh, NULL);
 	if (write && s->dc)
 		dc_write(s->dc, &f->fh, off, len);
 	rc = prep_io(f, write, buf, len, off, mem, &rq, &wq, &g, &tmp);
@@ -1126,13 +1171,11 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	if (mem)
 		atomic_fetch_add(&mem->users, 1);
 	if (write && s->dc) {
-		cr->dcw = malloc(sizeof(*cr->dcw));
-		if (cr->dcw) {
-			cr->dcw->fh = f->fh;
-			cr->dcw->off = off;
-			cr->dcw->len = len;
-			cr->ndcw = 1;
-		}
+		cr->dcw = &cr->dcw1;
+		cr->dcw->fh = f->fh;
+		cr->dcw->off = off;
+		cr->dcw->len = len;
+		cr->ndcw = 1;
 	}
 	return submit_async(cg, cr);
 }
@@ -1211,6 +1254,7 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 	struct dafs_enc e;
 	uint8_t *descs = NULL;
 	dafs_iodesc_t *copy = NULL;
+	struct dc_span *dcw = NULL;
 	struct creq *cr;
 	size_t cap = 0;
 	int i, rc = 0;
@@ -1228,12 +1272,16 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 			return -EINVAL;
 	}
 	for (i = 0; i < n; i++)
+		dafs_c_wb_sync_fh(s, &io[i].file->fh, NULL);
+	for (i = 0; i < n; i++)
 		if (io[i].write && s->dc)
 			dc_write(s->dc, &io[i].file->fh, io[i].off, io[i].len);
 	cap += (size_t)n * 64;
 	descs = malloc(cap);
 	copy = malloc((size_t)n * sizeof(*copy));
-	if (!descs || !copy) {
+	if (s->dc)
+		dcw = malloc((size_t)n * sizeof(*dcw));
+	if (!descs || !copy || (s->dc && !dcw)) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -1274,8 +1322,8 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 	for (i = 0; i < n; i++)
 		if (cr->batch[i].mem)
 			atomic_fetch_add(&cr->batch[i].mem->users, 1);
-	if (s->dc)
-		cr->dcw = malloc((size_t)n * sizeof(*cr->dcw));
+	cr->dcw = dcw;
+	dcw = NULL;
 	for (i = 0; cr->dcw && i < n; i++)
 		if (io[i].write) {
 			cr->dcw[cr->ndcw].fh = io[i].file->fh;
@@ -1295,5 +1343,6 @@ DAFS_API int dafs_batch_io(dafs_session_t *s, const dafs_iodesc_t *io, int n,
 out:
 	free(descs);
 	free(copy);
+	free(dcw);
 	return rc;
 }

@@ -519,6 +519,7 @@ static void session_free(dafs_session_t *s)
 	free(s->rmem);
 	free(s->reqs);
 	pthread_mutex_destroy(&s->recall_mu);
+	dafs_c_wb_fini(s);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -538,6 +539,7 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_mutex_init(&s->recall_mu, NULL);
+	dafs_c_wb_init(s);
 	rc = dafs_url_parse(url, &s->url);
 	if (rc)
 		goto fail;
@@ -587,6 +589,9 @@ DAFS_API void dafs_session_close(dafs_session_t *s)
 
 	if (!s)
 		return;
+	/* files left open: what they hold goes (their memory stays theirs:
+	 * dafs_close is not called for them) */
+	dafs_c_wb_sync_fh(s, NULL, NULL);
 	/* let outstanding requests finish, for one request timeout at most:
 	 * a request whose caller timed out may never be answered */
 	pthread_mutex_lock(&s->lock);
@@ -1111,7 +1116,8 @@ void dafs_c_async_release(struct creq *cr)
 			atomic_fetch_sub(&cr->batch[i].mem->users, 1);
 	free(cr->batch);
 	cr->batch = NULL;
-	free(cr->dcw);
+	if (cr->dcw != &cr->dcw1)
+		free(cr->dcw);
 	cr->dcw = NULL;
 	cr->ndcw = 0;
 }

@@ -40,6 +40,11 @@ enum creq_kind {
 	CREQ_ORPHAN,   /* its caller timed out; drop the reply */
 };
 
+struct dc_span {
+	dafs_fh_t fh;
+	uint64_t off, len;
+};
+
 struct creq {
 	uint32_t slot, seq;
 	int kind;
@@ -66,14 +71,11 @@ struct creq {
 	int nbatch;
 	/* writes to drop from the data cache again once the server has
 	 * them (a block filled meanwhile may predate them) */
-	struct dc_span *dcw;
+	struct dc_span *dcw; /* &dcw1 for one write, else malloc'd */
 	int ndcw;
+	struct dc_span dcw1;
 };
 
-struct dc_span {
-	dafs_fh_t fh;
-	uint64_t off, len;
-};
 
 struct dafs_cg {
 	dafs_session_t *s;
@@ -91,6 +93,20 @@ struct dafs_mem {
 	atomic_int users; /* I/O in flight on it: no deregistration */
 };
 
+/* A file's write-back extent (wback.c). */
+struct cwb {
+	pthread_mutex_t lock; /* the extent */
+	struct dafs_file *f;
+	uint8_t *buf; /* cap bytes, once a write was held */
+	uint64_t off;
+	uint32_t len, cap;
+	int err;  /* a failed write-back, for the next write/commit/close */
+	int on;	  /* opened DAFS_OPEN_WRITEBACK, with a cache */
+	int gone; /* its delegation was recalled or revoked: hold no more */
+	int refs; /* under s->wb_lock: flushers using it */
+	struct cwb *prev, *next; /* s->wb_head, most recently written first */
+};
+
 struct dafs_file {
 	dafs_session_t *s;
 	uint64_t open_id;
@@ -99,6 +115,7 @@ struct dafs_file {
 	int deleg; /* DAFS_DELEG_* granted with the open */
 	uint64_t deleg_id;
 	int cached; /* reads through s->dc */
+	struct cwb wb;
 };
 
 /* Recalls received and not yet returned, for the recall latency. */
@@ -162,7 +179,41 @@ struct dafs_session {
 	struct crecall recalls[CREC_MAX];
 
 	struct dcache *dc; /* the data cache, or NULL */
+
+	/* write-back (wback.c) */
+	pthread_mutex_t wb_lock;
+	pthread_cond_t wb_cv; /* a reference to a file's extent went */
+	struct cwb wb_head;   /* open files that may hold writes */
+	uint64_t wb_dirty;    /* bytes held (atomic reads without the lock) */
+	uint64_t wb_max;      /* a quarter of the cache's size */
+	struct {
+		uint64_t held, bytes, flushes, errors;
+	} wb_st;
 };
+
+/* ---- write-back (wback.c) ---- */
+void dafs_c_wb_init(dafs_session_t *s);
+void dafs_c_wb_fini(dafs_session_t *s);
+/* A file was opened: write-back starts if it asked and may. */
+void dafs_c_wb_open(dafs_file_t *f);
+/* Hold a write: @len if held, 0 if the caller must send it (what was
+ * held went first), or a write-back error of an earlier write. */
+ssize_t dafs_c_wb_write(dafs_file_t *f, const void *buf, size_t len,
+			uint64_t off);
+/* Send what the open files of @fh (NULL: all) but @except hold. */
+void dafs_c_wb_sync_fh(dafs_session_t *s, const dafs_fh_t *fh,
+		       const dafs_file_t *except);
+/* Send what @f holds; returns and clears a write-back error. */
+int dafs_c_wb_flush(dafs_file_t *f);
+/* The file is closing: dafs_c_wb_flush, and off the list. */
+int dafs_c_wb_close(dafs_file_t *f);
+/* Delegation @id is recalled: its files send what they hold and hold no
+ * more. */
+void dafs_c_wb_recall(dafs_session_t *s, uint64_t id);
+void dafs_c_wb_stats(dafs_session_t *s, dafs_cache_stats_t *st);
+/* WRITE to the server, past write-back (calls.c). */
+ssize_t dafs_c_write_server(dafs_file_t *f, const void *buf, size_t len,
+			    uint64_t off);
 
 /* Monotonic nanoseconds. */
 uint64_t dafs_c_now_ns(void);

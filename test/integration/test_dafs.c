@@ -247,6 +247,8 @@ struct file_mirror {
 	int deleg;
 	uint64_t deleg_id;
 	int cached;
+	/* the write-back state after: zeros are "off" */
+	_Alignas(16) unsigned char wb[512];
 };
 
 static void mirror_file(dafs_file_t *f, struct file_mirror *m)
@@ -255,7 +257,8 @@ static void mirror_file(dafs_file_t *f, struct file_mirror *m)
 			      (const char *)f +
 				      offsetof(struct file_mirror, fh),
 		      "struct dafs_file changed: update file_mirror");
-	memcpy(m, f, sizeof(*m));
+	memset(m, 0, sizeof(*m));
+	memcpy(m, f, offsetof(struct file_mirror, wb));
 	ck_assert_msg(m->s == S && m->cached == 0 && m->deleg == 0,
 		      "struct dafs_file changed: update file_mirror");
 }

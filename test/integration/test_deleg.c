@@ -583,6 +583,116 @@ START_TEST(test_cache_coherent)
 }
 END_TEST
 
+/* The size of the server's file @name on its disk (-1: none). */
+static long long disk_size(const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	ck_assert_int_eq(it_join(path, sizeof(path), D.export_dir, name), 0);
+	return stat(path, &st) ? -1 : (long long)st.st_size;
+}
+
+/* Write-back (DAFS_OPEN_WRITEBACK): writes held under the write
+ * delegation until something must see them: getattr, commit, a read, a
+ * recall, the memory bound, close. */
+START_TEST(test_writeback)
+{
+	static char model[3][300000];
+	char buf[4000], *got = malloc(300000);
+	const int fl = O_RDWR | DAFS_OPEN_CACHED | DAFS_OPEN_WRITEBACK |
+		       DAFS_OPEN_DELEG_WRITE;
+	const char *names[3] = {"wb0", "wb1", "wb2"};
+	dafs_file_t *fa, *fb, *f3[3];
+	dafs_fh_t fh, fh3[3];
+	dafs_attr_t at;
+	uint64_t flushes;
+	int i, j;
+
+	ck_assert_ptr_nonnull(got);
+	/* 1 MiB of cache: at most 256 KiB held */
+	OK(dafs_cache_setup(A, 1u << 20, NULL));
+	OK(dafs_create(A, &ROOT, "wb", fl, 0644, &fa, &fh, NULL));
+	EXPECT(dafs_file_deleg(fa, NULL), DAFS_DELEG_WRITE);
+	for (i = 0; i < 10; i++) {
+		memset(buf, 'a' + i, sizeof(buf));
+		memcpy(model[0] + i * 4000, buf, 4000);
+		EXPECT(dafs_write(fa, buf, 4000, (uint64_t)i * 4000, NULL),
+		       4000);
+	}
+	ck_assert_int_eq(disk_size("wb"), 0); /* held */
+	ck_assert_uint_eq(cstats(A).wb_held, 10);
+	ck_assert_uint_eq(cstats(A).wb_dirty, 40000);
+	/* getattr through the session: what is held goes first */
+	OK(dafs_getattr(A, &fh, &at));
+	ck_assert_uint_eq(at.size, 40000);
+	ck_assert_int_eq(disk_size("wb"), 40000);
+	ck_assert_uint_eq(cstats(A).wb_dirty, 0);
+	ck_assert_uint_eq(cstats(A).wb_bytes, 40000);
+	/* a read sees what is held */
+	memset(buf, 'Q', 100);
+	memcpy(model[0] + 39950, buf, 100);
+	EXPECT(dafs_write(fa, buf, 100, 39950, NULL), 100);
+	ck_assert_int_eq(disk_size("wb"), 40000);
+	EXPECT(dafs_read(fa, got, 300000, 0, NULL), 40050);
+	ck_assert(!memcmp(got, model[0], 40050));
+	/* commit sends it */
+	memset(buf, 'C', 50);
+	memcpy(model[0] + 40050, buf, 50);
+	EXPECT(dafs_write(fa, buf, 50, 40050, NULL), 50);
+	ck_assert_int_eq(disk_size("wb"), 40050);
+	OK(dafs_commit(fa, 0));
+	ck_assert_int_eq(disk_size("wb"), 40100);
+	/* B's open recalls A's delegation: A sends what it holds first */
+	memset(buf, 'R', 500);
+	memcpy(model[0] + 40100, buf, 500);
+	EXPECT(dafs_write(fa, buf, 500, 40100, NULL), 500);
+	ck_assert_int_eq(disk_size("wb"), 40100);
+	OK(dafs_open(B, &fh, O_RDONLY, &fb));
+	ck_assert_uint_ge(stats(A).recalls, 1);
+	EXPECT(dafs_read(fb, got, 300000, 0, NULL), 40600);
+	ck_assert(!memcmp(got, model[0], 40600));
+	OK(dafs_close(fb));
+	/* the delegation is gone: nothing is held any more */
+	memset(buf, 'S', 10);
+	EXPECT(dafs_write(fa, buf, 10, 40600, NULL), 10);
+	ck_assert_int_eq(disk_size("wb"), 40610);
+	OK(dafs_close(fa));
+
+	/* three files written in turn, 2,000 bytes at a time: the bound
+	 * (256 KiB) sends the least recently written; close sends the
+	 * rest */
+	for (j = 0; j < 3; j++) {
+		OK(dafs_create(A, &ROOT, names[j], fl, 0644, &f3[j], &fh3[j],
+			       NULL));
+		EXPECT(dafs_file_deleg(f3[j], NULL), DAFS_DELEG_WRITE);
+	}
+	flushes = cstats(A).wb_flushes;
+	for (i = 0; i < 150; i++)
+		for (j = 0; j < 3; j++) {
+			memset(buf, 'a' + (i + j) % 26, 2000);
+			memcpy(model[j] + i * 2000, buf, 2000);
+			EXPECT(dafs_write(f3[j], buf, 2000,
+					  (uint64_t)i * 2000, NULL),
+			       2000);
+			ck_assert_uint_le(cstats(A).wb_dirty, 256 << 10);
+		}
+	ck_assert_uint_gt(cstats(A).wb_flushes, flushes);
+	for (j = 0; j < 3; j++)
+		OK(dafs_close(f3[j]));
+	ck_assert_uint_eq(cstats(A).wb_dirty, 0);
+	for (j = 0; j < 3; j++) {
+		OK(dafs_open(B, &fh3[j], O_RDONLY, &fb));
+		EXPECT(dafs_read(fb, got, 300000, 0, NULL), 300000);
+		ck_assert_msg(!memcmp(got, model[j], 300000), "%s differs",
+			      names[j]);
+		OK(dafs_close(fb));
+	}
+	ck_assert_uint_eq(cstats(A).wb_errors, 0);
+	free(got);
+}
+END_TEST
+
 /* The cache in LMDB: a new session finds the blocks of an unchanged file
  * and reads it without the server; a file changed meanwhile is read
  * again. */
@@ -777,6 +887,7 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_holder_killed);
 	tcase_add_test(tc, test_cache_coherent);
 	tcase_add_test(tc, test_cache_persistent);
+	tcase_add_test(tc, test_writeback);
 	tc = tcase(s, "small-pool", start_small_pool);
 	tcase_add_test(tc, test_small_pool);
 	tc = tcase(s, "policy-off", start_off);
