@@ -39,6 +39,10 @@ DAFS_API int dafs_lookup(dafs_session_t *s, const dafs_fh_t *dir,
 	struct dafs_m_fh_attr r;
 	int rc;
 
+	/* attributes come back: held writes first (nothing to do, but one
+	 * atomic load, when none are) */
+	if (attr)
+		dafs_c_wb_sync_fh(s, NULL, NULL);
 	q.dir = *dir;
 	rc = name_view(name, &q.name);
 	if (!rc)
@@ -256,6 +260,8 @@ DAFS_API int dafs_readdir(dafs_session_t *s, const dafs_fh_t *dir,
 	struct creq *cr;
 	int rc, n = 0, stop = 0;
 
+	if (plus)
+		dafs_c_wb_sync_fh(s, NULL, NULL); /* the sizes listed */
 	q.dir = *dir;
 	q.cookie = *cookie;
 	q.maxbytes = s->p.max_response - DAFS_HDR_SIZE - 8;
@@ -403,6 +409,7 @@ DAFS_API int dafs_create(dafs_session_t *s, const dafs_fh_t *dir,
 	struct dafs_m_create_rep r;
 	int rc;
 
+	dafs_c_wb_sync_fh(s, NULL, NULL); /* an existing file's size */
 	q.dir = *dir;
 	q.mode = mode;
 	rc = name_view(name, &q.name);
@@ -454,6 +461,8 @@ DAFS_API int dafs_deleg_return(dafs_session_t *s, uint64_t id)
 	uint64_t t = 0, now;
 	int rc, i;
 
+	/* what is held under it goes first, and nothing more is held */
+	dafs_c_wb_recall(s, id);
 	rc = dafs_c_simple(s, DAFS_OP_DELEGRETURN, &q, NULL);
 	now = dafs_c_now_ns();
 	pthread_mutex_lock(&s->lock);

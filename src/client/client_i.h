@@ -189,6 +189,11 @@ struct dafs_session {
 	struct {
 		uint64_t held, bytes, flushes, errors;
 	} wb_st;
+	/* delegations recalled or returned lately (an open's reply may
+	 * come after its delegation's recall) */
+#define CWB_GONE 64
+	uint64_t wb_gone[CWB_GONE];
+	uint32_t wb_gone_next;
 };
 
 /* ---- write-back (wback.c) ---- */

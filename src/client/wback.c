@@ -47,6 +47,8 @@ static uint64_t wb_max(const dafs_session_t *s)
 	return s->wb_max;
 }
 
+static int gone_id(const dafs_session_t *s, uint64_t id);
+
 void dafs_c_wb_open(dafs_file_t *f)
 {
 	dafs_session_t *s = f->s;
@@ -64,6 +66,8 @@ void dafs_c_wb_open(dafs_file_t *f)
 	w->cap = s->p.max_io < CWB_CAP_MAX ? s->p.max_io : CWB_CAP_MAX;
 	w->on = 1;
 	pthread_mutex_lock(&s->wb_lock);
+	if (f->deleg_id && gone_id(s, f->deleg_id))
+		w->gone = 1; /* recalled before this open was done */
 	w->next = s->wb_head.next;
 	w->prev = &s->wb_head;
 	w->next->prev = w;
@@ -94,8 +98,8 @@ static void send_locked(dafs_session_t *s, struct cwb *w)
 	}
 	s->wb_st.flushes++;
 	__atomic_fetch_sub(&s->wb_dirty, w->len, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&s->wb_lock);
 	w->len = 0;
+	pthread_mutex_unlock(&s->wb_lock);
 }
 
 /* Take (with wb_lock held) references to the files that match: @fh's
@@ -210,62 +214,70 @@ ssize_t dafs_c_wb_write(dafs_file_t *f, const void *buf, size_t len,
 {
 	dafs_session_t *s = f->s;
 	struct cwb *w = &f->wb;
-	uint64_t end;
-	int contig, rc;
+	uint64_t start, grow;
+	int hold, fits, tried = 0, rc;
 
 	if (!w->on)
 		return 0;
 	/* writes reach the server in the order they were made */
 	dafs_c_wb_sync_fh(s, &f->fh, f);
 	pthread_mutex_lock(&w->lock);
-	contig = w->len && off >= w->off && off <= w->off + w->len &&
-		 off + len <= w->off + w->cap;
-	if (w->len && !contig)
-		send_locked(s, w);
-	if (w->err) {
-		rc = w->err;
-		w->err = 0;
-		pthread_mutex_unlock(&w->lock);
-		return rc;
-	}
-	/* only under the file's write delegation, until its recall */
-	if (len >= w->cap || f->deleg != DAFS_DELEG_WRITE ||
-	    __atomic_load_n(&w->gone, __ATOMIC_ACQUIRE)) {
-		pthread_mutex_unlock(&w->lock);
-		return 0;
-	}
-	pthread_mutex_lock(&s->wb_lock);
-	if (s->wb_dirty + len > wb_max(s)) {
-		pthread_mutex_unlock(&s->wb_lock);
-		/* memory pressure: the least recently written go first (not
-		 * this file's, whose lock this thread holds) */
-		pthread_mutex_unlock(&w->lock);
-		sync_some(s, NULL, w, len);
-		pthread_mutex_lock(&w->lock);
+	for (;;) {
+		/* only under the file's write delegation, until its recall */
+		hold = len && len < w->cap && f->deleg == DAFS_DELEG_WRITE &&
+		       !__atomic_load_n(&w->gone, __ATOMIC_ACQUIRE);
+		fits = w->len && off >= w->off && off <= w->off + w->len &&
+		       off + len <= w->off + w->cap;
+		/* what is held goes first unless this write joins it (a write
+		 * sent past it would be overwritten by it later) */
+		if (w->len && (!hold || !fits))
+			send_locked(s, w);
+		if (w->err) {
+			rc = w->err;
+			w->err = 0;
+			pthread_mutex_unlock(&w->lock);
+			return rc;
+		}
+		if (!hold) {
+			pthread_mutex_unlock(&w->lock);
+			return 0;
+		}
+		/* room for the bytes it adds, reserved at once so that
+		 * writers of other files cannot pass the bound together */
+		start = w->len ? w->off : off;
+		grow = off + len - start > w->len ? off + len - start - w->len
+						  : 0;
 		pthread_mutex_lock(&s->wb_lock);
-		if (s->wb_dirty + len > wb_max(s) ||
-		    __atomic_load_n(&w->gone, __ATOMIC_ACQUIRE)) {
+		if (s->wb_dirty + grow <= wb_max(s)) {
+			__atomic_fetch_add(&s->wb_dirty, grow,
+					   __ATOMIC_RELEASE);
+			pthread_mutex_unlock(&s->wb_lock);
+			break;
+		}
+		pthread_mutex_unlock(&s->wb_lock);
+		if (tried) {
 			/* still no room (this file holds it): straight
 			 * through, after what it holds */
-			pthread_mutex_unlock(&s->wb_lock);
 			send_locked(s, w);
 			rc = w->err;
 			w->err = 0;
 			pthread_mutex_unlock(&w->lock);
 			return rc;
 		}
-		/* the extent may have been sent meanwhile */
-		if (w->len && !(off >= w->off && off <= w->off + w->len &&
-				off + len <= w->off + w->cap)) {
-			pthread_mutex_unlock(&s->wb_lock);
-			send_locked(s, w);
-			pthread_mutex_lock(&s->wb_lock);
-		}
+		/* memory pressure: the least recently written go first (not
+		 * this file, whose lock is let go meanwhile; everything is
+		 * checked again after) */
+		tried = 1;
+		pthread_mutex_unlock(&w->lock);
+		sync_some(s, NULL, w, grow);
+		pthread_mutex_lock(&w->lock);
 	}
-	pthread_mutex_unlock(&s->wb_lock);
 	if (!w->buf) {
 		w->buf = malloc(w->cap);
 		if (!w->buf) {
+			/* nothing was held (the buffer comes first) */
+			__atomic_fetch_sub(&s->wb_dirty, grow,
+					   __ATOMIC_RELEASE);
 			pthread_mutex_unlock(&w->lock);
 			return 0;
 		}
@@ -273,13 +285,8 @@ ssize_t dafs_c_wb_write(dafs_file_t *f, const void *buf, size_t len,
 	if (!w->len)
 		w->off = off;
 	memcpy(w->buf + (off - w->off), buf, len);
-	end = off + len - w->off;
 	pthread_mutex_lock(&s->wb_lock);
-	if (end > w->len) {
-		__atomic_fetch_add(&s->wb_dirty, end - w->len,
-				   __ATOMIC_RELEASE);
-		w->len = (uint32_t)end;
-	}
+	w->len += (uint32_t)grow;
 	s->wb_st.held++;
 	/* most recently written first */
 	w->prev->next = w->next;
@@ -293,41 +300,50 @@ ssize_t dafs_c_wb_write(dafs_file_t *f, const void *buf, size_t len,
 	return (ssize_t)len;
 }
 
+/* Has delegation @id been recalled or given back (wb_lock held)? */
+static int gone_id(const dafs_session_t *s, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < CWB_GONE; i++)
+		if (s->wb_gone[i] == id)
+			return 1;
+	return 0;
+}
+
 void dafs_c_wb_recall(dafs_session_t *s, uint64_t id)
 {
-	struct cwb *w, **v;
-	size_t i, n = 0;
+	struct cwb *w;
 
+	/* an open whose reply carried @id and is not on the list yet
+	 * learns it from here (dafs_c_wb_open) */
 	pthread_mutex_lock(&s->wb_lock);
-	for (w = s->wb_head.next; w != &s->wb_head; w = w->next)
-		n += w->f->deleg_id == id;
-	v = n ? malloc(n * sizeof(*v)) : NULL;
-	n = 0;
-	for (w = s->wb_head.next; v && w != &s->wb_head; w = w->next)
-		if (w->f->deleg_id == id) {
-			w->refs++;
-			v[n++] = w;
-		}
-	if (!v) {
-		/* no memory for the list: no new holds from here on, and
-		 * every file's extent goes (sync_some's own fallback) */
-		for (w = s->wb_head.next; w != &s->wb_head; w = w->next)
-			if (w->f->deleg_id == id)
-				__atomic_store_n(&w->gone, 1,
-						 __ATOMIC_RELEASE);
-	}
+	if (!gone_id(s, id))
+		s->wb_gone[s->wb_gone_next++ % CWB_GONE] = id;
 	pthread_mutex_unlock(&s->wb_lock);
-	if (!v) {
-		dafs_c_wb_sync_fh(s, NULL, NULL);
-		return;
+	/* each file of @id in turn: marked under its own lock, so a writer
+	 * holding it either finished its hold (sent now) or sees the mark */
+	for (;;) {
+		pthread_mutex_lock(&s->wb_lock);
+		for (w = s->wb_head.next; w != &s->wb_head; w = w->next)
+			if (w->f->deleg_id == id &&
+			    !__atomic_load_n(&w->gone, __ATOMIC_ACQUIRE))
+				break;
+		if (w == &s->wb_head) {
+			pthread_mutex_unlock(&s->wb_lock);
+			return;
+		}
+		w->refs++;
+		pthread_mutex_unlock(&s->wb_lock);
+		pthread_mutex_lock(&w->lock);
+		__atomic_store_n(&w->gone, 1, __ATOMIC_RELEASE);
+		send_locked(s, w);
+		pthread_mutex_unlock(&w->lock);
+		pthread_mutex_lock(&s->wb_lock);
+		w->refs--;
+		pthread_cond_broadcast(&s->wb_cv);
+		pthread_mutex_unlock(&s->wb_lock);
 	}
-	for (i = 0; i < n; i++) {
-		pthread_mutex_lock(&v[i]->lock);
-		__atomic_store_n(&v[i]->gone, 1, __ATOMIC_RELEASE);
-		send_locked(s, v[i]);
-		pthread_mutex_unlock(&v[i]->lock);
-	}
-	put(s, v, n);
 }
 
 int dafs_c_wb_flush(dafs_file_t *f)

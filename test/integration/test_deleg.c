@@ -659,6 +659,52 @@ START_TEST(test_writeback)
 	ck_assert_int_eq(disk_size("wb"), 40610);
 	OK(dafs_close(fa));
 
+	/* a write of a whole max_io over a held one: the held one goes
+	 * first (sent after, it would overwrite the newer bytes) */
+	{
+		dafs_session_info_t info;
+		char *big, *disk;
+		uint64_t id;
+		FILE *fp;
+		char path[PATH_MAX];
+
+		dafs_session_query(A, &info);
+		big = malloc(info.max_io);
+		disk = malloc(info.max_io);
+		ck_assert_ptr_nonnull(big);
+		ck_assert_ptr_nonnull(disk);
+		OK(dafs_create(A, &ROOT, "wbig", fl, 0644, &fa, &fh, NULL));
+		memset(buf, 'x', 4000);
+		EXPECT(dafs_write(fa, buf, 4000, 0, NULL), 4000);
+		memset(big, 'y', info.max_io);
+		EXPECT(dafs_write(fa, big, info.max_io, 0, NULL),
+		       (long long)info.max_io);
+		OK(dafs_close(fa));
+		ck_assert_int_eq(it_join(path, sizeof(path), D.export_dir,
+					 "wbig"),
+				 0);
+		fp = fopen(path, "rb");
+		ck_assert_ptr_nonnull(fp);
+		ck_assert_uint_eq(fread(disk, 1, info.max_io, fp),
+				  info.max_io);
+		fclose(fp);
+		ck_assert_msg(!memcmp(disk, big, info.max_io),
+			      "an older held write landed over a newer one");
+		/* the delegation given back by the application: what is
+		 * held goes first, nothing is held after */
+		OK(dafs_create(A, &ROOT, "wret", fl, 0644, &fa, &fh, NULL));
+		EXPECT(dafs_file_deleg(fa, &id), DAFS_DELEG_WRITE);
+		EXPECT(dafs_write(fa, buf, 100, 0, NULL), 100);
+		ck_assert_int_eq(disk_size("wret"), 0);
+		OK(dafs_deleg_return(A, id));
+		ck_assert_int_eq(disk_size("wret"), 100);
+		EXPECT(dafs_write(fa, buf, 100, 100, NULL), 100);
+		ck_assert_int_eq(disk_size("wret"), 200);
+		OK(dafs_close(fa));
+		free(big);
+		free(disk);
+	}
+
 	/* three files written in turn, 2,000 bytes at a time: the bound
 	 * (256 KiB) sends the least recently written; close sends the
 	 * rest */
