@@ -452,11 +452,13 @@ int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
  * answered at once; the extent goes to the server before any other write,
  * on dafs_commit() and dafs_close() (which return a failed write-back's
  * error, as do later writes), before reads, getattr, setattr, fallocate,
- * lseek, copies, locks, asynchronous and batch I/O of the file, on a
- * recall (before the recall handler runs), and when the session's held
- * bytes would pass a quarter of the cache's size (the files written least
- * recently first). Ignored for O_APPEND, O_SYNC, O_DSYNC and O_DIRECT
- * opens, and without a cache.
+ * lseek, copies, locks, asynchronous and batch I/O of the file, before
+ * lookups with attributes, readdir plus and creates while anything is
+ * held, on a recall (before the recall handler runs) and on
+ * dafs_deleg_return() (nothing is held under the delegation after
+ * either), and when the session's held bytes would pass a quarter of the
+ * cache's size (the files written least recently first). Ignored for
+ * O_APPEND, O_SYNC, O_DSYNC and O_DIRECT opens, and without a cache.
  */
 #define DAFS_OPEN_WRITEBACK 0x08000000
 

@@ -252,6 +252,8 @@ struct dfs_file {
 	int revoked;	/* I/O said DAFS_EREVOKED: never parked */
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
+	uint64_t eseen;	/* write-back errors of other open files of the
+			   node reported up to here (fwb_err_take) */
 	int flocked;	/* flock locks were asked for through it */
 	/* the POSIX lock owners that asked for locks through it, under
 	 * fs->hlock (lock_release_owners) */
@@ -1054,6 +1056,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		reply_err(req, -ENOMEM);
 		return;
 	}
+	file->eseen = fwb_err_mark(&fs->wb);
 	file->flags = server_flags(fi->flags) & ~(O_EXCL | O_TRUNC);
 	file->cred = cred;
 	/* under the delegation, a parked open of the node serves it (a
@@ -1133,6 +1136,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		reply_err(req, -ENOMEM);
 		return;
 	}
+	file->eseen = fwb_err_mark(&fs->wb);
 	rc = dafs_create(fs->s, &dir, name,
 			 server_flags(fi->flags) | deleg_want(fs, fi->flags),
 			 mode & 07777, &file->f, &fh, &a);
@@ -1375,6 +1379,11 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	wb_sync_ino(fs, ino);
 	if (file->wb_on)
 		rc = fwb_flush(&fs->wb, &file->wb, fs->s);
+	/* and, as Linux does for every descriptor, what another open file
+	 * of the node failed to write back since this one was opened */
+	if (!rc)
+		rc = fwb_err_take(&fs->wb, ino, file->wb_on ? file->wb.id : 0,
+				  &file->eseen);
 	as_self(fs);
 	if (!rc)
 		rc = dafs_commit(file->f, datasync);

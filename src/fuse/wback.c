@@ -29,6 +29,52 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 	pthread_mutex_init(&set->plock, NULL);
 	pthread_cond_init(&set->pcv, NULL);
 	set->nbuf = 0;
+	pthread_mutex_init(&set->elock, NULL);
+	set->eseq = set->next_id = 0;
+	memset(set->errs, 0, sizeof(set->errs));
+}
+
+/* @w met write-back error @err (w->lock held): other open files of its
+ * node report it too. */
+static void note_err(struct fwb_set *set, const struct fwb *w, int err)
+{
+	pthread_mutex_lock(&set->elock);
+	set->eseq++;
+	set->errs[set->eseq % FWB_ERRS].ino = w->ino;
+	set->errs[set->eseq % FWB_ERRS].owner = w->id;
+	set->errs[set->eseq % FWB_ERRS].seq = set->eseq;
+	set->errs[set->eseq % FWB_ERRS].err = err;
+	pthread_mutex_unlock(&set->elock);
+}
+
+uint64_t fwb_err_mark(struct fwb_set *set)
+{
+	uint64_t seq;
+
+	pthread_mutex_lock(&set->elock);
+	seq = set->eseq;
+	pthread_mutex_unlock(&set->elock);
+	return seq;
+}
+
+int fwb_err_take(struct fwb_set *set, uint64_t ino, uint64_t own,
+		 uint64_t *seen)
+{
+	uint64_t q;
+	int err = 0;
+
+	pthread_mutex_lock(&set->elock);
+	/* the oldest still remembered first */
+	q = *seen + 1;
+	if (set->eseq >= FWB_ERRS && q <= set->eseq - FWB_ERRS)
+		q = set->eseq - FWB_ERRS + 1;
+	for (; q <= set->eseq && !err; q++)
+		if (set->errs[q % FWB_ERRS].ino == ino &&
+		    set->errs[q % FWB_ERRS].owner != own)
+			err = set->errs[q % FWB_ERRS].err;
+	*seen = set->eseq;
+	pthread_mutex_unlock(&set->elock);
+	return err;
 }
 
 void fwb_set_fini(struct fwb_set *set)
@@ -53,6 +99,7 @@ void fwb_set_fini(struct fwb_set *set)
 	}
 	pthread_mutex_destroy(&set->plock);
 	pthread_cond_destroy(&set->pcv);
+	pthread_mutex_destroy(&set->elock);
 	pthread_mutex_destroy(&set->lock);
 	pthread_cond_destroy(&set->cv);
 }
@@ -66,6 +113,9 @@ void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino,
 	w->ino = ino;
 	w->cap = set->cap;
 	pthread_cond_init(&w->cv, NULL);
+	pthread_mutex_lock(&set->elock);
+	w->id = ++set->next_id;
+	pthread_mutex_unlock(&set->elock);
 	pthread_mutex_lock(&set->lock);
 	w->next = set->head.next;
 	w->prev = &set->head;
@@ -99,6 +149,7 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 	if (n < 0) {
 		if (!w->err)
 			w->err = (int)n;
+		note_err(set, w, (int)n);
 		atomic_fetch_add(&set->errors, 1);
 	} else {
 		atomic_fetch_add(&set->flushed_bytes, w->len);
@@ -288,6 +339,7 @@ static void io_done_file(struct fwb_set *set, struct fwb_io *io,
 	if (result != (int64_t)io->len) {
 		if (!w->err)
 			w->err = result < 0 ? (int)result : -EIO;
+		note_err(set, w, result < 0 ? (int)result : -EIO);
 		atomic_fetch_add(&set->errors, 1);
 	} else {
 		atomic_fetch_add(&set->flushed_bytes, io->len);

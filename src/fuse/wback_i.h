@@ -44,6 +44,8 @@
 
 /* writes behind in flight per open file at most */
 #define FWB_FL_MAX 8
+/* write-back errors remembered for other descriptors */
+#define FWB_ERRS 64
 
 struct fwb {
 	pthread_mutex_t lock; /* the extent below */
@@ -58,6 +60,7 @@ struct fwb {
 	struct fwb *prev, *next;
 	/* writes behind in flight: their ranges, for overlaps */
 	pthread_cond_t cv; /* one of them finished (with lock) */
+	uint64_t id;	   /* names this open file in set->errs */
 	int nfl;
 	struct {
 		uint64_t off, end;
@@ -86,6 +89,16 @@ struct fwb_set {
 	atomic_ullong bytes; /* held and in flight */
 	/* statistics */
 	atomic_ullong held, flushes, flushed_bytes, errors, behind;
+
+	/* the last FWB_ERRS write-back errors, for every other open file of
+	 * the node (Linux reports one to each descriptor open when it
+	 * happened); elock is taken last, under any other */
+	pthread_mutex_t elock;
+	uint64_t eseq, next_id;
+	struct {
+		uint64_t ino, owner, seq;
+		int err;
+	} errs[FWB_ERRS];
 
 	/* write-behind (fwb_behind_start; nbuf 0: off) */
 	pthread_mutex_t plock; /* the pool below */
@@ -158,6 +171,13 @@ int fwb_flush(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
  * server in the order they were made. */
 void fwb_flush_ino(struct fwb_set *set, uint64_t ino, dafs_session_t *s,
 		   const struct fwb *except);
+/* Where an open file starts in the error history (at its open). */
+uint64_t fwb_err_mark(struct fwb_set *set);
+/* A write-back error of node @ino that another open file than @own (the
+ * fwb id, 0 for none) met since *@seen, or 0; *@seen moves on. */
+int fwb_err_take(struct fwb_set *set, uint64_t ino, uint64_t own,
+		 uint64_t *seen);
+
 /* fwb_flush_ino's @ino for every node (node ids start at 1) */
 #define FWB_ALL 0
 

@@ -352,6 +352,35 @@ if [ -n "$full" ]; then
 	check "... and B held writes behind" test "$(stat_b 'writes behind')" -ge 1
 	check "what reached the server is zeros, as written" \
 		cmp -s -n "$(stat -c %s "$full/f")" /dev/zero "$full/f"
+	rm -f "$mnt_b/f"
+	# the failure is also fsync's on another descriptor of the file
+	# opened before it, once, as Linux reports it to every descriptor
+	python3 - "$mnt_b/g" >"$tmp/full2.out" 2>&1 <<'PY'
+import errno, os, sys
+p = sys.argv[1]
+fd1 = os.open(p, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+fd2 = os.open(p, os.O_WRONLY)
+try:
+    for i in range(8):
+        os.write(fd1, bytes(1 << 20))
+    print("writes: all answered")
+except OSError as e:
+    print("writes:", errno.errorcode[e.errno])
+def fsync(fd):
+    try:
+        os.fsync(fd)
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print("fsync of the other descriptor:", fsync(fd2))
+print("again:", fsync(fd2))
+PY
+	sed 's/^/# /' "$tmp/full2.out"
+	same "... and on fsync of another descriptor of the file" \
+		"fsync of the other descriptor: ENOSPC" \
+		"$(grep '^fsync' "$tmp/full2.out")"
+	same "... once" "again: ok" "$(grep '^again' "$tmp/full2.out")"
+	rm -f "$mnt_b/g"
 	fusermount3 -u "$mnt_b"
 	stop "$fuse_b"
 	fuse_b=
