@@ -372,8 +372,14 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 	 * meanwhile, or renamed over): begin again on the one we have */
 	if (dk.tracked && !srv_deleg_is(&dk, iofd))
 		srv_deleg_end(r->srv, &dk);
-	rc = dk.tracked ? 0
-			: srv_deleg_begin_fd(r, iofd, open_kind(flags), &dk);
+	rc = 0;
+	if (!dk.tracked) {
+		rc = srv_deleg_begin_fd(r, iofd, open_kind(flags), &dk);
+		/* the attributes were read before that wait for another
+		 * client's delegation: its holder may have written since */
+		if (!rc)
+			rc = dafs_be_getattr(iofd, &rep->create.attr);
+	}
 	if (rc) {
 		srv_deleg_end(r->srv, &dk);
 		close(iofd);
