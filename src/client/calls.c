@@ -827,9 +827,22 @@ static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
 	 * began meanwhile) */
 	if (s->dc)
 		dc_write(s->dc, &f->fh, off, len);
-	rc = dafs_c_call(s, DAFS_OP_WRITE, &q, &r, &g, &cr);
+	rc = dafs_c_begin(s, DAFS_OP_WRITE, &q, &g, &cr);
 	if (!rc) {
-		rc = r.v <= len ? (ssize_t)r.v : -DAFS_EPROTO;
+		/* a reply that comes after the wait gave up (an orphan's,
+		 * delivered then) drops the range again too */
+		if (s->dc) {
+			cr->dcw1.fh = f->fh;
+			cr->dcw1.off = off;
+			cr->dcw1.len = len;
+			cr->dcw = &cr->dcw1;
+			cr->ndcw = 1;
+		}
+		rc = dafs_c_send(s, cr);
+		if (!rc)
+			rc = dafs_c_wait(s, cr, &r);
+		if (!rc)
+			rc = r.v <= len ? (ssize_t)r.v : -DAFS_EPROTO;
 		dafs_c_end(s, cr);
 	}
 	if (s->dc)
