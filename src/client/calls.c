@@ -807,6 +807,20 @@ ssize_t dafs_c_write_server(dafs_file_t *f, const void *buf, size_t len,
 	return write_server(f, buf, len, off, NULL);
 }
 
+/* With a data cache, the write @cr carries drops [@off, @off + @len) of
+ * @f's blocks again when its reply is delivered (deliver()). */
+static void cache_span(struct creq *cr, const dafs_file_t *f, uint64_t off,
+		       size_t len)
+{
+	if (!f->s->dc)
+		return;
+	cr->dcw1.fh = f->fh;
+	cr->dcw1.off = off;
+	cr->dcw1.len = len;
+	cr->dcw = &cr->dcw1;
+	cr->ndcw = 1;
+}
+
 static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
 			    uint64_t off, dafs_mem_t *mem)
 {
@@ -831,13 +845,7 @@ static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
 	if (!rc) {
 		/* a reply that comes after the wait gave up (an orphan's,
 		 * delivered then) drops the range again too */
-		if (s->dc) {
-			cr->dcw1.fh = f->fh;
-			cr->dcw1.off = off;
-			cr->dcw1.len = len;
-			cr->dcw = &cr->dcw1;
-			cr->ndcw = 1;
-		}
+		cache_span(cr, f, off, len);
 		rc = dafs_c_send(s, cr);
 		if (!rc)
 			rc = dafs_c_wait(s, cr, &r);
@@ -1192,13 +1200,8 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	cr->mem = mem;
 	if (mem)
 		atomic_fetch_add(&mem->users, 1);
-	if (write && s->dc) {
-		cr->dcw = &cr->dcw1;
-		cr->dcw->fh = f->fh;
-		cr->dcw->off = off;
-		cr->dcw->len = len;
-		cr->ndcw = 1;
-	}
+	if (write)
+		cache_span(cr, f, off, len);
 	return submit_async(cg, cr);
 }
 

@@ -104,6 +104,7 @@ struct cwb {
 	int on;	  /* opened DAFS_OPEN_WRITEBACK, with a cache */
 	int gone; /* its delegation was recalled or revoked: hold no more */
 	int refs; /* under s->wb_lock: flushers using it */
+	uint64_t pass; /* under s->wb_lock: the last send_each to send it */
 	struct cwb *prev, *next; /* s->wb_head, most recently written first */
 };
 
@@ -186,6 +187,7 @@ struct dafs_session {
 	struct cwb wb_head;   /* open files that may hold writes */
 	uint64_t wb_dirty;    /* bytes held (atomic reads without the lock) */
 	uint64_t wb_max;      /* a quarter of the cache's size */
+	uint64_t wb_pass;     /* send_each calls, to mark what each sent */
 	struct {
 		uint64_t held, bytes, flushes, errors;
 	} wb_st;

@@ -102,111 +102,71 @@ static void send_locked(dafs_session_t *s, struct cwb *w)
 	pthread_mutex_unlock(&s->wb_lock);
 }
 
-/* Take (with wb_lock held) references to the files that match: @fh's
- * (NULL: every file's), not @except, holding bytes; least recently
- * written first. Returns how many, in a malloc'd array (NULL if none or
- * no memory: the caller then sends under wb_lock, see sync_some). */
-static struct cwb **take(dafs_session_t *s, const dafs_fh_t *fh,
-			 const struct cwb *except, size_t *n)
-{
-	struct cwb *w, **v;
-	size_t i = 0;
+/* Which files send_each sends: @id's (a recall: each once, marked gone),
+ * or else those holding bytes, of @fh (NULL: any) but @except; @enough:
+ * only until the bytes held leave room for that much more. */
+struct pick {
+	uint64_t id;
+	const dafs_fh_t *fh;
+	const struct cwb *except;
+	uint64_t enough;
+	uint64_t pass; /* marks the files this call has sent */
+};
 
-	*n = 0;
-	for (w = s->wb_head.prev; w != &s->wb_head; w = w->prev)
-		*n += w != except && w->len &&
-		      (!fh || (w->f->fh.len == fh->len &&
-			       !memcmp(w->f->fh.data, fh->data, fh->len)));
-	if (!*n)
-		return NULL;
-	v = malloc(*n * sizeof(*v));
-	if (!v)
-		return NULL;
-	for (w = s->wb_head.prev; w != &s->wb_head; w = w->prev)
-		if (w != except && w->len &&
-		    (!fh || (w->f->fh.len == fh->len &&
-			     !memcmp(w->f->fh.data, fh->data, fh->len)))) {
-			w->refs++;
-			v[i++] = w;
-		}
-	return v;
+static int picks(const struct pick *p, const struct cwb *w)
+{
+	if (p->id)
+		return w->f->deleg_id == p->id &&
+		       !__atomic_load_n(&w->gone, __ATOMIC_ACQUIRE);
+	return w != p->except && w->len && w->pass != p->pass &&
+	       (!p->fh || (w->f->fh.len == p->fh->len &&
+			   !memcmp(w->f->fh.data, p->fh->data, p->fh->len)));
 }
 
-static void put(dafs_session_t *s, struct cwb **v, size_t n)
+/* Send the picked files' extents, the least recently written first, one
+ * at a time: a file is found under wb_lock, referenced (a close waits for
+ * it), then sent under its own lock alone. */
+static void send_each(dafs_session_t *s, struct pick *p)
 {
-	size_t i;
+	struct cwb *w, *it;
 
 	pthread_mutex_lock(&s->wb_lock);
-	for (i = 0; i < n; i++)
-		v[i]->refs--;
-	pthread_cond_broadcast(&s->wb_cv);
-	pthread_mutex_unlock(&s->wb_lock);
-	free(v);
-}
-
-/* Send what the files of @fh (NULL: all) but @except hold; with @enough,
- * stop once the bytes held leave room for @enough more. */
-static void sync_some(dafs_session_t *s, const dafs_fh_t *fh,
-		      const struct cwb *except, uint64_t enough)
-{
-	struct cwb **v;
-	size_t i, n;
-
-	pthread_mutex_lock(&s->wb_lock);
-	v = take(s, fh, except, &n);
-	pthread_mutex_unlock(&s->wb_lock);
-	if (n && !v) {
-		/* no memory for the list: one at a time, the oldest */
-		struct cwb *w;
-
-		for (;;) {
-			pthread_mutex_lock(&s->wb_lock);
-			for (w = s->wb_head.prev; w != &s->wb_head;
-			     w = w->prev)
-				if (w != except && w->len &&
-				    (!fh ||
-				     (w->f->fh.len == fh->len &&
-				      !memcmp(w->f->fh.data, fh->data,
-					      fh->len))))
-					break;
-			if (w == &s->wb_head ||
-			    (enough && s->wb_dirty + enough <= wb_max(s))) {
-				pthread_mutex_unlock(&s->wb_lock);
-				return;
-			}
-			w->refs++;
-			pthread_mutex_unlock(&s->wb_lock);
-			pthread_mutex_lock(&w->lock);
-			send_locked(s, w);
-			pthread_mutex_unlock(&w->lock);
-			pthread_mutex_lock(&s->wb_lock);
-			w->refs--;
-			pthread_cond_broadcast(&s->wb_cv);
-			pthread_mutex_unlock(&s->wb_lock);
-		}
+	p->pass = ++s->wb_pass;
+	for (;;) {
+		if (p->enough && s->wb_dirty + p->enough <= wb_max(s))
+			break;
+		w = NULL;
+		for (it = s->wb_head.prev; !w && it != &s->wb_head;
+		     it = it->prev)
+			if (picks(p, it))
+				w = it;
+		if (!w)
+			break;
+		/* each once, even if written again meanwhile */
+		w->pass = p->pass;
+		w->refs++;
+		pthread_mutex_unlock(&s->wb_lock);
+		pthread_mutex_lock(&w->lock);
+		/* a recall marks it under its lock: a writer holding it
+		 * either finished its hold (sent now) or sees the mark */
+		if (p->id)
+			__atomic_store_n(&w->gone, 1, __ATOMIC_RELEASE);
+		send_locked(s, w);
+		pthread_mutex_unlock(&w->lock);
+		pthread_mutex_lock(&s->wb_lock);
+		w->refs--;
+		pthread_cond_broadcast(&s->wb_cv);
 	}
-	for (i = 0; i < n; i++) {
-		if (enough) {
-			pthread_mutex_lock(&s->wb_lock);
-			if (s->wb_dirty + enough <= wb_max(s)) {
-				pthread_mutex_unlock(&s->wb_lock);
-				break;
-			}
-			pthread_mutex_unlock(&s->wb_lock);
-		}
-		pthread_mutex_lock(&v[i]->lock);
-		send_locked(s, v[i]);
-		pthread_mutex_unlock(&v[i]->lock);
-	}
-	if (n)
-		put(s, v, n);
+	pthread_mutex_unlock(&s->wb_lock);
 }
 
 void dafs_c_wb_sync_fh(dafs_session_t *s, const dafs_fh_t *fh,
 		       const dafs_file_t *except)
 {
+	struct pick p = {.fh = fh, .except = except ? &except->wb : NULL};
+
 	if (__atomic_load_n(&s->wb_dirty, __ATOMIC_ACQUIRE))
-		sync_some(s, fh, except ? &except->wb : NULL, 0);
+		send_each(s, &p);
 }
 
 ssize_t dafs_c_wb_write(dafs_file_t *f, const void *buf, size_t len,
@@ -269,7 +229,7 @@ ssize_t dafs_c_wb_write(dafs_file_t *f, const void *buf, size_t len,
 		 * checked again after) */
 		tried = 1;
 		pthread_mutex_unlock(&w->lock);
-		sync_some(s, NULL, w, grow);
+		send_each(s, &(struct pick){.except = w, .enough = grow});
 		pthread_mutex_lock(&w->lock);
 	}
 	if (!w->buf) {
@@ -313,37 +273,13 @@ static int gone_id(const dafs_session_t *s, uint64_t id)
 
 void dafs_c_wb_recall(dafs_session_t *s, uint64_t id)
 {
-	struct cwb *w;
-
 	/* an open whose reply carried @id and is not on the list yet
 	 * learns it from here (dafs_c_wb_open) */
 	pthread_mutex_lock(&s->wb_lock);
 	if (!gone_id(s, id))
 		s->wb_gone[s->wb_gone_next++ % CWB_GONE] = id;
 	pthread_mutex_unlock(&s->wb_lock);
-	/* each file of @id in turn: marked under its own lock, so a writer
-	 * holding it either finished its hold (sent now) or sees the mark */
-	for (;;) {
-		pthread_mutex_lock(&s->wb_lock);
-		for (w = s->wb_head.next; w != &s->wb_head; w = w->next)
-			if (w->f->deleg_id == id &&
-			    !__atomic_load_n(&w->gone, __ATOMIC_ACQUIRE))
-				break;
-		if (w == &s->wb_head) {
-			pthread_mutex_unlock(&s->wb_lock);
-			return;
-		}
-		w->refs++;
-		pthread_mutex_unlock(&s->wb_lock);
-		pthread_mutex_lock(&w->lock);
-		__atomic_store_n(&w->gone, 1, __ATOMIC_RELEASE);
-		send_locked(s, w);
-		pthread_mutex_unlock(&w->lock);
-		pthread_mutex_lock(&s->wb_lock);
-		w->refs--;
-		pthread_cond_broadcast(&s->wb_cv);
-		pthread_mutex_unlock(&s->wb_lock);
-	}
+	send_each(s, &(struct pick){.id = id});
 }
 
 int dafs_c_wb_flush(dafs_file_t *f)
