@@ -985,6 +985,15 @@ int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 		   uint32_t oflags, uint32_t mode, dafs_fh_t *fh,
 		   dafs_attr_t *attr)
 {
+	return dafs_be_create_hook(ex, dirfd, name, oflags, mode, NULL, NULL,
+				   fh, attr);
+}
+
+int dafs_be_create_hook(struct dafs_export *ex, int dirfd, const char *name,
+			uint32_t oflags, uint32_t mode,
+			int (*existing)(void *arg, int pfd), void *arg,
+			dafs_fh_t *fh, dafs_attr_t *attr)
+{
 	int flags, fd = -EEXIST, pfd, tries, err;
 	uint64_t ino;
 
@@ -1016,7 +1025,8 @@ int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 			fd = pfd;
 			break;
 		}
-		fd = reopen(pfd, flags, 0);
+		err = existing ? existing(arg, pfd) : 0;
+		fd = err ? err : reopen(pfd, flags, 0);
 		close(pfd);
 		break;
 	}

@@ -135,6 +135,15 @@ int dafs_be_open(int fd, uint32_t oflags, dafs_attr_t *attr);
 int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 		   uint32_t oflags, uint32_t mode, dafs_fh_t *fh,
 		   dafs_attr_t *attr);
+/* The same; where @name exists (and DAFS_O_EXCL is not set), first
+ * @existing(@arg, PFD) with an O_PATH fd of the file found, before it is
+ * opened or truncated: a nonzero return (a negative errno) ends the
+ * create with it. dafsd recalls the file's delegations there, so that
+ * nothing is truncated under a holder's unwritten data. */
+int dafs_be_create_hook(struct dafs_export *ex, int dirfd, const char *name,
+			uint32_t oflags, uint32_t mode,
+			int (*existing)(void *arg, int pfd), void *arg,
+			dafs_fh_t *fh, dafs_attr_t *attr);
 int dafs_be_mkdir(struct dafs_export *ex, int dirfd, const char *name,
 		  uint32_t mode, dafs_fh_t *fh, dafs_attr_t *attr);
 int dafs_be_mknod(struct dafs_export *ex, int dirfd, const char *name,

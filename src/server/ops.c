@@ -342,13 +342,36 @@ static uint64_t open_finish(struct srv_req *r, int iofd, uint32_t flags,
 	return id;
 }
 
+/* A create's delegation operation, begun on the name before the create. */
+struct create_dk {
+	struct srv_req *r;
+	struct srv_dkey dk;
+	int kind;
+};
+
+/* dafs_be_create_hook's call with the existing file it is about to open
+ * (and truncate): make sure the operation is begun on that very file, which
+ * may be another than the one the name led to before (renamed over since).
+ * So another client's delegation is recalled, and its holder's writes have
+ * landed, before an O_TRUNC truncates. */
+static int create_existing(void *arg, int pfd)
+{
+	struct create_dk *c = arg;
+
+	if (c->dk.tracked && srv_deleg_is(&c->dk, pfd))
+		return 0;
+	srv_deleg_end(c->r->srv, &c->dk);
+	return srv_deleg_begin_fd(c->r, pfd, c->kind, &c->dk);
+}
+
 static int h_create(struct srv_req *r, const void *b, const int *fd,
 		    union rep_body *rep, uint32_t *len)
 {
 	const struct dafs_m_create_req *q = b;
 	uint32_t flags = q->flags & ~DAFS_O_WANT_DELEG;
 	char name[DAFS_NAME_MAX + 1];
-	struct srv_dkey dk = {0};
+	struct create_dk c = {.r = r, .kind = open_kind(flags)};
+	struct srv_dkey *dk = &c.dk;
 	int iofd, rc;
 
 	(void)len;
@@ -357,36 +380,36 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 	cstr(name, &q->name);
 	/* a file that exists is opened: the same conflicts as an open */
 	if (!(flags & DAFS_O_EXCL)) {
-		rc = srv_deleg_begin_name(r, fd[0], name, open_kind(flags),
-					  &dk);
+		rc = srv_deleg_begin_name(r, fd[0], name, c.kind, dk);
 		if (rc)
 			return rc;
 	}
-	iofd = dafs_be_create(r->sess->ex, fd[0], name, flags, q->mode,
-			      &rep->create.fh, &rep->create.attr);
+	iofd = dafs_be_create_hook(r->sess->ex, fd[0], name, flags, q->mode,
+				   create_existing, &c, &rep->create.fh,
+				   &rep->create.attr);
 	if (iofd < 0) {
-		srv_deleg_end(r->srv, &dk);
+		srv_deleg_end(r->srv, dk);
 		return iofd;
 	}
-	/* the file opened may be another than the one looked at (created
-	 * meanwhile, or renamed over): begin again on the one we have */
-	if (dk.tracked && !srv_deleg_is(&dk, iofd))
-		srv_deleg_end(r->srv, &dk);
+	/* a file we created is new, but it may have been begun on the name
+	 * of one removed meanwhile: begin again on the one we have */
+	if (dk->tracked && !srv_deleg_is(dk, iofd))
+		srv_deleg_end(r->srv, dk);
 	rc = 0;
-	if (!dk.tracked) {
-		rc = srv_deleg_begin_fd(r, iofd, open_kind(flags), &dk);
-		/* the attributes were read before that wait for another
-		 * client's delegation: its holder may have written since */
+	if (!dk->tracked) {
+		rc = srv_deleg_begin_fd(r, iofd, c.kind, dk);
+		/* another client may have opened the new file, been granted
+		 * a delegation and written before that wait ended */
 		if (!rc)
 			rc = dafs_be_getattr(iofd, &rep->create.attr);
 	}
 	if (rc) {
-		srv_deleg_end(r->srv, &dk);
+		srv_deleg_end(r->srv, dk);
 		close(iofd);
 		return rc;
 	}
 	rep->create.open_id =
-		open_finish(r, iofd, q->flags, &dk, &rep->create.deleg,
+		open_finish(r, iofd, q->flags, dk, &rep->create.deleg,
 			    &rep->create.deleg_id);
 	return rep->create.open_id ? 0 : -ENOMEM;
 }

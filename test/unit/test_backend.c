@@ -218,6 +218,20 @@ END_TEST
 
 /* ---- operations ---- */
 
+/* dafs_be_create_hook's hook for create_read_write: the size it finds */
+static int hook_calls, hook_rc;
+static long long hook_seen;
+
+static int hook_size(void *arg, int pfd)
+{
+	struct stat st;
+
+	(void)arg;
+	hook_calls++;
+	hook_seen = fstat(pfd, &st) ? -1 : (long long)st.st_size;
+	return hook_rc;
+}
+
 START_TEST(create_read_write)
 {
 	char buf[64];
@@ -275,6 +289,36 @@ START_TEST(create_read_write)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	ck_assert_str_eq(get_file(expdir, "hello"), "");
+
+	/* The hook sees an existing file before the create truncates it
+	 * (dafsd recalls delegations there); its error ends the create and
+	 * leaves the file as it was; a new file never calls it. */
+	put_file(expdir, "hello", "held data", 0640);
+	hook_calls = 0;
+	hook_rc = 0;
+	fd = dafs_be_create_hook(ex, root, "hello",
+				 DAFS_O_WRONLY | DAFS_O_TRUNC, 0600,
+				 hook_size, NULL, NULL, &a2);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(hook_calls, 1);
+	ck_assert_int_eq(hook_seen, 9); /* not yet truncated */
+	ck_assert_uint_eq(a2.size, 0);
+	ck_assert_str_eq(get_file(expdir, "hello"), "");
+	put_file(expdir, "hello", "held data", 0640);
+	hook_rc = -EAGAIN;
+	ck_assert_int_eq(dafs_be_create_hook(ex, root, "hello",
+					     DAFS_O_WRONLY | DAFS_O_TRUNC,
+					     0600, hook_size, NULL, NULL,
+					     NULL),
+			 -EAGAIN);
+	ck_assert_str_eq(get_file(expdir, "hello"), "held data");
+	hook_calls = 0;
+	fd = dafs_be_create_hook(ex, root, "new-one", DAFS_O_WRONLY, 0600,
+				 hook_size, NULL, NULL, NULL);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(hook_calls, 0);
 
 	/* Bad flags and modes. */
 	ck_assert_int_eq(dafs_be_open(f, 0x3, NULL), -EINVAL);
