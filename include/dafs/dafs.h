@@ -233,8 +233,12 @@ int dafs_session_open(const char *url, const dafs_session_opts_t *opts,
 		      dafs_session_t **out);
 
 /**
- * Close a session: outstanding requests complete with -ECANCELED, open files
- * are closed on the server, the session is destroyed. @p s is freed.
+ * Close a session: held writes are sent, outstanding requests are given up
+ * to the session's timeout to be answered, and the session is destroyed on
+ * the server (which closes its open files). Asynchronous I/O still
+ * outstanding then completes with -ECANCELED (-DAFS_EBROKEN on a broken
+ * session) in its completion group; after this call, dafs_cg_free() is the
+ * only call allowed on the session's groups. @p s is freed.
  */
 void dafs_session_close(dafs_session_t *s);
 
@@ -695,7 +699,10 @@ int dafs_write_async(dafs_file_t *f, const void *buf, size_t len, uint64_t off,
 /** Reap up to @p n completions without blocking; returns how many. */
 int dafs_cg_poll(dafs_cg_t *cg, dafs_completion_t *out, int n);
 /**
- * Wait up to @p timeout_ms (-1: forever) for at least one completion.
+ * Wait up to @p timeout_ms (-1: forever) for at least one completion. When
+ * the session breaks (its connection lost and not recovered), every
+ * operation outstanding completes with -DAFS_EBROKEN, each element of a
+ * batch on its own, so every context comes back exactly once.
  * @return completions reaped (>= 1), 0 on timeout, -ENOENT when nothing is
  *         outstanding on @p cg, or -DAFS_EBROKEN.
  */

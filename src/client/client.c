@@ -485,6 +485,8 @@ static int register_own_creds(dafs_session_t *s)
 				  &s->cred_default);
 }
 
+static void fail_outstanding(dafs_session_t *s, int err);
+
 static void session_free(dafs_session_t *s)
 {
 	struct cbchan *c;
@@ -503,6 +505,10 @@ static void session_free(dafs_session_t *s)
 	}
 	if (s->ep)
 		s->ep->ops->ep_free(s->ep);
+	/* what is still out will never be answered: its completion groups
+	 * get their contexts back (so dafs_cg_free can free them) */
+	if (s->reqs)
+		fail_outstanding(s, s->broken ? -DAFS_EBROKEN : -ECANCELED);
 	if (s->smr)
 		s->tp->dereg_mr(s->smr);
 	if (s->rmr)
@@ -750,11 +756,14 @@ static void reconnect(dafs_session_t *s)
 				s->broken = 1;
 		}
 	}
+	if (s->broken)
+		fail_outstanding(s, -DAFS_EBROKEN);
 	s->reconnecting = 0;
 	pthread_cond_broadcast(&s->cv);
 }
 
 static void deliver(dafs_session_t *s, struct creq *cr);
+static void finish(dafs_session_t *s, struct creq *cr);
 
 /* Handle a receive completion (s->lock held). */
 static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
@@ -1195,6 +1204,13 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 	default: /* CREQ_ORPHAN: nobody waits any more */
 		break;
 	}
+	finish(s, cr);
+}
+
+/* An asynchronous request or an orphan is over (s->lock held): what it
+ * held goes, its reply buffer is posted again, its slot freed. */
+static void finish(dafs_session_t *s, struct creq *cr)
+{
 	dafs_c_async_release(cr);
 	dafs_c_tmp_put(cr->tmp_reg);
 	cr->tmp_reg = NULL;
@@ -1202,10 +1218,40 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 		atomic_fetch_sub(&cr->mem->users, 1);
 		cr->mem = NULL;
 	}
-	post_rbuf(s, (uint32_t)((cr->rbuf - s->rmem) / s->p.max_response));
+	if (cr->rbuf)
+		post_rbuf(s, (uint32_t)((cr->rbuf - s->rmem) /
+					s->p.max_response));
 	cr->rbuf = NULL;
 	cr->busy = 0;
 	dafs_cslot_put(&s->cslots, cr->slot);
+}
+
+/* No reply will come (the session broke for good, or is being freed;
+ * s->lock held, or nobody else left): every asynchronous request still out
+ * completes with @err (each element of a batch on its own), so its
+ * submitter gets every context back; orphans are let go. A write's range
+ * leaves the data cache, since it may have landed. Synchronous callers
+ * find the break themselves. */
+static void fail_outstanding(dafs_session_t *s, int err)
+{
+	uint32_t i;
+	int j;
+
+	for (i = 0; i < s->p.credits; i++) {
+		struct creq *cr = &s->reqs[i];
+
+		if (!cr->busy || !cr->sent || cr->done ||
+		    cr->kind == CREQ_SYNC)
+			continue;
+		for (j = 0; j < cr->ndcw; j++)
+			dc_write(s->dc, &cr->dcw[j].fh, cr->dcw[j].off,
+				 cr->dcw[j].len);
+		if (cr->kind == CREQ_READ || cr->kind == CREQ_WRITE)
+			dafs_c_cg_push(cr->cg, cr->ctx, err);
+		for (j = 0; cr->kind == CREQ_BATCH && j < cr->nbatch; j++)
+			dafs_c_cg_push(cr->cg, cr->batch[j].ctx, err);
+		finish(s, cr);
+	}
 }
 
 struct cg_wait {

@@ -1993,6 +1993,131 @@ START_TEST(test_server_gone)
 }
 END_TEST
 
+/* Wait until every thread of @pid is stopped (a SIGSTOP is delivered to
+ * each thread on its own, some time after kill() returns). */
+static void wait_stopped(pid_t pid)
+{
+	char path[64], line[512];
+	int tries, all, tid;
+	DIR *d;
+	FILE *fp;
+
+	for (tries = 0; tries < 5000; tries++) {
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+		d = opendir(path);
+		ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+		all = 1;
+		for (struct dirent *e; all && (e = readdir(d));) {
+			char *p;
+
+			if ((tid = atoi(e->d_name)) <= 0)
+				continue;
+			snprintf(path, sizeof(path), "/proc/%d/task/%d/stat",
+				 (int)pid, tid);
+			fp = fopen(path, "r");
+			if (!fp)
+				continue; /* the thread is gone */
+			p = fgets(line, sizeof(line), fp) ? strrchr(line, ')')
+							  : NULL;
+			fclose(fp);
+			if (p && p[1] == ' ' && p[2] != 'T' && p[2] != 't')
+				all = 0;
+		}
+		closedir(d);
+		if (all)
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("dafsd %d did not stop", (int)pid);
+}
+
+/*
+ * Asynchronous I/O out when the server goes for good: every read, write and
+ * batch element submitted completes once, with -DAFS_EBROKEN; none is left
+ * outstanding (before, the group never saw them: -DAFS_EBROKEN from
+ * dafs_cg_wait, and dafs_cg_free refused with -EBUSY for ever).
+ */
+START_TEST(test_server_gone_async)
+{
+	static char buf[6][4096];
+	dafs_session_opts_t o;
+	dafs_completion_t c[16];
+	dafs_iodesc_t io[2];
+	dafs_session_t *s2;
+	dafs_file_t *f;
+	dafs_cg_t *cg;
+	int seen[6] = {0}, got = 0, i, n;
+
+	dafs_session_close(S);
+	S = NULL;
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = 1500;
+	s2 = session(&o);
+	OK(dafs_create(s2, &ROOT, "async-held", O_RDWR, 0644, &f, NULL,
+		       NULL));
+	EXPECT(dafs_write(f, buf[0], sizeof(buf[0]), 0, NULL),
+	       (ssize_t)sizeof(buf[0]));
+	OK(dafs_cg_new(s2, &cg));
+	/* stopped, the server takes the requests into its socket and never
+	 * answers them */
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	wait_stopped(D.pid);
+	for (i = 0; i < 4; i++) {
+		if (i % 2)
+			OK(dafs_write_async(f, buf[i], sizeof(buf[i]), 0,
+					    NULL, cg, &seen[i]));
+		else
+			OK(dafs_read_async(f, buf[i], sizeof(buf[i]), 0,
+					   NULL, cg, &seen[i]));
+	}
+	for (i = 0; i < 2; i++) {
+		memset(&io[i], 0, sizeof(io[i]));
+		io[i].file = f;
+		io[i].write = i;
+		io[i].buf = buf[4 + i];
+		io[i].len = sizeof(buf[4 + i]);
+		io[i].ctx = &seen[4 + i];
+	}
+	OK(dafs_batch_io(s2, io, 2, cg));
+	ck_assert_int_eq(kill(D.pid, SIGKILL), 0);
+	it_daemon_stop(&D, 20000);
+
+	while (got < 6) {
+		n = dafs_cg_wait(cg, c, 16, 10000);
+		ck_assert_msg(n > 0, "dafs_cg_wait after %d of 6: %s", got,
+			      n ? dafs_strerror(n) : "timed out");
+		for (i = 0; i < n; i++) {
+			ck_assert_int_eq(c[i].result, -DAFS_EBROKEN);
+			(*(int *)c[i].ctx)++;
+		}
+		got += n;
+	}
+	for (i = 0; i < 6; i++)
+		ck_assert_msg(seen[i] == 1, "I/O %d completed %d times", i,
+			      seen[i]);
+	EXPECT(dafs_cg_wait(cg, c, 16, 0), -ENOENT);
+	OK(dafs_cg_free(cg));
+	EXPECT(dafs_close(f), -DAFS_EBROKEN);
+	dafs_session_close(s2);
+
+	/* a session closed while its server is stopped with a read out:
+	 * the read completes (-ECANCELED) and its group can be freed (it
+	 * said -EBUSY for ever before) */
+	ck_assert_int_eq(it_daemon_start(&D), 0);
+	s2 = session(&o);
+	OK(dafs_root(s2, &ROOT));
+	OK(dafs_create(s2, &ROOT, "async-held", O_RDWR, 0644, &f, NULL,
+		       NULL));
+	OK(dafs_cg_new(s2, &cg));
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	wait_stopped(D.pid);
+	OK(dafs_read_async(f, buf[0], sizeof(buf[0]), 0, NULL, cg, NULL));
+	dafs_session_close(s2);
+	OK(dafs_cg_free(cg));
+	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
+}
+END_TEST
+
 /* ---- 8. credentials ---- */
 
 struct cred_thread {
@@ -2787,6 +2912,7 @@ static Suite *dafs_suite(void)
 	tc = tcase(s, "restart", 60);
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_server_gone);
+	tcase_add_test(tc, test_server_gone_async);
 
 	tc = tcase(s, "creds", 60);
 	tcase_add_test(tc, test_creds);
