@@ -766,12 +766,18 @@ static ssize_t read_server(dafs_file_t *f, void *buf, size_t len,
 		return rc;
 	if (mem)
 		atomic_fetch_add(&mem->users, 1);
-	rc = dafs_c_call(s, DAFS_OP_READ, &q, &r, NULL, &cr);
+	rc = dafs_c_begin(s, DAFS_OP_READ, &q, NULL, &cr);
 	if (!rc) {
-		if (r.count > len || (r.data.len && r.data.len != r.count) ||
-		    (!q.rkey && r.data.len != r.count)) {
+		/* given up on, it is fenced before this returns */
+		cr->exposed = q.rkey != 0;
+		rc = dafs_c_send(s, cr);
+		if (!rc)
+			rc = dafs_c_wait(s, cr, &r);
+		if (!rc && (r.count > len ||
+			    (r.data.len && r.data.len != r.count) ||
+			    (!q.rkey && r.data.len != r.count)))
 			rc = -DAFS_EPROTO;
-		} else {
+		if (!rc) {
 			if (r.data.len)
 				memcpy(buf, r.data.p, r.data.len);
 			rc = r.count;
@@ -846,6 +852,8 @@ static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
 		/* a reply that comes after the wait gave up (an orphan's,
 		 * delivered then) drops the range again too */
 		cache_span(cr, f, off, len);
+		/* given up on, it is fenced before this returns */
+		cr->exposed = q.rkey != 0;
 		rc = dafs_c_send(s, cr);
 		if (!rc)
 			rc = dafs_c_wait(s, cr, &r);

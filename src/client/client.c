@@ -658,6 +658,7 @@ static int send_req(dafs_session_t *s, struct creq *cr)
 	struct dafs_sge sgl[2];
 	int n = 1;
 
+	cr->gen = s->ep_gen;
 	sgl[0].addr = cr->sbuf;
 	sgl[0].len = cr->slen;
 	sgl[0].lkey = s->smr->lkey;
@@ -725,6 +726,7 @@ static void reconnect(dafs_session_t *s)
 	}
 	pthread_mutex_lock(&s->lock);
 	s->ep = ep; /* NULL if the reconnection failed */
+	s->ep_gen++; /* the old one is freed: nothing comes through it */
 	for (i = 0; !rc && i < s->p.credits; i++)
 		if (!rbuf_held(s, i))
 			rc = post_rbuf(s, i);
@@ -914,7 +916,7 @@ int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
 
 	cr->seq = seq;
 	cr->kind = CREQ_SYNC;
-	cr->sent = cr->done = 0;
+	cr->sent = cr->done = cr->exposed = 0;
 	cr->status = 0;
 	cr->rbuf = NULL;
 	cr->cg = NULL;
@@ -1012,6 +1014,38 @@ int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep)
 	return dafs_status_to_err(h.arg);
 }
 
+struct gen_wait {
+	dafs_session_t *s;
+	uint64_t gen;
+};
+
+static int conn_gone(void *arg)
+{
+	struct gen_wait *w = arg;
+
+	return w->s->ep_gen != w->gen || w->s->closing;
+}
+
+/*
+ * A request that let the server at the caller's memory by key (a direct
+ * read's RDMA WRITE, a write's RDMA READ) gave up waiting (s->lock held):
+ * the server may still get to it, through the connection the request last
+ * went on, after the caller has reused the memory. So that connection is
+ * broken, and this waits until it is gone; the session goes on over a new
+ * one (or breaks), and the request, an orphan, is not sent again. A server
+ * that acts on the request late then fails on the old connection.
+ */
+static void fence(dafs_session_t *s, uint64_t gen)
+{
+	struct gen_wait w = {s, gen};
+
+	if (s->ep_gen != gen)
+		return; /* that connection is gone already */
+	if (s->ep && !s->reconnecting)
+		s->ep->ops->disconnect(s->ep);
+	wait_until(s, conn_gone, &w, UINT64_MAX);
+}
+
 void dafs_c_end(dafs_session_t *s, struct creq *cr)
 {
 	pthread_mutex_lock(&s->lock);
@@ -1035,6 +1069,8 @@ void dafs_c_end(dafs_session_t *s, struct creq *cr)
 			cr->resend_ns = 0;
 			cr->busy = 0;
 			dafs_cslot_unuse(&s->cslots, cr->slot);
+		} else if (cr->exposed) {
+			fence(s, cr->gen);
 		}
 	}
 	pthread_cond_broadcast(&s->cv);

@@ -51,6 +51,8 @@ struct creq {
 	int busy;         /* slot in use */
 	int sent;         /* on the wire, awaiting a reply */
 	int done;         /* reply attached (or failed) */
+	int exposed;      /* lets the server at the caller's memory by key */
+	uint64_t gen;     /* the connection it last went on (ep_gen) */
 	int status;       /* transport / local failure, else 0 */
 	uint8_t *sbuf;    /* request bytes (registered) */
 	uint32_t slen;    /* bytes of sbuf to send */
@@ -155,6 +157,7 @@ struct dafs_session {
 	int closing;
 	int test_drop;        /* test hook: drop the connection after send */
 	uint64_t reconnects;
+	uint64_t ep_gen;      /* connections replaced so far */
 
 	/* the callback channel: the current binding, and those retired by
 	 * reconnections whose threads may still run (client.c) */

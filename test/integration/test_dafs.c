@@ -2118,6 +2118,94 @@ START_TEST(test_server_gone_async)
 }
 END_TEST
 
+/* SIGCONT a stopped dafsd after a while, from a thread. */
+struct cont_later {
+	pid_t pid;
+	int ms;
+};
+
+static void *cont_later_main(void *arg)
+{
+	struct cont_later *c = arg;
+
+	usleep((useconds_t)c->ms * 1000);
+	kill(c->pid, SIGCONT);
+	return NULL;
+}
+
+/*
+ * A direct read (the server's RDMA WRITE into registered memory) and a
+ * write by the server's RDMA READ that time out while the server is
+ * stopped; it acts on them when it goes on, after the caller has reused
+ * its buffer. The buffer keeps its new bytes and the file never gets them:
+ * the session breaks the request's connection and waits for it to go
+ * before the call returns. (Before, the late RDMA WRITE landed in the
+ * reused buffer, and the late RDMA READ wrote its new bytes to the file.)
+ */
+START_TEST(test_timeout_fence)
+{
+	enum { LEN = 65536 };
+	struct cont_later cl = {D.pid, 1500};
+	dafs_session_opts_t o;
+	dafs_session_t *s2;
+	dafs_file_t *f;
+	dafs_mem_t *m;
+	dafs_attr_t a;
+	pthread_t t;
+	uint8_t *buf, *back;
+	size_t n, i, bad;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = 1000;
+	o.write_method = DAFS_WRITE_RDMA_READ;
+	s2 = session(&o);
+	buf = xmalloc(LEN);
+	OK(dafs_mem_register(s2, buf, LEN, &m));
+	memset(buf, 'A', LEN);
+	OK(dafs_create(s2, &ROOT, "fence", O_RDWR, 0644, &f, NULL, NULL));
+	EXPECT(dafs_write(f, buf, LEN, 0, m), LEN);
+
+	/* a read given up on, its buffer reused */
+	memset(buf, 0, LEN);
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	wait_stopped(D.pid);
+	ck_assert_int_eq(pthread_create(&t, NULL, cont_later_main, &cl), 0);
+	n = (size_t)dafs_read(f, buf, LEN, 0, m);
+	memset(buf, 'B', LEN);
+	pthread_join(t, NULL);
+	ck_assert_int_eq((ssize_t)n, -ETIMEDOUT);
+	usleep(500000); /* the server has gone on by now */
+	for (i = 0, bad = 0; i < LEN; i++)
+		bad += buf[i] != 'B';
+	ck_assert_msg(!bad, "%zu bytes of the reused buffer overwritten by "
+		      "a read given up on", bad);
+	OK(dafs_getattr(s2, &ROOT, &a)); /* over a new connection */
+
+	/* a write given up on, its buffer reused */
+	memset(buf, 'C', LEN);
+	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
+	wait_stopped(D.pid);
+	ck_assert_int_eq(pthread_create(&t, NULL, cont_later_main, &cl), 0);
+	n = (size_t)dafs_write(f, buf, LEN, 0, m);
+	memset(buf, 'D', LEN);
+	pthread_join(t, NULL);
+	ck_assert_int_eq((ssize_t)n, -ETIMEDOUT);
+	usleep(500000);
+	OK(dafs_getattr(s2, &ROOT, &a));
+	back = lread("fence", &n);
+	ck_assert_uint_eq(n, LEN);
+	for (i = 0, bad = 0; i < LEN; i++)
+		bad += back[i] == 'D';
+	ck_assert_msg(!bad, "%zu bytes of the reused buffer written to the "
+		      "file by a write given up on", bad);
+	free(back);
+	OK(dafs_close(f));
+	OK(dafs_mem_deregister(m));
+	free(buf);
+	dafs_session_close(s2);
+}
+END_TEST
+
 /* ---- 8. credentials ---- */
 
 struct cred_thread {
@@ -2913,6 +3001,7 @@ static Suite *dafs_suite(void)
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_server_gone);
 	tcase_add_test(tc, test_server_gone_async);
+	tcase_add_test(tc, test_timeout_fence);
 
 	tc = tcase(s, "creds", 60);
 	tcase_add_test(tc, test_creds);
