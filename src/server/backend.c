@@ -981,6 +981,15 @@ int dafs_be_open(int fd, uint32_t oflags, dafs_attr_t *attr)
 	return nfd;
 }
 
+/* Whether @name in @dirfd is still the file of @fd. */
+static int still_at(int dirfd, const char *name, int fd)
+{
+	struct stat a, b;
+
+	return !fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) &&
+	       !fstat(fd, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 int dafs_be_create(struct dafs_export *ex, int dirfd, const char *name,
 		   uint32_t oflags, uint32_t mode, dafs_fh_t *fh,
 		   dafs_attr_t *attr)
@@ -1026,6 +1035,12 @@ int dafs_be_create_hook(struct dafs_export *ex, int dirfd, const char *name,
 			break;
 		}
 		err = existing ? existing(arg, pfd) : 0;
+		if (!err && existing && !still_at(dirfd, name, pfd)) {
+			/* renamed or removed while the hook waited (up to a
+			 * lease): what the name holds now is looked at anew */
+			close(pfd);
+			continue;
+		}
 		fd = err ? err : reopen(pfd, flags, 0);
 		close(pfd);
 		break;

@@ -342,7 +342,7 @@ static uint64_t open_finish(struct srv_req *r, int iofd, uint32_t flags,
 	return id;
 }
 
-/* A create's delegation operation, begun on the name before the create. */
+/* A create's delegation operation. */
 struct create_dk {
 	struct srv_req *r;
 	struct srv_dkey dk;
@@ -350,10 +350,10 @@ struct create_dk {
 };
 
 /* dafs_be_create_hook's call with the existing file it is about to open
- * (and truncate): make sure the operation is begun on that very file, which
- * may be another than the one the name led to before (renamed over since).
- * So another client's delegation is recalled, and its holder's writes have
- * landed, before an O_TRUNC truncates. */
+ * (and truncate): begin the operation on that very file (again, if the
+ * name held another at an earlier call). So another client's delegation
+ * is recalled, and its holder's writes have landed, before an O_TRUNC
+ * truncates. */
 static int create_existing(void *arg, int pfd)
 {
 	struct create_dk *c = arg;
@@ -378,12 +378,8 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 	if (flags & ~DAFS_O_ALL)
 		return -EINVAL;
 	cstr(name, &q->name);
-	/* a file that exists is opened: the same conflicts as an open */
-	if (!(flags & DAFS_O_EXCL)) {
-		rc = srv_deleg_begin_name(r, fd[0], name, c.kind, dk);
-		if (rc)
-			return rc;
-	}
+	/* a file that exists is opened, with the same conflicts as an
+	 * open: create_existing begins on it */
 	iofd = dafs_be_create_hook(r->sess->ex, fd[0], name, flags, q->mode,
 				   create_existing, &c, &rep->create.fh,
 				   &rep->create.attr);
@@ -391,8 +387,8 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 		srv_deleg_end(r->srv, dk);
 		return iofd;
 	}
-	/* a file we created is new, but it may have been begun on the name
-	 * of one removed meanwhile: begin again on the one we have */
+	/* a file we created is new, but the hook may have begun on one
+	 * found at the name first and removed since: begin on ours */
 	if (dk->tracked && !srv_deleg_is(dk, iofd))
 		srv_deleg_end(r->srv, dk);
 	rc = 0;

@@ -218,9 +218,26 @@ END_TEST
 
 /* ---- operations ---- */
 
-/* dafs_be_create_hook's hook for create_read_write: the size it finds */
 static int hook_calls, hook_rc;
 static long long hook_seen;
+static int hook_size(void *arg, int pfd);
+
+/* hook_size; and at its first call, "hello" moved to "hello.bak" and
+ * another file put at "hello" */
+static int hook_move(void *arg, int pfd)
+{
+	char a[PATH_MAX + 16], b[PATH_MAX + 16];
+
+	if (!hook_calls) {
+		snprintf(a, sizeof(a), "%s/hello", expdir);
+		snprintf(b, sizeof(b), "%s/hello.bak", expdir);
+		ck_assert_int_eq(rename(a, b), 0);
+		put_file(expdir, "hello", "other", 0640);
+	}
+	return hook_size(arg, pfd);
+}
+
+/* dafs_be_create_hook's hook for create_read_write: the size it finds */
 
 static int hook_size(void *arg, int pfd)
 {
@@ -319,6 +336,21 @@ START_TEST(create_read_write)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	ck_assert_int_eq(hook_calls, 0);
+	/* the file renamed away, another put at the name, while the hook
+	 * waited: the create looks again and truncates the one now there
+	 * (after a hook call for it), never the one moved away */
+	put_file(expdir, "hello", "held data", 0640);
+	hook_calls = 0;
+	hook_rc = 0;
+	fd = dafs_be_create_hook(ex, root, "hello",
+				 DAFS_O_WRONLY | DAFS_O_TRUNC, 0600,
+				 hook_move, NULL, NULL, NULL);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(hook_calls, 2);
+	ck_assert_int_eq(hook_seen, 5); /* "other", untruncated */
+	ck_assert_str_eq(get_file(expdir, "hello.bak"), "held data");
+	ck_assert_str_eq(get_file(expdir, "hello"), "");
 
 	/* Bad flags and modes. */
 	ck_assert_int_eq(dafs_be_open(f, 0x3, NULL), -EINVAL);
