@@ -658,6 +658,8 @@ static int send_req(dafs_session_t *s, struct creq *cr)
 	struct dafs_sge sgl[2];
 	int n = 1;
 
+	if (!s->ep)
+		return 0; /* a reconnection under way sends it (or breaks) */
 	cr->gen = s->ep_gen;
 	sgl[0].addr = cr->sbuf;
 	sgl[0].len = cr->slen;
@@ -677,6 +679,34 @@ static int rbuf_held(dafs_session_t *s, uint32_t i)
 		if (s->reqs[j].rbuf == b)
 			return 1;
 	return 0;
+}
+
+/*
+ * An orphan, at a reconnection (s->lock held): the server may or may not
+ * have seen its sequence number, and may yet take the request off the old
+ * connection. A NULL with the same slot and number goes in its place.
+ * Where the server has not seen the number, it runs the NULL, and then
+ * refuses the orphan as misordered should it still arrive; where it has,
+ * it answers DAFS_ESEQ (another op under that number); while it still
+ * runs the orphan, DAFS_EDELAY, and the NULL is sent again. Any other
+ * reply frees the slot with the number used, so the slot is not lost.
+ */
+static void resync(dafs_session_t *s, struct creq *cr)
+{
+	struct dafs_hdr h = {0};
+	ssize_t n;
+
+	h.op = DAFS_OP_NULL;
+	h.slot = cr->slot;
+	h.seq = cr->seq;
+	n = dafs_msg_build(cr->sbuf, s->sbuf_size, &h, NULL, NULL);
+	if (n <= 0)
+		abort(); /* a header and an empty body always fit */
+	cr->slen = (uint32_t)n;
+	cr->gather.len = 0;
+	cr->exposed = 0;
+	cr->resync = 1;
+	cr->delay_ms = 0;
 }
 
 /* Called with s->lock held by the thread that found the connection
@@ -747,17 +777,19 @@ static void reconnect(dafs_session_t *s)
 			if (!cr->busy || !cr->sent || cr->done)
 				continue;
 			/* an orphan (its caller timed out) may name memory
-			 * deregistered since, and a refused key would break
-			 * the new connection too: it is not re-sent, and its
-			 * slot stays retired, since the server may or may
-			 * not have seen its sequence number */
+			 * deregistered or reused since: a NULL goes in its
+			 * place */
 			if (cr->kind == CREQ_ORPHAN)
-				continue;
+				resync(s, cr);
 			/* replies in flight were lost with the connection */
 			if (send_req(s, cr))
 				s->broken = 1;
 		}
 	}
+	if (s->broken && s->ep)
+		/* a re-send failed on the new connection: nothing may reach
+		 * the memory of what is failed below through it */
+		s->ep->ops->disconnect(s->ep);
 	if (s->broken)
 		fail_outstanding(s, -DAFS_EBROKEN);
 	s->reconnecting = 0;
@@ -800,7 +832,7 @@ static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
 			pthread_cond_broadcast(&s->cv);
 			return;
 		}
-		if (cr->kind == CREQ_ORPHAN) {
+		if (cr->kind == CREQ_ORPHAN && !cr->resync) {
 			/* its caller gave up, and the server did nothing:
 			 * the slot is free again, its number unused */
 			cr->busy = 0;
@@ -811,7 +843,7 @@ static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
 		pthread_mutex_unlock(&s->lock);
 		usleep(1000);
 		pthread_mutex_lock(&s->lock);
-		if (cr->busy && !cr->done && send_req(s, cr))
+		if (cr->busy && !cr->done && send_req(s, cr) && s->ep)
 			s->ep->ops->disconnect(s->ep);
 		return;
 	}
@@ -916,7 +948,7 @@ int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
 
 	cr->seq = seq;
 	cr->kind = CREQ_SYNC;
-	cr->sent = cr->done = cr->exposed = 0;
+	cr->sent = cr->done = cr->exposed = cr->resync = 0;
 	cr->status = 0;
 	cr->rbuf = NULL;
 	cr->cg = NULL;
@@ -995,7 +1027,7 @@ int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep)
 		if (cr->resend_ns && now_ns() >= cr->resend_ns) {
 			/* DAFS_EDELAY came back: ask again */
 			cr->resend_ns = 0;
-			if (send_req(s, cr))
+			if (send_req(s, cr) && s->ep)
 				s->ep->ops->disconnect(s->ep);
 			rc = 0;
 			continue;

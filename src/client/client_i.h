@@ -52,6 +52,7 @@ struct creq {
 	int sent;         /* on the wire, awaiting a reply */
 	int done;         /* reply attached (or failed) */
 	int exposed;      /* lets the server at the caller's memory by key */
+	int resync;       /* an orphan whose slot a NULL brings back in step */
 	uint64_t gen;     /* the connection it last went on (ep_gen) */
 	int status;       /* transport / local failure, else 0 */
 	uint8_t *sbuf;    /* request bytes (registered) */

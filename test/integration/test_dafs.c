@@ -2139,7 +2139,7 @@ static void *cont_later_main(void *arg)
  * stopped; it acts on them when it goes on, after the caller has reused
  * its buffer. The buffer keeps its new bytes and the file never gets them:
  * the session breaks the request's connection and waits for it to go
- * before the call returns. (Before, the late RDMA WRITE landed in the
+ * before the call returns, and the slot comes back. (Before, the late RDMA WRITE landed in the
  * reused buffer, and the late RDMA READ wrote its new bytes to the file.)
  */
 START_TEST(test_timeout_fence)
@@ -2158,6 +2158,10 @@ START_TEST(test_timeout_fence)
 	memset(&o, 0, sizeof(o));
 	o.timeout_ms = 1000;
 	o.write_method = DAFS_WRITE_RDMA_READ;
+	/* two slots: each request given up on must give its slot back (a
+	 * NULL in its place on the new connection), or the calls after
+	 * the second find none */
+	o.credits = 2;
 	s2 = session(&o);
 	buf = xmalloc(LEN);
 	OK(dafs_mem_register(s2, buf, LEN, &m));
@@ -2191,7 +2195,8 @@ START_TEST(test_timeout_fence)
 	pthread_join(t, NULL);
 	ck_assert_int_eq((ssize_t)n, -ETIMEDOUT);
 	usleep(500000);
-	OK(dafs_getattr(s2, &ROOT, &a));
+	for (i = 0; i < 4; i++)
+		OK(dafs_getattr(s2, &ROOT, &a));
 	back = lread("fence", &n);
 	ck_assert_uint_eq(n, LEN);
 	for (i = 0, bad = 0; i < LEN; i++)
