@@ -518,8 +518,16 @@ int dafs_mem_deregister(dafs_mem_t *m);
 
 /** @name Synchronous I/O
  * @p mem may be NULL or a registration containing [buf, buf + len).
+ *
+ * When a call gives up (-ETIMEDOUT), @p buf may be reused at once: a
+ * direct transfer (above inline_max) that names @p buf to the server by
+ * key returns only after the connection it went on is gone, which costs a
+ * reconnection (up to another timeout; a server still silent then breaks
+ * the session). What the server did with a write given up on is unknown,
+ * as with any timeout.
  * @return bytes transferred (short at end of file), or a negative error:
- *         -EBADF (wrong open mode), -EINVAL, -DAFS_EBADOPEN, -EIO ...
+ *         -EBADF (wrong open mode), -EINVAL, -DAFS_EBADOPEN, -EIO,
+ *         -ETIMEDOUT, -DAFS_EBROKEN ...
  */
 /**@{*/
 ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len, uint64_t off,
