@@ -31,7 +31,8 @@ static void usage(FILE *f)
 		"  -s, --state-dir DIR      persistent state (default "
 		"/var/lib/dafsd as root,\n"
 		"                           else ~/.local/state/dafsd)\n"
-		"  -t, --threads MIN:MAX    handler pool size (default 2:16)\n"
+		"  -t, --threads MIN:MAX    handler pool size (default: the CPUs,\n"
+		"                           at least 2 : 16 or twice that)\n"
 		"      --credits N          most outstanding requests per "
 		"session (default 64)\n"
 		"      --max-connections N  refuse connections beyond N "
@@ -320,13 +321,17 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 static void defaults(struct srv_config *cfg)
 {
 	const char *home = getenv("HOME");
+	long ncpu;
 
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->scheme, "tcp");
 	strcpy(cfg->listen_host, "127.0.0.1");
 	cfg->listen_port = DAFS_DEFAULT_PORT;
-	cfg->min_threads = 2;
-	cfg->max_threads = 16;
+	/* as many handlers as CPUs; more only for stalls (server.c) */
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg->min_threads = ncpu < 2 ? 2 : ncpu > 256 ? 256 : (int)ncpu;
+	cfg->max_threads = 2 * cfg->min_threads > 16 ? 2 * cfg->min_threads
+						     : 16;
 	cfg->max_conns = 1024;
 	cfg->deleg_policy = DLG_POLICY_ON;
 	cfg->holdoff_ms = 1000;

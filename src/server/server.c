@@ -747,6 +747,28 @@ done:
 
 static void *worker_main(void *arg);
 
+/* A handler above the pool's minimum that has had no request for this long
+ * leaves: the pool grows under stalls and shrinks after them. */
+#define IDLE_EXIT_NS 5000000000ull
+
+/* Whether the calling handler, idle since @idle_since, leaves the pool now
+ * (srv->lock not held). It counts in nthreads until it has let go of
+ * everything, as a handler leaving at the server's stop does. */
+static int retire(struct dafs_server *srv, uint64_t idle_since)
+{
+	int yes = 0;
+
+	if (srv_now_ns() - idle_since < IDLE_EXIT_NS)
+		return 0;
+	pthread_mutex_lock(&srv->lock);
+	if (srv->nthreads - srv->nretiring > srv->cfg.min_threads) {
+		srv->nretiring++;
+		yes = 1;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return yes;
+}
+
 /* Called with srv->lock held. */
 static void spawn_worker(struct dafs_server *srv)
 {
@@ -763,9 +785,10 @@ static void spawn_worker(struct dafs_server *srv)
 static void *worker_main(void *arg)
 {
 	struct dafs_server *srv = arg;
+	uint64_t idle_since = srv_now_ns();
 	struct worker *w;
 	struct dafs_wc wc;
-	int n;
+	int n, retired = 0;
 
 	w = calloc(1, sizeof(*w));
 	if (w) {
@@ -792,6 +815,10 @@ static void *worker_main(void *arg)
 		n = srv->tp->poll_cq(srv->rcq, &wc, 1);
 		if (n <= 0) {
 			srv->tp->wait_cq(srv->rcq, 1000);
+			if (retire(srv, idle_since)) {
+				retired = 1;
+				break;
+			}
 			continue;
 		}
 		pthread_mutex_lock(&srv->lock);
@@ -810,7 +837,7 @@ static void *worker_main(void *arg)
 		}
 		pthread_mutex_lock(&srv->lock);
 		srv->nidle++;
-		srv->last_done_ns = srv_now_ns();
+		srv->last_done_ns = idle_since = srv_now_ns();
 		pthread_mutex_unlock(&srv->lock);
 	}
 	srv->tp->dereg_mr(w->iomr);
@@ -818,6 +845,7 @@ static void *worker_main(void *arg)
 	free(w);
 	pthread_mutex_lock(&srv->lock);
 	srv->nidle--;
+	srv->nretiring -= retired;
 exit:
 	srv->nthreads--;
 	pthread_cond_broadcast(&srv->cv);
@@ -935,9 +963,14 @@ static void *acceptor_main(void *arg)
  * every handler taken and none finished a request for STUCK_NS (a FIFO
  * open, a slow fsync, a disk stall). Growing on "no handler idle" alone
  * filled 2 cores with 14 threads under a plain depth-8 stream, and the
- * extra threads' spinning cost a third of the read bandwidth.
+ * extra threads' spinning cost a third of the read bandwidth. 2 ms was
+ * still too short: a depth-8 stream of 1 MiB reads on 2 cores has both
+ * handlers blocked in the socket behind a descheduled client for that
+ * long now and then, so every pass of 1 GiB added threads (6 -> 13 over
+ * three passes), and the reads fell from 5.3-6.5 to 3.3-5.1 GB/s. A
+ * request stuck for real waits 20 ms for a new handler instead.
  */
-#define STUCK_NS 2000000u
+#define STUCK_NS 20000000u
 
 static void *reaper_main(void *arg)
 {

@@ -166,6 +166,7 @@ struct dafs_server {
 	struct srv_conn *conns;
 	int nconns;
 	int nthreads, nidle;
+	int nretiring; /* handlers leaving, still counted in nthreads */
 	uint64_t last_done_ns; /* a handler last finished a request */
 	atomic_int stopping;
 	pthread_t acceptor, reaper;

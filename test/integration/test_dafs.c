@@ -2466,52 +2466,91 @@ static void *slow_open_main(void *arg)
 	return NULL;
 }
 
+/* Threads of process @pid. */
+static int nthreads_of(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 /*
- * A slow request does not hold up fast ones. The server refuses to open
- * FIFOs (see test_mkdir_mknod), so the slow request is an open that the
+ * Slow requests do not hold up fast ones. The server refuses to open
+ * FIFOs (see test_mkdir_mknod), so a slow request is an open that the
  * kernel itself holds: this process takes a write lease on the file, and
  * the server's open(2) blocks in the lease break until the lease goes.
- * F_GETLEASE tells when the server's open is waiting.
+ * F_GETLEASE tells when the server's open is waiting. Two of them take
+ * both handlers of the pool's minimum, so the fast requests need a handler
+ * the pool grows; once the slow ones are done it shrinks back, the extra
+ * handler leaving after 5 s without work.
  */
 START_TEST(test_slow_request)
 {
-	struct slow_open so;
+	struct slow_open so[2];
 	struct sigaction sa, old;
-	char p[PATH_MAX];
+	char p[PATH_MAX], name[16];
 	dafs_fh_t other;
 	dafs_attr_t a;
-	pthread_t th;
+	pthread_t th[2];
 	uint64_t until;
-	int lfd, i, lease;
+	int lfd[2], i, k, lease, base, grown, now;
 
-	lwrite("leased", "lease", 5, 0644);
+	/* a pool of 2 to start with, whatever the CPUs (the default) */
+	dafs_session_close(S);
+	S = NULL;
+	ck_assert_int_eq(it_daemon_stop(&D, 20000), 0);
+	D.extra[0] = "--threads";
+	D.extra[1] = "2:16";
+	D.extra[2] = NULL;
+	ck_assert_int_eq(it_daemon_start(&D), 0);
+	S = session(NULL);
+	OK(dafs_root(S, &ROOT));
+
 	lwrite("other", "fast", 4, 0644);
-	memset(&so, 0, sizeof(so));
-	OK(dafs_lookup(S, &ROOT, "leased", &so.fh, NULL));
-
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN; /* the lease break notice */
 	sigaction(SIGIO, &sa, &old);
-	lfd = open(lpath(p, "leased"), O_RDONLY);
-	ck_assert_int_ge(lfd, 0);
-	if (fcntl(lfd, F_SETLEASE, F_WRLCK)) {
-		fprintf(stderr, "# SKIP slow request: no lease on %s: %s\n", p,
-			strerror(errno));
-		close(lfd);
-		sigaction(SIGIO, &old, NULL);
-		return;
+	base = nthreads_of(D.pid);
+	for (k = 0; k < 2; k++) {
+		snprintf(name, sizeof(name), "leased%d", k);
+		lwrite(name, "lease", 5, 0644);
+		memset(&so[k], 0, sizeof(so[k]));
+		OK(dafs_lookup(S, &ROOT, name, &so[k].fh, NULL));
+		lfd[k] = open(lpath(p, "%s", name), O_RDONLY);
+		ck_assert_int_ge(lfd[k], 0);
+		if (fcntl(lfd[k], F_SETLEASE, F_WRLCK)) {
+			fprintf(stderr, "# SKIP slow request: no lease on %s: "
+				"%s\n", p, strerror(errno));
+			while (k >= 0)
+				close(lfd[k--]);
+			sigaction(SIGIO, &old, NULL);
+			return;
+		}
 	}
-	ck_assert_int_eq(pthread_create(&th, NULL, slow_open_main, &so), 0);
-
-	/* wait until the server's open breaks the lease, i.e. blocks */
-	until = it_now_ms() + 15000;
-	while ((lease = fcntl(lfd, F_GETLEASE)) == F_WRLCK &&
-	       it_now_ms() < until && !atomic_load(&so.done))
-		usleep(2000);
-	ck_assert_msg(!atomic_load(&so.done),
-		      "the open finished under a lease: %s",
-		      dafs_strerror(so.rc));
-	ck_assert_msg(lease != F_WRLCK, "the server's open never arrived");
+	for (k = 0; k < 2; k++) {
+		ck_assert_int_eq(
+			pthread_create(&th[k], NULL, slow_open_main, &so[k]), 0);
+		/* wait until the server's open breaks the lease, i.e.
+		 * blocks */
+		until = it_now_ms() + 15000;
+		while ((lease = fcntl(lfd[k], F_GETLEASE)) == F_WRLCK &&
+		       it_now_ms() < until && !atomic_load(&so[k].done))
+			usleep(2000);
+		ck_assert_msg(!atomic_load(&so[k].done),
+			      "the open finished under a lease: %s",
+			      dafs_strerror(so[k].rc));
+		ck_assert_msg(lease != F_WRLCK,
+			      "the server's open never arrived");
+	}
 
 	/* meanwhile, fast requests of the same session complete */
 	for (i = 0; i < 50; i++) {
@@ -2520,16 +2559,29 @@ START_TEST(test_slow_request)
 		ck_assert_uint_eq(a.size, 4);
 	}
 	OK(dafs_callback_probe(S));
-	ck_assert_msg(!atomic_load(&so.done),
-		      "the slow open was not held up after all");
-	ck_assert_int_ne(fcntl(lfd, F_GETLEASE), F_WRLCK);
+	for (k = 0; k < 2; k++)
+		ck_assert_msg(!atomic_load(&so[k].done),
+			      "slow open %d was not held up after all", k);
+	grown = nthreads_of(D.pid);
+	ck_assert_msg(grown > base, "dafsd has %d threads, as before the "
+		      "slow opens", grown);
 
-	/* release it: the open goes through */
-	ck_assert_int_eq(fcntl(lfd, F_SETLEASE, F_UNLCK), 0);
-	ck_assert_int_eq(pthread_join(th, NULL), 0);
-	OK(so.rc);
-	close(lfd);
+	/* release them: the opens go through */
+	for (k = 0; k < 2; k++) {
+		ck_assert_int_eq(fcntl(lfd[k], F_SETLEASE, F_UNLCK), 0);
+		ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+		OK(so[k].rc);
+		close(lfd[k]);
+	}
 	sigaction(SIGIO, &old, NULL);
+
+	/* and the pool shrinks back */
+	until = it_now_ms() + 15000;
+	while ((now = nthreads_of(D.pid)) > base && it_now_ms() < until)
+		usleep(100000);
+	ck_assert_msg(now == base, "dafsd has %d threads 15 s after the slow "
+		      "requests (%d before, %d with them)", now, base, grown);
+	OK(dafs_getattr(S, &ROOT, &a));
 }
 END_TEST
 
