@@ -790,6 +790,8 @@ static void *worker_main(void *arg)
 	struct dafs_wc wc;
 	int n, retired = 0;
 
+	/* what top -H and the tests see */
+	pthread_setname_np(pthread_self(), "dafsd-handler");
 	w = calloc(1, sizeof(*w));
 	if (w) {
 		w->srv = srv;

@@ -2112,6 +2112,9 @@ START_TEST(test_server_gone_async)
 	ck_assert_int_eq(kill(D.pid, SIGSTOP), 0);
 	wait_stopped(D.pid);
 	OK(dafs_read_async(f, buf[0], sizeof(buf[0]), 0, NULL, cg, NULL));
+	/* the file goes (its close times out against the stopped server),
+	 * the read stays out */
+	EXPECT(dafs_close(f), -ETIMEDOUT);
 	dafs_session_close(s2);
 	OK(dafs_cg_free(cg));
 	ck_assert_int_eq(kill(D.pid, SIGCONT), 0);
@@ -2466,19 +2469,31 @@ static void *slow_open_main(void *arg)
 	return NULL;
 }
 
-/* Threads of process @pid. */
-static int nthreads_of(pid_t pid)
+/* Handler threads of dafsd @pid (named "dafsd-handler"). */
+static int handlers_of(pid_t pid)
 {
-	char path[64];
+	char path[96], comm[32];
 	struct dirent *e;
 	int n = 0;
+	FILE *f;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/comm",
+			 (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue; /* gone meanwhile */
+		if (fgets(comm, sizeof(comm), f) &&
+		    !strcmp(comm, "dafsd-handler\n"))
+			n++;
+		fclose(f);
+	}
 	closedir(d);
 	return n;
 }
@@ -2519,7 +2534,8 @@ START_TEST(test_slow_request)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN; /* the lease break notice */
 	sigaction(SIGIO, &sa, &old);
-	base = nthreads_of(D.pid);
+	base = handlers_of(D.pid);
+	ck_assert_int_eq(base, 2);
 	for (k = 0; k < 2; k++) {
 		snprintf(name, sizeof(name), "leased%d", k);
 		lwrite(name, "lease", 5, 0644);
@@ -2562,8 +2578,8 @@ START_TEST(test_slow_request)
 	for (k = 0; k < 2; k++)
 		ck_assert_msg(!atomic_load(&so[k].done),
 			      "slow open %d was not held up after all", k);
-	grown = nthreads_of(D.pid);
-	ck_assert_msg(grown > base, "dafsd has %d threads, as before the "
+	grown = handlers_of(D.pid);
+	ck_assert_msg(grown > base, "dafsd has %d handlers, as before the "
 		      "slow opens", grown);
 
 	/* release them: the opens go through */
@@ -2577,10 +2593,11 @@ START_TEST(test_slow_request)
 
 	/* and the pool shrinks back */
 	until = it_now_ms() + 15000;
-	while ((now = nthreads_of(D.pid)) > base && it_now_ms() < until)
+	while ((now = handlers_of(D.pid)) > base && it_now_ms() < until)
 		usleep(100000);
-	ck_assert_msg(now == base, "dafsd has %d threads 15 s after the slow "
-		      "requests (%d before, %d with them)", now, base, grown);
+	ck_assert_msg(now == base, "dafsd has %d handlers 15 s after the "
+		      "slow requests (%d before, %d with them)", now, base,
+		      grown);
 	OK(dafs_getattr(S, &ROOT, &a));
 }
 END_TEST
