@@ -276,8 +276,12 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 				srv->dlg.st.delays++;
 				break;
 			}
-			srv->dlg_waiters++;
+			__atomic_store_n(&srv->dlg_waiters,
+					 srv->dlg_waiters + 1, __ATOMIC_RELAXED);
 			counted = 1;
+			/* the reaper adds a handler at once if none is free
+			 * for the holders' answers */
+			pthread_cond_broadcast(&srv->cv);
 		}
 		deadline_ts(deadline, &ts);
 		pthread_cond_timedwait(&srv->dlg_cv, &srv->dlg_lock, &ts);
@@ -287,7 +291,8 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 	if (waited)
 		dlg_wait(&srv->dlg, *key, -1);
 	if (counted)
-		srv->dlg_waiters--;
+		__atomic_store_n(&srv->dlg_waiters, srv->dlg_waiters - 1,
+				 __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&srv->dlg_lock);
 	if (n < 0)
 		return n;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,15 +322,17 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 static void defaults(struct srv_config *cfg)
 {
 	const char *home = getenv("HOME");
+	cpu_set_t cpus;
 	long ncpu;
 
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->scheme, "tcp");
 	strcpy(cfg->listen_host, "127.0.0.1");
 	cfg->listen_port = DAFS_DEFAULT_PORT;
-	/* as many handlers as CPUs; more only for stalls (server.c) */
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	cfg->min_threads = ncpu < 2 ? 2 : ncpu > 256 ? 256 : (int)ncpu;
+	/* as many handlers as CPUs this process may run on; more only for
+	 * stalls (server.c) */
+	ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) ? 2 : CPU_COUNT(&cpus);
+	cfg->min_threads = ncpu < 2 ? 2 : ncpu > 64 ? 64 : (int)ncpu;
 	cfg->max_threads = 2 * cfg->min_threads > 16 ? 2 * cfg->min_threads
 						     : 16;
 	cfg->max_conns = 1024;

@@ -8,8 +8,10 @@
  * any idle handler takes it, classifies it against the session's slot table
  * (new, retransmission, misordered), executes it into the slot's reply
  * buffer (which doubles as the reply cache), reposts the receive buffer and
- * sends the reply. The pool grows up to max_threads whenever no handler is
- * idle, so a slow request never holds up the ones behind it.
+ * sends the reply. The pool grows up to max_threads when every handler has
+ * been stuck for a while or one sleeps on delegation recalls, so a slow
+ * request never holds up the ones behind it for long, and shrinks back
+ * towards min_threads while some handler stays idle (reaper_main).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -747,21 +749,18 @@ done:
 
 static void *worker_main(void *arg);
 
-/* A handler above the pool's minimum that has had no request for this long
- * leaves: the pool grows under stalls and shrinks after them. */
-#define IDLE_EXIT_NS 5000000000ull
-
-/* Whether the calling handler, idle since @idle_since, leaves the pool now
- * (srv->lock not held). It counts in nthreads until it has let go of
- * everything, as a handler leaving at the server's stop does. */
-static int retire(struct dafs_server *srv, uint64_t idle_since)
+/* Whether the calling handler, whose wait for work has just timed out,
+ * leaves the pool now: the reaper asked for one to go (srv->lock not held).
+ * It counts in nthreads until it has let go of everything, as a handler
+ * leaving at the server's stop does. */
+static int retire(struct dafs_server *srv)
 {
 	int yes = 0;
 
-	if (srv_now_ns() - idle_since < IDLE_EXIT_NS)
-		return 0;
 	pthread_mutex_lock(&srv->lock);
-	if (srv->nthreads - srv->nretiring > srv->cfg.min_threads) {
+	if (srv->retire_req &&
+	    srv->nthreads - srv->nretiring > srv->cfg.min_threads) {
+		srv->retire_req--;
 		srv->nretiring++;
 		yes = 1;
 	}
@@ -785,7 +784,6 @@ static void spawn_worker(struct dafs_server *srv)
 static void *worker_main(void *arg)
 {
 	struct dafs_server *srv = arg;
-	uint64_t idle_since = srv_now_ns();
 	struct worker *w;
 	struct dafs_wc wc;
 	int n, retired = 0;
@@ -816,8 +814,10 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&srv->stopping)) {
 		n = srv->tp->poll_cq(srv->rcq, &wc, 1);
 		if (n <= 0) {
-			srv->tp->wait_cq(srv->rcq, 1000);
-			if (retire(srv, idle_since)) {
+			/* only a wait that found nothing for a second: one
+			 * woken for a request takes it */
+			if (srv->tp->wait_cq(srv->rcq, 1000) == -ETIMEDOUT &&
+			    retire(srv)) {
 				retired = 1;
 				break;
 			}
@@ -826,6 +826,8 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&srv->lock);
 		if (--srv->nidle == 0)
 			pthread_cond_broadcast(&srv->cv); /* reaper: watch */
+		if (srv->nidle < srv->idle_low)
+			srv->idle_low = srv->nidle;
 		pthread_mutex_unlock(&srv->lock);
 
 		struct srv_rbuf *rb = (void *)(uintptr_t)wc.wr_id;
@@ -839,7 +841,7 @@ static void *worker_main(void *arg)
 		}
 		pthread_mutex_lock(&srv->lock);
 		srv->nidle++;
-		srv->last_done_ns = idle_since = srv_now_ns();
+		srv->last_done_ns = srv_now_ns();
 		pthread_mutex_unlock(&srv->lock);
 	}
 	srv->tp->dereg_mr(w->iomr);
@@ -973,13 +975,15 @@ static void *acceptor_main(void *arg)
  * request stuck for real waits 20 ms for a new handler instead.
  */
 #define STUCK_NS 20000000u
+/* the pool gives a handler back after this long with one always idle */
+#define SHRINK_NS 5000000000ull
 
 static void *reaper_main(void *arg)
 {
 	struct dafs_server *srv = arg;
 	struct srv_session *s, *expired;
 	struct timespec dl;
-	uint64_t now, next_lease = 0;
+	uint64_t now, next_lease = 0, next_shrink = 0;
 	long wait_ns;
 	int i;
 
@@ -995,10 +999,27 @@ static void *reaper_main(void *arg)
 		}
 		pthread_cond_timedwait(&srv->cv, &srv->lock, &dl);
 		now = srv_now_ns();
+		/* grow: every handler stuck, or one asleep on recalls (the
+		 * holders' write-back and DELEGRETURN need a free one) */
 		if (srv->nidle == 0 && srv->nthreads < srv->cfg.max_threads &&
-		    now - srv->last_done_ns > STUCK_NS) {
+		    (now - srv->last_done_ns > STUCK_NS ||
+		     __atomic_load_n(&srv->dlg_waiters, __ATOMIC_RELAXED) > 0)) {
 			spawn_worker(srv);
 			srv->last_done_ns = now; /* give it time to take work */
+		}
+		/* never below the minimum (a handler that could not start) */
+		if (srv->nthreads < srv->cfg.min_threads)
+			spawn_worker(srv);
+		/* shrink: some handler stayed idle for all of SHRINK_NS,
+		 * so one is asked to go (the first whose wait for work
+		 * times out) */
+		if (now >= next_shrink) {
+			if (srv->idle_low > 0 &&
+			    srv->nthreads - srv->nretiring >
+				    srv->cfg.min_threads)
+				srv->retire_req = 1;
+			srv->idle_low = srv->nidle;
+			next_shrink = now + SHRINK_NS;
 		}
 		if (now < next_lease)
 			continue;

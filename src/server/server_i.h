@@ -167,6 +167,8 @@ struct dafs_server {
 	int nconns;
 	int nthreads, nidle;
 	int nretiring; /* handlers leaving, still counted in nthreads */
+	int retire_req; /* handlers the reaper asks to leave */
+	int idle_low;   /* fewest idle handlers since the reaper looked */
 	uint64_t last_done_ns; /* a handler last finished a request */
 	atomic_int stopping;
 	pthread_t acceptor, reaper;
