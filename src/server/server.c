@@ -776,8 +776,11 @@ static void spawn_worker(struct dafs_server *srv)
 
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	if (!pthread_create(&t, &a, worker_main, srv))
+	/* idle from now on: a handler still starting is not stuck */
+	if (!pthread_create(&t, &a, worker_main, srv)) {
 		srv->nthreads++;
+		srv->nidle++;
+	}
 	pthread_attr_destroy(&a);
 }
 
@@ -808,7 +811,6 @@ static void *worker_main(void *arg)
 		srv_log(LOG_ERR, "handler thread: out of memory");
 		goto exit;
 	}
-	srv->nidle++;
 	pthread_mutex_unlock(&srv->lock);
 
 	while (!atomic_load(&srv->stopping)) {
@@ -848,9 +850,9 @@ static void *worker_main(void *arg)
 	free(w->iobuf);
 	free(w);
 	pthread_mutex_lock(&srv->lock);
-	srv->nidle--;
 	srv->nretiring -= retired;
 exit:
+	srv->nidle--;
 	srv->nthreads--;
 	pthread_cond_broadcast(&srv->cv);
 	pthread_mutex_unlock(&srv->lock);

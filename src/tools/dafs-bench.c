@@ -468,7 +468,8 @@ static int submit(struct bench *b, dafs_file_t *f, struct slot *sl, bool write,
 
 /*
  * Move [0, size) of @f in blocks of @bs with b->o.depth requests in flight.
- * On a verification failure, *bad holds the offset and -EILSEQ is returned.
+ * On a verification failure, *bad holds the lowest bad offset among the
+ * blocks read, and -EILSEQ is returned.
  */
 static int pass(struct bench *b, dafs_file_t *f, bool write, size_t bs,
 		uint64_t size, bool verify, bool fill, struct result *res,
@@ -523,8 +524,20 @@ static int pass(struct bench *b, dafs_file_t *f, bool write, size_t bs,
 			sl = c->ctx;
 			inflight--;
 			sl->state = SLOT_FREE;
-			if (stop)
+			if (stop) {
+				uint64_t o;
+
+				/* completions come in any order: a block
+				 * below the first bad one found may be bad
+				 * too, and the lowest offset is reported */
+				if (err == -EILSEQ && c->result > 0 &&
+				    sl->got + (uint64_t)c->result == sl->len &&
+				    pattern(b, sl->buf, sl->off, sl->len, 'c',
+					    &o) == -EILSEQ &&
+				    o < *bad)
+					*bad = o;
 				continue;
+			}
 			res->ops++;
 			if (c->result < 0) {
 				err = (int)c->result;
