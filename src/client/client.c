@@ -843,7 +843,7 @@ static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
 		pthread_mutex_unlock(&s->lock);
 		usleep(1000);
 		pthread_mutex_lock(&s->lock);
-		if (cr->busy && !cr->done && send_req(s, cr) && s->ep)
+		if (cr->busy && !cr->done && send_req(s, cr))
 			s->ep->ops->disconnect(s->ep);
 		return;
 	}
@@ -1027,7 +1027,7 @@ int dafs_c_wait(dafs_session_t *s, struct creq *cr, void *rep)
 		if (cr->resend_ns && now_ns() >= cr->resend_ns) {
 			/* DAFS_EDELAY came back: ask again */
 			cr->resend_ns = 0;
-			if (send_req(s, cr) && s->ep)
+			if (send_req(s, cr))
 				s->ep->ops->disconnect(s->ep);
 			rc = 0;
 			continue;
@@ -1199,6 +1199,19 @@ void dafs_c_async_release(struct creq *cr)
 	cr->ndcw = 0;
 }
 
+/* The ranges an asynchronous write covered leave the data cache, before
+ * its completions show (s->lock held): a block filled after the write was
+ * sent but read before it landed is stale (dafs_write does this on its
+ * return). */
+static void uncache_spans(dafs_session_t *s, struct creq *cr)
+{
+	int i;
+
+	for (i = 0; i < cr->ndcw; i++)
+		dc_write(s->dc, &cr->dcw[i].fh, cr->dcw[i].off,
+			 cr->dcw[i].len);
+}
+
 /* An asynchronous request's reply arrived (s->lock held): turn it into
  * completions and free the slot. */
 static void deliver(dafs_session_t *s, struct creq *cr)
@@ -1212,12 +1225,7 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 	int64_t result;
 	int i, rc;
 
-	/* before the completions show: a block filled after the write was
-	 * sent but read before it landed is stale (dafs_write does this on
-	 * its return) */
-	for (i = 0; i < cr->ndcw; i++)
-		dc_write(s->dc, &cr->dcw[i].fh, cr->dcw[i].off,
-			 cr->dcw[i].len);
+	uncache_spans(s, cr);
 	switch (cr->kind) {
 	case CREQ_READ:
 		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &rr);
@@ -1311,9 +1319,7 @@ static void fail_outstanding(dafs_session_t *s, int err)
 		if (!cr->busy || !cr->sent || cr->done ||
 		    cr->kind == CREQ_SYNC)
 			continue;
-		for (j = 0; j < cr->ndcw; j++)
-			dc_write(s->dc, &cr->dcw[j].fh, cr->dcw[j].off,
-				 cr->dcw[j].len);
+		uncache_spans(s, cr);
 		if (cr->kind == CREQ_READ || cr->kind == CREQ_WRITE)
 			dafs_c_cg_push(cr->cg, cr->ctx, err);
 		for (j = 0; cr->kind == CREQ_BATCH && j < cr->nbatch; j++)

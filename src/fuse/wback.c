@@ -40,10 +40,8 @@ static void note_err(struct fwb_set *set, const struct fwb *w, int err)
 {
 	pthread_mutex_lock(&set->elock);
 	set->eseq++;
-	set->errs[set->eseq % FWB_ERRS].ino = w->ino;
-	set->errs[set->eseq % FWB_ERRS].owner = w->id;
-	set->errs[set->eseq % FWB_ERRS].seq = set->eseq;
-	set->errs[set->eseq % FWB_ERRS].err = err;
+	set->errs[set->eseq % FWB_ERRS] = (struct fwb_err){
+		.ino = w->ino, .owner = w->id, .seq = set->eseq, .err = err};
 	pthread_mutex_unlock(&set->elock);
 }
 

@@ -95,7 +95,7 @@ struct fwb_set {
 	 * happened); elock is taken last, under any other */
 	pthread_mutex_t elock;
 	uint64_t eseq, next_id;
-	struct {
+	struct fwb_err {
 		uint64_t ino, owner, seq;
 		int err;
 	} errs[FWB_ERRS];
