@@ -97,6 +97,10 @@ running() {
 start_holder() {
 	local name=$1 i=0
 	shift
+	# emptied here, before the fork: a holder of the same name ran
+	# before, and until the child's redirection truncates the file the
+	# loop below would read that holder's "held"
+	: >"$tmp/$name.out"
 	"$@" >"$tmp/$name.out" 2>&1 &
 	holder=$!
 	holders="$holders $holder"
