@@ -12,7 +12,9 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -33,28 +35,13 @@
 #define CREDS_NGROUPS_MAX 32
 
 /*
- * The process's own supplementary groups, read once before this module
- * first changes any thread's groups; afterwards a thread's getgroups() only
- * tells what it was switched to.
+ * The process's own effective ids and supplementary groups, read once
+ * before this module first changes any thread's credentials; afterwards a
+ * thread's getgroups() only tells what it was switched to.
  */
 static pthread_once_t own_once = PTHREAD_ONCE_INIT;
 static gid_t *own_groups;    /* lives as long as the process */
 static int own_ngroups = -1; /* -1: could not be read: reset clears them */
-
-static void read_own_groups(void)
-{
-	int n = getgroups(0, NULL);
-
-	if (n <= 0) {
-		own_ngroups = n < 0 ? -1 : 0;
-		return;
-	}
-	own_groups = malloc((size_t)n * sizeof(*own_groups));
-	if (!own_groups)
-		return;
-	n = getgroups(n, own_groups);
-	own_ngroups = n < 0 ? -1 : n;
-}
 
 static int set_groups(size_t n, const gid_t *g)
 {
@@ -85,6 +72,79 @@ int dafs_creds_can_switch(void)
 	return geteuid() == 0;
 }
 
+/*
+ * What the calling thread's credentials are now, so that a switch to what
+ * is already in force costs nothing: every change of an id or of the
+ * groups is a prepare_creds/commit_creds in the kernel, about 2 us here,
+ * and a request used to pay six (15 us with the checks, more than a whole
+ * getattr round trip). Read from the kernel on the thread's first switch
+ * (a thread inherits its creator's credentials, whatever they were) and
+ * again after a failure.
+ */
+static __thread struct {
+	bool known;
+	uid_t fsuid;
+	gid_t fsgid;
+	int ngroups; /* -1: not known */
+	gid_t groups[CREDS_NGROUPS_MAX];
+} cur;
+
+static uid_t own_uid;
+static gid_t own_gid;
+
+static void read_own(void)
+{
+	int n = getgroups(0, NULL);
+
+	own_uid = geteuid();
+	own_gid = getegid();
+	if (n <= 0) {
+		own_ngroups = n < 0 ? -1 : 0;
+		return;
+	}
+	own_groups = malloc((size_t)n * sizeof(*own_groups));
+	if (!own_groups)
+		return;
+	n = getgroups(n, own_groups);
+	own_ngroups = n < 0 ? -1 : n;
+}
+
+static void learn_cur(void)
+{
+	pthread_once(&own_once, read_own);
+	if (cur.known)
+		return;
+	cur.fsuid = (uid_t)syscall(NR_SETFSUID, (uid_t)-1);
+	cur.fsgid = (gid_t)syscall(NR_SETFSGID, (gid_t)-1);
+	cur.ngroups = getgroups(CREDS_NGROUPS_MAX, cur.groups);
+	cur.known = true;
+}
+
+static bool groups_are(const struct dafs_creds *c)
+{
+	uint32_t i;
+
+	if (cur.ngroups != (int)c->ngroups)
+		return false;
+	for (i = 0; i < c->ngroups; i++)
+		if (cur.groups[i] != c->groups[i])
+			return false;
+	return true;
+}
+
+/* Everything back to the server's own credentials, groups included; what
+ * the thread has is read again at its next switch. */
+static void reset_all(void)
+{
+	set_fsuid(own_uid);
+	set_fsgid(own_gid);
+	if (own_ngroups >= 0)
+		set_groups((size_t)own_ngroups, own_groups);
+	else
+		set_groups(0, NULL);
+	cur.known = false;
+}
+
 int dafs_creds_apply(const struct dafs_creds *c)
 {
 	gid_t g[CREDS_NGROUPS_MAX];
@@ -96,47 +156,63 @@ int dafs_creds_apply(const struct dafs_creds *c)
 		return -EINVAL;
 	if (!dafs_creds_can_switch())
 		return 0;
-	pthread_once(&own_once, read_own_groups);
+	learn_cur();
 
-	for (i = 0; i < c->ngroups; i++)
-		g[i] = c->groups[i];
 	/*
 	 * Groups and gid first: they need CAP_SETGID, which a non-zero fsuid
 	 * keeps, but doing them while still fully privileged is the order
 	 * that cannot trip over a capability. On failure the thread goes back
 	 * to the server's credentials rather than keep a mixture.
 	 */
-	err = set_groups(c->ngroups, g);
-	if (err)
-		goto fail;
-	err = set_fsgid(c->gid);
-	if (err)
-		goto fail;
-	err = set_fsuid(c->uid);
-	if (err)
-		goto fail;
+	if (!groups_are(c)) {
+		for (i = 0; i < c->ngroups; i++)
+			g[i] = c->groups[i];
+		err = set_groups(c->ngroups, g);
+		if (err)
+			goto fail;
+		memcpy(cur.groups, g, c->ngroups * sizeof(*g));
+		cur.ngroups = (int)c->ngroups;
+	}
+	if (cur.fsgid != c->gid) {
+		err = set_fsgid(c->gid);
+		if (err)
+			goto fail;
+		cur.fsgid = c->gid;
+	}
+	if (cur.fsuid != c->uid) {
+		err = set_fsuid(c->uid);
+		if (err)
+			goto fail;
+		cur.fsuid = c->uid;
+	}
 	return 0;
 
 fail:
-	dafs_creds_reset();
+	reset_all();
 	return err;
 }
 
+/*
+ * The fs ids go back to the server's own (fsuid first: returning it to 0
+ * gives the thread its file-system capabilities back, so open_by_handle_at
+ * works again; resetting to our own ids cannot fail for root). The
+ * supplementary groups stay as the last request left them: with the
+ * server's fsuid the thread passes every permission check by capability,
+ * and groups decide nothing else about what it does (a new file's group is
+ * the fsgid's, or the directory's), so the next request of the same user,
+ * the usual case, sets none.
+ */
 void dafs_creds_reset(void)
 {
 	if (!dafs_creds_can_switch())
 		return;
-	pthread_once(&own_once, read_own_groups);
-
-	/*
-	 * fsuid first: returning it to 0 gives the thread its file-system
-	 * capabilities back. Resetting to our own ids cannot fail for root, so
-	 * the results are not reported.
-	 */
-	set_fsuid(geteuid());
-	set_fsgid(getegid());
-	if (own_ngroups >= 0)
-		set_groups((size_t)own_ngroups, own_groups);
-	else
-		set_groups(0, NULL);
+	learn_cur();
+	if (cur.fsuid != own_uid) {
+		set_fsuid(own_uid);
+		cur.fsuid = own_uid;
+	}
+	if (cur.fsgid != own_gid) {
+		set_fsgid(own_gid);
+		cur.fsgid = own_gid;
+	}
 }

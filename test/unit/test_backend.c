@@ -1247,6 +1247,113 @@ START_TEST(creds_switch)
 }
 END_TEST
 
+/* A thread started while its creator runs as a user: it inherits that
+ * user's credentials, which its first reset must undo. */
+struct heir {
+	const struct dafs_creds *none; /* nobody without groups */
+	int grp;			/* the 0640 file of group 1234 */
+	long fsuid, fsgid;
+	int open_rc;
+};
+
+static void *heir_thread(void *arg)
+{
+	struct heir *h = arg;
+	int fd;
+
+	dafs_creds_reset();
+	h->fsuid = syscall(SYS_setfsuid, -1);
+	h->fsgid = syscall(SYS_setfsgid, -1);
+	h->open_rc = dafs_creds_apply(h->none);
+	if (!h->open_rc) {
+		fd = dafs_be_open(h->grp, DAFS_O_RDONLY, NULL);
+		h->open_rc = fd < 0 ? fd : 0;
+		if (fd >= 0)
+			close(fd);
+	}
+	dafs_creds_reset();
+	return NULL;
+}
+
+/* Expect the open of @fd for reading to give @rc. */
+static void open_gives(int fd, int rc)
+{
+	int f = dafs_be_open(fd, DAFS_O_RDONLY, NULL);
+
+	if (f >= 0)
+		close(f);
+	ck_assert_int_eq(f < 0 ? f : 0, rc);
+}
+
+/*
+ * A thread remembers the credentials it has so that switching to the same
+ * ones again costs nothing: every switch must still land on exactly what
+ * the request asked for, and a reset on the server's own ids.
+ */
+START_TEST(creds_cached)
+{
+	struct dafs_creds in1234 = {.uid = 65534, .gid = 65534, .ngroups = 1};
+	struct dafs_creds none = {.uid = 65534, .gid = 65534};
+	struct dafs_creds gid1234 = {.uid = 65534, .gid = 1234};
+	struct heir h = {.none = &none};
+	char p[PATH_MAX];
+	pthread_t t;
+	dafs_attr_t a;
+	int grp, f;
+
+	if (!is_root_user())
+		return;
+	in1234.groups[0] = 1234;
+	put_file(expdir, "grp", "group 1234", 0640);
+	xpath(p, expdir, "grp");
+	ck_assert_int_eq(chown(p, 0, 1234), 0);
+	grp = walk(root, "grp");
+	ck_assert_int_ge(grp, 0);
+
+	/* the group, then none: the groups left from the first count no more */
+	ck_assert_int_eq(dafs_creds_apply(&in1234), 0);
+	open_gives(grp, 0);
+	dafs_creds_reset();
+	ck_assert_int_eq(dafs_creds_apply(&none), 0);
+	open_gives(grp, -EACCES);
+	dafs_creds_reset();
+	ck_assert_int_eq(dafs_creds_apply(&in1234), 0);
+	open_gives(grp, 0);
+	ck_assert_int_eq(dafs_creds_apply(&in1234), 0); /* again: no change */
+	open_gives(grp, 0);
+	dafs_creds_reset();
+
+	/* the primary group, then another */
+	ck_assert_int_eq(dafs_creds_apply(&gid1234), 0);
+	open_gives(grp, 0);
+	dafs_creds_reset();
+	ck_assert_int_eq(dafs_creds_apply(&none), 0);
+	open_gives(grp, -EACCES);
+	ck_assert_int_eq(syscall(SYS_setfsgid, -1), 65534);
+
+	/* a thread born as nobody in group 1234 */
+	dafs_creds_reset();
+	ck_assert_int_eq(dafs_creds_apply(&in1234), 0);
+	h.grp = grp;
+	ck_assert_int_eq(pthread_create(&t, NULL, heir_thread, &h), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(h.fsuid, 0);
+	ck_assert_int_eq(h.fsgid, 0);
+	ck_assert_int_eq(h.open_rc, -EACCES);
+
+	/* after a reset the server's own ids create, whoever came before */
+	dafs_creds_reset();
+	ck_assert_int_eq(syscall(SYS_setfsuid, -1), 0);
+	ck_assert_int_eq(syscall(SYS_setfsgid, -1), 0);
+	f = dafs_be_create(ex, root, "own", DAFS_O_RDWR, 0600, NULL, &a);
+	ck_assert_int_ge(f, 0);
+	close(f);
+	ck_assert_uint_eq(a.uid, 0);
+	ck_assert_uint_eq(a.gid, 0);
+	close(grp);
+}
+END_TEST
+
 /* ---- readdir ---- */
 
 #define BIG 100000
@@ -2257,6 +2364,7 @@ static Suite *backend_suite(void)
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, creds_switch);
+	tcase_add_test(tc, creds_cached);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("readdir");
