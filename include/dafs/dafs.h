@@ -427,6 +427,18 @@ typedef struct dafs_deleg_stats {
 
 /** Read @p s's delegation counters. Returns 0. */
 int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
+
+/**
+ * The requests @p s has sent of its @p i-th operation (counting from 0 over
+ * the protocol's client-to-server operations, docs/protocol.md), and that
+ * operation's name ("LOOKUP", "OPEN", "READ" ...), since the session was
+ * opened: what a cache or a delegation saves shows here. Call with @p i =
+ * 0, 1, ... until -ENOENT. A request sent again after a reconnection counts
+ * once; a batch is one BATCH.
+ * @return 0; -ENOENT past the last operation.
+ */
+int dafs_op_count(dafs_session_t *s, unsigned i, const char **name,
+		  uint64_t *count);
 /**@}*/
 
 /** @name Data cache

@@ -552,6 +552,22 @@ DAFS_API int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st)
 	return 0;
 }
 
+DAFS_API int dafs_op_count(dafs_session_t *s, unsigned i, const char **name,
+			   uint64_t *count)
+{
+	uint32_t op;
+
+	/* the fore channel's opcodes, in order, skipping unassigned ones */
+	for (op = 0; op < DAFS_OP_CB_NULL; op++) {
+		if (!dafs_op_desc(op) || i--)
+			continue;
+		*name = dafs_op_name(op);
+		*count = __atomic_load_n(&s->op_sent[op], __ATOMIC_RELAXED);
+		return 0;
+	}
+	return -ENOENT;
+}
+
 void dafs_c_recall(dafs_session_t *s, const struct dafs_m_cb_recall_req *q)
 {
 	dafs_recall_fn fn;

@@ -969,6 +969,8 @@ int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
 		return n < 0 ? (int)(n == -EMSGSIZE ? -E2BIG : n) : -EINVAL;
 	}
 	cr->slen = (uint32_t)n;
+	if (op < DAFS_OP_MAX)
+		__atomic_fetch_add(&s->op_sent[op], 1, __ATOMIC_RELAXED);
 	if (deferred)
 		cr->gather = *gather;
 	cr->deadline_ns = deadline;

@@ -181,6 +181,7 @@ struct dafs_session {
 	} dfh[256];
 	unsigned dfh_next;
 	dafs_deleg_stats_t dstats;
+	uint64_t op_sent[DAFS_OP_MAX]; /* requests by opcode (atomic) */
 	struct crecall recalls[CREC_MAX];
 
 	struct dcache *dc; /* the data cache, or NULL */

@@ -93,6 +93,9 @@ void dfs_fini(struct dfs *fs);
 
 /* One line of statistics (inodes, open files and directories, credential
  * sets) into @buf. */
+/* The statistics line ("name value, name value ..."), at most
+ * DFS_STATS_MAX bytes with its NUL. */
+#define DFS_STATS_MAX 4096
 void dfs_stats(struct dfs *fs, char *buf, size_t size);
 
 /* A libdafs result as the positive errno FUSE replies with (0 for

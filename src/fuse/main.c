@@ -309,7 +309,7 @@ struct stats {
 static void *stats_main(void *arg)
 {
 	struct stats *st = arg;
-	char line[2048];
+	char line[DFS_STATS_MAX];
 	sigset_t set;
 	int sig;
 

@@ -13,6 +13,7 @@
  * cannot be delivered (the request was interrupted) the reference is given
  * back at once.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <malloc.h>
 #include <fcntl.h>
@@ -2382,6 +2383,31 @@ int dfs_init(struct dfs *fs)
 	return rc;
 }
 
+/* Append ", rpc NAME COUNT" to @buf for every operation the session has
+ * sent (names in lower case: "rpc open 12"). */
+static void rpc_stats(dafs_session_t *s, char *buf, size_t size)
+{
+	size_t len = strlen(buf);
+	const char *name;
+	uint64_t count;
+	unsigned i, j;
+	int n;
+
+	for (i = 0; !dafs_op_count(s, i, &name, &count); i++) {
+		if (!count)
+			continue;
+		n = snprintf(buf + len, size - len, ", rpc %s %llu", name,
+			     (unsigned long long)count);
+		if (n < 0 || (size_t)n >= size - len) {
+			buf[len] = '\0'; /* no half entries */
+			return;
+		}
+		for (j = 0; j < strlen(name); j++)
+			buf[len + 6 + j] = (char)tolower((unsigned char)name[j]);
+		len += (size_t)n;
+	}
+}
+
 void dfs_stats(struct dfs *fs, char *buf, size_t size)
 {
 	dafs_deleg_stats_t ds;
@@ -2438,6 +2464,7 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 			 &fs->locks.granted_after_wait),
 		 (unsigned long long)local_opens, nparked,
 		 (unsigned long long)atomic_load(&fs->wb.behind), heap);
+	rpc_stats(fs->s, buf, size);
 }
 
 void dfs_fini(struct dfs *fs)

@@ -30,7 +30,7 @@ static void usage(FILE *f)
 
 static int show(const char *mnt)
 {
-	char buf[4096];
+	char buf[8192];
 	ssize_t n;
 
 	n = getxattr(mnt, STATS_XATTR, buf, sizeof(buf) - 1);

@@ -109,12 +109,17 @@ echo p0 >"$mnt_a/p"
 echo p1 >>"$mnt_a/p"
 cat "$mnt_a/p" >/dev/null
 opens=$(stat_a 'local opens')
+rpc_opens=$(stat_a 'rpc open')
 for i in 2 3 4 5 6 7 8 9 10 11; do
 	echo "p$i" >>"$mnt_a/p"
 	cat "$mnt_a/p" >/dev/null
 done
 check "20 opens of a file A holds a write delegation of: served by A" \
 	test "$(stat_a 'local opens')" -ge $((opens + 20))
+check "... A's OPENs sent so far are counted (rpc open $rpc_opens)" \
+	test "${rpc_opens:-0}" -ge 1
+same "... none of the 20 an OPEN sent to the server" \
+	"$rpc_opens" "$(stat_a 'rpc open')"
 same "... its bytes on the server's disk" \
 	"$(printf 'p%s\n' 0 1 2 3 4 5 6 7 8 9 10 11)" "$(cat "$exp/p")"
 check "... an open is kept parked" \
@@ -305,6 +310,8 @@ section "dafsstat"
 "$DAFSSTAT" "$mnt_a" >"$tmp/stat.out" 2>&1
 check "dafsstat reads A's statistics while mounted" \
 	grep -q '^granted read [0-9]' "$tmp/stat.out"
+check "... with the requests sent, by operation (rpc lookup)" \
+	grep -q '^rpc lookup [1-9]' "$tmp/stat.out"
 same "... the same recall count as SIGUSR1's line" "$(stat_a recalls)" \
 	"$(awk '/^recalls / {print $2}' "$tmp/stat.out")"
 check "... and fails clearly on a directory that is no mount" \
