@@ -825,12 +825,19 @@ static void *worker_main(void *arg)
 			}
 			continue;
 		}
-		pthread_mutex_lock(&srv->lock);
-		if (--srv->nidle == 0)
-			pthread_cond_broadcast(&srv->cv); /* reaper: watch */
-		if (srv->nidle < srv->idle_low)
-			srv->idle_low = srv->nidle;
-		pthread_mutex_unlock(&srv->lock);
+		/* the reaper watches a saturated pool on a fine tick: woken
+		 * only if it is not on it already (each wake is a context
+		 * switch, and under load the count reaches 0 with every
+		 * other request). Should the reaper be deciding on its tick
+		 * just now, it looks again within a second. */
+		if (atomic_fetch_sub(&srv->nidle, 1) == 1) {
+			atomic_store(&srv->all_busy, 1);
+			if (!atomic_load(&srv->reaper_fine)) {
+				pthread_mutex_lock(&srv->lock);
+				pthread_cond_broadcast(&srv->cv);
+				pthread_mutex_unlock(&srv->lock);
+			}
+		}
 
 		struct srv_rbuf *rb = (void *)(uintptr_t)wc.wr_id;
 		struct srv_conn *c = rb->conn;
@@ -841,10 +848,9 @@ static void *worker_main(void *arg)
 		} else {
 			handle_request(w, c, rb, wc.byte_len);
 		}
-		pthread_mutex_lock(&srv->lock);
-		srv->nidle++;
-		srv->last_done_ns = srv_now_ns();
-		pthread_mutex_unlock(&srv->lock);
+		atomic_store_explicit(&srv->last_done_ns, srv_now_ns(),
+				      memory_order_relaxed);
+		atomic_fetch_add(&srv->nidle, 1);
 	}
 	srv->tp->dereg_mr(w->iomr);
 	free(w->iobuf);
@@ -992,7 +998,9 @@ static void *reaper_main(void *arg)
 	pthread_mutex_lock(&srv->lock);
 	while (!atomic_load(&srv->stopping)) {
 		/* a fine tick only while the pool is saturated */
-		wait_ns = srv->nidle == 0 ? (long)STUCK_NS : 1000000000l;
+		atomic_store(&srv->reaper_fine, atomic_load(&srv->nidle) == 0);
+		wait_ns = atomic_load(&srv->reaper_fine) ? (long)STUCK_NS
+							 : 1000000000l;
 		clock_gettime(CLOCK_REALTIME, &dl);
 		dl.tv_nsec += wait_ns;
 		while (dl.tv_nsec >= 1000000000l) {
@@ -1003,11 +1011,13 @@ static void *reaper_main(void *arg)
 		now = srv_now_ns();
 		/* grow: every handler stuck, or one asleep on recalls (the
 		 * holders' write-back and DELEGRETURN need a free one) */
-		if (srv->nidle == 0 && srv->nthreads < srv->cfg.max_threads &&
-		    (now - srv->last_done_ns > STUCK_NS ||
+		if (atomic_load(&srv->nidle) == 0 &&
+		    srv->nthreads < srv->cfg.max_threads &&
+		    (now - atomic_load(&srv->last_done_ns) > STUCK_NS ||
 		     __atomic_load_n(&srv->dlg_waiters, __ATOMIC_RELAXED) > 0)) {
 			spawn_worker(srv);
-			srv->last_done_ns = now; /* give it time to take work */
+			/* give it time to take work */
+			atomic_store(&srv->last_done_ns, now);
 		}
 		/* never below the minimum (a handler that could not start) */
 		if (srv->nthreads < srv->cfg.min_threads)
@@ -1016,11 +1026,12 @@ static void *reaper_main(void *arg)
 		 * so one is asked to go (the first whose wait for work
 		 * times out) */
 		if (now >= next_shrink) {
-			if (srv->idle_low > 0 &&
+			if (!atomic_load(&srv->all_busy) &&
 			    srv->nthreads - srv->nretiring >
 				    srv->cfg.min_threads)
 				srv->retire_req = 1;
-			srv->idle_low = srv->nidle;
+			atomic_store(&srv->all_busy,
+				     atomic_load(&srv->nidle) == 0);
 			next_shrink = now + SHRINK_NS;
 		}
 		if (now < next_lease)

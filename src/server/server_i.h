@@ -165,11 +165,15 @@ struct dafs_server {
 	struct srv_session *sessions;
 	struct srv_conn *conns;
 	int nconns;
-	int nthreads, nidle;
+	int nthreads;
 	int nretiring; /* handlers leaving, still counted in nthreads */
 	int retire_req; /* handlers the reaper asks to leave */
-	int idle_low;   /* fewest idle handlers since the reaper looked */
-	uint64_t last_done_ns; /* a handler last finished a request */
+	/* counted by handlers around every request without the lock (it was
+	 * the contended one under load); read by the reaper */
+	atomic_int nidle;
+	atomic_int all_busy;	   /* nidle was 0 since the reaper looked */
+	atomic_int reaper_fine;	   /* the reaper is on its fine tick */
+	_Atomic uint64_t last_done_ns; /* a handler last finished a request */
 	atomic_int stopping;
 	pthread_t acceptor, reaper;
 
