@@ -434,7 +434,8 @@ int dafs_deleg_stats(dafs_session_t *s, dafs_deleg_stats_t *st);
  * operation's name ("LOOKUP", "OPEN", "READ" ...), since the session was
  * opened: what a cache or a delegation saves shows here. Call with @p i =
  * 0, 1, ... until -ENOENT. A request sent again after a reconnection counts
- * once; a batch is one BATCH.
+ * once; a batch is one BATCH. The session's own set-up (CREATE_SESSION,
+ * BIND_CONN) and the NULLs of a reconnection are not counted.
  * @return 0; -ENOENT past the last operation.
  */
 int dafs_op_count(dafs_session_t *s, unsigned i, const char **name,

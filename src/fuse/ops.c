@@ -2162,7 +2162,7 @@ static void xattr_reply(fuse_req_t req, fuse_ino_t ino, const char *name,
  */
 static void stats_xattr(fuse_req_t req, size_t size)
 {
-	char line[2048], *p;
+	char line[DFS_STATS_MAX], *p;
 	size_t n;
 
 	dfs_stats(FS(req), line, sizeof(line));

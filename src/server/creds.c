@@ -67,10 +67,6 @@ static int set_fsgid(gid_t gid)
 	return (gid_t)syscall(NR_SETFSGID, (gid_t)-1) == gid ? 0 : -EPERM;
 }
 
-int dafs_creds_can_switch(void)
-{
-	return geteuid() == 0;
-}
 
 /*
  * What the calling thread's credentials are now, so that a switch to what
@@ -109,6 +105,12 @@ static void read_own(void)
 	own_ngroups = n < 0 ? -1 : n;
 }
 
+int dafs_creds_can_switch(void)
+{
+	pthread_once(&own_once, read_own);
+	return own_uid == 0;
+}
+
 static void learn_cur(void)
 {
 	pthread_once(&own_once, read_own);
@@ -128,6 +130,19 @@ static bool groups_are(const struct dafs_creds *c)
 		return false;
 	for (i = 0; i < c->ngroups; i++)
 		if (cur.groups[i] != c->groups[i])
+			return false;
+	return true;
+}
+
+/* The thread's groups are the process's own. */
+static bool own_groups_in_force(void)
+{
+	int i;
+
+	if (own_ngroups < 0 || cur.ngroups != own_ngroups)
+		return false;
+	for (i = 0; i < own_ngroups; i++)
+		if (cur.groups[i] != own_groups[i])
 			return false;
 	return true;
 }
@@ -193,14 +208,14 @@ fail:
 }
 
 /*
- * The fs ids go back to the server's own (fsuid first: returning it to 0
- * gives the thread its file-system capabilities back, so open_by_handle_at
- * works again; resetting to our own ids cannot fail for root). The
- * supplementary groups stay as the last request left them: with the
- * server's fsuid the thread passes every permission check by capability,
- * and groups decide nothing else about what it does (a new file's group is
- * the fsgid's, or the directory's), so the next request of the same user,
- * the usual case, sets none.
+ * Back to the server's own credentials, changing only what differs (fsuid
+ * first: returning it to 0 gives the thread its file-system capabilities
+ * back, so open_by_handle_at works again; resetting to our own ids cannot
+ * fail for root). The groups go back too: on a local file system the
+ * server's fsuid passes every check by capability whatever the groups, but
+ * not where capabilities do not reach (an export on a root-squashed NFS
+ * mount, files of ids unmapped in a user namespace), and there the last
+ * user's groups must not decide what the server itself may do.
  */
 void dafs_creds_reset(void)
 {
@@ -214,5 +229,20 @@ void dafs_creds_reset(void)
 	if (cur.fsgid != own_gid) {
 		set_fsgid(own_gid);
 		cur.fsgid = own_gid;
+	}
+	if (!own_groups_in_force()) {
+		/* recorded if they fit the record, else read at the next
+		 * switch */
+		if (own_ngroups < 0 ||
+		    set_groups((size_t)own_ngroups, own_groups) ||
+		    own_ngroups > CREDS_NGROUPS_MAX) {
+			if (own_ngroups < 0)
+				set_groups(0, NULL);
+			cur.known = false;
+			return;
+		}
+		memcpy(cur.groups, own_groups,
+		       (size_t)own_ngroups * sizeof(*own_groups));
+		cur.ngroups = own_ngroups;
 	}
 }

@@ -991,14 +991,19 @@ static void *reaper_main(void *arg)
 	struct dafs_server *srv = arg;
 	struct srv_session *s, *expired;
 	struct timespec dl;
-	uint64_t now, next_lease = 0, next_shrink = 0;
+	uint64_t now, last_done, next_lease = 0, next_shrink = 0;
 	long wait_ns;
 	int i;
 
 	pthread_mutex_lock(&srv->lock);
 	while (!atomic_load(&srv->stopping)) {
 		/* a fine tick only while the pool is saturated */
-		atomic_store(&srv->reaper_fine, atomic_load(&srv->nidle) == 0);
+		/* cleared before nidle is read: a handler that takes the
+		 * last idle one after the read sees it clear and wakes us
+		 * (under srv->lock, which we hold until we wait) */
+		atomic_store(&srv->reaper_fine, 0);
+		if (atomic_load(&srv->nidle) == 0)
+			atomic_store(&srv->reaper_fine, 1);
 		wait_ns = atomic_load(&srv->reaper_fine) ? (long)STUCK_NS
 							 : 1000000000l;
 		clock_gettime(CLOCK_REALTIME, &dl);
@@ -1008,12 +1013,15 @@ static void *reaper_main(void *arg)
 			dl.tv_nsec -= 1000000000l;
 		}
 		pthread_cond_timedwait(&srv->cv, &srv->lock, &dl);
+		/* read before now: a handler finishing in between must not
+		 * make it later than now */
+		last_done = atomic_load(&srv->last_done_ns);
 		now = srv_now_ns();
 		/* grow: every handler stuck, or one asleep on recalls (the
 		 * holders' write-back and DELEGRETURN need a free one) */
 		if (atomic_load(&srv->nidle) == 0 &&
 		    srv->nthreads < srv->cfg.max_threads &&
-		    (now - atomic_load(&srv->last_done_ns) > STUCK_NS ||
+		    (now - last_done > STUCK_NS ||
 		     __atomic_load_n(&srv->dlg_waiters, __ATOMIC_RELAXED) > 0)) {
 			spawn_worker(srv);
 			/* give it time to take work */
@@ -1030,8 +1038,11 @@ static void *reaper_main(void *arg)
 			    srv->nthreads - srv->nretiring >
 				    srv->cfg.min_threads)
 				srv->retire_req = 1;
-			atomic_store(&srv->all_busy,
-				     atomic_load(&srv->nidle) == 0);
+			/* cleared first, so that a handler's mark made
+			 * meanwhile is not overwritten */
+			atomic_store(&srv->all_busy, 0);
+			if (atomic_load(&srv->nidle) == 0)
+				atomic_store(&srv->all_busy, 1);
 			next_shrink = now + SHRINK_NS;
 		}
 		if (now < next_lease)

@@ -1296,7 +1296,9 @@ START_TEST(creds_cached)
 	struct dafs_creds none = {.uid = 65534, .gid = 65534};
 	struct dafs_creds gid1234 = {.uid = 65534, .gid = 1234};
 	struct heir h = {.none = &none};
+	gid_t own[64], now[64];
 	char p[PATH_MAX];
+	int nown;
 	pthread_t t;
 	dafs_attr_t a;
 	int grp, f;
@@ -1311,9 +1313,14 @@ START_TEST(creds_cached)
 	ck_assert_int_ge(grp, 0);
 
 	/* the group, then none: the groups left from the first count no more */
+	nown = getgroups(64, own);
+	ck_assert_int_ge(nown, 0);
 	ck_assert_int_eq(dafs_creds_apply(&in1234), 0);
 	open_gives(grp, 0);
 	dafs_creds_reset();
+	/* a reset gives the server its own groups back */
+	ck_assert_int_eq(getgroups(64, now), nown);
+	ck_assert(!memcmp(own, now, (size_t)nown * sizeof(*own)));
 	ck_assert_int_eq(dafs_creds_apply(&none), 0);
 	open_gives(grp, -EACCES);
 	dafs_creds_reset();
