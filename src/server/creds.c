@@ -241,8 +241,9 @@ void dafs_creds_reset(void)
 			cur.known = false;
 			return;
 		}
-		memcpy(cur.groups, own_groups,
-		       (size_t)own_ngroups * sizeof(*own_groups));
+		if (own_ngroups > 0) /* else own_groups may be NULL */
+			memcpy(cur.groups, own_groups,
+			       (size_t)own_ngroups * sizeof(*own_groups));
 		cur.ngroups = own_ngroups;
 	}
 }
