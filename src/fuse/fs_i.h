@@ -91,10 +91,9 @@ extern const struct fuse_lowlevel_ops dfs_ops;
 int dfs_init(struct dfs *fs);
 void dfs_fini(struct dfs *fs);
 
-/* One line of statistics (inodes, open files and directories, credential
- * sets) into @buf. */
-/* The statistics line ("name value, name value ..."), at most
- * DFS_STATS_MAX bytes with its NUL. */
+/* One line of statistics ("name value, name value ...": inodes, open
+ * files, delegations, write-back, requests by operation ...) into @buf; at
+ * most DFS_STATS_MAX bytes with its NUL. */
 #define DFS_STATS_MAX 4096
 void dfs_stats(struct dfs *fs, char *buf, size_t size);
 

@@ -2387,23 +2387,25 @@ int dfs_init(struct dfs *fs)
  * sent (names in lower case: "rpc open 12"). */
 static void rpc_stats(dafs_session_t *s, char *buf, size_t size)
 {
-	size_t len = strlen(buf);
+	size_t len = strlen(buf), j;
 	const char *name;
+	char lower[32];
 	uint64_t count;
-	unsigned i, j;
+	unsigned i;
 	int n;
 
 	for (i = 0; !dafs_op_count(s, i, &name, &count); i++) {
 		if (!count)
 			continue;
-		n = snprintf(buf + len, size - len, ", rpc %s %llu", name,
+		for (j = 0; name[j] && j < sizeof(lower) - 1; j++)
+			lower[j] = (char)tolower((unsigned char)name[j]);
+		lower[j] = '\0';
+		n = snprintf(buf + len, size - len, ", rpc %s %llu", lower,
 			     (unsigned long long)count);
 		if (n < 0 || (size_t)n >= size - len) {
 			buf[len] = '\0'; /* no half entries */
 			return;
 		}
-		for (j = 0; j < strlen(name); j++)
-			buf[len + 6 + j] = (char)tolower((unsigned char)name[j]);
 		len += (size_t)n;
 	}
 }

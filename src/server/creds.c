@@ -67,7 +67,6 @@ static int set_fsgid(gid_t gid)
 	return (gid_t)syscall(NR_SETFSGID, (gid_t)-1) == gid ? 0 : -EPERM;
 }
 
-
 /*
  * What the calling thread's credentials are now, so that a switch to what
  * is already in force costs nothing: every change of an id or of the
@@ -122,42 +121,17 @@ static void learn_cur(void)
 	cur.known = true;
 }
 
-static bool groups_are(const struct dafs_creds *c)
-{
-	uint32_t i;
-
-	if (cur.ngroups != (int)c->ngroups)
-		return false;
-	for (i = 0; i < c->ngroups; i++)
-		if (cur.groups[i] != c->groups[i])
-			return false;
-	return true;
-}
-
-/* The thread's groups are the process's own. */
-static bool own_groups_in_force(void)
+/* The thread's groups are the @n of @g (n < 0: unknown, never equal). */
+static bool groups_are(const gid_t *g, int n)
 {
 	int i;
 
-	if (own_ngroups < 0 || cur.ngroups != own_ngroups)
+	if (n < 0 || cur.ngroups != n)
 		return false;
-	for (i = 0; i < own_ngroups; i++)
-		if (cur.groups[i] != own_groups[i])
+	for (i = 0; i < n; i++)
+		if (cur.groups[i] != g[i])
 			return false;
 	return true;
-}
-
-/* Everything back to the server's own credentials, groups included; what
- * the thread has is read again at its next switch. */
-static void reset_all(void)
-{
-	set_fsuid(own_uid);
-	set_fsgid(own_gid);
-	if (own_ngroups >= 0)
-		set_groups((size_t)own_ngroups, own_groups);
-	else
-		set_groups(0, NULL);
-	cur.known = false;
 }
 
 int dafs_creds_apply(const struct dafs_creds *c)
@@ -179,9 +153,9 @@ int dafs_creds_apply(const struct dafs_creds *c)
 	 * that cannot trip over a capability. On failure the thread goes back
 	 * to the server's credentials rather than keep a mixture.
 	 */
-	if (!groups_are(c)) {
-		for (i = 0; i < c->ngroups; i++)
-			g[i] = c->groups[i];
+	for (i = 0; i < c->ngroups; i++)
+		g[i] = c->groups[i];
+	if (!groups_are(g, (int)c->ngroups)) {
 		err = set_groups(c->ngroups, g);
 		if (err)
 			goto fail;
@@ -203,7 +177,9 @@ int dafs_creds_apply(const struct dafs_creds *c)
 	return 0;
 
 fail:
-	reset_all();
+	/* what the thread has is read again: reset changes all that differs */
+	cur.known = false;
+	dafs_creds_reset();
 	return err;
 }
 
@@ -230,20 +206,9 @@ void dafs_creds_reset(void)
 		set_fsgid(own_gid);
 		cur.fsgid = own_gid;
 	}
-	if (!own_groups_in_force()) {
-		/* recorded if they fit the record, else read at the next
-		 * switch */
-		if (own_ngroups < 0 ||
-		    set_groups((size_t)own_ngroups, own_groups) ||
-		    own_ngroups > CREDS_NGROUPS_MAX) {
-			if (own_ngroups < 0)
-				set_groups(0, NULL);
-			cur.known = false;
-			return;
-		}
-		if (own_ngroups > 0) /* else own_groups may be NULL */
-			memcpy(cur.groups, own_groups,
-			       (size_t)own_ngroups * sizeof(*own_groups));
-		cur.ngroups = own_ngroups;
+	if (!groups_are(own_groups, own_ngroups)) {
+		set_groups(own_ngroups < 0 ? 0 : (size_t)own_ngroups,
+			   own_groups);
+		cur.known = false; /* read again at the next switch */
 	}
 }

@@ -993,7 +993,7 @@ static void *reaper_main(void *arg)
 	struct timespec dl;
 	uint64_t now, last_done, next_lease = 0, next_shrink = 0;
 	long wait_ns;
-	int i;
+	int i, fine;
 
 	pthread_mutex_lock(&srv->lock);
 	while (!atomic_load(&srv->stopping)) {
@@ -1002,10 +1002,10 @@ static void *reaper_main(void *arg)
 		 * last idle one after the read sees it clear and wakes us
 		 * (under srv->lock, which we hold until we wait) */
 		atomic_store(&srv->reaper_fine, 0);
-		if (atomic_load(&srv->nidle) == 0)
+		fine = atomic_load(&srv->nidle) == 0;
+		if (fine)
 			atomic_store(&srv->reaper_fine, 1);
-		wait_ns = atomic_load(&srv->reaper_fine) ? (long)STUCK_NS
-							 : 1000000000l;
+		wait_ns = fine ? (long)STUCK_NS : 1000000000l;
 		clock_gettime(CLOCK_REALTIME, &dl);
 		dl.tv_nsec += wait_ns;
 		while (dl.tv_nsec >= 1000000000l) {
