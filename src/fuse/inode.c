@@ -380,11 +380,33 @@ void fino_xattr_changed(struct fino_table *t, uint64_t id)
 	struct fino *e;
 
 	pthread_mutex_lock(&t->lock);
+	t->xchanges++;
 	e = find_id(t, id);
 	if (e) {
 		e->nocaps = 0;
 		e->xgen++;
 	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+uint64_t fino_xattr_epoch(struct fino_table *t)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->xchanges;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+void fino_caps_gone(struct fino_table *t, uint64_t id, uint64_t epoch)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e && e->deleg && t->xchanges == epoch)
+		e->nocaps = 1;
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -38,6 +38,7 @@ struct fino_table {
 	uint64_t next_id;
 	struct fino *root;
 	uint64_t seq;		/* the last fino_mark stamp */
+	uint64_t xchanges;	/* fino_xattr_changed calls, any node */
 	uint64_t freed_changed; /* the latest stamp of a freed entry */
 	size_t ndelegs;		/* entries holding a delegation */
 	/* delegation ids recalled or given back lately: a grant of one of
@@ -99,6 +100,18 @@ size_t fino_ndelegs(struct fino_table *t);
 int fino_nocaps(struct fino_table *t, uint64_t id, uint32_t *gen);
 void fino_set_nocaps(struct fino_table *t, uint64_t id, uint32_t gen);
 void fino_xattr_changed(struct fino_table *t, uint64_t id);
+
+/*
+ * An open that truncates a file (O_TRUNC) or creates it (O_EXCL) leaves it
+ * without security.capability: the server's kernel drops it on truncation,
+ * and a new file has none. fino_xattr_epoch() counts the changes of
+ * attributes by this mount (fino_xattr_changed, any node); read before
+ * such an open is sent, it lets fino_caps_gone() record the absence for
+ * @id after the open came back with its delegation - only if no change
+ * was made through this mount meanwhile and the delegation is held.
+ */
+uint64_t fino_xattr_epoch(struct fino_table *t);
+void fino_caps_gone(struct fino_table *t, uint64_t id, uint64_t epoch);
 
 /*
  * POSIX locks: fino_set_locked() records that a POSIX lock was asked for

@@ -246,10 +246,11 @@ static void changed(struct dfs *fs, fuse_ino_t ino)
 struct dfs_file {
 	struct dfs_handle h; /* first: the handle list holds these */
 	dafs_file_t *f;
-	int flags;	/* the server open's flags (park_put) */
+	int flags;	/* the server open's flags, minus O_TRUNC/O_EXCL:
+			   what it serves once parked (park_put) */
 	uint32_t cred;	/* the caller it was opened as */
-	int created;	/* by op_create: its access was not checked
-			   against the mode, so it is never parked */
+	int created;	/* by op_create, with an access the new mode does
+			   not give the caller: never parked */
 	int revoked;	/* I/O said DAFS_EREVOKED: never parked */
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
@@ -273,12 +274,17 @@ static void file_free(struct dfs_file *file)
  * Parked opens. While this mount holds a file's delegation nobody else
  * opens it for a conflicting access or changes it, so an open of it need
  * not ask the server: the server open that a release would close is kept
- * ("parked") for the next open of the node by the same caller with the
- * same flags and no more access, and the open is answered here. Parked
- * opens are closed when the delegation goes (recall, a grant refused),
- * when the node is forgotten, and beyond PARK_MAX (oldest first).
- * Postmark opens and closes every file it touches: this takes the OPEN
- * round trip off each open and the CLOSE off each close.
+ * ("parked") for the next open of the node by the same caller that it
+ * serves (park_fits), and the open is answered here. Parked opens are
+ * closed when the delegation goes (recall, a grant refused), when the node
+ * is forgotten, and beyond PARK_MAX (oldest first). Postmark opens and
+ * closes every file it touches: this takes the OPEN round trip off each
+ * open and the CLOSE off each close.
+ *
+ * So that one server open serves the opens that follow, a write open
+ * that asks for a write delegation asks the server for read access too
+ * (open_wide): a file created for writing (postmark's fopen "w") then
+ * serves the reads of it that come next.
  */
 #define PARK_MAX 256u
 
@@ -295,13 +301,19 @@ static int park_flags(int flags)
 	return flags & (O_ACCMODE | O_APPEND | O_SYNC | O_DSYNC);
 }
 
-/* Does an open made with @have serve an open asking for @want? */
+/*
+ * Does an open made with @have serve an open asking for @want? It must
+ * have the access asked for; a writer also needs the same O_APPEND, O_SYNC
+ * and O_DSYNC, which change where and how its writes land, while a reader
+ * is served by any open that may read.
+ */
 static int park_fits(int have, int want)
 {
-	if ((have & ~O_ACCMODE) != (want & ~O_ACCMODE))
+	int ha = have & O_ACCMODE, wa = want & O_ACCMODE;
+
+	if (wa != O_RDONLY && (have & ~O_ACCMODE) != (want & ~O_ACCMODE))
 		return 0;
-	return (have & O_ACCMODE) == (want & O_ACCMODE) ||
-	       (have & O_ACCMODE) == O_RDWR;
+	return ha == wa || ha == O_RDWR;
 }
 
 /*
@@ -331,9 +343,10 @@ static void park_stop(struct dfs *fs)
 }
 
 /* A parked open of @ino for @cred that serves @flags, taken off the list,
- * if nothing was dropped since generation @gen; NULL if none. */
+ * if nothing was dropped since generation @gen; NULL if none. *@have:
+ * the flags it was opened with, which it serves again once released. */
 static dafs_file_t *park_take(struct dfs *fs, uint64_t ino, int flags,
-			      uint32_t cred, uint64_t gen)
+			      uint32_t cred, uint64_t gen, int *have)
 {
 	struct dfs_park **pp, *p;
 	dafs_file_t *f = NULL;
@@ -350,6 +363,7 @@ static dafs_file_t *park_take(struct dfs *fs, uint64_t ino, int flags,
 			fs->nparked--;
 			fs->local_opens++;
 			f = p->f;
+			*have = p->flags;
 			free(p);
 			break;
 		}
@@ -1030,14 +1044,54 @@ static int writes(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+/*
+ * Server flags @sf widened for parking: a write-only open that asks for a
+ * write delegation asks for read access too, so that once parked it also
+ * serves the reads of the file (parked opens). @sf itself otherwise.
+ */
+static int wide_flags(const struct dfs *fs, int sf, int kflags)
+{
+	if ((deleg_want(fs, kflags) & DAFS_OPEN_DELEG_WRITE) &&
+	    (sf & O_ACCMODE) == O_WRONLY)
+		return (sf & ~O_ACCMODE) | O_RDWR;
+	return sf;
+}
+
+/*
+ * Whether the caller of @req may open the file it has just created, of
+ * attributes @a, with @flags' access by the owner's mode bits, which are
+ * the owner's whole access with or without ACLs: the server did not check
+ * (a new file is opened as asked whatever its mode), and a parked open
+ * serves later opens without asking it.
+ */
+static int creator_may(fuse_req_t req, const dafs_attr_t *a, int flags)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint32_t want, own = (a->mode >> 6) & 7;
+
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY:
+		want = 4;
+		break;
+	case O_WRONLY:
+		want = 2;
+		break;
+	default:
+		want = 6;
+	}
+	if (ctx->uid != 0 && ctx->uid != a->uid)
+		return 0;
+	return (own & want) == want;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file;
+	uint64_t gen, epoch;
+	int rc = 0, parked, sf, wide;
 	uint32_t cred;
-	uint64_t gen;
 	dafs_fh_t fh;
-	int rc = 0, parked;
 
 	if (writes(fi->flags))
 		rc = refuse_ro(fs);
@@ -1065,8 +1119,10 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	gen = park_gen(fs);
 	if (!(fi->flags & O_TRUNC) && fs->o.deleg != DFS_DELEG_OFF &&
 	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
-		file->f = park_take(fs, ino, file->flags, cred, gen);
+		file->f = park_take(fs, ino, file->flags, cred, gen,
+				    &file->flags);
 	parked = file->f != NULL;
+	epoch = fino_xattr_epoch(&fs->ino);
 	/*
 	 * O_APPEND goes to the server, which opens its file with it: each
 	 * write then lands at the end of the file whatever offset the kernel
@@ -1074,11 +1130,18 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * that offset from its own idea of the size, which is right while
 	 * this mount is the only writer.
 	 */
-	if (!file->f)
-		rc = dafs_open(fs->s, &fh,
-			       (server_flags(fi->flags) & ~O_EXCL) |
-				       deleg_want(fs, fi->flags),
+	if (!file->f) {
+		sf = server_flags(fi->flags) & ~O_EXCL;
+		wide = wide_flags(fs, sf, fi->flags);
+		rc = dafs_open(fs->s, &fh, wide | deleg_want(fs, fi->flags),
 			       &file->f);
+		/* no read access: the access asked for */
+		if (rc == -EACCES && wide != sf)
+			rc = dafs_open(fs->s, &fh,
+				       (wide = sf) | deleg_want(fs, fi->flags),
+				       &file->f);
+		file->flags = wide & ~O_TRUNC;
+	}
 	if (rc) {
 		file_free(file);
 		reply_err(req, rc);
@@ -1094,6 +1157,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * (close-to-open consistency). A parked open was served under the
 	 * delegation the node holds (its own grant may be older). */
 	fi->keep_cache = parked ? 1 : deleg_opened(fs, ino, file->f);
+	if (fi->flags & O_TRUNC)
+		fino_caps_gone(&fs->ino, ino, epoch);
 	/* ... and its attributes looked up again: a size looked up before
 	 * this open (whose recall made the last holder send its writes)
 	 * would end reads there. Attributes only: the open holds no page. */
@@ -1121,10 +1186,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct dfs_file *file;
 	dafs_fh_t dir, fh;
+	uint64_t id, epoch;
+	int rc, sf, wide;
 	dafs_attr_t a;
 	uint32_t cred;
-	uint64_t id;
-	int rc;
 
 	wb_sync_all(fs); /* an existing file's attributes come back */
 	rc = dirop_begin_id(fs, req, parent, &dir, &cred);
@@ -1138,9 +1203,18 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	file->eseen = fwb_err_mark(&fs->wb);
-	rc = dafs_create(fs->s, &dir, name,
-			 server_flags(fi->flags) | deleg_want(fs, fi->flags),
+	epoch = fino_xattr_epoch(&fs->ino);
+	sf = server_flags(fi->flags);
+	/* read access too only if the owner may read: a parked open that
+	 * may not serve reads is no use */
+	wide = mode & S_IRUSR ? wide_flags(fs, sf, fi->flags) : sf;
+	rc = dafs_create(fs->s, &dir, name, wide | deleg_want(fs, fi->flags),
 			 mode & 07777, &file->f, &fh, &a);
+	/* an existing file the caller may not read: the access asked for */
+	if (rc == -EACCES && wide != sf)
+		rc = dafs_create(fs->s, &dir, name,
+				 (wide = sf) | deleg_want(fs, fi->flags),
+				 mode & 07777, &file->f, &fh, &a);
 	if (!rc) {
 		rc = fino_ref(&fs->ino, &fh, &id);
 		if (rc) {
@@ -1155,16 +1229,18 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	changed(fs, parent);
 	changed(fs, id); /* O_TRUNC of an existing file */
-	file->flags = server_flags(fi->flags) & ~(O_EXCL | O_TRUNC);
+	file->flags = wide & ~(O_EXCL | O_TRUNC);
 	file->cred = cred;
 	/* the creator gets the access it asked for whatever the new mode
-	 * says (a file made 0444 and written): not an open to serve later
-	 * ones from */
-	file->created = 1;
+	 * says (a file made 0444 and written): an open to serve later ones
+	 * from only if the mode gives the owner that access */
+	file->created = !creator_may(req, &a, file->flags);
 	file->ino = id;
 	handle_add(fs, &file->h, 0);
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
+	if (fi->flags & (O_EXCL | O_TRUNC))
+		fino_caps_gone(&fs->ino, id, epoch);
 	wb_open(fs, file, id, fi->flags);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;

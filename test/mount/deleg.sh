@@ -152,6 +152,24 @@ check "a removed file's parked open closed when A forgets it" \
 check "... and nothing of it is left on the server's disk" \
 	test ! -e "$exp/p"
 
+section "a file made for writing serves its reads (wide opens)"
+# postmark's fopen "w": O_WRONLY|O_CREAT|O_TRUNC asks the server for read
+# access too, so the create's open, parked at close, serves the reads that
+# follow; and a file just truncated or made has no security.capability, so
+# the kernel's question before each write is answered by A from the first
+rpc_opens=$(stat_a 'rpc open')
+rpc_caps=$(stat_a 'rpc getxattr')
+for i in 1 2 3; do echo "w$i"; done >"$mnt_a/w"
+same "A reads back a file it made for writing" \
+	"$(printf 'w%s\n' 1 2 3)" "$(cat "$mnt_a/w")"
+same "... twice" "$(printf 'w%s\n' 1 2 3)" "$(cat "$mnt_a/w")"
+same "... with no OPEN sent: its create's open serves the reads" \
+	"$rpc_opens" "$(stat_a 'rpc open')"
+same "... and no GETXATTR for its three writes" \
+	"$rpc_caps" "$(stat_a 'rpc getxattr')"
+same "... its bytes on the server's disk" \
+	"$(printf 'w%s\n' 1 2 3)" "$(cat "$exp/w")"
+
 section "attributes"
 # without a delegation a mount's attributes are as old as attr_timeout
 # (1 s) at most; with one, a change elsewhere recalls it and they are new

@@ -386,6 +386,14 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 		EACCES "$(nobody "$FSOP" create-ro-then-write "$mnt/pub/ro")"
 	same "... the file holds what its creator wrote" mine \
 		"$(cat "$exp/pub/ro")"
+	# made write-only by its owner: the open that made it (which a
+	# delegation keeps for the next opens) serves no read of it
+	nobody sh -c "umask 077; echo x >'$mnt/pub/wo'; chmod 200 '$mnt/pub/wo'"
+	same "nobody: cat of the 0200 file it made" "Permission denied" \
+		"$(nobody cat "$mnt/pub/wo" 2>&1 | sed 's/.*: //')"
+	check "... but appends to it" nobody sh -c "echo y >>'$mnt/pub/wo'"
+	same "... the server holds what it wrote" "$(printf 'x\ny\n')" \
+		"$(cat "$exp/pub/wo")"
 	nobody sh -c "echo mine >'$mnt/pub/n'"
 	same "nobody: creates in a 1777 directory, as nobody" "65534 65534" \
 		"$(stat -c '%u %g' "$exp/pub/n")"
