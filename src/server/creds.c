@@ -9,8 +9,18 @@
  * thread can always switch back, and a non-zero fsuid makes the kernel drop
  * the file-system capabilities (CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_MKNOD ...)
  * of that thread until the fsuid is 0 again.
+ *
+ * Those are not all the capabilities a permission check may consult: with
+ * CAP_SETFCAP a thread may set security.capability on any file it can name
+ * (the VFS leaves security.* to the capability check alone), CAP_SYS_ADMIN
+ * reads and writes trusted.*, CAP_SYS_RESOURCE passes disk quotas and
+ * reserved blocks. So a switch to a non-zero fsuid also empties the
+ * thread's effective set (capset(2), which also acts on the calling thread
+ * only; the permitted set stays, so the switch back raises it again), and
+ * the request runs with exactly the rights of a local process of its user.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -78,6 +88,7 @@ static int set_fsgid(gid_t gid)
  */
 static __thread struct {
 	bool known;
+	bool caps_down; /* the effective capability set is empty */
 	uid_t fsuid;
 	gid_t fsgid;
 	int ngroups; /* -1: not known */
@@ -86,11 +97,40 @@ static __thread struct {
 
 static uid_t own_uid;
 static gid_t own_gid;
+/* the process's capability sets at start; own_caps_ok: capget worked */
+static struct __user_cap_data_struct own_caps[_LINUX_CAPABILITY_U32S_3];
+static bool own_caps_ok;
+
+static int cap_get(struct __user_cap_data_struct *d)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+
+	return syscall(SYS_capget, &h, d) ? -errno : 0;
+}
+
+/* The calling thread's effective set: empty, or all it is permitted. */
+static int caps_set(bool up)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	int i;
+
+	if (!own_caps_ok)
+		return -EPERM;
+	memcpy(d, own_caps, sizeof(d));
+	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+		d[i].effective = up ? d[i].permitted : 0;
+	if (syscall(SYS_capset, &h, d))
+		return -errno;
+	cur.caps_down = !up;
+	return 0;
+}
 
 static void read_own(void)
 {
 	int n = getgroups(0, NULL);
 
+	own_caps_ok = !cap_get(own_caps);
 	own_uid = geteuid();
 	own_gid = getegid();
 	if (n <= 0) {
@@ -112,9 +152,13 @@ int dafs_creds_can_switch(void)
 
 static void learn_cur(void)
 {
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
 	pthread_once(&own_once, read_own);
 	if (cur.known)
 		return;
+	/* unreadable counts as down: the next switch raises them first */
+	cur.caps_down = cap_get(d) || (!d[0].effective && !d[1].effective);
 	cur.fsuid = (uid_t)syscall(NR_SETFSUID, (uid_t)-1);
 	cur.fsgid = (gid_t)syscall(NR_SETFSGID, (gid_t)-1);
 	cur.ngroups = getgroups(CREDS_NGROUPS_MAX, cur.groups);
@@ -146,15 +190,22 @@ int dafs_creds_apply(const struct dafs_creds *c)
 	if (!dafs_creds_can_switch())
 		return 0;
 	learn_cur();
-
-	/*
-	 * Groups and gid first: they need CAP_SETGID, which a non-zero fsuid
-	 * keeps, but doing them while still fully privileged is the order
-	 * that cannot trip over a capability. On failure the thread goes back
-	 * to the server's credentials rather than keep a mixture.
-	 */
 	for (i = 0; i < c->ngroups; i++)
 		g[i] = c->groups[i];
+	if (groups_are(g, (int)c->ngroups) && cur.fsgid == c->gid &&
+	    cur.fsuid == c->uid && cur.caps_down == (c->uid != 0))
+		return 0;
+
+	/*
+	 * Capabilities up, then groups and gid: they need CAP_SETGID; fsuid
+	 * last, and the capabilities dropped after it. On failure the thread
+	 * goes back to the server's credentials rather than keep a mixture.
+	 */
+	if (cur.caps_down) {
+		err = caps_set(true);
+		if (err)
+			goto fail;
+	}
 	if (!groups_are(g, (int)c->ngroups)) {
 		err = set_groups(c->ngroups, g);
 		if (err)
@@ -173,6 +224,12 @@ int dafs_creds_apply(const struct dafs_creds *c)
 		if (err)
 			goto fail;
 		cur.fsuid = c->uid;
+	}
+	/* a root request (not squashed) keeps root's rights */
+	if (c->uid != 0) {
+		err = caps_set(false);
+		if (err)
+			goto fail;
 	}
 	return 0;
 
@@ -198,6 +255,9 @@ void dafs_creds_reset(void)
 	if (!dafs_creds_can_switch())
 		return;
 	learn_cur();
+	/* raising what the thread is permitted cannot fail */
+	if (cur.caps_down && caps_set(true))
+		cur.known = false;
 	if (cur.fsuid != own_uid) {
 		set_fsuid(own_uid);
 		cur.fsuid = own_uid;

@@ -2354,6 +2354,33 @@ START_TEST(test_creds)
 		OK(dafs_close(f));
 	}
 	ck_assert_uint_eq(lstat_of("suid").st_mode & 07777, 0777);
+
+	/* nobody has none of root's other capabilities on the server either:
+	 * no file capability on root's file (CAP_SETFCAP), no trusted.*
+	 * (CAP_SYS_ADMIN); root may, where the file system keeps them */
+	{
+		static const uint32_t fcap[5] = {0x02000001, 1u << 13, 0, 0,
+						 0};
+		int fcap_rc, trusted_rc;
+
+		fcap_rc = dafs_setxattr(S, &secret, "security.capability",
+					fcap, sizeof(fcap), 0);
+		trusted_rc = dafs_setxattr(S, &secret, "trusted.dafs", "x", 1,
+					   0);
+		ck_assert_int_ne(fcap_rc, 0);
+		ck_assert_int_ne(trusted_rc, 0);
+		OK(dafs_cred_use(S, 0));
+		if (!dafs_setxattr(S, &secret, "security.capability", fcap,
+				   sizeof(fcap), 0)) {
+			ck_assert_int_eq(fcap_rc, -EPERM);
+			OK(dafs_removexattr(S, &secret,
+					    "security.capability"));
+		}
+		if (!dafs_setxattr(S, &secret, "trusted.dafs", "y", 1, 0)) {
+			ck_assert_int_eq(trusted_rc, -EPERM);
+			OK(dafs_removexattr(S, &secret, "trusted.dafs"));
+		}
+	}
 	OK(dafs_cred_use(S, 0));
 }
 END_TEST

@@ -15,6 +15,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -1112,8 +1113,21 @@ static void *other_thread(void *arg)
 	return NULL;
 }
 
+/* Whether the calling thread's effective capability set is empty. */
+static int caps_effective_empty(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	ck_assert_int_eq(syscall(SYS_capget, &h, d), 0);
+	return !d[0].effective && !d[1].effective;
+}
+
 START_TEST(creds_switch)
 {
+	/* a v2 file capability: cap_net_raw, permitted and effective */
+	static const uint32_t fcap[5] = {0x02000001, 1u << 13, 0, 0, 0};
+	int fcap_rc, trusted_rc;
 	struct dafs_creds nobody = {.uid = 65534, .gid = 65534};
 	struct other o = {0};
 	dafs_setattr_t sa;
@@ -1202,6 +1216,14 @@ START_TEST(creds_switch)
 	sa.uid = 65534;
 	ck_assert_int_eq(dafs_be_setattr(sec, &sa, NULL), -EPERM);
 
+	/* None of root's other capabilities either: with CAP_SETFCAP a user
+	 * could give root's file capabilities (security.* is left to that
+	 * check alone), with CAP_SYS_ADMIN write trusted.* */
+	ck_assert(caps_effective_empty());
+	fcap_rc = dafs_be_setxattr(sec, "security.capability", fcap,
+				   sizeof(fcap), 0);
+	trusted_rc = dafs_be_setxattr(sec, "trusted.dafs", "x", 1, 0);
+
 	/* Supplementary groups count. */
 	nobody.ngroups = 1;
 	nobody.groups[0] = 1234;
@@ -1217,6 +1239,19 @@ START_TEST(creds_switch)
 	/* Back to root: everything works again; nobody changed nothing. */
 	dafs_creds_reset();
 	ck_assert_int_eq(syscall(SYS_setfsuid, -1), 0);
+	ck_assert(!caps_effective_empty());
+	/* what root may set here (the file system has these attributes),
+	 * nobody could not */
+	if (!dafs_be_setxattr(sec, "security.capability", fcap, sizeof(fcap),
+			      0)) {
+		ck_assert_int_eq(fcap_rc, -EPERM);
+		ck_assert_int_eq(dafs_be_removexattr(sec, "security.capability"),
+				 0);
+	}
+	if (!dafs_be_setxattr(sec, "trusted.dafs", "y", 1, 0)) {
+		ck_assert_int_eq(trusted_rc, -EPERM);
+		ck_assert_int_eq(dafs_be_removexattr(sec, "trusted.dafs"), 0);
+	}
 	ck_assert_str_eq(get_file(expdir, "secret"), "root only");
 	ck_assert_int_eq(dafs_be_getattr(sec, &a), 0);
 	ck_assert_uint_eq(a.mode & 07777, 0600);
