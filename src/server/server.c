@@ -173,6 +173,26 @@ static void repost(struct srv_conn *c, struct srv_rbuf *rb)
 		conn_break(c, "cannot post receive buffer");
 }
 
+/*
+ * After a request outside a session that left @c unbound (a NULL probe, a
+ * CREATE_SESSION or BIND_CONN that failed), the bootstrap buffer takes
+ * the next one. Without a receive posted a peer that goes away completes
+ * nothing, and the connection would stay forever, counted against
+ * --max-connections. A peer that keeps trying is cut off.
+ */
+#define SRV_BOOT_TRIES 16
+
+static void boot_again(struct srv_conn *c)
+{
+	if (++c->boot_used >= SRV_BOOT_TRIES) {
+		conn_break(c, "too many requests outside a session");
+		return;
+	}
+	if (!atomic_load(&c->dead) &&
+	    post_rbuf(c, &c->boot_rb, sizeof(c->boot), c->boot_mr->lkey))
+		conn_break(c, "cannot post receive buffer");
+}
+
 /* Allocate and post @n receive buffers of @size for a bound connection. */
 static int conn_buffers(struct srv_conn *c, uint32_t n, uint32_t size)
 {
@@ -357,15 +377,22 @@ static int session_bind(struct srv_session *s, struct srv_conn *c, int dir)
 	struct srv_conn *old;
 	int rc;
 
+	/* bound before the buffers go up: a message in one of them is the
+	 * session's (the completion that brings it orders these stores
+	 * before the handler's reads); the connection holds a reference to
+	 * the session from here on, given back when it is freed */
+	atomic_fetch_add(&s->refs, 1);
+	c->sess = s;
+	c->dir = dir;
 	if (dir == DAFS_CONN_FORE)
 		rc = conn_buffers(c, s->p.credits, s->p.max_request);
 	else
 		rc = conn_buffers(c, s->p.cb_credits, DAFS_MSG_MIN);
-	if (rc)
+	if (rc) {
+		/* whatever went up dies with the connection */
+		conn_break(c, "cannot post receive buffers");
 		return rc;
-	atomic_fetch_add(&s->refs, 1);
-	c->sess = s;
-	c->dir = dir;
+	}
 	snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer),
 		 "/%s", dir == DAFS_CONN_FORE ? "fore" : "back");
 	conn_get(c); /* the session's pointer */
@@ -662,6 +689,8 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	}
 	if (!s) {
 		handle_unbound(srv, c, &h, w->body);
+		if (!c->sess)
+			boot_again(c);
 		goto done;
 	}
 	if (c->dir != DAFS_CONN_FORE ||

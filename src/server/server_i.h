@@ -83,6 +83,7 @@ struct srv_conn {
 	uint8_t boot[SRV_BOOT_BUF];
 	struct dafs_mr *boot_mr;
 	struct srv_rbuf boot_rb;
+	unsigned boot_used; /* requests it took (SRV_BOOT_TRIES at most) */
 	/* reply buffer for requests outside a session (CREATE_SESSION ...) */
 	uint8_t boot_reply[SRV_BOOT_BUF];
 	struct dafs_mr *boot_reply_mr;

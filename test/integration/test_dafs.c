@@ -2798,6 +2798,47 @@ START_TEST(test_max_connections)
 }
 END_TEST
 
+/* A connection whose CREATE_SESSION fails (an export that does not exist)
+ * is gone once its client closes it: twenty of them in a row leave a
+ * server with room for one session able to take it. (They used to stay,
+ * with no receive posted to notice the close, until --max-connections
+ * turned every client away.) */
+START_TEST(test_failed_setup)
+{
+	dafs_session_t *s2 = NULL;
+	char url[256], *slash;
+	dafs_attr_t a;
+	int i, rc;
+
+	dafs_session_close(S);
+	S = NULL;
+	ck_assert_int_eq(it_daemon_stop(&D, 20000), 0);
+	D.extra[0] = "--max-connections";
+	D.extra[1] = "2";
+	ck_assert_int_eq(it_daemon_start(&D), 0);
+	snprintf(url, sizeof(url), "%s", D.url);
+	slash = strrchr(url, '/');
+	ck_assert_ptr_nonnull(slash);
+	snprintf(slash, sizeof(url) - (size_t)(slash - url), "/nosuch");
+	for (i = 0; i < 20; i++) {
+		rc = dafs_session_open(url, NULL, &s2);
+		ck_assert_int_eq(rc, -DAFS_ENOEXPORT);
+	}
+	for (i = 0; i < 100; i++) {
+		rc = dafs_session_open(D.url, NULL, &s2);
+		if (!rc)
+			break;
+		usleep(50000);
+	}
+	ck_assert_msg(!rc, "no room after failed setups: %s",
+		      dafs_strerror(rc));
+	S = s2;
+	OK(dafs_getattr(S, &ROOT, &a));
+	ck_assert(it_daemon_alive(&D));
+	D.extra[0] = D.extra[1] = NULL;
+}
+END_TEST
+
 START_TEST(test_garbage)
 {
 	uint8_t buf[8192], *p;
@@ -3170,6 +3211,7 @@ static Suite *dafs_suite(void)
 	tc = tcase(s, "robust", 60);
 	tcase_add_test(tc, test_garbage);
 	tcase_add_test(tc, test_max_connections);
+	tcase_add_test(tc, test_failed_setup);
 
 	tc = tcase(s, "regcache", 60);
 	tcase_add_loop_test(tc, test_regcache_io, 0, 3);
