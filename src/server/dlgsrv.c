@@ -269,7 +269,7 @@ int srv_deleg_begin(struct srv_req *r, const struct dlg_key *key, int kind,
 		if (nev)
 			queue_recalls(srv, ev, nev);
 		if (!counted) {
-			if (srv->dlg_waiters >= limit) {
+			if (srv->dlg_waiters >= limit && !r->committed) {
 				/* the recalls are out: the client asks again
 				 * (DAFS_EDELAY is never cached) */
 				n = -DAFS_EDELAY;

@@ -51,7 +51,8 @@ static int cred_on(struct srv_req *r)
 
 	if (!r->srv->can_switch)
 		return 0;
-	if (id >= r->sess->ncreds)
+	if (id >= atomic_load_explicit(&r->sess->ncreds,
+				       memory_order_acquire))
 		return -DAFS_EBADCRED;
 	c = &r->sess->creds[id];
 	return dafs_creds_apply(c);
@@ -265,8 +266,11 @@ static int h_cred_register(struct srv_req *r, const void *b, const int *fd,
 	if (i == s->ncreds) {
 		if (s->ncreds == SRV_MAX_CREDS)
 			rc = -ENOSPC;
-		else
-			s->creds[s->ncreds++] = c;
+		else {
+			s->creds[i] = c;
+			atomic_store_explicit(&s->ncreds, i + 1,
+					      memory_order_release);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	rep->u32.v = i;
@@ -393,6 +397,10 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 		srv_deleg_end(r->srv, dk);
 	rc = 0;
 	if (!dk->tracked) {
+		/* the file exists now: a retry would find it there (EEXIST
+		 * for an exclusive create), so this waits on the recalls
+		 * rather than answer DAFS_EDELAY */
+		r->committed = 1;
 		rc = srv_deleg_begin_fd(r, iofd, c.kind, dk);
 		/* another client may have opened the new file, been granted
 		 * a delegation and written before that wait ended */
@@ -727,6 +735,7 @@ static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
 {
 	struct srv_open *o;
 	struct dafs_sge sge;
+	uint32_t direct;
 	ssize_t n;
 	int rc;
 
@@ -755,21 +764,30 @@ static ssize_t do_read(struct srv_req *r, uint64_t open_id, uint64_t off,
 	/* O_DIRECT wants an aligned buffer: the I/O buffer is page-aligned,
 	 * the reply is not (offset and length alignment stay the caller's,
 	 * with EINVAL as on a local disk) */
-	n = full_pread(o->fd, rkey || (o->flags & DAFS_O_DIRECT) ? r->iobuf
-								  : inl,
-		       len, off);
+	direct = o->flags & DAFS_O_DIRECT;
+	if (rkey || direct)
+		srv_fence_wait(r->srv, r->fence);
+	n = full_pread(o->fd, rkey || direct ? r->iobuf : inl, len, off);
 	open_put(r->sess, o);
-	if (n > 0 && !rkey && inl != r->iobuf && (o->flags & DAFS_O_DIRECT))
+	if (n > 0 && !rkey && inl != r->iobuf && direct)
 		memcpy(inl, r->iobuf, (size_t)n);
 	if (n > 0 && rkey) {
+		uint64_t wr_id;
+		unsigned fl;
+
 		sge.addr = r->iobuf;
 		sge.len = (uint32_t)n;
 		sge.lkey = r->iomr->lkey;
-		/* unsignaled: RC ordering places it before the reply */
-		rc = r->conn->ep->ops->rdma_write(r->conn->ep, 0, &sge, 1,
-						  raddr, rkey, 0);
-		if (rc)
+		/* RC ordering places it before the reply; signaled only
+		 * where the transport reads the buffer after the post, so
+		 * that the next writer of the buffer waits for it */
+		fl = srv_fence_arm(r->srv, r->fence, r->conn, &wr_id);
+		rc = r->conn->ep->ops->rdma_write(r->conn->ep, wr_id, &sge, 1,
+						  raddr, rkey, fl);
+		if (rc) {
+			srv_fence_disarm(r->fence);
 			return rc;
+		}
 	}
 	return n;
 }
@@ -797,6 +815,8 @@ static ssize_t do_write(struct srv_req *r, uint64_t open_id, uint64_t off,
 		goto out;
 	}
 	src = data->p;
+	if ((rkey && len) || ((o->flags & DAFS_O_DIRECT) && len))
+		srv_fence_wait(r->srv, r->fence);
 	if (rkey && len) {
 		sge.addr = r->iobuf;
 		sge.len = len;
@@ -1055,47 +1075,64 @@ static int h_batch(struct srv_req *r, const void *b, const int *fd,
 	const struct dafs_m_batch_req *q = b;
 	/* layout: header, le32 n, le32 results length, results */
 	const uint32_t start = DAFS_HDR_SIZE + 8;
-	struct dafs_m_batch_desc d;
+	struct dafs_m_batch_desc d[DAFS_BATCH_MAX];
 	struct dafs_dec dec;
 	uint8_t *out = r->reply + start, *end = r->reply + r->reply_cap;
+	size_t room;
 	uint32_t i;
 	ssize_t n;
 
 	(void)fd, (void)rep;
 	if (q->n == 0 || q->n > DAFS_BATCH_MAX)
 		return -EINVAL;
+	/*
+	 * Everything that fails the batch as a whole is found before any
+	 * descriptor runs: a batch either fails untouched or runs every
+	 * descriptor, each with its own result (a write already made must
+	 * not be reported as failed, and done again by a retry). Each
+	 * result's status, count and length (12 bytes) are set aside first;
+	 * an inline read whose data no longer fits gets EMSGSIZE alone.
+	 */
+	if ((size_t)(end - out) < (size_t)q->n * 12)
+		return -EMSGSIZE;
 	dafs_dec_init(&dec, q->descs.p, q->descs.len);
-	for (i = 0; i < q->n; i++) {
-		if (dafs_dec_msg(&dec, &dafs_mt_batch_desc, &d))
+	for (i = 0; i < q->n; i++)
+		if (dafs_dec_msg(&dec, &dafs_mt_batch_desc, &d[i]))
 			return -DAFS_EPROTO;
-		/* status, count, data length, data */
-		if ((size_t)(end - out) < 12)
-			return -EMSGSIZE;
-		if (d.flags & DAFS_BF_WRITE) {
-			n = d.rkey && d.data.len
+	if (dec.pos != dec.len)
+		return -DAFS_EPROTO;
+	for (i = 0; i < q->n; i++) {
+		/* what the results still to come leave for this one's data */
+		room = (size_t)(end - out) - (size_t)(q->n - i) * 12;
+		if (d[i].flags & DAFS_BF_WRITE) {
+			n = d[i].rkey && d[i].data.len
 				    ? -EINVAL
-				    : do_write(r, d.open_id, d.off, d.len,
-					       d.rkey, d.raddr, &d.data);
+				    : do_write(r, d[i].open_id, d[i].off,
+					       d[i].len, d[i].rkey, d[i].raddr,
+					       &d[i].data);
 			dafs_put32(out + 8, 0);
 		} else {
 			uint8_t *inl = NULL;
 
-			if (!d.rkey) {
-				if (d.len > r->sess->p.inline_max ||
-				    d.len > (size_t)(end - out) - 12)
-					return -EMSGSIZE;
+			n = 0;
+			if (!d[i].rkey) {
+				/* as READ; or no room left for the data */
+				if (d[i].len > r->sess->p.inline_max)
+					n = -EINVAL;
+				else if (d[i].len > room)
+					n = -EMSGSIZE;
 				inl = out + 12;
 			}
-			n = do_read(r, d.open_id, d.off, d.len, d.rkey, d.raddr,
-				    inl);
+			if (!n)
+				n = do_read(r, d[i].open_id, d[i].off,
+					    d[i].len, d[i].rkey, d[i].raddr,
+					    inl);
 			dafs_put32(out + 8, inl && n > 0 ? (uint32_t)n : 0);
 		}
 		dafs_put32(out, n < 0 ? dafs_err_to_status((int)n) : 0);
 		dafs_put32(out + 4, n < 0 ? 0 : (uint32_t)n);
 		out += 12 + dafs_get32(out + 8);
 	}
-	if (dec.pos != dec.len)
-		return -DAFS_EPROTO;
 	dafs_put32(r->reply + DAFS_HDR_SIZE, q->n);
 	dafs_put32(r->reply + DAFS_HDR_SIZE + 4,
 		   (uint32_t)(out - (r->reply + start)));

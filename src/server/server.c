@@ -524,6 +524,40 @@ int srv_wait_send(struct dafs_server *srv, struct srv_wait *w)
 	return w->status;
 }
 
+unsigned srv_fence_arm(struct dafs_server *srv, struct srv_fence *f,
+		       struct srv_conn *c, uint64_t *wr_id)
+{
+	*wr_id = 0;
+	if (srv->tp->post_copies)
+		return 0;
+	srv_fence_wait(srv, f);
+	f->w.done = 0;
+	f->w.status = 0;
+	/* the completion, flushed if the connection breaks, arrives before
+	 * the endpoint can be freed */
+	conn_get(c);
+	f->conn = c;
+	*wr_id = (uintptr_t)&f->w;
+	return DAFS_TP_SIGNALED;
+}
+
+void srv_fence_disarm(struct srv_fence *f)
+{
+	if (f->conn) {
+		conn_put(f->conn);
+		f->conn = NULL;
+	}
+}
+
+void srv_fence_wait(struct dafs_server *srv, struct srv_fence *f)
+{
+	if (!f->conn)
+		return;
+	/* its error, if any, was the connection's, and went with it */
+	srv_wait_send(srv, &f->w);
+	srv_fence_disarm(f);
+}
+
 /* ---- requests ---- */
 
 /* A protocol violation: drop the connection and its session, never the
@@ -540,16 +574,36 @@ static void malformed(struct srv_conn *c, const struct dafs_hdr *h, int err)
 	conn_break(c, NULL);
 }
 
+/* Per-handler-thread resources. */
+struct worker {
+	struct dafs_server *srv;
+	uint8_t *iobuf;
+	struct dafs_mr *iomr;
+	uint32_t iobuf_size;
+	struct srv_fence fence; /* what the transport still reads of iobuf */
+	_Alignas(16) uint8_t body[DAFS_BODY_MAX];
+};
+
+/* An error reply built in the handler's I/O buffer (a request that never
+ * reached its slot has no reply buffer of its own). */
 static void reply_error(struct srv_conn *c, const struct dafs_hdr *rq,
-			int err, uint8_t *buf, struct dafs_mr *mr)
+			int err, struct worker *w)
 {
+	struct dafs_sge sge = {w->iobuf, DAFS_HDR_SIZE, w->iomr->lkey};
 	struct dafs_hdr h = *rq;
+	uint64_t wr_id;
+	unsigned fl;
 
 	h.flags = DAFS_HF_REPLY;
 	h.arg = dafs_err_to_status(err);
 	h.len = 0;
-	dafs_hdr_put(buf, &h);
-	send_buf(c, buf, DAFS_HDR_SIZE, mr);
+	srv_fence_wait(w->srv, &w->fence);
+	dafs_hdr_put(w->iobuf, &h);
+	fl = srv_fence_arm(w->srv, &w->fence, c, &wr_id);
+	if (c->ep->ops->post_send(c->ep, wr_id, &sge, 1, fl)) {
+		srv_fence_disarm(&w->fence);
+		conn_break(c, "send failed");
+	}
 }
 
 /* Requests on a connection not yet bound to a session. */
@@ -649,14 +703,6 @@ static void handle_unbound(struct dafs_server *srv, struct srv_conn *c,
 	send_buf(c, c->boot_reply, (uint32_t)n, c->boot_reply_mr);
 }
 
-/* Per-handler-thread resources. */
-struct worker {
-	struct dafs_server *srv;
-	uint8_t *iobuf;
-	struct dafs_mr *iomr;
-	uint32_t iobuf_size;
-	_Alignas(16) uint8_t body[DAFS_BODY_MAX];
-};
 
 static void handle_request(struct worker *w, struct srv_conn *c,
 			   struct srv_rbuf *rb, uint32_t len)
@@ -699,7 +745,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 		goto done;
 	}
 	if (s->destroyed) {
-		reply_error(c, &h, -DAFS_EBADSESSION, w->iobuf, w->iomr);
+		reply_error(c, &h, -DAFS_EBADSESSION, w);
 		goto done;
 	}
 
@@ -722,10 +768,10 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 		conn_put(c);
 		return;
 	case DAFS_SV_BUSY:
-		reply_error(c, &h, -DAFS_EDELAY, w->iobuf, w->iomr);
+		reply_error(c, &h, -DAFS_EDELAY, w);
 		goto done;
 	case DAFS_SV_MISORDERED:
-		reply_error(c, &h, -DAFS_ESEQ, w->iobuf, w->iomr);
+		reply_error(c, &h, -DAFS_ESEQ, w);
 		goto done;
 	default:
 		malformed(c, &h, -DAFS_EPROTO);
@@ -745,6 +791,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	r.iobuf = w->iobuf;
 	r.iomr = w->iomr;
 	r.iobuf_size = w->iobuf_size;
+	r.fence = &w->fence;
 	if (h.op == DAFS_OP_DESTROY_SESSION) {
 		struct dafs_hdr rh = h;
 
@@ -881,6 +928,7 @@ static void *worker_main(void *arg)
 				      memory_order_relaxed);
 		atomic_fetch_add(&srv->nidle, 1);
 	}
+	srv_fence_wait(srv, &w->fence);
 	srv->tp->dereg_mr(w->iomr);
 	free(w->iobuf);
 	free(w);

@@ -125,7 +125,9 @@ struct srv_session {
 	uint8_t *reply_mem; /* credits * max_response, registered */
 	struct dafs_mr *reply_mr;
 	struct dafs_creds creds[SRV_MAX_CREDS];
-	uint32_t ncreds;
+	/* entries in creds[]: written under lock, stored after the entry
+	 * it counts (release), read without the lock (acquire) */
+	_Atomic uint32_t ncreds;
 	struct srv_open **opens; /* entries never move */
 	uint32_t nopens, open_free;
 	struct srv_conn *fore, *back; /* referenced */
@@ -213,6 +215,11 @@ struct srv_req {
 	uint8_t *iobuf;      /* per-thread registered I/O buffer */
 	struct dafs_mr *iomr;
 	uint32_t iobuf_size;
+	struct srv_fence *fence; /* ... and what it is waiting for */
+	/* it has changed something already (CREATE made its file): it may
+	 * not answer DAFS_EDELAY ("nothing done, ask again") and waits on
+	 * recalls past the limit of waiting handlers instead */
+	int committed;
 };
 
 int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out);
@@ -233,6 +240,25 @@ struct srv_wait {
 	int status;
 };
 int srv_wait_send(struct dafs_server *srv, struct srv_wait *w);
+
+/*
+ * A handler's I/O buffer is read by the transport after the post that
+ * sends from it returns where the transport does not copy at post time
+ * (verbs: the device reads it later): the next request of the handler
+ * must not write it until that operation completes. srv_fence_arm() is
+ * called for an op about to be posted from the buffer: it returns the
+ * post's wr_id and flags (a signaled op, holding a reference to @c until
+ * it completes; nothing to do where posts copy); srv_fence_disarm() if
+ * the post failed. srv_fence_wait() before writing into the buffer.
+ */
+struct srv_fence {
+	struct srv_wait w;
+	struct srv_conn *conn; /* NULL: nothing outstanding */
+};
+unsigned srv_fence_arm(struct dafs_server *srv, struct srv_fence *f,
+		       struct srv_conn *c, uint64_t *wr_id);
+void srv_fence_disarm(struct srv_fence *f);
+void srv_fence_wait(struct dafs_server *srv, struct srv_fence *f);
 /* Send a callback (@body: its request, or NULL for an empty one) on the
  * session's back channel and wait for the reply. */
 int srv_callback(struct srv_session *s, uint16_t op, const void *body,

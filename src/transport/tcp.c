@@ -2284,6 +2284,7 @@ static int tcp_post_recv(struct dafs_ep *base, uint64_t wr_id,
 
 const struct dafs_tp_ops dafs_tp_tcp = {
 	.name = "tcp",
+	.post_copies = 1,
 	.accept = tcp_accept,
 	.connect = tcp_connect,
 	.cq_free = tcp_cq_free,

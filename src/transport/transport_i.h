@@ -108,6 +108,15 @@ struct dafs_ep_attr {
 
 struct dafs_tp_ops {
 	const char *name; /* "tcp", "rdma" */
+	/*
+	 * 1 if post_send and rdma_write have taken the bytes of their gather
+	 * list when they return, so its buffers may be written again at once
+	 * (tcp sends them before returning); 0 if the buffers must stay as
+	 * they are until the operation completes (verbs: the device reads
+	 * them later), which for an unsignaled one its caller learns only
+	 * from a later signaled op on the same ep.
+	 */
+	int post_copies;
 
 	int (*domain_new)(struct dafs_domain **dom);
 	void (*domain_free)(struct dafs_domain *dom);

@@ -2009,6 +2009,7 @@ static int v_rdma_read(struct dafs_ep *ep, uint64_t wr_id,
 
 const struct dafs_tp_ops dafs_tp_verbs = {
 	.name = "rdma",
+	.post_copies = 0, /* the device reads the buffers later */
 	.accept = v_accept,
 	.connect = v_connect,
 	.cq_free = v_cq_free,

@@ -1422,6 +1422,69 @@ static dafs_iodesc_t iod(dafs_file_t *f, int write, void *buf, size_t len,
 	return d;
 }
 
+/* A batch whose inline reads outgrow the reply: every descriptor runs,
+ * the writes are done and reported done, and only the reads whose data no
+ * longer fits fail, alone, with EMSGSIZE. (The whole batch used to fail
+ * after its writes were made.) */
+START_TEST(test_batch_room)
+{
+	enum { NW = 16, NR = 32, B = 4096 };
+	static uint8_t wbuf[NW][B], rbuf[NR][B];
+	uint8_t *src = xmalloc(NR * B), *want = xmalloc(NW * B);
+	dafs_iodesc_t io[NW + NR];
+	dafs_completion_t c[NW + NR];
+	int64_t res[NW + NR];
+	dafs_file_t *in, *out;
+	int i, n, got = 0, fit = 0;
+	dafs_fh_t fh;
+	dafs_cg_t *cg;
+
+	fill(src, NR * B, 7, 0);
+	lwrite("broom", src, NR * B, 0644);
+	OK(dafs_lookup(S, &ROOT, "broom", &fh, NULL));
+	OK(dafs_open(S, &fh, O_RDONLY, &in));
+	OK(dafs_create(S, &ROOT, "broom.out", O_RDWR, 0644, &out, NULL, NULL));
+	OK(dafs_cg_new(S, &cg));
+	for (i = 0; i < NW; i++) {
+		fill(wbuf[i], B, 100 + i, 0);
+		memcpy(want + (size_t)i * B, wbuf[i], B);
+		io[i] = iod(out, 1, wbuf[i], B, (uint64_t)i * B, NULL, i);
+	}
+	for (i = 0; i < NR; i++)
+		io[NW + i] = iod(in, 0, rbuf[i], B, (uint64_t)i * B, NULL,
+				 NW + i);
+	OK(dafs_batch_io(S, io, NW + NR, cg));
+	while (got < NW + NR) {
+		n = dafs_cg_wait(cg, c, NW + NR, 10000);
+		ck_assert_msg(n > 0, "cg_wait: %d", n);
+		for (i = 0; i < n; i++)
+			res[(uintptr_t)c[i].ctx] = c[i].result;
+		got += n;
+	}
+	for (i = 0; i < NW; i++)
+		EXPECT(res[i], B);
+	lcheck("broom.out", want, NW * B);
+	/* the reads in order: those that fit, then the rest refused */
+	for (i = 0; i < NR; i++) {
+		if (res[NW + i] == B) {
+			ck_assert_int_eq(fit, i);
+			ck_assert(!memcmp(rbuf[i], src + (size_t)i * B, B));
+			fit++;
+		} else {
+			EXPECT(res[NW + i], -EMSGSIZE);
+		}
+	}
+	/* 128 KiB of reply: most fit, not all */
+	ck_assert_int_gt(fit, NR / 2);
+	ck_assert_int_lt(fit, NR);
+	OK(dafs_close(in));
+	OK(dafs_close(out));
+	dafs_cg_free(cg);
+	free(src);
+	free(want);
+}
+END_TEST
+
 START_TEST(test_batch)
 {
 	enum { NB = 8 };
@@ -3183,6 +3246,7 @@ static Suite *dafs_suite(void)
 	tc = tcase(s, "async", 120);
 	tcase_add_test(tc, test_async_pipeline);
 	tcase_add_test(tc, test_batch);
+	tcase_add_test(tc, test_batch_room);
 
 	tc = tcase(s, "replay", 60);
 	tcase_add_test(tc, test_replay_create);
