@@ -895,18 +895,42 @@ fail:
 
 /* Read what @ep's socket holds, if nobody else is reading it. Never
  * blocks. Returns true if anything was read. */
+/* A SEND left standing for want of a receive, and one posted since. */
+static bool stall_fed(struct tcp_ep *ep)
+{
+	bool fed;
+
+	if (!atomic_load(&ep->rx_stalled))
+		return false;
+	pthread_mutex_lock(&ep->lock);
+	fed = ep->rq_n > 0;
+	pthread_mutex_unlock(&ep->lock);
+	return fed;
+}
+
 static bool ep_drive(struct tcp_ep *ep)
 {
-	bool idle;
+	bool idle, moved = false;
 	int rc;
 
-	if (atomic_load(&ep->broken))
-		return false;
-	if (pthread_mutex_trylock(&ep->rx_lock))
-		return false;
-	rc = rx_run(ep, false, &idle);
-	pthread_mutex_unlock(&ep->rx_lock);
-	return rc > 0;
+	do {
+		if (atomic_load(&ep->broken))
+			break;
+		if (pthread_mutex_trylock(&ep->rx_lock))
+			break;
+		rc = rx_run(ep, false, &idle);
+		pthread_mutex_unlock(&ep->rx_lock);
+		if (rc > 0)
+			moved = true;
+		/*
+		 * A SEND we left in the stage for want of a receive is in
+		 * no socket to wake anyone: if the post_recv that feeds it
+		 * came while we held the role, its trylock failed, and the
+		 * frame is ours to read on (rx_stalled was set under ->lock
+		 * after seeing no receive, so that post counts in rq_n).
+		 */
+	} while (stall_fed(ep));
+	return moved;
 }
 
 bool tcp_cq_drive(struct tcp_cq *cq)
@@ -1288,6 +1312,34 @@ static int send_hello(int fd)
 
 /* Make an endpoint of connected socket @fd, which it owns from here on
  * (closed on failure too). */
+/*
+ * A peer whose host died or whose network went (no FIN, no RST) would
+ * leave the connection up forever: a server would keep its session, and
+ * the session's locks and delegations, beyond any lease. Keepalive probes
+ * after TCP_IDLE_S of silence (TCP_PROBES of them, TCP_PROBE_S apart) and
+ * a limit on unacknowledged data (TCP_USER_MS) break such a connection,
+ * as an RC QP's retry limit does on verbs; its flush then tells the owner.
+ * Best effort: a socket that refuses an option keeps the default.
+ */
+#define TCP_IDLE_S 30
+#define TCP_PROBE_S 10
+#define TCP_PROBES 3
+#define TCP_USER_MS 60000
+
+static void keepalive(int fd)
+{
+	int on = 1, idle = TCP_IDLE_S, intvl = TCP_PROBE_S, cnt = TCP_PROBES;
+	unsigned user = TCP_USER_MS;
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+			 sizeof(intvl));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user,
+			 sizeof(user));
+}
+
 static int ep_new(struct tcp_domain *dom, int fd,
 		  const struct dafs_ep_attr *attr, struct dafs_ep **out)
 {
@@ -1299,6 +1351,7 @@ static int ep_new(struct tcp_domain *dom, int fd,
 		err = -errno;
 		goto err_close;
 	}
+	keepalive(fd);
 	ep = calloc(1, sizeof(*ep));
 	if (!ep) {
 		err = -ENOMEM;
@@ -2175,6 +2228,7 @@ static int tcp_rdma_read(struct dafs_ep *base, uint64_t wr_id,
 	struct tcp_mr *mr;
 	struct sq_ent *e;
 	struct frame fr;
+	uint64_t tag;
 	int err;
 
 	if (!sge || (flags & ~DAFS_TP_SIGNALED))
@@ -2219,7 +2273,9 @@ static int tcp_rdma_read(struct dafs_ep *base, uint64_t wr_id,
 		err = -ENOTCONN;
 		goto err_unlock;
 	}
-	e->tag = ++ep->rd_seq;
+	/* the tag from here on: once queued, the entry is the reader's
+	 * (an early response or a break frees it) */
+	tag = e->tag = ++ep->rd_seq;
 	*ep->sq_tail = e;
 	ep->sq_tail = &e->next;
 	pthread_mutex_unlock(&ep->lock);
@@ -2229,7 +2285,7 @@ static int tcp_rdma_read(struct dafs_ep *base, uint64_t wr_id,
 		.len = sge->len,
 		.rkey = rkey,
 		.addr = raddr,
-		.tag = e->tag,
+		.tag = tag,
 	};
 	put_hdr(hdr, &fr);
 	/* On failure the READ is queued, so rx_flush completes it. */
