@@ -687,7 +687,7 @@ static int prep_io(dafs_file_t *f, int write, void *buf, size_t len,
 
 	*tmp = NULL;
 	gather->len = 0;
-	if (len > s->p.max_io)
+	if (len > s->p.max_io || off > (uint64_t)INT64_MAX)
 		return -EINVAL;
 	if (write ? acc == O_RDONLY : acc == O_WRONLY)
 		return -EBADF;
@@ -761,6 +761,10 @@ DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,
 			return -EINVAL;
 		if (off > (uint64_t)INT64_MAX)
 			return -EINVAL;
+		/* as the server would on a miss: a hit must not read what
+		 * a write-only open may not */
+		if ((f->flags & O_ACCMODE) == O_WRONLY)
+			return -EBADF;
 		return dc_read(f->s->dc, &f->fh, off, buf, len, fill_block, f);
 	}
 	return read_server(f, buf, len, off, mem);
@@ -812,6 +816,10 @@ DAFS_API ssize_t dafs_write(dafs_file_t *f, const void *buf, size_t len,
 	ssize_t n;
 
 	if (mem && check_mem(mem, buf, len))
+		return -EINVAL;
+	/* before anything is held: the write-back arithmetic relies on
+	 * off + len not wrapping, as the server refuses beyond INT64_MAX */
+	if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
 		return -EINVAL;
 	if (f->wb.on) {
 		n = dafs_c_wb_write(f, buf, len, off);
@@ -1220,6 +1228,7 @@ static int io_async(dafs_file_t *f, int write, void *buf, size_t len,
 	cr->ctx = ctx;
 	cr->ubuf = buf;
 	cr->ulen = (uint32_t)len;
+	cr->inl_read = !write && !rq.rkey;
 	cr->tmp_reg = tmp;
 	cr->mem = mem;
 	if (mem)

@@ -134,11 +134,14 @@ static int bootstrap_call(dafs_session_t *s, struct dafs_ep *ep,
 		if (wc.op == DAFS_WC_RECV)
 			break;
 	}
+	/* the opcode picks the body's type: checked before the body is
+	 * decoded into @rep, which is sized for @op's reply */
+	if (dafs_hdr_get(rbuf, wc.byte_len, &rh) ||
+	    !(rh.flags & DAFS_HF_REPLY) || rh.op != op)
+		return -DAFS_EPROTO;
 	rc = dafs_msg_parse(rbuf, wc.byte_len, &rh, rep);
 	if (rc)
 		return rc;
-	if (!(rh.flags & DAFS_HF_REPLY) || rh.op != op)
-		return -DAFS_EPROTO;
 	return dafs_status_to_err(rh.arg);
 }
 
@@ -817,6 +820,14 @@ static void on_reply(dafs_session_t *s, const struct dafs_wc *wc)
 		post_rbuf(s, (uint32_t)wc->wr_id);
 		return;
 	}
+	if (h.op != (cr->resync ? DAFS_OP_NULL : cr->op)) {
+		/* the reply's opcode picks the type its body is decoded
+		 * into, sized for the request's: another is the server
+		 * misbehaving, never a reply to decode */
+		post_rbuf(s, (uint32_t)wc->wr_id);
+		s->ep->ops->disconnect(s->ep);
+		return;
+	}
 	if (h.arg == dafs_err_to_status(-DAFS_EDELAY)) {
 		/* the server still executes the original, or waits for
 		 * recalls with enough others: ask again, backing off from
@@ -958,6 +969,7 @@ int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
 	cr->dcw = NULL;
 	cr->ndcw = 0;
 	cr->gather.len = 0;
+	cr->op = op;
 	h.op = op;
 	h.slot = slot;
 	h.seq = seq;
@@ -1088,7 +1100,14 @@ void dafs_c_end(dafs_session_t *s, struct creq *cr)
 					s->p.max_response));
 		cr->rbuf = NULL;
 	}
-	if (cr->done || !cr->sent) {
+	if (!cr->sent) {
+		/* never sent (its message could not be built, the session
+		 * broke): the server never saw the number, which the slot's
+		 * next request must use, or it is misordered there and every
+		 * later one on the slot too (DAFS_ESEQ) */
+		cr->busy = 0;
+		dafs_cslot_unuse(&s->cslots, cr->slot);
+	} else if (cr->done) {
 		cr->busy = 0;
 		dafs_cslot_put(&s->cslots, cr->slot);
 	} else {
@@ -1233,8 +1252,11 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &rr);
 		if (!rc)
 			rc = dafs_status_to_err(h.arg);
+		/* as read_server() checks: an inline read's bytes are all
+		 * in the reply, a direct one's none */
 		if (!rc && (rr.count > cr->ulen ||
-			    (rr.data.len && rr.data.len != rr.count)))
+			    (rr.data.len && rr.data.len != rr.count) ||
+			    (cr->inl_read && rr.data.len != rr.count)))
 			rc = -DAFS_EPROTO;
 		if (!rc && rr.data.len)
 			memcpy(cr->ubuf, rr.data.p, rr.data.len);
@@ -1245,6 +1267,8 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 		rc = dafs_msg_parse(cr->rbuf, cr->rlen, &h, &wr);
 		if (!rc)
 			rc = dafs_status_to_err(h.arg);
+		if (!rc && wr.v > cr->ulen)
+			rc = -DAFS_EPROTO;
 		dafs_c_cg_push(cr->cg, cr->ctx, rc ? rc : (int64_t)wr.v);
 		break;
 	case CREQ_BATCH:
@@ -1259,9 +1283,15 @@ static void deliver(dafs_session_t *s, struct creq *cr)
 
 			result = rc;
 			if (!rc) {
+				/* a write's result carries no data (its
+				 * source may be read-only), a read's data
+				 * is all it counts or none (direct) */
 				if (dafs_dec_msg(&d, &dafs_mt_batch_result,
 						 &res) ||
-				    res.count > io->len) {
+				    res.count > io->len ||
+				    (io->write && res.data.len) ||
+				    (res.data.len &&
+				     res.data.len != res.count)) {
 					rc = -DAFS_EPROTO;
 					result = rc;
 				} else if (res.status) {

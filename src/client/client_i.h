@@ -47,6 +47,8 @@ struct dc_span {
 
 struct creq {
 	uint32_t slot, seq;
+	uint16_t op;      /* the request's opcode: its reply's must match */
+	int inl_read;     /* an asynchronous inline READ: data in the reply */
 	int kind;
 	int busy;         /* slot in use */
 	int sent;         /* on the wire, awaiting a reply */

@@ -399,13 +399,15 @@ uint64_t fino_xattr_epoch(struct fino_table *t)
 	return n;
 }
 
-void fino_caps_gone(struct fino_table *t, uint64_t id, uint64_t epoch)
+void fino_caps_gone(struct fino_table *t, uint64_t id, uint64_t epoch,
+		    uint64_t deleg_id)
 {
 	struct fino *e;
 
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
-	if (e && e->deleg && t->xchanges == epoch)
+	if (e && e->deleg && deleg_id && e->deleg_id == deleg_id &&
+	    t->xchanges == epoch)
 		e->nocaps = 1;
 	pthread_mutex_unlock(&t->lock);
 }

@@ -107,11 +107,16 @@ void fino_xattr_changed(struct fino_table *t, uint64_t id);
  * and a new file has none. fino_xattr_epoch() counts the changes of
  * attributes by this mount (fino_xattr_changed, any node); read before
  * such an open is sent, it lets fino_caps_gone() record the absence for
- * @id after the open came back with its delegation - only if no change
- * was made through this mount meanwhile and the delegation is held.
+ * @id after the open came back with its delegation @deleg_id - only if
+ * no change was made through this mount meanwhile and the node holds that
+ * delegation still. (Another client's SETXATTR between the server's
+ * truncation and its grant is not seen: the absence is then wrong until
+ * the delegation goes, which fails closed - the server's own write drops
+ * the capability - but getxattr through this mount misses it meanwhile.)
  */
 uint64_t fino_xattr_epoch(struct fino_table *t);
-void fino_caps_gone(struct fino_table *t, uint64_t id, uint64_t epoch);
+void fino_caps_gone(struct fino_table *t, uint64_t id, uint64_t epoch,
+		    uint64_t deleg_id);
 
 /*
  * POSIX locks: fino_set_locked() records that a POSIX lock was asked for

@@ -505,6 +505,14 @@ out:
 		if (mounted)
 			fuse_session_unmount(se);
 		fuse_remove_signal_handlers(se);
+		/* What is held goes to the server while the recall handler
+		 * still sends it before a return: without the handler
+		 * libdafs returns a recalled delegation by itself, and a
+		 * write held until dfs_fini() would land after another
+		 * client was let in. The loop has ended: nothing new is
+		 * held. */
+		if (inited && fs.s)
+			fwb_flush_ino(&fs.wb, FWB_ALL, fs.s, NULL);
 		/* no more recalls into a session about to go */
 		if (fs.s)
 			dafs_set_recall_handler(fs.s, NULL, NULL);

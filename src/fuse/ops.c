@@ -200,6 +200,17 @@ static int deleg_opened(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f)
 	return fino_deleg_set(&fs->ino, ino, type, id) != DAFS_DELEG_NONE;
 }
 
+/* @f's open truncated or made the file of @ino: no security.capability
+ * while the delegation it came with lasts (fino_caps_gone). */
+static void caps_gone(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f,
+		      uint64_t epoch)
+{
+	uint64_t id;
+
+	if (dafs_file_deleg(f, &id) != DAFS_DELEG_NONE)
+		fino_caps_gone(&fs->ino, ino, epoch, id);
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -252,6 +263,10 @@ struct dfs_file {
 	int created;	/* by op_create, with an access the new mode does
 			   not give the caller: never parked */
 	int revoked;	/* I/O said DAFS_EREVOKED: never parked */
+	int stale;	/* the node's parked opens were dropped while it was
+			   open (who may open it changed, a recall): the
+			   access checked for it may be gone, never parked
+			   (under hlock) */
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
 	uint64_t eseen;	/* write-back errors of other open files of the
@@ -415,13 +430,22 @@ static void park_put(struct dfs *fs, uint64_t ino, dafs_file_t *f, int flags,
 }
 
 /* Close the parked opens of @ino (0: all of them); the generation moves
- * on. */
+ * on, and the node's open files are never parked (what was checked when
+ * they were opened may no longer hold: a chmod, an ACL, another client's
+ * change behind a recall). */
 static void park_close(struct dfs *fs, uint64_t ino)
 {
 	struct dfs_park **pp, *p, *gone = NULL;
+	struct dfs_handle *h;
 
 	pthread_mutex_lock(&fs->hlock);
 	fs->park_gen++;
+	for (h = fs->handles.next; h != &fs->handles; h = h->next) {
+		struct dfs_file *f = (struct dfs_file *)h;
+
+		if (!h->dir && (!ino || f->ino == ino))
+			f->stale = 1;
+	}
 	for (pp = &fs->parked; (p = *pp);) {
 		if (!ino || p->ino == ino) {
 			*pp = p->next;
@@ -570,6 +594,18 @@ static void handle_del(struct dfs *fs, struct dfs_handle *h)
 		fs->ndirs--;
 	else
 		fs->nfiles--;
+	pthread_mutex_unlock(&fs->hlock);
+}
+
+/* A new open file of the node @file->ino joins the list: stale at once
+ * if parked opens were dropped since generation @gen, read before its
+ * access was checked (a chmod while the server opened it). */
+static void file_add(struct dfs *fs, struct dfs_file *file, uint64_t gen)
+{
+	handle_add(fs, &file->h, 0);
+	pthread_mutex_lock(&fs->hlock);
+	if (fs->park_gen != gen)
+		file->stale = 1;
 	pthread_mutex_unlock(&fs->hlock);
 }
 
@@ -1150,7 +1186,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fi->flags & O_TRUNC)
 		changed(fs, ino);
 	file->ino = ino;
-	handle_add(fs, &file->h, 0);
+	file_add(fs, file, gen);
 	fi->fh = (uintptr_t)file;
 	/* without a delegation held since before this open, other clients
 	 * may have changed the file: the page cache is dropped at open
@@ -1158,7 +1194,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * delegation the node holds (its own grant may be older). */
 	fi->keep_cache = parked ? 1 : deleg_opened(fs, ino, file->f);
 	if (fi->flags & O_TRUNC)
-		fino_caps_gone(&fs->ino, ino, epoch);
+		caps_gone(fs, ino, file->f, epoch);
 	/* ... and its attributes looked up again: a size looked up before
 	 * this open (whose recall made the last holder send its writes)
 	 * would end reads there. Attributes only: the open holds no page. */
@@ -1186,7 +1222,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct dfs_file *file;
 	dafs_fh_t dir, fh;
-	uint64_t id, epoch;
+	uint64_t id, epoch, gen;
 	int rc, sf, wide;
 	dafs_attr_t a;
 	uint32_t cred;
@@ -1204,6 +1240,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	file->eseen = fwb_err_mark(&fs->wb);
 	epoch = fino_xattr_epoch(&fs->ino);
+	gen = park_gen(fs);
 	sf = server_flags(fi->flags);
 	/* read access too only if the owner may read: a parked open that
 	 * may not serve reads is no use */
@@ -1236,11 +1273,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	 * from only if the mode gives the owner that access */
 	file->created = !creator_may(req, &a, file->flags);
 	file->ino = id;
-	handle_add(fs, &file->h, 0);
+	file_add(fs, file, gen);
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
 	if (fi->flags & (O_EXCL | O_TRUNC))
-		fino_caps_gone(&fs->ino, id, epoch);
+		caps_gone(fs, id, file->f, epoch);
 	wb_open(fs, file, id, fi->flags);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;
@@ -1365,8 +1402,10 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 			      data, len, (uint64_t)off, cred);
 		if (n)
 			goto out;
-		dafs_cred_use(fs->s, cred); /* sending may have changed it */
 	}
+	/* as the writer: sending what others held (above) changed the
+	 * thread's credentials to theirs */
+	dafs_cred_use(fs->s, cred);
 	n = dafs_write(file->f, data, len, (uint64_t)off, mem);
 out:
 	if (n == -DAFS_EREVOKED)
@@ -1412,7 +1451,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file = file_of(fi);
-	uint64_t gen;
+	/* before it leaves the list: a drop after that moves this on */
+	uint64_t gen = park_gen(fs);
 
 	handle_del(fs, &file->h);
 	if (file->wb_on)
@@ -1432,9 +1472,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	/* kept for the next open while the delegation is held and no lock
 	 * state hangs on it; the kernel ignores release errors, and the
 	 * server has closed anyway */
-	gen = park_gen(fs);
 	if (fs->o.deleg != DFS_DELEG_OFF && !file->created &&
-	    !file->revoked && !file->npowners && !file->flocked &&
+	    !file->revoked && !file->stale && !file->npowners &&
+	    !file->flocked &&
 	    !fi->flock_release && !fino_locked(&fs->ino, ino) &&
 	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
 		park_put(fs, ino, file->f, file->flags, file->cred, gen);

@@ -394,6 +394,13 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 	check "... but appends to it" nobody sh -c "echo y >>'$mnt/pub/wo'"
 	same "... the server holds what it wrote" "$(printf 'x\ny\n')" \
 		"$(cat "$exp/pub/wo")"
+	# an open made before a chmod takes the access away is not kept
+	# for later opens when it closes
+	same "nobody: cat after its own chmod 200 while the file was open" \
+		"Permission denied" \
+		"$(nobody sh -c 'echo x >"$1"; exec 3<"$1"; chmod 200 "$1";
+			exec 3<&-; cat "$1"' sh "$mnt/pub/held" 2>&1 |
+			sed 's/.*: //')"
 	nobody sh -c "echo mine >'$mnt/pub/n'"
 	same "nobody: creates in a 1777 directory, as nobody" "65534 65534" \
 		"$(stat -c '%u %g' "$exp/pub/n")"
