@@ -274,7 +274,9 @@ int dafs_cred_register(dafs_session_t *s, uint32_t uid, uint32_t gid,
 		       uint32_t ngroups, const uint32_t *groups, uint32_t *id);
 
 /** Make @p id (from dafs_cred_register(), or 0 for the default) this
- * thread's credentials on @p s. Returns 0. */
+ * thread's credentials on @p s; a thread's choice on one session does not
+ * change what it uses on another. Returns 0; -EINVAL if @p s is NULL;
+ * -ENOMEM (the thread's table of choices could not grow). */
 int dafs_cred_use(dafs_session_t *s, uint32_t id);
 
 /**

@@ -43,18 +43,82 @@ static void abs_deadline(struct timespec *ts, uint64_t deadline_ns)
 
 /* ---- credentials: per thread, per session ---- */
 
-static __thread const dafs_session_t *tl_sess;
-static __thread uint32_t tl_cred;
+/*
+ * What each thread chose on each session: a small table per thread, keyed
+ * by the session's serial number (never reused, so a session opened where
+ * a closed one was is not taken for it), freed when the thread exits. A
+ * session the thread chose nothing on uses its default.
+ */
+struct tl_cred {
+	uint64_t serial;
+	uint32_t cred;
+};
+
+static __thread struct tl_cred *tl_creds;
+static __thread uint32_t tl_n, tl_cap;
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static int tl_key_err;
+static _Atomic uint64_t serials;
+
+static void tl_free(void *p)
+{
+	free(p);
+}
+
+static void tl_init(void)
+{
+	tl_key_err = pthread_key_create(&tl_key, tl_free);
+}
+
+uint64_t dafs_c_new_serial(void)
+{
+	return atomic_fetch_add(&serials, 1) + 1;
+}
+
+static struct tl_cred *tl_find(const dafs_session_t *s)
+{
+	uint32_t i;
+
+	for (i = 0; i < tl_n; i++)
+		if (tl_creds[i].serial == s->serial)
+			return &tl_creds[i];
+	return NULL;
+}
 
 uint32_t dafs_c_cred(dafs_session_t *s)
 {
-	return tl_sess == s ? tl_cred : s->cred_default;
+	struct tl_cred *c = tl_find(s);
+
+	return c ? c->cred : s->cred_default;
 }
 
 DAFS_API int dafs_cred_use(dafs_session_t *s, uint32_t id)
 {
-	tl_sess = s;
-	tl_cred = id ? id : s->cred_default;
+	struct tl_cred *c, *n;
+
+	if (!s)
+		return -EINVAL;
+	c = tl_find(s);
+	if (!c && (!id || id == s->cred_default))
+		return 0;
+	if (!c) {
+		if (tl_n == tl_cap) {
+			pthread_once(&tl_once, tl_init);
+			if (tl_key_err)
+				return -ENOMEM;
+			n = realloc(tl_creds, (tl_cap ? tl_cap * 2 : 4) *
+						      sizeof(*n));
+			if (!n)
+				return -ENOMEM;
+			tl_creds = n;
+			tl_cap = tl_cap ? tl_cap * 2 : 4;
+			pthread_setspecific(tl_key, tl_creds);
+		}
+		c = &tl_creds[tl_n++];
+		c->serial = s->serial;
+	}
+	c->cred = id ? id : s->cred_default;
 	return 0;
 }
 
@@ -543,6 +607,8 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 	int rc;
 
 	s = calloc(1, sizeof(*s));
+	if (s)
+		s->serial = dafs_c_new_serial();
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->lock, NULL);

@@ -141,6 +141,7 @@ struct dafs_session {
 	uint8_t sid[DAFS_SID_LEN];
 	dafs_fh_t root;
 	uint32_t cred_default;
+	uint64_t serial; /* unique in the process: per-thread credentials */
 	uint32_t sbuf_size;
 
 	/* registered memory: send buffers (one per slot) and receive buffers
@@ -287,6 +288,8 @@ void dafs_c_regcache_info(dafs_session_t *s, dafs_session_info_t *info);
 
 /* The current thread's credential id on @s. */
 uint32_t dafs_c_cred(dafs_session_t *s);
+/* A session's serial number (dafs_session_open). */
+uint64_t dafs_c_new_serial(void);
 
 /* Test hook (test/integration only): drop the fore connection right after
  * the next request is sent, so its reply is lost and the library must

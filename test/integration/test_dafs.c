@@ -2412,6 +2412,17 @@ START_TEST(test_creds)
 	/* and to nobody again by id */
 	OK(dafs_cred_use(S, id));
 	EXPECT(dafs_open(S, &secret, O_RDONLY, &f), -EACCES);
+	/* per session: another session opened (it registers and uses its
+	 * own default) and chosen on changes nothing on this one */
+	{
+		dafs_session_t *s2 = session(NULL);
+
+		OK(dafs_cred_use(s2, 0));
+		OK(dafs_getattr(s2, &ROOT, NULL));
+		EXPECT(dafs_open(S, &secret, O_RDONLY, &f), -EACCES);
+		dafs_session_close(s2);
+		EXPECT(dafs_open(S, &secret, O_RDONLY, &f), -EACCES);
+	}
 
 	/* writes run as the writer too: nobody's write to a world-writable
 	 * setuid file of root's clears the bit, as it would locally (a write
