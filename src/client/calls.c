@@ -747,9 +747,27 @@ static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
 			    uint64_t off, dafs_mem_t *mem);
 
 /* dc_read's fill: one block from the server */
+/* One cache block from the server, in reads of at most the session's
+ * max_io (which may be less than a block). Returns the bytes read, short
+ * at end of file, or a read's error. */
 static ssize_t fill_block(void *arg, uint64_t blk, void *buf)
 {
-	return read_server(arg, buf, DC_BLOCK, blk * DC_BLOCK, NULL);
+	dafs_file_t *f = arg;
+	size_t piece = f->s->p.max_io < DC_BLOCK ? f->s->p.max_io : DC_BLOCK;
+	size_t done = 0, want;
+	ssize_t n;
+
+	while (done < DC_BLOCK) {
+		want = DC_BLOCK - done < piece ? DC_BLOCK - done : piece;
+		n = read_server(f, (char *)buf + done, want,
+				blk * DC_BLOCK + done, NULL);
+		if (n < 0)
+			return n; /* a short block would read as end of file */
+		done += (size_t)n;
+		if ((size_t)n < want)
+			break; /* end of file */
+	}
+	return (ssize_t)done;
 }
 
 DAFS_API ssize_t dafs_read(dafs_file_t *f, void *buf, size_t len,

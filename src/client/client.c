@@ -1021,11 +1021,15 @@ int dafs_c_begin_until(dafs_session_t *s, uint16_t op, const void *body,
 	}
 	cr = &s->reqs[slot];
 	cr->busy = 1;
-	pthread_mutex_unlock(&s->lock);
-
+	/* what other threads look at under the lock (a reconnection's
+	 * re-send, a late reply) is set before it is dropped: a slot given
+	 * back unsent or orphaned still says so */
 	cr->seq = seq;
 	cr->kind = CREQ_SYNC;
 	cr->sent = cr->done = cr->exposed = cr->resync = 0;
+	cr->resend_ns = 0;
+	pthread_mutex_unlock(&s->lock);
+
 	cr->status = 0;
 	cr->rbuf = NULL;
 	cr->cg = NULL;
