@@ -437,6 +437,49 @@ static void *cb_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Whether @r is an answer a server could give to @q: the negotiation
+ * clamps the client's wishes (or the defaults) down to the server's
+ * limits and up to the minimums, never beyond what was asked, and the
+ * values fit one another. What is allocated from them (credits x buffer
+ * sizes) must not be a server's to choose freely.
+ */
+static int params_sane(const struct dafs_m_create_session_req *q,
+		       const struct dafs_m_create_session_rep *r)
+{
+	static const struct dafs_sess_params any = {
+		.max_request = UINT32_MAX,
+		.max_response = UINT32_MAX,
+		.inline_max = UINT32_MAX,
+		.credits = UINT32_MAX,
+		.cb_credits = UINT32_MAX,
+		.write_method = DAFS_WRITE_RDMA_READ,
+		.lease_ms = UINT32_MAX,
+		.max_io = UINT32_MAX,
+	};
+	struct dafs_sess_params most;
+	uint32_t room;
+
+	dafs_sess_negotiate(q, &any, &most);
+	if (r->max_request < DAFS_MSG_MIN || r->max_request > most.max_request ||
+	    r->max_response < DAFS_MSG_MIN ||
+	    r->max_response > most.max_response || r->credits == 0 ||
+	    r->credits > most.credits || r->cb_credits == 0 ||
+	    r->cb_credits > most.cb_credits || r->lease_ms > most.lease_ms ||
+	    r->max_io == 0 || r->max_io > DAFS_IO_LIMIT ||
+	    (r->write_method != DAFS_WRITE_GATHER &&
+	     r->write_method != most.write_method))
+		return 0;
+	room = (r->max_request < r->max_response ? r->max_request
+						 : r->max_response) -
+	       DAFS_IO_OVERHEAD;
+	if (r->inline_max > room || r->inline_max > most.inline_max)
+		return 0;
+	/* gather-send carries a write's data in the request */
+	return r->write_method != DAFS_WRITE_GATHER ||
+	       r->max_io <= r->max_request - DAFS_IO_OVERHEAD;
+}
+
 static int create_session(dafs_session_t *s, dafs_fh_t *root)
 {
 	struct dafs_m_create_session_req q;
@@ -480,6 +523,10 @@ static int create_session(dafs_session_t *s, dafs_fh_t *root)
 	s->tp->dereg_mr(rmr);
 	if (rc)
 		goto out;
+	if (!params_sane(&q, &rep)) {
+		rc = -DAFS_EPROTO;
+		goto out;
+	}
 	memcpy(s->sid, rep.sid, DAFS_SID_LEN);
 	s->p.max_request = rep.max_request;
 	s->p.max_response = rep.max_response;
@@ -490,9 +537,6 @@ static int create_session(dafs_session_t *s, dafs_fh_t *root)
 	s->p.lease_ms = rep.lease_ms;
 	s->p.max_io = rep.max_io;
 	*root = rep.root;
-	if (s->p.credits == 0 || s->p.max_response < DAFS_MSG_MIN ||
-	    s->p.max_request < DAFS_MSG_MIN || s->p.max_io == 0)
-		rc = -DAFS_EPROTO;
 out:
 	free(sb);
 	free(rb);

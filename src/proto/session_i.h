@@ -34,6 +34,9 @@ struct dafs_sess_params {
 /* Room for header and fields before the data of a READ reply or WRITE
  * request (a bound, not an exact size). */
 #define DAFS_IO_OVERHEAD 128
+/* The largest max_io a client accepts from a server (dafsd offers 1 MiB
+ * at most; the protocol allows more, within reason). */
+#define DAFS_IO_LIMIT (64u << 20)
 
 /* The defaults a client asks for (dafs_session_opts_t zero fields). */
 extern const struct dafs_sess_params dafs_sess_defaults;
