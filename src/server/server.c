@@ -704,6 +704,14 @@ static void handle_unbound(struct dafs_server *srv, struct srv_conn *c,
 }
 
 
+/* Requests of one session that may run at once: every handler the pool
+ * may have but one. */
+static unsigned session_cap(const struct dafs_server *srv)
+{
+	return srv->cfg.max_threads > 1 ? (unsigned)srv->cfg.max_threads - 1
+					 : 1;
+}
+
 static void handle_request(struct worker *w, struct srv_conn *c,
 			   struct srv_rbuf *rb, uint32_t len)
 {
@@ -757,6 +765,15 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	switch (rc) {
 	case DAFS_SV_NEW:
 	case DAFS_SV_REEXEC:
+		if (atomic_fetch_add(&s->executing, 1) >= session_cap(srv)) {
+			/* nothing done, the slot as before: asked again */
+			atomic_fetch_sub(&s->executing, 1);
+			pthread_mutex_lock(&s->lock);
+			dafs_slot_unwind(&s->slots, h.slot);
+			pthread_mutex_unlock(&s->lock);
+			reply_error(c, &h, -DAFS_EDELAY, w);
+			goto done;
+		}
 		break;
 	case DAFS_SV_REPLAY:
 		if (srv->cfg.verbose)
@@ -804,6 +821,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	} else {
 		rlen = srv_execute(&r, w->body);
 	}
+	atomic_fetch_sub(&s->executing, 1);
 	pthread_mutex_lock(&s->lock);
 	/* a request that did nothing and asks to be sent again (it would
 	 * have waited for recalls with too many others) is not cached */

@@ -133,6 +133,11 @@ struct srv_session {
 	struct srv_conn *fore, *back; /* referenced */
 	uint64_t renewed_ns;
 	int destroyed;
+	/* its requests in a handler now: at most all handlers but one
+	 * (srv_session_cap), so a client whose requests block (an RDMA READ
+	 * it never answers, a socket it stops reading) cannot take the
+	 * whole pool from the others */
+	atomic_uint executing;
 
 	/* locks (locks.c): its own lock, a leaf; released when the session
 	 * is destroyed, freed with it */
