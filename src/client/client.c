@@ -61,9 +61,13 @@ static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static int tl_key_err;
 static _Atomic uint64_t serials;
 
+/* The thread exits (its own destructor): a libdafs call from a later
+ * destructor finds an empty table, not the freed one. */
 static void tl_free(void *p)
 {
 	free(p);
+	tl_creds = NULL;
+	tl_n = tl_cap = 0;
 }
 
 static void tl_init(void)

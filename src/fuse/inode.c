@@ -293,6 +293,18 @@ int fino_deleg(struct fino_table *t, uint64_t id)
 	return type;
 }
 
+uint64_t fino_deleg_id(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+	uint64_t did;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	did = e && e->deleg ? e->deleg_id : 0;
+	pthread_mutex_unlock(&t->lock);
+	return did;
+}
+
 void fino_set_locked(struct fino_table *t, uint64_t id)
 {
 	struct fino *e;

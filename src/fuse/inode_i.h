@@ -81,6 +81,8 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n);
 int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
 		   uint64_t deleg_id);
 int fino_deleg(struct fino_table *t, uint64_t id);
+/* The id of the delegation the node holds now, 0 if none. */
+uint64_t fino_deleg_id(struct fino_table *t, uint64_t id);
 uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 			 uint64_t deleg_id);
 size_t fino_ndelegs(struct fino_table *t);

@@ -200,6 +200,14 @@ static int deleg_opened(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f)
 	return fino_deleg_set(&fs->ino, ino, type, id) != DAFS_DELEG_NONE;
 }
 
+/* The id of the delegation @f's open came with, 0 if none. */
+static uint64_t opened_under(dafs_file_t *f)
+{
+	uint64_t id;
+
+	return dafs_file_deleg(f, &id) != DAFS_DELEG_NONE ? id : 0;
+}
+
 /* @f's open truncated or made the file of @ino: no security.capability
  * while the delegation it came with lasts (fino_caps_gone). */
 static void caps_gone(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f,
@@ -267,6 +275,10 @@ struct dfs_file {
 			   open (who may open it changed, a recall): the
 			   access checked for it may be gone, never parked
 			   (under hlock) */
+	uint64_t deleg_id; /* the delegation it was opened (or served)
+			   under, 0: none - parked only while the node
+			   still holds that one: what the server checked
+			   may have changed since, unseen, without it */
 	int wb_on;	/* writes may be held (wback.c) */
 	struct fwb wb;
 	uint64_t eseen;	/* write-back errors of other open files of the
@@ -1193,6 +1205,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * (close-to-open consistency). A parked open was served under the
 	 * delegation the node holds (its own grant may be older). */
 	fi->keep_cache = parked ? 1 : deleg_opened(fs, ino, file->f);
+	file->deleg_id = parked ? fino_deleg_id(&fs->ino, ino)
+				: opened_under(file->f);
 	if (fi->flags & O_TRUNC)
 		caps_gone(fs, ino, file->f, epoch);
 	/* ... and its attributes looked up again: a size looked up before
@@ -1276,6 +1290,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	file_add(fs, file, gen);
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
+	file->deleg_id = opened_under(file->f);
 	if (fi->flags & (O_EXCL | O_TRUNC))
 		caps_gone(fs, id, file->f, epoch);
 	wb_open(fs, file, id, fi->flags);
@@ -1405,8 +1420,9 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 	}
 	/* as the writer: sending what others held (above) changed the
 	 * thread's credentials to theirs */
-	dafs_cred_use(fs->s, cred);
-	n = dafs_write(file->f, data, len, (uint64_t)off, mem);
+	n = dafs_cred_use(fs->s, cred);
+	if (!n)
+		n = dafs_write(file->f, data, len, (uint64_t)off, mem);
 out:
 	if (n == -DAFS_EREVOKED)
 		file_revoked(fs, file);
@@ -1476,7 +1492,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	    !file->revoked && !file->stale && !file->npowners &&
 	    !file->flocked &&
 	    !fi->flock_release && !fino_locked(&fs->ino, ino) &&
-	    fino_deleg(&fs->ino, ino) != DAFS_DELEG_NONE)
+	    file->deleg_id && file->deleg_id == fino_deleg_id(&fs->ino, ino))
 		park_put(fs, ino, file->f, file->flags, file->cred, gen);
 	else
 		dafs_close(file->f);

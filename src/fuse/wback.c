@@ -140,8 +140,10 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 	if (!w->len)
 		return;
 	drain_locked(w);
-	dafs_cred_use(s, w->cred);
-	n = dafs_write(w->f, w->buf, w->len, w->off, NULL);
+	/* as its writer, or not at all */
+	n = dafs_cred_use(s, w->cred);
+	if (!n)
+		n = dafs_write(w->f, w->buf, w->len, w->off, NULL);
 	if (n >= 0 && (size_t)n != w->len)
 		n = -EIO; /* a short write: ENOSPC came after some bytes */
 	if (n < 0) {
@@ -541,8 +543,10 @@ ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 			drain_locked(w);
 			if (w->len || w->err || may_hold(arg, w->ino))
 				continue;
-			dafs_cred_use(s, cred);
-			n = dafs_write(w->f, buf, len, off, set->preg);
+			n = dafs_cred_use(s, cred);
+			if (!n)
+				n = dafs_write(w->f, buf, len, off,
+					       set->preg);
 			pthread_mutex_unlock(&w->lock);
 			fwb_behind_put(set, b);
 			return n;
@@ -555,8 +559,10 @@ ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 	io->ino = w->ino;
 	io->off = off;
 	io->len = (uint32_t)len;
-	dafs_cred_use(s, cred);
-	rc = dafs_write_async(w->f, buf, len, off, set->preg, set->cg, io);
+	rc = dafs_cred_use(s, cred);
+	if (!rc)
+		rc = dafs_write_async(w->f, buf, len, off, set->preg, set->cg,
+				      io);
 	if (rc) {
 		io->w = NULL;
 		pthread_mutex_unlock(&w->lock);

@@ -494,11 +494,22 @@ static void cb_reply(struct srv_session *s, const struct dafs_hdr *h)
 
 int srv_wait_send(struct dafs_server *srv, struct srv_wait *w)
 {
+	return srv_wait_send_until(srv, w, 0);
+}
+
+int srv_wait_send_until(struct dafs_server *srv, struct srv_wait *w,
+			unsigned timeout_ms)
+{
+	uint64_t end = timeout_ms ? srv_now_ns() + timeout_ms * 1000000ull : 0;
 	struct dafs_wc wc[16];
 	int i, n;
 
 	pthread_mutex_lock(&srv->scq_lock);
 	while (!w->done) {
+		if (end && srv_now_ns() > end) {
+			pthread_mutex_unlock(&srv->scq_lock);
+			return -ETIMEDOUT;
+		}
 		if (srv->scq_polling) {
 			pthread_cond_wait(&srv->scq_cv, &srv->scq_lock);
 			continue;
@@ -553,8 +564,16 @@ void srv_fence_wait(struct dafs_server *srv, struct srv_fence *f)
 {
 	if (!f->conn)
 		return;
-	/* its error, if any, was the connection's, and went with it */
-	srv_wait_send(srv, &f->w);
+	/* A peer that leaves the operation unfinished (verbs: posts no
+	 * receive for the reply ahead of it, RNR for ever) would hold this
+	 * handler: past the limit its connection breaks, and the flush
+	 * completes the operation. Its error, if any, was the connection's,
+	 * and went with it. */
+	if (srv_wait_send_until(srv, &f->w, SRV_FENCE_MS) == -ETIMEDOUT) {
+		conn_break(f->conn, "an RDMA WRITE from a handler's buffer "
+				    "did not complete");
+		srv_wait_send(srv, &f->w);
+	}
 	srv_fence_disarm(f);
 }
 
@@ -584,26 +603,24 @@ struct worker {
 	_Alignas(16) uint8_t body[DAFS_BODY_MAX];
 };
 
-/* An error reply built in the handler's I/O buffer (a request that never
- * reached its slot has no reply buffer of its own). */
+/* An error reply (a request that never reached its slot has no reply
+ * buffer of its own): a bare header, sent inline, which every transport
+ * copies at the post, so it needs neither a registered buffer nor a wait
+ * (the I/O buffer may still be in use by the device, verbs). */
 static void reply_error(struct srv_conn *c, const struct dafs_hdr *rq,
 			int err, struct worker *w)
 {
-	struct dafs_sge sge = {w->iobuf, DAFS_HDR_SIZE, w->iomr->lkey};
+	uint8_t buf[DAFS_HDR_SIZE];
+	struct dafs_sge sge = {buf, DAFS_HDR_SIZE, 0};
 	struct dafs_hdr h = *rq;
-	uint64_t wr_id;
-	unsigned fl;
 
+	(void)w;
 	h.flags = DAFS_HF_REPLY;
 	h.arg = dafs_err_to_status(err);
 	h.len = 0;
-	srv_fence_wait(w->srv, &w->fence);
-	dafs_hdr_put(w->iobuf, &h);
-	fl = srv_fence_arm(w->srv, &w->fence, c, &wr_id);
-	if (c->ep->ops->post_send(c->ep, wr_id, &sge, 1, fl)) {
-		srv_fence_disarm(&w->fence);
+	dafs_hdr_put(buf, &h);
+	if (c->ep->ops->post_send(c->ep, 0, &sge, 1, DAFS_TP_INLINE))
 		conn_break(c, "send failed");
-	}
 }
 
 /* Requests on a connection not yet bound to a session. */
@@ -821,7 +838,6 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	} else {
 		rlen = srv_execute(&r, w->body);
 	}
-	atomic_fetch_sub(&s->executing, 1);
 	pthread_mutex_lock(&s->lock);
 	/* a request that did nothing and asks to be sent again (it would
 	 * have waited for recalls with too many others) is not cached */
@@ -834,6 +850,9 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 	 * client's next request always finds one posted */
 	repost(c, rb);
 	send_buf(c, r.reply, rlen, s->reply_mr);
+	/* counted until the reply is out: a send that blocks (a client
+	 * that stops reading) holds the handler as much as the request */
+	atomic_fetch_sub(&s->executing, 1);
 	conn_put(c);
 	return;
 done:
@@ -910,6 +929,11 @@ static void *worker_main(void *arg)
 	while (!atomic_load(&srv->stopping)) {
 		n = srv->tp->poll_cq(srv->rcq, &wc, 1);
 		if (n <= 0) {
+			/* idle: what the device still reads of the I/O buffer
+			 * is waited for now, so the connection it holds can
+			 * go (a handler that gets no more direct reads would
+			 * keep it, its session and its files) */
+			srv_fence_wait(srv, &w->fence);
 			/* only a wait that found nothing for a second: one
 			 * woken for a request takes it */
 			if (srv->tp->wait_cq(srv->rcq, 1000) == -ETIMEDOUT &&

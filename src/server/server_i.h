@@ -245,6 +245,11 @@ struct srv_wait {
 	int status;
 };
 int srv_wait_send(struct dafs_server *srv, struct srv_wait *w);
+/* The same, or -ETIMEDOUT after @timeout_ms (0: no limit). */
+int srv_wait_send_until(struct dafs_server *srv, struct srv_wait *w,
+			unsigned timeout_ms);
+/* How long a handler waits for an op from its I/O buffer (srv_fence) */
+#define SRV_FENCE_MS 10000
 
 /*
  * A handler's I/O buffer is read by the transport after the post that
