@@ -2847,20 +2847,41 @@ static void hello(uint8_t *h)
 /* Beyond --max-connections the server refuses connections with an error
  * to the client and a log line, keeps serving, and has room again once a
  * session closes. */
-START_TEST(test_max_connections)
+/* The fixture's daemon started again with --max-connections @n, and no
+ * session open. */
+static void restart_max_conns(const char *n)
 {
-	dafs_session_t *s2 = NULL;
-	dafs_attr_t a;
-	int i, rc;
-
-	/* restart the fixture's daemon with room for one session: its fore
-	 * and its back connection */
 	dafs_session_close(S);
 	S = NULL;
 	ck_assert_int_eq(it_daemon_stop(&D, 20000), 0);
 	D.extra[0] = "--max-connections";
-	D.extra[1] = "2";
+	D.extra[1] = n;
 	ck_assert_int_eq(it_daemon_start(&D), 0);
+}
+
+/* A session on the fixture's daemon, tried for 5 s while the server lets
+ * closed connections go. */
+static int open_retry(dafs_session_t **s)
+{
+	int i, rc = -1;
+
+	for (i = 0; i < 100; i++) {
+		rc = dafs_session_open(D.url, NULL, s);
+		if (!rc)
+			break;
+		usleep(50000);
+	}
+	return rc;
+}
+
+START_TEST(test_max_connections)
+{
+	dafs_session_t *s2 = NULL;
+	dafs_attr_t a;
+	int rc;
+
+	/* room for one session: its fore and its back connection */
+	restart_max_conns("2");
 	S = session(NULL);
 	rc = dafs_session_open(D.url, NULL, &s2);
 	ck_assert_msg(rc < 0, "a third connection was accepted");
@@ -2870,13 +2891,7 @@ START_TEST(test_max_connections)
 
 	dafs_session_close(S);
 	S = NULL;
-	for (i = 0; i < 100; i++) {
-		rc = dafs_session_open(D.url, NULL, &s2);
-		if (!rc)
-			break;
-		usleep(50000);
-	}
-	OK(rc);
+	OK(open_retry(&s2));
 	S = s2;
 	OK(dafs_getattr(S, &ROOT, &a));
 	D.extra[0] = D.extra[1] = NULL;
@@ -2895,12 +2910,7 @@ START_TEST(test_failed_setup)
 	dafs_attr_t a;
 	int i, rc;
 
-	dafs_session_close(S);
-	S = NULL;
-	ck_assert_int_eq(it_daemon_stop(&D, 20000), 0);
-	D.extra[0] = "--max-connections";
-	D.extra[1] = "2";
-	ck_assert_int_eq(it_daemon_start(&D), 0);
+	restart_max_conns("2");
 	snprintf(url, sizeof(url), "%s", D.url);
 	slash = strrchr(url, '/');
 	ck_assert_ptr_nonnull(slash);
@@ -2919,12 +2929,7 @@ START_TEST(test_failed_setup)
 			      "setup %d: %s, not ENOEXPORT, after 5 s", i,
 			      dafs_strerror(rc));
 	}
-	for (i = 0; i < 100; i++) {
-		rc = dafs_session_open(D.url, NULL, &s2);
-		if (!rc)
-			break;
-		usleep(50000);
-	}
+	rc = open_retry(&s2);
 	ck_assert_msg(!rc, "no room after failed setups: %s",
 		      dafs_strerror(rc));
 	S = s2;
