@@ -50,6 +50,9 @@ static void usage(FILE *f)
 		"                           file, kind) holding locks (default "
 		"%u; all\n"
 		"                           sessions: half of RLIMIT_NOFILE)\n"
+		"      --max-opens N        open files per session (default: "
+		"a quarter\n"
+		"                           of RLIMIT_NOFILE, at least 1024)\n"
 		"      --root-squash        map requests of uid 0 to "
 		"nobody\n"
 		"      --port-file FILE     write the listening port to FILE\n"
@@ -161,6 +164,7 @@ enum {
 	O_DELEG,
 	O_HOLDOFF,
 	O_LOCKFDS,
+	O_MAXOPENS,
 };
 
 static const struct option longopts[] = {
@@ -175,6 +179,7 @@ static const struct option longopts[] = {
 	{"deleg", required_argument, NULL, O_DELEG},
 	{"recall-holdoff-ms", required_argument, NULL, O_HOLDOFF},
 	{"max-lock-fds", required_argument, NULL, O_LOCKFDS},
+	{"max-opens", required_argument, NULL, O_MAXOPENS},
 	{"root-squash", no_argument, NULL, O_SQUASH},
 	{"port-file", required_argument, NULL, O_PORTFILE},
 	{"foreground", no_argument, NULL, 'f'},
@@ -300,6 +305,9 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 	case O_LOCKFDS:
 		return parse_uint("--max-lock-fds", arg, 1, 1u << 20,
 				  &cfg->max_lock_fds);
+	case O_MAXOPENS:
+		return parse_uint("--max-opens", arg, 1, 1u << 24,
+				  &cfg->max_opens);
 	case O_SQUASH:
 		cfg->root_squash = 1;
 		return 0;

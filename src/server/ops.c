@@ -118,6 +118,7 @@ static uint64_t open_add(struct srv_session *s, int fd, uint32_t flags,
 	i = s->open_free;
 	o = s->opens[i];
 	s->open_free = o->next_free;
+	s->nopen_used++;
 	o->fd = fd;
 	o->flags = flags;
 	o->users = 0;
@@ -142,6 +143,26 @@ static void open_release(struct srv_session *s, struct srv_open *o,
 	o->gen++;
 	o->next_free = s->open_free;
 	s->open_free = o->idx;
+	s->nopen_used--;
+}
+
+/*
+ * Before an OPEN or CREATE does anything: EMFILE, as for a local process
+ * out of descriptors, if the session has its --max-opens files open. A
+ * client that opens without closing would otherwise use up the server's
+ * descriptors, and every session's opens, accepts and directory reads
+ * with them. (Checked first, so a CREATE that is refused has made no
+ * file; opens racing past it can pass the limit by a handful.)
+ */
+static int opens_full(struct srv_req *r)
+{
+	struct srv_session *s = r->sess;
+	int full;
+
+	pthread_mutex_lock(&s->lock);
+	full = s->nopen_used >= r->srv->max_opens;
+	pthread_mutex_unlock(&s->lock);
+	return full ? -EMFILE : 0;
 }
 
 /* Take a reference on open file @id; -DAFS_EBADOPEN if unknown. */
@@ -381,6 +402,9 @@ static int h_create(struct srv_req *r, const void *b, const int *fd,
 	(void)len;
 	if (flags & ~DAFS_O_ALL)
 		return -EINVAL;
+	rc = opens_full(r);
+	if (rc)
+		return rc;
 	cstr(name, &q->name);
 	/* a file that exists is opened, with the same conflicts as an
 	 * open: create_existing begins on it */
@@ -623,6 +647,9 @@ static int h_open(struct srv_req *r, const void *b, const int *fd,
 	(void)len;
 	if (flags & (~DAFS_O_ALL | DAFS_O_EXCL))
 		return -EINVAL;
+	rc = opens_full(r);
+	if (rc)
+		return rc;
 	rc = srv_deleg_begin_fd(r, fd[0], open_kind(flags), &dk);
 	if (rc)
 		return rc;

@@ -1216,6 +1216,13 @@ static void lock_budget_init(struct dafs_server *srv)
 		lim = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX
 						   : (uint64_t)rl.rlim_cur;
 	srv->nofile = lim;
+	/* one session may not take every descriptor the server has */
+	srv->max_opens = srv->cfg.max_opens
+				 ? srv->cfg.max_opens
+				 : (lim / 4 > 1024 ? (lim / 4 > UINT32_MAX
+							      ? UINT32_MAX
+							      : (uint32_t)(lim / 4))
+						   : 1024);
 	lim /= 2;
 	srv_lockbudget_init(&srv->lockbudget,
 			    lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim);

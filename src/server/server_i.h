@@ -54,6 +54,8 @@ struct srv_config {
 	int deleg_policy;     /* DLG_POLICY_* */
 	uint32_t holdoff_ms;  /* no grants this long after a recall */
 	uint32_t max_lock_fds; /* lock descriptors per session (locks.c) */
+	uint32_t max_opens; /* open files per session, 0: a quarter of
+			       RLIMIT_NOFILE, at least 1024 */
 	struct dafs_sess_params limits;
 };
 
@@ -130,6 +132,7 @@ struct srv_session {
 	_Atomic uint32_t ncreds;
 	struct srv_open **opens; /* entries never move */
 	uint32_t nopens, open_free;
+	uint32_t nopen_used; /* opens in the table (--max-opens) */
 	struct srv_conn *fore, *back; /* referenced */
 	uint64_t renewed_ns;
 	int destroyed;
@@ -165,6 +168,7 @@ struct dafs_server {
 	int nexports;
 	int can_switch; /* running as root: per-request credentials */
 	uint64_t nofile; /* RLIMIT_NOFILE at start, for logs */
+	uint32_t max_opens; /* open files per session (cfg, or derived) */
 	/* lock descriptors of all sessions (locks_i.h): half of nofile */
 	struct srv_lockbudget lockbudget;
 

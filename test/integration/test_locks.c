@@ -68,6 +68,11 @@ static void start_limited(void)
 	start_with("--max-lock-fds", "3");
 }
 
+static void start_opens_limited(void)
+{
+	start_with("--max-opens", "8");
+}
+
 /*
  * dafsd started with RLIMIT_NOFILE 128 soft, 256 hard (as `ulimit -n 128`
  * under a higher hard limit): it raises the soft limit to 256, so its
@@ -584,6 +589,33 @@ START_TEST(test_lock_drops_cache)
 }
 END_TEST
 
+/* dafsd --max-opens 8: a session's ninth open, or create, gets EMFILE
+ * and the create makes no file; other sessions are not counted, and a
+ * close gives one back. */
+START_TEST(test_opens_limit)
+{
+	dafs_file_t *f[9], *g;
+	dafs_fh_t fh;
+	int i;
+
+	mkfile(A, "f", 10, 'f', &fh);
+	for (i = 0; i < 8; i++)
+		OK(dafs_open(A, &fh, O_RDONLY, &f[i]));
+	EXPECT(dafs_open(A, &fh, O_RDONLY, &f[8]), -EMFILE);
+	EXPECT(dafs_create(A, &ROOT, "new", O_RDWR | O_CREAT, 0644, &f[8],
+			   NULL, NULL),
+	       -EMFILE);
+	EXPECT(dafs_lookup(A, &ROOT, "new", &fh, NULL), -ENOENT);
+	OK(dafs_lookup(A, &ROOT, "f", &fh, NULL));
+	OK(dafs_open(B, &fh, O_RDONLY, &g));
+	OK(dafs_close(g));
+	OK(dafs_close(f[0]));
+	OK(dafs_open(A, &fh, O_RDONLY, &f[0]));
+	for (i = 0; i < 8; i++)
+		OK(dafs_close(f[i]));
+}
+END_TEST
+
 /* dafsd --max-lock-fds 3: a fourth (owner, file, kind) gets ENOLCK; a
  * whole-file unlock gives one back; other sessions are not counted. */
 START_TEST(test_limit)
@@ -795,6 +827,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_lock_timed);
 	tc = tcase(s, "limit", start_limited);
 	tcase_add_test(tc, test_limit);
+	tc = tcase(s, "opens limit", start_opens_limited);
+	tcase_add_test(tc, test_opens_limit);
 	tc = tcase(s, "fd budget", start_fds);
 	tcase_add_test(tc, test_fd_budget);
 	tcase_add_test(tc, test_accept_out_of_fds);
