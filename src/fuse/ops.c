@@ -721,12 +721,15 @@ static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want);
  * refuses when the writer does not own the file, failing the write. A mode
  * change that only clears those bits is applied with the daemon's
  * credentials when the caller may write the file: such a caller could
- * clear them by writing anyway, as on a local disk.
+ * clear them by writing anyway, as on a local disk. Whether it may is the
+ * server's to say, ACLs and all: it opens the file for writing as the
+ * caller (the mode bits alone let a user an ACL denies clear the bit).
  */
 static int kill_priv(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		     const dafs_setattr_t *sa, dafs_attr_t *a)
 {
 	const uint32_t priv = S_ISUID | S_ISGID;
+	dafs_file_t *f;
 	dafs_attr_t cur;
 	uint32_t old;
 	int rc;
@@ -737,8 +740,15 @@ static int kill_priv(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		return rc;
 	old = cur.mode & 07777;
 	if (sa->mask != DAFS_SET_MODE || sa->mode == old || (sa->mode & ~old) ||
-	    ((old & ~sa->mode) & ~priv) || !caller_may(req, &cur, 2))
+	    ((old & ~sa->mode) & ~priv) || !S_ISREG(cur.mode))
 		return -EPERM;
+	rc = as_caller(fs, req);
+	if (!rc)
+		rc = dafs_open(fs->s, fh, O_WRONLY, &f);
+	if (rc)
+		return -EPERM;
+	as_self(fs);
+	dafs_close(f);
 	return dafs_setattr(fs->s, fh, sa, a);
 }
 

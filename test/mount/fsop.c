@@ -12,6 +12,8 @@
  *   fsop unlink|rmdir|mkdir|readlink|open-w|truncate0 PATH
  *   fsop link|symlink|rename A B      link(A, B), symlink(A, B) ...
  *   fsop setxattr-create F NAME  setxattr(F, NAME, "v", XATTR_CREATE)
+ *   fsop acl-read-only F UID     an access ACL on F: owner, group, mask
+ *                                and other rwx, user UID r-x (no write)
  *   fsop getxattr|removexattr F NAME
  *   fsop readdir-size D F        opendir(D), grow F (in D) to 1,000,000
  *                                bytes, read D: stat(F) must still say
@@ -43,6 +45,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +54,14 @@
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
 
 static int fail(void)
 {
@@ -237,6 +248,28 @@ int main(int argc, char **argv)
 		if (fd < 0)
 			return fail();
 		return close(fd) ? fail() : 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "acl-read-only")) {
+		/* system.posix_acl_access: version 2, then (tag, perm, id)
+		 * entries in tag order, little-endian */
+		uint8_t acl[4 + 5 * 8], *p = acl + 4;
+		const uint16_t tags[5] = {0x01, 0x02, 0x04, 0x10, 0x20};
+		const uint16_t perms[5] = {7, 5, 7, 7, 7};
+		uint32_t uid = (uint32_t)strtoul(argv[3], NULL, 10);
+		int i;
+
+		put_le32(acl, 2);
+		for (i = 0; i < 5; i++, p += 8) {
+			p[0] = (uint8_t)tags[i];
+			p[1] = (uint8_t)(tags[i] >> 8);
+			p[2] = (uint8_t)perms[i];
+			p[3] = 0;
+			put_le32(p + 4, tags[i] == 0x02 ? uid : 0xffffffffu);
+		}
+		return setxattr(argv[2], "system.posix_acl_access", acl,
+				sizeof(acl), 0)
+			       ? fail()
+			       : 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "create-ro-then-write")) {
 		/* the creator writes through its own open whatever the

@@ -423,6 +423,19 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 	same "nobody: chmod u-s of root's unwritable file" \
 		"Operation not permitted" \
 		"$(nobody chmod u-s "$mnt/pub/suid2" 2>&1 | sed 's/.*: //')"
+	# ... nor where only an ACL takes write access away (mode 4777,
+	# user nobody r-x): the server decides, not the mode bits
+	echo x >"$exp/pub/suid3"
+	chmod 4777 "$exp/pub/suid3"
+	if "$FSOP" acl-read-only "$exp/pub/suid3" 65534 >/dev/null; then
+		same "nobody: chmod u-s of root's file an ACL keeps it from writing" \
+			"Operation not permitted" \
+			"$(nobody chmod u-s "$mnt/pub/suid3" 2>&1 |
+				sed 's/.*: //')"
+		same "... the bit stays" 4777 "$(stat -c %a "$exp/pub/suid3")"
+	else
+		say "# skip the ACL check: no POSIX ACLs on $exp"
+	fi
 	same "nobody: the setuid bit stays" 4755 \
 		"$(stat -c %a "$exp/pub/suid2")"
 else
