@@ -746,8 +746,7 @@ static ssize_t read_server(dafs_file_t *f, void *buf, size_t len,
 static ssize_t write_server(dafs_file_t *f, const void *buf, size_t len,
 			    uint64_t off, dafs_mem_t *mem);
 
-/* dc_read's fill: one block from the server */
-/* One cache block from the server, in reads of at most the session's
+/* dc_read's fill: one cache block from the server, in reads of at most the session's
  * max_io (which may be less than a block). Returns the bytes read, short
  * at end of file, or a read's error. */
 static ssize_t fill_block(void *arg, uint64_t blk, void *buf)

@@ -655,10 +655,9 @@ DAFS_API int dafs_session_open(const char *url, const dafs_session_opts_t *o,
 	int rc;
 
 	s = calloc(1, sizeof(*s));
-	if (s)
-		s->serial = dafs_c_new_serial();
 	if (!s)
 		return -ENOMEM;
+	s->serial = dafs_c_new_serial();
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_mutex_init(&s->recall_mu, NULL);

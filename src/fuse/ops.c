@@ -208,17 +208,6 @@ static uint64_t opened_under(dafs_file_t *f)
 	return dafs_file_deleg(f, &id) != DAFS_DELEG_NONE ? id : 0;
 }
 
-/* @f's open truncated or made the file of @ino: no security.capability
- * while the delegation it came with lasts (fino_caps_gone). */
-static void caps_gone(struct dfs *fs, fuse_ino_t ino, dafs_file_t *f,
-		      uint64_t epoch)
-{
-	uint64_t id;
-
-	if (dafs_file_deleg(f, &id) != DAFS_DELEG_NONE)
-		fino_caps_gone(&fs->ino, ino, epoch, id);
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -310,7 +299,7 @@ static void file_free(struct dfs_file *file)
  *
  * So that one server open serves the opens that follow, a write open
  * that asks for a write delegation asks the server for read access too
- * (open_wide): a file created for writing (postmark's fopen "w") then
+ * (wide_flags): a file created for writing (postmark's fopen "w") then
  * serves the reads of it that come next.
  */
 #define PARK_MAX 256u
@@ -1217,8 +1206,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->keep_cache = parked ? 1 : deleg_opened(fs, ino, file->f);
 	file->deleg_id = parked ? fino_deleg_id(&fs->ino, ino)
 				: opened_under(file->f);
+	/* truncated: no security.capability under its delegation */
 	if (fi->flags & O_TRUNC)
-		caps_gone(fs, ino, file->f, epoch);
+		fino_caps_gone(&fs->ino, ino, epoch, file->deleg_id);
 	/* ... and its attributes looked up again: a size looked up before
 	 * this open (whose recall made the last holder send its writes)
 	 * would end reads there. Attributes only: the open holds no page. */
@@ -1301,8 +1291,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
 	file->deleg_id = opened_under(file->f);
+	/* made or truncated: no security.capability under its delegation */
 	if (fi->flags & (O_EXCL | O_TRUNC))
-		caps_gone(fs, id, file->f, epoch);
+		fino_caps_gone(&fs->ino, id, epoch, file->deleg_id);
 	wb_open(fs, file, id, fi->flags);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;

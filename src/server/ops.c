@@ -842,7 +842,8 @@ static ssize_t do_write(struct srv_req *r, uint64_t open_id, uint64_t off,
 		goto out;
 	}
 	src = data->p;
-	if ((rkey && len) || ((o->flags & DAFS_O_DIRECT) && len))
+	/* both write the I/O buffer below */
+	if (len && (rkey || (o->flags & DAFS_O_DIRECT)))
 		srv_fence_wait(r->srv, r->fence);
 	if (rkey && len) {
 		sge.addr = r->iobuf;

@@ -608,13 +608,12 @@ struct worker {
  * copies at the post, so it needs neither a registered buffer nor a wait
  * (the I/O buffer may still be in use by the device, verbs). */
 static void reply_error(struct srv_conn *c, const struct dafs_hdr *rq,
-			int err, struct worker *w)
+			int err)
 {
 	uint8_t buf[DAFS_HDR_SIZE];
 	struct dafs_sge sge = {buf, DAFS_HDR_SIZE, 0};
 	struct dafs_hdr h = *rq;
 
-	(void)w;
 	h.flags = DAFS_HF_REPLY;
 	h.arg = dafs_err_to_status(err);
 	h.len = 0;
@@ -770,7 +769,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 		goto done;
 	}
 	if (s->destroyed) {
-		reply_error(c, &h, -DAFS_EBADSESSION, w);
+		reply_error(c, &h, -DAFS_EBADSESSION);
 		goto done;
 	}
 
@@ -788,7 +787,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 			pthread_mutex_lock(&s->lock);
 			dafs_slot_unwind(&s->slots, h.slot);
 			pthread_mutex_unlock(&s->lock);
-			reply_error(c, &h, -DAFS_EDELAY, w);
+			reply_error(c, &h, -DAFS_EDELAY);
 			goto done;
 		}
 		break;
@@ -802,10 +801,10 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 		conn_put(c);
 		return;
 	case DAFS_SV_BUSY:
-		reply_error(c, &h, -DAFS_EDELAY, w);
+		reply_error(c, &h, -DAFS_EDELAY);
 		goto done;
 	case DAFS_SV_MISORDERED:
-		reply_error(c, &h, -DAFS_ESEQ, w);
+		reply_error(c, &h, -DAFS_ESEQ);
 		goto done;
 	default:
 		malformed(c, &h, -DAFS_EPROTO);
@@ -1216,13 +1215,13 @@ static void lock_budget_init(struct dafs_server *srv)
 		lim = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX
 						   : (uint64_t)rl.rlim_cur;
 	srv->nofile = lim;
-	/* one session may not take every descriptor the server has */
-	srv->max_opens = srv->cfg.max_opens
-				 ? srv->cfg.max_opens
-				 : (lim / 4 > 1024 ? (lim / 4 > UINT32_MAX
-							      ? UINT32_MAX
-							      : (uint32_t)(lim / 4))
-						   : 1024);
+	/* one session may not take every descriptor the server has: a
+	 * quarter of them, at least 1024 */
+	srv->max_opens = srv->cfg.max_opens;
+	if (!srv->max_opens)
+		srv->max_opens = lim / 4 < 1024	      ? 1024
+				 : lim / 4 > UINT32_MAX ? UINT32_MAX
+							: (uint32_t)(lim / 4);
 	lim /= 2;
 	srv_lockbudget_init(&srv->lockbudget,
 			    lim > UINT32_MAX ? UINT32_MAX : (uint32_t)lim);

@@ -137,7 +137,7 @@ struct srv_session {
 	uint64_t renewed_ns;
 	int destroyed;
 	/* its requests in a handler now: at most all handlers but one
-	 * (srv_session_cap), so a client whose requests block (an RDMA READ
+	 * (session_cap in server.c), so a client whose requests block (an RDMA READ
 	 * it never answers, a socket it stops reading) cannot take the
 	 * whole pool from the others */
 	atomic_uint executing;

@@ -1422,6 +1422,28 @@ static dafs_iodesc_t iod(dafs_file_t *f, int write, void *buf, size_t len,
 	return d;
 }
 
+/* The @n completions of a batch whose ctx values are 0 .. @n-1: each
+ * exactly once, its result in @res[ctx]. */
+static void batch_results(dafs_cg_t *cg, int n, int64_t *res)
+{
+	dafs_completion_t c[DAFS_BATCH_MAX];
+	int seen[DAFS_BATCH_MAX] = {0};
+	int i, k, got = 0;
+
+	while (got < n) {
+		k = dafs_cg_wait(cg, c, n - got, 10000);
+		ck_assert_msg(k > 0, "cg_wait: %d", k);
+		for (i = 0; i < k; i++) {
+			uintptr_t x = (uintptr_t)c[i].ctx;
+
+			ck_assert_uint_lt(x, (uintptr_t)n);
+			ck_assert_int_eq(seen[x]++, 0);
+			res[x] = c[i].result;
+		}
+		got += k;
+	}
+}
+
 /* A batch whose inline reads outgrow the reply: every descriptor runs,
  * the writes are done and reported done, and only the reads whose data no
  * longer fits fail, alone, with EMSGSIZE. (The whole batch used to fail
@@ -1432,10 +1454,9 @@ START_TEST(test_batch_room)
 	static uint8_t wbuf[NW][B], rbuf[NR][B];
 	uint8_t *src = xmalloc(NR * B), *want = xmalloc(NW * B);
 	dafs_iodesc_t io[NW + NR];
-	dafs_completion_t c[NW + NR];
 	int64_t res[NW + NR];
 	dafs_file_t *in, *out;
-	int i, n, rc, got = 0, fit = 0;
+	int i, rc, fit = 0;
 	dafs_fh_t fh;
 	dafs_cg_t *cg;
 
@@ -1454,13 +1475,7 @@ START_TEST(test_batch_room)
 		io[NW + i] = iod(in, 0, rbuf[i], B, (uint64_t)i * B, NULL,
 				 NW + i);
 	OK(dafs_batch_io(S, io, NW + NR, cg));
-	while (got < NW + NR) {
-		n = dafs_cg_wait(cg, c, NW + NR, 10000);
-		ck_assert_msg(n > 0, "cg_wait: %d", n);
-		for (i = 0; i < n; i++)
-			res[(uintptr_t)c[i].ctx] = c[i].result;
-		got += n;
-	}
+	batch_results(cg, NW + NR, res);
 	for (i = 0; i < NW; i++)
 		EXPECT(res[i], B);
 	lcheck("broom.out", want, NW * B);
@@ -1510,7 +1525,6 @@ START_TEST(test_batch)
 	dafs_fh_t fh;
 	dafs_cg_t *cg;
 	int64_t res[NB];
-	int seen[NB], i, n, got_n = 0;
 	size_t len;
 
 	fill(src, 2 * MiB, 99, 0);
@@ -1555,19 +1569,7 @@ START_TEST(test_batch)
 	EXPECT(dafs_batch_io(S, io, 0, cg), -EINVAL);
 	EXPECT(dafs_batch_io(S, io, DAFS_BATCH_MAX + 1, cg), -EINVAL);
 	OK(dafs_batch_io(S, io, NB, cg));
-	memset(seen, 0, sizeof(seen));
-	while (got_n < NB) {
-		n = dafs_cg_wait(cg, c, NB, 10000);
-		ck_assert_msg(n > 0, "cg_wait: %d", n);
-		for (i = 0; i < n; i++) {
-			uintptr_t k = (uintptr_t)c[i].ctx;
-
-			ck_assert_uint_lt(k, NB);
-			ck_assert_int_eq(seen[k]++, 0);
-			res[k] = c[i].result;
-		}
-		got_n += n;
-	}
+	batch_results(cg, NB, res);
 	EXPECT(res[0], sizeof(tiny));
 	ck_assert(!memcmp(tiny, src + 10, sizeof(tiny)));
 	EXPECT(res[1], big);
