@@ -1288,6 +1288,9 @@ int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out)
 		rc = srv->tp->cq_new(srv->dom, 4096, &srv->rcq);
 	if (!rc)
 		rc = srv->tp->cq_new(srv->dom, 4096, &srv->scq);
+	/* the handlers wait on rcq and come back after each request */
+	if (!rc && srv->tp->cq_workers)
+		srv->tp->cq_workers(srv->rcq);
 	if (rc) {
 		srv_log(LOG_ERR, "transport %s: %s", srv->tp->name,
 			dafs_strerror(rc));

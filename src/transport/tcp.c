@@ -2346,6 +2346,7 @@ const struct dafs_tp_ops dafs_tp_tcp = {
 	.cq_free = tcp_cq_free,
 	.cq_kick = tcp_cq_kick,
 	.cq_new = tcp_cq_new,
+	.cq_workers = tcp_cq_workers,
 	.dereg_mr = tcp_dereg_mr,
 	.disconnect = tcp_disconnect,
 	.domain_free = tcp_domain_free,

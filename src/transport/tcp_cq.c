@@ -38,6 +38,13 @@
 #define SPIN_STRETCH 16
 /* block()'s answer when the waiter was asked to spin again */
 #define PROMOTED 1
+/* Lazy hand-over: the standby's tick, and the ticks it stays on watch
+ * with nothing left unwatched before its wait is no longer timed. */
+#define STANDBY_TICK_NS 1000000ull
+#define STANDBY_IDLE_TICKS 100
+/* Work found waiting by a worker coming back: hand over at once for this
+ * long. */
+#define EAGER_NS 10000000ull
 
 static pthread_once_t spin_once = PTHREAD_ONCE_INIT;
 static unsigned spin_us = DEFAULT_SPIN_US;
@@ -211,6 +218,13 @@ void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc)
 	pthread_mutex_unlock(&cq->lock);
 }
 
+/* Work arrived while nobody read: hand over at once for a while. */
+static void be_eager(struct tcp_cq *cq)
+{
+	atomic_store_explicit(&cq->eager_until_ns, tcp_now_ns() + EAGER_NS,
+			      memory_order_relaxed);
+}
+
 int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
 {
 	struct tcp_cq *cq = to_cq(base);
@@ -223,8 +237,14 @@ int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
 	/* Unlocked peek: pollers spinning on an empty CQ must not bounce
 	 * the lock away from producers. An empty CQ may only mean that its
 	 * messages still sit in the sockets: whoever polls reads them. */
-	if (!count_of(cq) && (!tcp_cq_drive(cq) || !count_of(cq)))
-		return 0;
+	if (!count_of(cq)) {
+		if (!tcp_cq_drive(cq) || !count_of(cq))
+			return 0;
+		/* a worker back from a lazy hand-over found work waiting */
+		if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
+		    atomic_exchange(&cq->unwatched_ns, 0))
+			be_eager(cq);
+	}
 
 	pthread_mutex_lock(&cq->lock);
 	have = count_of(cq);
@@ -274,6 +294,28 @@ static void deadline(struct timespec *ts, int timeout_ms)
 }
 
 /*
+ * Instead of a promotion: this worker is likely back before anything
+ * arrives (a synchronous peer waits for its reply), so nobody is woken;
+ * the standby spins should it be away for a tick. False if nobody keeps
+ * that watch: then a sleeper must be woken now. The two stores and loads
+ * are sequentially consistent: a standby that stops ticking sees the
+ * mark, or the mark's setter sees it gone.
+ */
+static bool lazy(struct tcp_cq *cq)
+{
+	uint64_t t;
+
+	if (!atomic_load_explicit(&cq->workers, memory_order_relaxed))
+		return false;
+	t = tcp_now_ns();
+	if (t < atomic_load_explicit(&cq->eager_until_ns,
+				     memory_order_relaxed))
+		return false;
+	atomic_store(&cq->unwatched_ns, t);
+	return atomic_load(&cq->ticking);
+}
+
+/*
  * This thread leaves wait_cq, and nobody spins on @cq any more. If others
  * sleep in wait_cq:
  *  - completions pushed while spinners were there woke nobody (tcp_cq_push):
@@ -300,6 +342,12 @@ static void handoff(struct tcp_cq *cq)
 		promote = atomic_load(&cq->nparked) != 0;
 		if (!more && !promote)
 			return;
+		if (!more && lazy(cq)) {
+			atomic_fetch_add_explicit(&cq->nlazy, 1,
+						  memory_order_relaxed);
+			return;
+		}
+		atomic_fetch_add_explicit(&cq->nwoken, 1, memory_order_relaxed);
 		pthread_mutex_lock(&cq->lock);
 		if (promote)
 			cq->promote = true;
@@ -319,12 +367,13 @@ static void handoff(struct tcp_cq *cq)
  */
 static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
 {
-	uint64_t t0, last, t;
-	bool got = false;
+	uint64_t t0, last, t, away;
+	bool got = false, first = true;
 
 	atomic_fetch_add(&cq->spinners, 1);
+	away = atomic_exchange(&cq->unwatched_ns, 0);
 	t0 = last = now_us();
-	for (;;) {
+	for (;; first = false) {
 		if (count_of(cq)) {
 			got = true;
 			break;
@@ -344,6 +393,10 @@ static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
 			break;
 		sched_yield();
 	}
+	/* Coming back from a lazy hand-over, this worker found work that
+	 * arrived while nobody read: others should have been reading. */
+	if (got && first && away)
+		be_eager(cq);
 	/* Before the count drops, so a receive thread that finds no
 	 * spinner also finds when the last one left. */
 	atomic_store(&cq->spin_end_ns, tcp_now_ns());
@@ -351,12 +404,61 @@ static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
 	return got;
 }
 
-/* Sleep until a completion, a kick, a promotion (returns PROMOTED) or
- * @end. */
+/*
+ * The standby's timed wait: one tick, or until @end. Returns PROMOTED when
+ * the CQ has been left unwatched for a tick (the worker that left is busy
+ * with something slow), ETIMEDOUT at @end, else 0. After
+ * STANDBY_IDLE_TICKS with nothing unwatched it stops ticking (an idle
+ * server costs no wake-ups) and says so in *@ticks (-1).
+ */
+static int standby_wait(struct tcp_cq *cq, const struct timespec *end,
+			int *ticks)
+{
+	struct timespec ts;
+	uint64_t t, u;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)STANDBY_TICK_NS;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	if (end && (end->tv_sec < ts.tv_sec ||
+		    (end->tv_sec == ts.tv_sec && end->tv_nsec < ts.tv_nsec)))
+		return pthread_cond_timedwait(&cq->cond, &cq->lock, end);
+	rc = pthread_cond_timedwait(&cq->cond, &cq->lock, &ts);
+	if (rc != ETIMEDOUT)
+		return rc;
+	u = atomic_load(&cq->unwatched_ns);
+	t = tcp_now_ns();
+	if (u && !atomic_load(&cq->spinners)) {
+		*ticks = 0;
+		return t - u >= STANDBY_TICK_NS ? PROMOTED : 0;
+	}
+	if (++*ticks < STANDBY_IDLE_TICKS)
+		return 0;
+	atomic_store(&cq->ticking, false);
+	if (atomic_load(&cq->unwatched_ns)) {
+		atomic_store(&cq->ticking, true);
+		*ticks = 0;
+		return 0;
+	}
+	*ticks = -1;
+	return 0;
+}
+
+/*
+ * Sleep until a completion, a kick, a promotion (returns PROMOTED) or
+ * @end. On a workers CQ the first sleeper is the standby, on a timed
+ * watch; when it leaves, wait_cq's handoff finds nobody ticking and wakes
+ * another sleeper if the CQ is left unwatched.
+ */
 static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
 {
 	uint64_t kicks;
-	int err = 0, rc;
+	int err = 0, rc, ticks = -1;
+	bool standby = false;
 
 	pthread_mutex_lock(&cq->lock);
 	if (count_of(cq))
@@ -376,7 +478,31 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
 		tcp_cq_unpark(cq, false);
 		pthread_mutex_lock(&cq->lock);
 	}
+	if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
+	    !cq->standby) {
+		cq->standby = standby = true;
+		ticks = 0;
+		atomic_store(&cq->ticking, true);
+	}
 	while (!count_of(cq) && kicks == cq->kicks && !cq->promote) {
+		if (ticks >= 0) {
+			rc = standby_wait(cq, timeout_ms < 0 ? NULL : end,
+					  &ticks);
+			if (rc == PROMOTED) {
+				atomic_store(&cq->unwatched_ns, 0);
+				atomic_fetch_add_explicit(&cq->nstandby, 1,
+							  memory_order_relaxed);
+				cq->promote = true;
+				break;
+			}
+			if (rc == ETIMEDOUT && timeout_ms >= 0) {
+				if (!count_of(cq) && kicks == cq->kicks &&
+				    !cq->promote)
+					err = -ETIMEDOUT;
+				break;
+			}
+			continue;
+		}
 		if (timeout_ms < 0) {
 			pthread_cond_wait(&cq->cond, &cq->lock);
 			continue;
@@ -391,6 +517,10 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
 	if (!err && !count_of(cq) && kicks == cq->kicks && cq->promote) {
 		cq->promote = false;
 		err = PROMOTED;
+	}
+	if (standby) {
+		cq->standby = false;
+		atomic_store(&cq->ticking, false);
 	}
 	atomic_fetch_sub(&cq->waiters, 1);
 out:
@@ -450,4 +580,19 @@ void tcp_cq_kick(struct dafs_cq *base)
 		atomic_store(&cq->kick_pending, true);
 	pthread_cond_broadcast(&cq->cond);
 	pthread_mutex_unlock(&cq->lock);
+}
+
+void tcp_cq_workers(struct dafs_cq *base)
+{
+	atomic_store(&to_cq(base)->workers, true);
+}
+
+void tcp_cq_stats(struct dafs_cq *base, struct tcp_cq_stats *st)
+{
+	struct tcp_cq *cq = to_cq(base);
+
+	st->lazy = atomic_load_explicit(&cq->nlazy, memory_order_relaxed);
+	st->woken = atomic_load_explicit(&cq->nwoken, memory_order_relaxed);
+	st->standby = atomic_load_explicit(&cq->nstandby,
+					   memory_order_relaxed);
 }

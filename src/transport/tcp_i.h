@@ -96,6 +96,20 @@ struct tcp_cq {
 	atomic_uint nparked;  /* receive threads of @eps standing aside */
 	atomic_uint nlong;    /* ... of which only a signal ends the wait */
 	_Atomic uint64_t spin_end_ns; /* when a spinner last left */
+
+	/*
+	 * Lazy hand-over (tcp_cq_workers; docs/transport-tcp.md, section 6):
+	 * the last spinner, leaving with a completion, records since when
+	 * nobody reads (@unwatched_ns, 0: somebody does) instead of waking a
+	 * sleeper; a sleeper on a timed watch (@standby, under @lock;
+	 * @ticking while its watch is timed) spins if that lasts a tick.
+	 */
+	atomic_bool workers;
+	bool standby;
+	atomic_bool ticking;
+	_Atomic uint64_t unwatched_ns;
+	_Atomic uint64_t eager_until_ns; /* work came while unwatched */
+	_Atomic uint64_t nlazy, nwoken, nstandby; /* tcp_cq_stats */
 };
 
 void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc);
@@ -108,6 +122,7 @@ void tcp_cq_free(struct dafs_cq *cq);
 int tcp_poll_cq(struct dafs_cq *cq, struct dafs_wc *wc, int n);
 int tcp_wait_cq(struct dafs_cq *cq, int timeout_ms);
 void tcp_cq_kick(struct dafs_cq *cq);
+void tcp_cq_workers(struct dafs_cq *cq);
 
 /*
  * Implemented in tcp.c, where endpoints are known.
@@ -137,6 +152,12 @@ struct tcp_ep_stats {
 	bool stalled;
 };
 void tcp_ep_stats(struct dafs_ep *ep, struct tcp_ep_stats *st);
+/* Hand-overs by a leaving spinner: lazy (nobody woken), a sleeper woken
+ * to spin; and the standby's spins after a worker stayed away a tick. */
+struct tcp_cq_stats {
+	uint64_t lazy, woken, standby;
+};
+void tcp_cq_stats(struct dafs_cq *cq, struct tcp_cq_stats *st);
 void tcp_ep_pause_rx(struct dafs_ep *ep, bool pause);
 
 #endif /* DAFS_TCP_I_H */

@@ -134,6 +134,14 @@ struct dafs_tp_ops {
 	int (*wait_cq)(struct dafs_cq *cq, int timeout_ms);
 	/* Wake every waiter of @cq (for shutdown). */
 	void (*cq_kick)(struct dafs_cq *cq);
+	/*
+	 * Optional (NULL: nothing to say). @cq's waiters are a pool of
+	 * workers, each back in wait_cq as soon as it has handled what it
+	 * took (a server's handlers): the transport may leave a sleeper
+	 * asleep when one leaves with a completion, as long as it still
+	 * reads what arrives should that one be away long.
+	 */
+	void (*cq_workers)(struct dafs_cq *cq);
 
 	/* Listen on @host:@port ("127.0.0.1", "::1", ...). @port 0 picks one;
 	 * dafs_listener_port() tells which. */

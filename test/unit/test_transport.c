@@ -3014,6 +3014,173 @@ START_TEST(test_mixed_load)
 }
 END_TEST
 
+/*
+ * A CQ of workers (a server's handlers, tcp_cq_workers): a worker that
+ * leaves with a request wakes nobody when the peer is synchronous, yet a
+ * request that arrives while that worker is away long (a slow request) is
+ * taken by another within a tick or two, not after the receive thread's
+ * 100 ms safety net or the slow one's return.
+ */
+#define WK_N 2		/* workers */
+#define WK_SLOTS 8	/* receives posted on the workers' side */
+#define WK_SYNC 300	/* synchronous round trips */
+#define WK_SLOW WK_SYNC /* the id of the slow request */
+#define WK_SLOW_MS 400
+#define WK_BOUND_MS 50
+
+struct wk {
+	struct side *s;
+	struct buf *rb;
+	struct buf sb; /* the echo's source */
+	atomic_bool *stop;
+	_Atomic uint64_t *taken_ms; /* by request id */
+	struct tfail *fail;
+};
+
+static void *wk_main(void *arg)
+{
+	struct wk *w = arg;
+	struct dafs_sge sge;
+	struct dafs_wc wc;
+	uint32_t id;
+	int n;
+
+	while (!atomic_load(w->stop)) {
+		n = tp->poll_cq(w->s->cq, &wc, 1);
+		if (n == 0) {
+			tp->wait_cq(w->s->cq, 100);
+			continue;
+		}
+		if (n < 0 || wc.status || wc.op != DAFS_WC_RECV ||
+		    wc.byte_len != sizeof(id)) {
+			TFAIL(w->fail, "worker: n %d status %d op %u len %u", n,
+			      wc.status, wc.op, wc.byte_len);
+			return NULL;
+		}
+		memcpy(&id, w->rb->p + wc.wr_id * sizeof(id), sizeof(id));
+		if (id > WK_SLOW + 1) {
+			TFAIL(w->fail, "worker: id %u", id);
+			return NULL;
+		}
+		atomic_store(&w->taken_ms[id], now_ms());
+		if (id == WK_SLOW)
+			sleep_ms(WK_SLOW_MS);
+		sge = sge_of(w->rb, wc.wr_id * sizeof(id), sizeof(id));
+		memcpy(w->sb.p, &id, sizeof(id));
+		if (tp->post_recv(w->s->ep, wc.wr_id, &sge) ||
+		    (sge = sge_of(&w->sb, 0, sizeof(id)),
+		     tp->post_send(w->s->ep, 0, &sge, 1, 0))) {
+			TFAIL(w->fail, "worker: repost or echo failed");
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* The echo in a's receive @wr_id (at 8 * @wr_id in @ra) says @id. */
+static void wk_echo(struct pair *p, struct buf *ra, uint64_t wr_id,
+		    uint32_t id)
+{
+	struct dafs_wc wc;
+	uint32_t got;
+
+	do
+		wait_wc(p->a.cq, &wc);
+	while (wc.op != DAFS_WC_RECV);
+	ck_assert_int_eq(wc.status, 0);
+	ck_assert_uint_eq(wc.wr_id, wr_id);
+	memcpy(&got, ra->p + 8 * wr_id, sizeof(got));
+	ck_assert_uint_eq(got, id);
+}
+
+/* Send request @id from a and wait for its echo. */
+static void wk_call(struct pair *p, struct buf *sa, struct buf *ra,
+		    uint32_t id)
+{
+	post_recv(&p->a, 0, ra, 0, sizeof(id));
+	memcpy(sa->p, &id, sizeof(id));
+	send_buf(&p->a, 0, sa, 0, sizeof(id), 0);
+	wk_echo(p, ra, 0, id);
+}
+
+START_TEST(test_workers_standby)
+{
+	static _Atomic uint64_t taken[WK_SLOW + 2];
+	const char *spin = getenv("DAFS_SPIN_US");
+	struct tcp_cq_stats s0, s1, s2;
+	atomic_bool stop = false;
+	struct wk w[WK_N];
+	pthread_t t[WK_N];
+	struct buf sa, ra, rb;
+	struct tfail fail;
+	uint64_t t0, t1;
+	struct pair p;
+	uint32_t i;
+
+	pair_open(&p);
+	tp->cq_workers(p.b.cq);
+	buf_init(&sa, &p.a, 64, 0, 0);
+	buf_init(&ra, &p.a, 64, DAFS_ACC_LOCAL_WRITE, 0);
+	buf_init(&rb, &p.b, WK_SLOTS * sizeof(i), DAFS_ACC_LOCAL_WRITE, 0);
+	for (i = 0; i < WK_SLOTS; i++)
+		post_recv(&p.b, i, &rb, i * sizeof(i), sizeof(i));
+	tfail_init(&fail);
+	for (i = 0; i < WK_N; i++) {
+		w[i] = (struct wk){&p.b, &rb, {0}, &stop, taken, &fail};
+		buf_init(&w[i].sb, &p.b, 64, 0, 0);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, wk_main, &w[i]),
+				 0);
+	}
+	sleep_ms(5); /* both asleep: one of them the standby */
+
+	/* a synchronous peer: handed over lazily (unless nobody spins) */
+	tcp_cq_stats(p.b.cq, &s0);
+	for (i = 0; i < WK_SYNC; i++)
+		wk_call(&p, &sa, &ra, i);
+	tcp_cq_stats(p.b.cq, &s1);
+	if (!spin || strcmp(spin, "0"))
+		ck_assert_uint_gt(s1.lazy, s0.lazy);
+
+	/* a slow request, and another behind it; receives complete in the
+	 * order posted, so the first echo lands in the first one posted */
+	post_recv(&p.a, 0, &ra, 0, sizeof(i));
+	memcpy(sa.p, &(uint32_t){WK_SLOW}, sizeof(i));
+	send_buf(&p.a, 0, &sa, 0, sizeof(i), 0);
+	t0 = now_ms();
+	while (!atomic_load(&taken[WK_SLOW])) {
+		ck_assert_msg(now_ms() < t0 + TMO_MS, "slow request not taken");
+		sleep_ms(1);
+	}
+	sleep_ms(5);
+	t0 = now_ms();
+	post_recv(&p.a, 1, &ra, 8, sizeof(i));
+	memcpy(sa.p, &(uint32_t){WK_SLOW + 1}, sizeof(i));
+	send_buf(&p.a, 0, &sa, 0, sizeof(i), 0);
+	wk_echo(&p, &ra, 0, WK_SLOW + 1);
+	t1 = now_ms();
+	tcp_cq_stats(p.b.cq, &s2);
+	ck_assert_msg(t1 - t0 < WK_BOUND_MS,
+		      "request behind a slow one answered after %llu ms "
+		      "(lazy %llu woken %llu standby %llu)",
+		      (unsigned long long)(t1 - t0),
+		      (unsigned long long)s2.lazy,
+		      (unsigned long long)s2.woken,
+		      (unsigned long long)s2.standby);
+	wk_echo(&p, &ra, 1, WK_SLOW);
+	atomic_store(&stop, true);
+	tp->cq_kick(p.b.cq);
+	for (i = 0; i < WK_N; i++)
+		pthread_join(t[i], NULL);
+	tfail_check(&fail);
+	for (i = 0; i < WK_N; i++)
+		buf_fini(&w[i].sb);
+	buf_fini(&sa);
+	buf_fini(&ra);
+	buf_fini(&rb);
+	pair_close(&p);
+}
+END_TEST
+
 /* ---- the verbs transport's own ---- */
 
 /* Far more unsignaled sends than the send queue holds, and nobody polls
@@ -3198,6 +3365,7 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_rdma_write_file_wire);
 	tcase_add_test(tc, test_rdma_write_file_thread_exit);
 	tcase_add_test(tc, test_consumer_reads_own_reply);
+	tcase_add_test(tc, test_workers_standby);
 	tcase_add_test(tc, test_read_answered_unpolled);
 	tcase_add_test(tc, test_stalled_send_read_by_post_recv);
 	tcase_add_loop_test(tc, test_flush_mid_frame, 0, MID_NCASES);
