@@ -548,12 +548,15 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh)
  * changes the answer, which nlink tells.
  */
 int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
-			struct fdc_entry **ref)
+			struct fdc_entry **ref, dafs_attr_t *attr,
+			bool *have_attr)
 {
 	struct statx sx;
 	int fd;
 
 	*ref = NULL;
+	if (have_attr)
+		*have_attr = false;
 	/*
 	 * Not for table handles: resolving one walks its recorded path and
 	 * refuses an object no longer found there, such as a directory a
@@ -566,10 +569,14 @@ int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
 		return -DAFS_EBADHANDLE;
 	fd = fdc_get(&ex->fdc, fh->data, fh->len, ref);
 	if (fd >= 0) {
-		if (!statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
-			   STATX_NLINK, &sx) &&
-		    sx.stx_nlink > 0)
+		/* as dear as STATX_NLINK alone */
+		if (!stat_fd(fd, &sx) && sx.stx_nlink > 0) {
+			if (attr && have_attr) {
+				fill_attr(&sx, attr);
+				*have_attr = true;
+			}
 			return fd;
+		}
 		/* removed since: ask the kernel again, as without the
 		 * cache (another process may hold it open; that is its
 		 * answer, not ours) */

@@ -41,6 +41,7 @@
 #ifndef DAFS_BACKEND_I_H
 #define DAFS_BACKEND_I_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,9 +100,12 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh);
  * DAFS_FDCACHE_AGE_MS (plus a tick) after the last request that named it.
  * Exports with table handles do not cache (a kept descriptor would skip
  * the walk that confines them): this is dafs_be_resolve() for them.
+ * That statx takes all the attributes: with @attr, *@have_attr says
+ * whether they were taken (into @attr), which spares a GETATTR its own.
  */
 int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
-			struct fdc_entry **ref);
+			struct fdc_entry **ref, dafs_attr_t *attr,
+			bool *have_attr);
 void dafs_be_unref(struct dafs_export *ex, struct fdc_entry *ref, int fd);
 /* Once a second or so: close cached descriptors idle for too long. */
 void dafs_be_tick(struct dafs_export *ex);

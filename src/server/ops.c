@@ -320,7 +320,11 @@ static int h_lookup(struct srv_req *r, const void *b, const int *fd,
 static int h_getattr(struct srv_req *r, const void *b, const int *fd,
 		     union rep_body *rep, uint32_t *len)
 {
-	(void)r, (void)b, (void)len;
+	(void)b, (void)len;
+	if (r->attr0) {
+		rep->attr.attr = *r->attr0;
+		return 0;
+	}
 	return dafs_be_getattr(fd[0], &rep->attr.attr);
 }
 
@@ -1319,6 +1323,8 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	int fd[2] = {-1, -1}, i, rc = 0, user = 0;
 	struct fdc_entry *ref[2] = {NULL, NULL};
 	struct srv_dkey dk = {0};
+	bool have0 = false;
+	dafs_attr_t a0;
 
 	/* borrowed from the export's descriptor cache: handlers must not
 	 * close them or change their state */
@@ -1327,12 +1333,14 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 					 (const dafs_fh_t *)((const uint8_t *)
 								     body +
 							     hd->fh[i] - 1),
-					 &ref[i]);
+					 &ref[i], i ? NULL : &a0,
+					 i ? NULL : &have0);
 		if (rc >= 0) {
 			fd[i] = rc;
 			rc = 0;
 		}
 	}
+	r->attr0 = have0 ? &a0 : NULL;
 	/* a change to a regular file waits for other sessions' delegations
 	 * of it to be returned or revoked */
 	if (!rc && hd->change)
@@ -1343,6 +1351,7 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	}
 	if (!rc)
 		rc = hd->fn(r, body, fd, rep, len);
+	r->attr0 = NULL;
 	if (user)
 		cred_off(r);
 	srv_deleg_end(r->srv, &dk);

@@ -229,6 +229,9 @@ struct srv_req {
 	 * not answer DAFS_EDELAY ("nothing done, ask again") and waits on
 	 * recalls past the limit of waiting handlers instead */
 	int committed;
+	/* the attributes of the first handle's object, if resolving it took
+	 * them (a kept descriptor's check), else NULL */
+	const dafs_attr_t *attr0;
 };
 
 int dafs_server_new(const struct srv_config *cfg, struct dafs_server **out);

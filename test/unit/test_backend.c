@@ -892,18 +892,34 @@ END_TEST
 START_TEST(handle_cached)
 {
 	struct fdc_entry *r1, *r2;
+	dafs_attr_t a1, a2;
 	dafs_fh_t fh, dfh;
+	bool have;
 	char path[PATH_MAX];
 	int fd, f1, f2;
 
 	fd = dafs_be_create(ex, root, "kept", DAFS_O_RDWR, 0644, &fh, NULL);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	f1 = dafs_be_resolve_ref(ex, &fh, &r1);
+	f1 = dafs_be_resolve_ref(ex, &fh, &r1, &a1, &have);
 	ck_assert_int_ge(f1, 0);
-	f2 = dafs_be_resolve_ref(ex, &fh, &r2);
+	ck_assert(!have); /* resolved, not kept: no check, no attributes */
+	/* the kept descriptor's check takes the attributes, as of now */
+	xpath(path, expdir, "kept");
+	fd = open(path, O_WRONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "12345", 5), 5);
+	close(fd);
+	f2 = dafs_be_resolve_ref(ex, &fh, &r2, &a2, &have);
 	ck_assert_int_eq(f2, f1);
 	ck_assert_ptr_eq(r2, r1);
+	ck_assert(have);
+	ck_assert_int_eq(dafs_be_getattr(f2, &a1), 0);
+	ck_assert_uint_eq(a2.size, 5);
+	ck_assert_uint_eq(a2.ino, a1.ino);
+	ck_assert_uint_eq(a2.mode, a1.mode);
+	ck_assert_uint_eq(a2.nlink, 1);
+	ck_assert_uint_eq(a2.change, a1.change);
 	dafs_be_unref(ex, r2, f2);
 	dafs_be_unref(ex, r1, f1);
 
@@ -913,31 +929,31 @@ START_TEST(handle_cached)
 
 		xpath(to, expdir, "moved");
 		ck_assert_int_eq(rename(path, to), 0);
-		f1 = dafs_be_resolve_ref(ex, &fh, &r1);
+		f1 = dafs_be_resolve_ref(ex, &fh, &r1, NULL, NULL);
 		ck_assert_int_ge(f1, 0);
 		dafs_be_unref(ex, r1, f1);
 		ck_assert_int_eq(unlink(to), 0);
 	}
-	ck_assert_int_eq(dafs_be_resolve_ref(ex, &fh, &r1), -ESTALE);
+	ck_assert_int_eq(dafs_be_resolve_ref(ex, &fh, &r1, NULL, NULL), -ESTALE);
 	ck_assert_ptr_null(r1);
 
 	/* a directory: rmdir'd, stale too */
 	ck_assert_int_eq(dafs_be_mkdir(ex, root, "dkept", 0755, &dfh, NULL), 0);
-	f1 = dafs_be_resolve_ref(ex, &dfh, &r1);
+	f1 = dafs_be_resolve_ref(ex, &dfh, &r1, NULL, NULL);
 	ck_assert_int_ge(f1, 0);
 	dafs_be_unref(ex, r1, f1);
 	xpath(path, expdir, "dkept");
 	ck_assert_int_eq(rmdir(path), 0);
-	ck_assert_int_eq(dafs_be_resolve_ref(ex, &dfh, &r1), -ESTALE);
+	ck_assert_int_eq(dafs_be_resolve_ref(ex, &dfh, &r1, NULL, NULL), -ESTALE);
 
 	/* a forged handle never matches a kept one */
 	fd = dafs_be_create(ex, root, "kept2", DAFS_O_RDWR, 0644, &fh, NULL);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	f1 = dafs_be_resolve_ref(ex, &fh, &r1);
+	f1 = dafs_be_resolve_ref(ex, &fh, &r1, NULL, NULL);
 	ck_assert_int_ge(f1, 0);
 	fh.data[fh.len - 1] ^= 1;
-	ck_assert_int_eq(dafs_be_resolve_ref(ex, &fh, &r2),
+	ck_assert_int_eq(dafs_be_resolve_ref(ex, &fh, &r2, NULL, NULL),
 			 -DAFS_EBADHANDLE);
 	dafs_be_unref(ex, r1, f1);
 }
@@ -2088,14 +2104,14 @@ static void stale_fn(void)
 
 		fd = tmkdir(&t, t.root, "mv", &M, &m);
 		close(fd);
-		fd = dafs_be_resolve_ref(t.ex, &M, &ref);
+		fd = dafs_be_resolve_ref(t.ex, &M, &ref, NULL, NULL);
 		T(fd >= 0);
 		T(ref == NULL);
 		dafs_be_unref(t.ex, ref, fd);
 		xpath(p, tabexp, "mv");
 		snprintf(out, sizeof(out), "%s.out", tabexp);
 		T_EQ(rename(p, out), 0);
-		T_EQ(dafs_be_resolve_ref(t.ex, &M, &ref), -ESTALE);
+		T_EQ(dafs_be_resolve_ref(t.ex, &M, &ref, NULL, NULL), -ESTALE);
 		T_EQ(rmdir(out), 0);
 	}
 
