@@ -10,12 +10,12 @@
 #     completion wait (spinpong, the strict reference).
 #
 # Loopback figures on a shared 2-core machine swing by 2x between runs, so
-# every figure is measured ROUNDS times (default 3), interleaved with its
+# every figure is measured ROUNDS times (default 9), interleaved with its
 # reference, and the median is reported. Starts one dafsd on 127.0.0.1 and
 # stops it by PID.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-rounds=${1:-3}
+rounds=${1:-9}
 b=$top/build
 "$top/scripts/build.sh" build
 
