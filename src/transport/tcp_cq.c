@@ -38,13 +38,20 @@
 #define SPIN_STRETCH 16
 /* block()'s answer when the waiter was asked to spin again */
 #define PROMOTED 1
-/* Lazy hand-over: the standby's tick, and the ticks it stays on watch
- * with nothing left unwatched before its wait is no longer timed. */
+/*
+ * Lazy hand-over (tcp_cq_workers): the standby spins once the CQ has been
+ * unwatched for a tick; it keeps its timed watch while a lazy hand-over
+ * was wanted within STANDBY_KEEP_NS; work found waiting by a worker coming
+ * back makes hand-overs eager for EAGER_NS.
+ */
 #define STANDBY_TICK_NS 1000000ull
-#define STANDBY_IDLE_TICKS 100
-/* Work found waiting by a worker coming back: hand over at once for this
- * long. */
+#define STANDBY_KEEP_NS 100000000ull
 #define EAGER_NS 10000000ull
+/* ... work found waiting after an absence at least this long: a shorter
+ * one delays what arrives by less than a wake-up would cost */
+#define EAGER_AWAY_NS 100000ull
+/* standby_wait's answer when the watch is no longer needed */
+#define STANDBY_STOP 2
 
 static pthread_once_t spin_once = PTHREAD_ONCE_INIT;
 static unsigned spin_us = DEFAULT_SPIN_US;
@@ -218,11 +225,20 @@ void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc)
 	pthread_mutex_unlock(&cq->lock);
 }
 
-/* Work arrived while nobody read: hand over at once for a while. */
-static void be_eager(struct tcp_cq *cq)
+static void handoff(struct tcp_cq *cq);
+
+/* A worker back after leaving the CQ unwatched since @away found work
+ * waiting: if it was away long, others should have been reading, so hand
+ * over at once for a while. Returns whether it did. */
+static bool be_eager(struct tcp_cq *cq, uint64_t away)
 {
-	atomic_store_explicit(&cq->eager_until_ns, tcp_now_ns() + EAGER_NS,
+	uint64_t t = tcp_now_ns();
+
+	if (!away || away > t || t - away < EAGER_AWAY_NS)
+		return false;
+	atomic_store_explicit(&cq->eager_until_ns, t + EAGER_NS,
 			      memory_order_relaxed);
+	return true;
 }
 
 int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
@@ -240,10 +256,13 @@ int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
 	if (!count_of(cq)) {
 		if (!tcp_cq_drive(cq) || !count_of(cq))
 			return 0;
-		/* a worker back from a lazy hand-over found work waiting */
+		/* A worker back from a lazy hand-over found work that
+		 * arrived while nobody read: after a long absence hand-overs
+		 * turn eager, this one included, as it leaves with that work
+		 * (the mark stays: nobody reads until a sleeper spins). */
 		if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
-		    atomic_exchange(&cq->unwatched_ns, 0))
-			be_eager(cq);
+		    be_eager(cq, atomic_load(&cq->unwatched_ns)))
+			handoff(cq);
 	}
 
 	pthread_mutex_lock(&cq->lock);
@@ -296,14 +315,17 @@ static void deadline(struct timespec *ts, int timeout_ms)
 /*
  * Instead of a promotion: this worker is likely back before anything
  * arrives (a synchronous peer waits for its reply), so nobody is woken;
- * the standby spins should it be away for a tick. False if nobody keeps
- * that watch: then a sleeper must be woken now. The two stores and loads
- * are sequentially consistent: a standby that stops ticking sees the
- * mark, or the mark's setter sees it gone.
+ * the CQ is marked unwatched (an older mark stays: that one has been away
+ * longer) and the standby spins should nobody read for a tick. False if
+ * nobody keeps that watch, or hand-overs are eager now: then a sleeper
+ * must be woken. The mark's store and the load of @ticking are
+ * sequentially consistent, as are standby_wait's store of @ticking and
+ * load of the mark: a standby that stops ticking sees the mark, or the
+ * mark's setter sees it gone.
  */
 static bool lazy(struct tcp_cq *cq)
 {
-	uint64_t t;
+	uint64_t t, none = 0;
 
 	if (!atomic_load_explicit(&cq->workers, memory_order_relaxed))
 		return false;
@@ -311,8 +333,15 @@ static bool lazy(struct tcp_cq *cq)
 	if (t < atomic_load_explicit(&cq->eager_until_ns,
 				     memory_order_relaxed))
 		return false;
-	atomic_store(&cq->unwatched_ns, t);
-	return atomic_load(&cq->ticking);
+	atomic_store_explicit(&cq->want_ns, t, memory_order_relaxed);
+	if (!atomic_compare_exchange_strong(&cq->unwatched_ns, &none, t))
+		return atomic_load(&cq->ticking);
+	if (atomic_load(&cq->ticking))
+		return true;
+	/* a sleeper is woken instead: no mark of an absence nobody covers
+	 * (undone unless somebody has cleared or replaced it since) */
+	atomic_compare_exchange_strong(&cq->unwatched_ns, &t, 0);
+	return false;
 }
 
 /*
@@ -325,8 +354,9 @@ static bool lazy(struct tcp_cq *cq)
  *    resuming the receive threads would cost one each and another per
  *    message; on a server whose handlers take turns it keeps one of them
  *    spinning.
- * If nobody sleeps either, receive threads standing aside until told are
- * told to look again.
+ * On a CQ of workers that last is lazy (lazy()) when the standby keeps
+ * watch. If nobody sleeps either, receive threads standing aside until
+ * told are told to look again.
  */
 static void handoff(struct tcp_cq *cq)
 {
@@ -359,26 +389,35 @@ static void handoff(struct tcp_cq *cq)
 		tcp_cq_unpark(cq, true);
 }
 
+/* Whether a kick came since wait_cq read @kicks. */
+static bool kicked(struct tcp_cq *cq, uint64_t kicks)
+{
+	return atomic_load(&cq->kicks) != kicks;
+}
+
 /*
  * The spin phase: watch the count, read the endpoints' sockets, yield.
  * Ends when a completion arrives (returns true), on a kick, at @end_us, or
  * when @limit us pass with nothing read; a frame still arriving keeps it
  * going, up to SPIN_STRETCH times @limit.
  */
-static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
+static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us,
+		 uint64_t kicks)
 {
 	uint64_t t0, last, t, away;
 	bool got = false, first = true;
 
 	atomic_fetch_add(&cq->spinners, 1);
-	away = atomic_exchange(&cq->unwatched_ns, 0);
+	away = atomic_load_explicit(&cq->workers, memory_order_relaxed)
+		       ? atomic_exchange(&cq->unwatched_ns, 0)
+		       : 0;
 	t0 = last = now_us();
 	for (;; first = false) {
 		if (count_of(cq)) {
 			got = true;
 			break;
 		}
-		if (atomic_load(&cq->kick_pending))
+		if (atomic_load(&cq->kick_pending) || kicked(cq, kicks))
 			break;
 		t = now_us();
 		if (tcp_cq_drive(cq)) {
@@ -394,9 +433,9 @@ static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
 		sched_yield();
 	}
 	/* Coming back from a lazy hand-over, this worker found work that
-	 * arrived while nobody read: others should have been reading. */
-	if (got && first && away)
-		be_eager(cq);
+	 * arrived while nobody read (be_eager). */
+	if (got && first)
+		be_eager(cq, away);
 	/* Before the count drops, so a receive thread that finds no
 	 * spinner also finds when the last one left. */
 	atomic_store(&cq->spin_end_ns, tcp_now_ns());
@@ -404,60 +443,66 @@ static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us)
 	return got;
 }
 
-/*
- * The standby's timed wait: one tick, or until @end. Returns PROMOTED when
- * the CQ has been left unwatched for a tick (the worker that left is busy
- * with something slow), ETIMEDOUT at @end, else 0. After
- * STANDBY_IDLE_TICKS with nothing unwatched it stops ticking (an idle
- * server costs no wake-ups) and says so in *@ticks (-1).
- */
-static int standby_wait(struct tcp_cq *cq, const struct timespec *end,
-			int *ticks)
+/* Whether the CQ has been left unwatched a whole tick, at @t. */
+static bool unwatched_long(struct tcp_cq *cq, uint64_t t)
 {
+	uint64_t u = atomic_load(&cq->unwatched_ns);
+
+	return u && u <= t && t - u >= STANDBY_TICK_NS &&
+	       !atomic_load(&cq->spinners);
+}
+
+/*
+ * One wait of the standby, under @cq->lock: until the CQ has been left
+ * unwatched a tick (returns PROMOTED: it is to spin), @end (ETIMEDOUT), a
+ * signal (0), or a tick that finds no lazy hand-over wanted for
+ * STANDBY_KEEP_NS (STANDBY_STOP: @ticking is off, the watch no longer
+ * timed; an idle server costs no wake-ups).
+ */
+static int standby_wait(struct tcp_cq *cq, const struct timespec *end)
+{
+	uint64_t t = tcp_now_ns(), u = atomic_load(&cq->unwatched_ns), at;
 	struct timespec ts;
-	uint64_t t, u;
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += (long)STANDBY_TICK_NS;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	if (unwatched_long(cq, t))
+		return PROMOTED;
+	at = (u && u <= t ? u : t) + STANDBY_TICK_NS;
+	ts.tv_sec = (time_t)(at / 1000000000);
+	ts.tv_nsec = (long)(at % 1000000000);
 	if (end && (end->tv_sec < ts.tv_sec ||
-		    (end->tv_sec == ts.tv_sec && end->tv_nsec < ts.tv_nsec)))
-		return pthread_cond_timedwait(&cq->cond, &cq->lock, end);
-	rc = pthread_cond_timedwait(&cq->cond, &cq->lock, &ts);
-	if (rc != ETIMEDOUT)
-		return rc;
-	u = atomic_load(&cq->unwatched_ns);
-	t = tcp_now_ns();
-	if (u && !atomic_load(&cq->spinners)) {
-		*ticks = 0;
-		return t - u >= STANDBY_TICK_NS ? PROMOTED : 0;
+		    (end->tv_sec == ts.tv_sec && end->tv_nsec < ts.tv_nsec))) {
+		rc = pthread_cond_timedwait(&cq->cond, &cq->lock, end);
+		return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 	}
-	if (++*ticks < STANDBY_IDLE_TICKS)
+	if (pthread_cond_timedwait(&cq->cond, &cq->lock, &ts) != ETIMEDOUT)
+		return 0;
+	t = tcp_now_ns();
+	if (unwatched_long(cq, t))
+		return PROMOTED;
+	if (atomic_load(&cq->unwatched_ns) ||
+	    t - atomic_load_explicit(&cq->want_ns, memory_order_relaxed) <
+		    STANDBY_KEEP_NS)
 		return 0;
 	atomic_store(&cq->ticking, false);
 	if (atomic_load(&cq->unwatched_ns)) {
 		atomic_store(&cq->ticking, true);
-		*ticks = 0;
 		return 0;
 	}
-	*ticks = -1;
-	return 0;
+	return STANDBY_STOP;
 }
 
 /*
  * Sleep until a completion, a kick, a promotion (returns PROMOTED) or
- * @end. On a workers CQ the first sleeper is the standby, on a timed
- * watch; when it leaves, wait_cq's handoff finds nobody ticking and wakes
- * another sleeper if the CQ is left unwatched.
+ * @end. On a CQ of workers where lazy hand-overs are wanted, the first
+ * sleeper is the standby, on a timed watch; when it leaves, wait_cq's
+ * handoff finds nobody ticking and wakes another sleeper if the CQ is
+ * left unwatched.
  */
-static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
+static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end,
+		 uint64_t kicks)
 {
-	uint64_t kicks;
-	int err = 0, rc, ticks = -1;
+	int err = 0, rc;
 	bool standby = false;
 
 	pthread_mutex_lock(&cq->lock);
@@ -469,7 +514,6 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
 		err = -ETIMEDOUT;
 		goto out;
 	}
-	kicks = cq->kicks;
 	atomic_fetch_add(&cq->waiters, 1);
 	if (!atomic_load(&cq->spinners) && atomic_load(&cq->nparked)) {
 		/* Nobody reads the sockets now: their receive threads
@@ -479,24 +523,27 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
 		pthread_mutex_lock(&cq->lock);
 	}
 	if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
-	    !cq->standby) {
+	    !cq->standby &&
+	    tcp_now_ns() - atomic_load_explicit(&cq->want_ns,
+						memory_order_relaxed) <
+		    STANDBY_KEEP_NS) {
 		cq->standby = standby = true;
-		ticks = 0;
 		atomic_store(&cq->ticking, true);
 	}
-	while (!count_of(cq) && kicks == cq->kicks && !cq->promote) {
-		if (ticks >= 0) {
-			rc = standby_wait(cq, timeout_ms < 0 ? NULL : end,
-					  &ticks);
+	while (!count_of(cq) && !kicked(cq, kicks) && !cq->promote) {
+		if (standby) {
+			rc = standby_wait(cq, timeout_ms < 0 ? NULL : end);
 			if (rc == PROMOTED) {
 				atomic_store(&cq->unwatched_ns, 0);
 				atomic_fetch_add_explicit(&cq->nstandby, 1,
 							  memory_order_relaxed);
-				cq->promote = true;
+				err = PROMOTED;
 				break;
 			}
-			if (rc == ETIMEDOUT && timeout_ms >= 0) {
-				if (!count_of(cq) && kicks == cq->kicks &&
+			if (rc == STANDBY_STOP)
+				cq->standby = standby = false;
+			if (rc == ETIMEDOUT) {
+				if (!count_of(cq) && !kicked(cq, kicks) &&
 				    !cq->promote)
 					err = -ETIMEDOUT;
 				break;
@@ -509,12 +556,12 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end)
 		}
 		rc = pthread_cond_timedwait(&cq->cond, &cq->lock, end);
 		if (rc == ETIMEDOUT) {
-			if (!count_of(cq) && kicks == cq->kicks && !cq->promote)
+			if (!count_of(cq) && !kicked(cq, kicks) && !cq->promote)
 				err = -ETIMEDOUT;
 			break;
 		}
 	}
-	if (!err && !count_of(cq) && kicks == cq->kicks && cq->promote) {
+	if (!err && !count_of(cq) && !kicked(cq, kicks) && cq->promote) {
 		cq->promote = false;
 		err = PROMOTED;
 	}
@@ -528,10 +575,31 @@ out:
 	return err;
 }
 
+/*
+ * On a CQ of workers in its lazy regime (lazy hand-overs wanted lately,
+ * not eager now) one spinner is enough: a worker coming back while another
+ * spins sleeps at once (as the standby, if there is none). Two spinners
+ * taking turns at reading would both keep spinning, beside the peer's, on
+ * a 2-core machine; and every hand-over would find a spinner there.
+ */
+static bool spin_enough(struct tcp_cq *cq)
+{
+	uint64_t t;
+
+	if (!atomic_load_explicit(&cq->workers, memory_order_relaxed) ||
+	    !atomic_load(&cq->spinners))
+		return false;
+	t = tcp_now_ns();
+	return t - atomic_load_explicit(&cq->want_ns, memory_order_relaxed) <
+		       STANDBY_KEEP_NS &&
+	       t >= atomic_load_explicit(&cq->eager_until_ns,
+					 memory_order_relaxed);
+}
+
 int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 {
 	struct tcp_cq *cq = to_cq(base);
-	uint64_t limit, end_us = UINT64_MAX, t;
+	uint64_t limit, end_us = UINT64_MAX, t, kicks;
 	struct timespec end = {0};
 	int err;
 
@@ -544,6 +612,8 @@ int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 	}
 	if (count_of(cq))
 		return 0;
+	/* a kick from now on ends this wait, spinning or asleep */
+	kicks = atomic_load(&cq->kicks);
 
 	for (;;) {
 		limit = spin_us;
@@ -554,11 +624,13 @@ int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 			else if (end_us - t < limit)
 				limit = end_us - t;
 		}
-		if (limit && spin(cq, limit, end_us)) {
+		if (limit && spin_enough(cq))
+			limit = 0;
+		if (limit && spin(cq, limit, end_us, kicks)) {
 			handoff(cq);
 			return 0;
 		}
-		err = block(cq, timeout_ms, &end);
+		err = block(cq, timeout_ms, &end, kicks);
 		if (err != PROMOTED)
 			break;
 	}
@@ -566,16 +638,17 @@ int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 	return err;
 }
 
-/* Wakes every current waiter. A kick that finds nobody waiting is kept
- * and ends the next wait_cq at once, so a shutdown that sets its flag,
- * then kicks, cannot slip in between a thread's check of the flag and its
- * wait_cq. */
+/* Ends every wait_cq under way, spinning or asleep (a spinner used to miss
+ * a kick when somebody else slept, and then slept on). A kick that finds
+ * nobody asleep is kept and ends the next wait_cq at once, so a shutdown
+ * that sets its flag, then kicks, cannot slip in between a thread's check
+ * of the flag and its wait_cq. */
 void tcp_cq_kick(struct dafs_cq *base)
 {
 	struct tcp_cq *cq = to_cq(base);
 
 	pthread_mutex_lock(&cq->lock);
-	cq->kicks++;
+	atomic_fetch_add(&cq->kicks, 1);
 	if (!atomic_load(&cq->waiters))
 		atomic_store(&cq->kick_pending, true);
 	pthread_cond_broadcast(&cq->cond);

@@ -76,7 +76,7 @@ struct tcp_cq {
 	atomic_uint count;   /* written under lock; read unlocked to spin */
 	atomic_uint waiters; /* blocked in wait_cq; written under lock */
 	unsigned full_waiters;
-	uint64_t kicks;
+	_Atomic uint64_t kicks;	  /* written under lock */
 	atomic_bool kick_pending; /* a kick found nobody waiting */
 	bool promote;		  /* a waiter is asked to spin (wait_cq) */
 
@@ -108,6 +108,7 @@ struct tcp_cq {
 	bool standby;
 	atomic_bool ticking;
 	_Atomic uint64_t unwatched_ns;
+	_Atomic uint64_t want_ns;	 /* a lazy hand-over last asked for */
 	_Atomic uint64_t eager_until_ns; /* work came while unwatched */
 	_Atomic uint64_t nlazy, nwoken, nstandby; /* tcp_cq_stats */
 };
@@ -152,8 +153,9 @@ struct tcp_ep_stats {
 	bool stalled;
 };
 void tcp_ep_stats(struct dafs_ep *ep, struct tcp_ep_stats *st);
-/* Hand-overs by a leaving spinner: lazy (nobody woken), a sleeper woken
- * to spin; and the standby's spins after a worker stayed away a tick. */
+/* Hand-overs by a thread leaving wait_cq or poll_cq with work: lazy
+ * (nobody woken), or a sleeper woken (to spin, or for completions left
+ * queued); and the standby's spins after the CQ stayed unwatched a tick. */
 struct tcp_cq_stats {
 	uint64_t lazy, woken, standby;
 };

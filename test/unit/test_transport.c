@@ -3019,13 +3019,21 @@ END_TEST
  * leaves with a request wakes nobody when the peer is synchronous, yet a
  * request that arrives while that worker is away long (a slow request) is
  * taken by another within a tick or two, not after the receive thread's
- * 100 ms safety net or the slow one's return.
+ * 100 ms safety net or the slow one's return: whether the slow request
+ * was read by a spinner, or found waiting by a worker back from a short
+ * one (M, then SLOW2 right behind it).
  */
 #define WK_N 2		/* workers */
 #define WK_SLOTS 8	/* receives posted on the workers' side */
 #define WK_SYNC 300	/* synchronous round trips */
-#define WK_SLOW WK_SYNC /* the id of the slow request */
+#define WK_SLOW WK_SYNC /* the ids of the slow requests, and the others */
+#define WK_NEXT (WK_SYNC + 1)
+#define WK_M (WK_SYNC + 2)
+#define WK_SLOW2 (WK_SYNC + 3)
+#define WK_NEXT2 (WK_SYNC + 4)
+#define WK_IDS (WK_SYNC + 5)
 #define WK_SLOW_MS 400
+#define WK_M_US 300 /* well under the standby's tick */
 #define WK_BOUND_MS 50
 
 struct wk {
@@ -3048,7 +3056,9 @@ static void *wk_main(void *arg)
 	while (!atomic_load(w->stop)) {
 		n = tp->poll_cq(w->s->cq, &wc, 1);
 		if (n == 0) {
-			tp->wait_cq(w->s->cq, 100);
+			/* no timeout: a word lost would hang here, not hide
+			 * behind a timeout's wake-up */
+			tp->wait_cq(w->s->cq, -1);
 			continue;
 		}
 		if (n < 0 || wc.status || wc.op != DAFS_WC_RECV ||
@@ -3058,13 +3068,15 @@ static void *wk_main(void *arg)
 			return NULL;
 		}
 		memcpy(&id, w->rb->p + wc.wr_id * sizeof(id), sizeof(id));
-		if (id > WK_SLOW + 1) {
+		if (id >= WK_IDS) {
 			TFAIL(w->fail, "worker: id %u", id);
 			return NULL;
 		}
 		atomic_store(&w->taken_ms[id], now_ms());
-		if (id == WK_SLOW)
+		if (id == WK_SLOW || id == WK_SLOW2)
 			sleep_ms(WK_SLOW_MS);
+		if (id == WK_M)
+			nanosleep(&(struct timespec){0, WK_M_US * 1000L}, NULL);
 		sge = sge_of(w->rb, wc.wr_id * sizeof(id), sizeof(id));
 		memcpy(w->sb.p, &id, sizeof(id));
 		if (tp->post_recv(w->s->ep, wc.wr_id, &sge) ||
@@ -3105,7 +3117,7 @@ static void wk_call(struct pair *p, struct buf *sa, struct buf *ra,
 
 START_TEST(test_workers_standby)
 {
-	static _Atomic uint64_t taken[WK_SLOW + 2];
+	static _Atomic uint64_t taken[WK_IDS];
 	const char *spin = getenv("DAFS_SPIN_US");
 	struct tcp_cq_stats s0, s1, s2;
 	atomic_bool stop = false;
@@ -3154,9 +3166,9 @@ START_TEST(test_workers_standby)
 	sleep_ms(5);
 	t0 = now_ms();
 	post_recv(&p.a, 1, &ra, 8, sizeof(i));
-	memcpy(sa.p, &(uint32_t){WK_SLOW + 1}, sizeof(i));
+	memcpy(sa.p, &(uint32_t){WK_NEXT}, sizeof(i));
 	send_buf(&p.a, 0, &sa, 0, sizeof(i), 0);
-	wk_echo(&p, &ra, 0, WK_SLOW + 1);
+	wk_echo(&p, &ra, 0, WK_NEXT);
 	t1 = now_ms();
 	tcp_cq_stats(p.b.cq, &s2);
 	ck_assert_msg(t1 - t0 < WK_BOUND_MS,
@@ -3167,6 +3179,38 @@ START_TEST(test_workers_standby)
 		      (unsigned long long)s2.woken,
 		      (unsigned long long)s2.standby);
 	wk_echo(&p, &ra, 1, WK_SLOW);
+
+	/* back to a synchronous peer, then M and SLOW2 back to back: the
+	 * worker that took M finds SLOW2 waiting when it comes back */
+	for (i = 0; i < 50; i++)
+		wk_call(&p, &sa, &ra, i);
+	post_recv(&p.a, 0, &ra, 0, sizeof(i));
+	post_recv(&p.a, 1, &ra, 8, sizeof(i));
+	post_recv(&p.a, 2, &ra, 16, sizeof(i));
+	memcpy(sa.p, &(uint32_t){WK_M}, sizeof(i));
+	send_buf(&p.a, 0, &sa, 0, sizeof(i), 0);
+	memcpy(sa.p, &(uint32_t){WK_SLOW2}, sizeof(i));
+	send_buf(&p.a, 0, &sa, 0, sizeof(i), 0);
+	wk_echo(&p, &ra, 0, WK_M);
+	t0 = now_ms();
+	while (!atomic_load(&taken[WK_SLOW2])) {
+		ck_assert_msg(now_ms() < t0 + TMO_MS, "SLOW2 not taken");
+		sleep_ms(1);
+	}
+	sleep_ms(5);
+	t0 = now_ms();
+	memcpy(sa.p, &(uint32_t){WK_NEXT2}, sizeof(i));
+	send_buf(&p.a, 0, &sa, 0, sizeof(i), 0);
+	wk_echo(&p, &ra, 1, WK_NEXT2);
+	t1 = now_ms();
+	tcp_cq_stats(p.b.cq, &s2);
+	ck_assert_msg(t1 - t0 < WK_BOUND_MS,
+		      "request behind SLOW2 answered after %llu ms "
+		      "(lazy %llu woken %llu standby %llu)",
+		      (unsigned long long)(t1 - t0),
+		      (unsigned long long)s2.lazy, (unsigned long long)s2.woken,
+		      (unsigned long long)s2.standby);
+	wk_echo(&p, &ra, 2, WK_SLOW2);
 	atomic_store(&stop, true);
 	tp->cq_kick(p.b.cq);
 	for (i = 0; i < WK_N; i++)
