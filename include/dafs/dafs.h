@@ -296,6 +296,14 @@ int dafs_callback_probe(dafs_session_t *s);
 int dafs_lookup(dafs_session_t *s, const dafs_fh_t *dir, const char *name,
 		dafs_fh_t *fh, dafs_attr_t *attr);
 int dafs_getattr(dafs_session_t *s, const dafs_fh_t *fh, dafs_attr_t *attr);
+/**
+ * Whether this thread's credentials may read (4, R_OK), write (2, W_OK)
+ * or execute/search (1, X_OK) the object, as the server's kernel decides
+ * (mode bits, POSIX ACLs, a read-only export); 0 asks only whether it
+ * exists. Nothing is opened. Returns 0; -EACCES, -EROFS, -ETXTBSY, -EPERM
+ * (an immutable file); -EINVAL for other mask bits.
+ */
+int dafs_access(dafs_session_t *s, const dafs_fh_t *fh, uint32_t mask);
 int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
 		 const dafs_setattr_t *sa, dafs_attr_t *attr);
 int dafs_mkdir(dafs_session_t *s, const dafs_fh_t *dir, const char *name,

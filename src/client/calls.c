@@ -67,6 +67,17 @@ DAFS_API int dafs_getattr(dafs_session_t *s, const dafs_fh_t *fh,
 	return rc;
 }
 
+DAFS_API int dafs_access(dafs_session_t *s, const dafs_fh_t *fh, uint32_t mask)
+{
+	struct dafs_m_access_req q;
+
+	if (mask & ~7u)
+		return -EINVAL;
+	q.fh = *fh;
+	q.mask = mask;
+	return dafs_c_simple(s, DAFS_OP_ACCESS, &q, NULL);
+}
+
 DAFS_API int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
 			  const dafs_setattr_t *sa, dafs_attr_t *attr)
 {

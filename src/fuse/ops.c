@@ -701,8 +701,6 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	fuse_reply_attr(req, &st, attr_tmo(fs, ino));
 }
 
-static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want);
-
 /*
  * The FUSE kernel clears setuid and setgid bits before a write by sending
  * a SETATTR as the writer (libfuse 3.14 cannot negotiate
@@ -711,14 +709,13 @@ static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want);
  * change that only clears those bits is applied with the daemon's
  * credentials when the caller may write the file: such a caller could
  * clear them by writing anyway, as on a local disk. Whether it may is the
- * server's to say, ACLs and all: it opens the file for writing as the
- * caller (the mode bits alone let a user an ACL denies clear the bit).
+ * server's to say, ACLs and all (ACCESS as the caller: the mode bits
+ * alone let a user an ACL denies clear the bit).
  */
 static int kill_priv(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		     const dafs_setattr_t *sa, dafs_attr_t *a)
 {
 	const uint32_t priv = S_ISUID | S_ISGID;
-	dafs_file_t *f;
 	dafs_attr_t cur;
 	uint32_t old;
 	int rc;
@@ -733,11 +730,10 @@ static int kill_priv(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		return -EPERM;
 	rc = as_caller(fs, req);
 	if (!rc)
-		rc = dafs_open(fs->s, fh, O_WRONLY, &f);
+		rc = dafs_access(fs->s, fh, W_OK);
 	if (rc)
 		return -EPERM;
 	as_self(fs);
-	dafs_close(f);
 	return dafs_setattr(fs->s, fh, sa, a);
 }
 
@@ -827,57 +823,21 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 /*
  * access(2) and chdir(2): with default_permissions off the kernel asks.
- * The server has no ACCESS call, so the mode bits of a fresh getattr are
- * checked against the caller here, as the kernel's generic_permission()
- * would without ACLs; root may read and write anything and execute what
- * has an execute bit.
+ * The server answers as its kernel would for the caller: mode bits, ACLs,
+ * a read-only export.
  */
-/*
- * Whether the caller of @req has the @want bits (4 r, 2 w, 1 x) on a file
- * of attributes @a, as the kernel's generic_permission() decides without
- * ACLs.
- */
-static int caller_may(fuse_req_t req, const dafs_attr_t *a, uint32_t want)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	gid_t groups[FCRED_GROUPS_MAX];
-	uint32_t bits;
-	int i, n, member;
-
-	if (ctx->uid == 0)
-		return !((want & 1) && !S_ISDIR(a->mode) && !(a->mode & 0111));
-	if (ctx->uid == a->uid) {
-		bits = (a->mode >> 6) & 7;
-	} else {
-		member = ctx->gid == a->gid;
-		n = member ? 0
-			   : fuse_req_getgroups(req, FCRED_GROUPS_MAX, groups);
-		if (n > FCRED_GROUPS_MAX)
-			n = FCRED_GROUPS_MAX;
-		for (i = 0; i < n && !member; i++)
-			member = groups[i] == a->gid;
-		bits = member ? (a->mode >> 3) & 7 : a->mode & 7;
-	}
-	return (bits & want) == want;
-}
-
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct dfs *fs = FS(req);
 	dafs_fh_t fh;
-	dafs_attr_t a;
 	int rc;
 
 	rc = fino_fh(&fs->ino, ino, &fh);
-	if (!rc) {
-		as_self(fs);
-		rc = dafs_getattr(fs->s, &fh, &a);
-	}
-	if (rc) {
-		reply_err(req, rc);
-		return;
-	}
-	reply_err(req, caller_may(req, &a, (uint32_t)mask & 7) ? 0 : -EACCES);
+	if (!rc)
+		rc = as_caller(fs, req);
+	if (!rc)
+		rc = dafs_access(fs->s, &fh, (uint32_t)mask & 7);
+	reply_err(req, rc);
 }
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)

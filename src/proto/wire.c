@@ -143,6 +143,8 @@ MT(mt_lseek_req, "lseek_req", struct dafs_m_lseek_req,
    F(U64, struct dafs_m_lseek_req, open_id),
    F(U64, struct dafs_m_lseek_req, off),
    F(U32, struct dafs_m_lseek_req, whence));
+MT(mt_access_req, "access_req", struct dafs_m_access_req,
+   F(FH, struct dafs_m_access_req, fh), F(U32, struct dafs_m_access_req, mask));
 MT(mt_lock_req, "lock_req", struct dafs_m_lock_req,
    F(U64, struct dafs_m_lock_req, open_id),
    F(U64, struct dafs_m_lock_req, owner),
@@ -252,6 +254,7 @@ const struct dafs_opdesc dafs_ops[DAFS_OP_MAX] = {
 	OP(LSEEK, "LSEEK", mt_lseek_req, mt_u64, I),
 	OP(LOCK, "LOCK", mt_lock_req, mt_empty, 0),
 	OP(LOCKT, "LOCKT", mt_lock_req, mt_lockt_rep, I),
+	OP(ACCESS, "ACCESS", mt_access_req, mt_empty, I),
 	OP(CB_NULL, "CB_NULL", mt_empty, mt_empty, I | DAFS_OPF_CALLBACK),
 	OP(CB_RECALL, "CB_RECALL", mt_cb_recall_req, mt_empty,
 	   I | DAFS_OPF_CALLBACK),

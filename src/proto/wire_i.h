@@ -78,6 +78,7 @@ enum dafs_op {
 	DAFS_OP_LSEEK = 37,
 	DAFS_OP_LOCK = 38,
 	DAFS_OP_LOCKT = 39,
+	DAFS_OP_ACCESS = 40,
 	DAFS_OP_CB_NULL = 64,
 	DAFS_OP_CB_RECALL = 65,
 	DAFS_OP_MAX = 66
@@ -313,6 +314,13 @@ struct dafs_m_fallocate_req {
 struct dafs_m_lseek_req {
 	uint64_t open_id, off;
 	uint32_t whence;
+};
+/* ACCESS: whether the request's credentials may read (4), write (2),
+ * execute or search (1) the object, as access(2) with AT_EACCESS; 0 asks
+ * only whether it exists */
+struct dafs_m_access_req {
+	dafs_fh_t fh;
+	uint32_t mask;
 };
 /*
  * LOCK and LOCKT: a byte-range (POSIX) or whole-file (flock) lock of a

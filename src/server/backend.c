@@ -231,6 +231,16 @@ int dafs_be_getattr(int fd, dafs_attr_t *attr)
 	return 0;
 }
 
+int dafs_be_access(int fd, uint32_t mask)
+{
+	if (mask & ~(uint32_t)(R_OK | W_OK | X_OK))
+		return -EINVAL;
+	if (faccessat(fd, "", (int)mask,
+		      AT_EACCESS | AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+		return -errno;
+	return 0;
+}
+
 static uint64_t get_le64(const uint8_t *p)
 {
 	uint64_t v = 0;
@@ -569,8 +579,11 @@ int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
 		return -DAFS_EBADHANDLE;
 	fd = fdc_get(&ex->fdc, fh->data, fh->len, ref);
 	if (fd >= 0) {
-		/* as dear as STATX_NLINK alone */
-		if (!stat_fd(fd, &sx) && sx.stx_nlink > 0) {
+		/* all the attributes only if wanted: on a network or FUSE
+		 * file system more may cost a revalidation */
+		if (!statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW,
+			   attr ? STATX_BASIC_STATS : STATX_NLINK, &sx) &&
+		    sx.stx_nlink > 0) {
 			if (attr && have_attr) {
 				fill_attr(&sx, attr);
 				*have_attr = true;

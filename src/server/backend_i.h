@@ -100,8 +100,8 @@ int dafs_be_resolve(struct dafs_export *ex, const dafs_fh_t *fh);
  * DAFS_FDCACHE_AGE_MS (plus a tick) after the last request that named it.
  * Exports with table handles do not cache (a kept descriptor would skip
  * the walk that confines them): this is dafs_be_resolve() for them.
- * That statx takes all the attributes: with @attr, *@have_attr says
- * whether they were taken (into @attr), which spares a GETATTR its own.
+ * With @attr that statx takes all the attributes, and *@have_attr says
+ * whether they were taken (into @attr): a GETATTR is spared its own.
  */
 int dafs_be_resolve_ref(struct dafs_export *ex, const dafs_fh_t *fh,
 			struct fdc_entry **ref, dafs_attr_t *attr,
@@ -124,6 +124,9 @@ int dafs_be_handle(struct dafs_export *ex, int fd, dafs_fh_t *fh);
 int dafs_be_lookup(struct dafs_export *ex, int dirfd, const char *name,
 		   dafs_fh_t *fh, dafs_attr_t *attr);
 int dafs_be_getattr(int fd, dafs_attr_t *attr);
+/* access(2) of @fd's object for @mask (R_OK, W_OK, X_OK bits; 0: it
+ * exists) with the thread's credentials, as they are (AT_EACCESS) */
+int dafs_be_access(int fd, uint32_t mask);
 /* Apply the DAFS_SET_* bits of @sa in the order size, mode, owner, times;
  * @attr receives the attributes after. */
 int dafs_be_setattr(int fd, const dafs_setattr_t *sa, dafs_attr_t *attr);

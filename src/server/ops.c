@@ -328,6 +328,15 @@ static int h_getattr(struct srv_req *r, const void *b, const int *fd,
 	return dafs_be_getattr(fd[0], &rep->attr.attr);
 }
 
+static int h_access(struct srv_req *r, const void *b, const int *fd,
+		    union rep_body *rep, uint32_t *len)
+{
+	const struct dafs_m_access_req *q = b;
+
+	(void)r, (void)rep, (void)len;
+	return dafs_be_access(fd[0], q->mask);
+}
+
 static int h_setattr(struct srv_req *r, const void *b, const int *fd,
 		     union rep_body *rep, uint32_t *len)
 {
@@ -1267,6 +1276,7 @@ struct handler {
 	uint16_t fh[2]; /* handles to resolve, in order; 0: none */
 	uint8_t user;	/* run with the request's credentials */
 	uint8_t change; /* changes the file of fh[0]: recall delegations */
+	uint8_t attr0;	/* wants fh[0]'s attributes (srv_req.attr0) */
 };
 
 static const struct handler handlers[DAFS_OP_MAX] = {
@@ -1274,7 +1284,7 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 	[DAFS_OP_CRED_REGISTER] = {h_cred_register},
 	[DAFS_OP_PROBE_CALLBACK] = {h_probe_callback},
 	[DAFS_OP_LOOKUP] = {h_lookup, FH1(struct dafs_m_dirop_req, dir), 1},
-	[DAFS_OP_GETATTR] = {h_getattr, FH1(struct dafs_m_fh, fh), 0},
+	[DAFS_OP_GETATTR] = {h_getattr, FH1(struct dafs_m_fh, fh), 0, 0, 1},
 	[DAFS_OP_SETATTR] = {h_setattr, FH1(struct dafs_m_setattr_req, fh), 1,
 			     1},
 	[DAFS_OP_CREATE] = {h_create, FH1(struct dafs_m_create_req, dir), 1},
@@ -1309,6 +1319,7 @@ static const struct handler handlers[DAFS_OP_MAX] = {
 	[DAFS_OP_LSEEK] = {h_lseek, {0, 0}, 1},
 	[DAFS_OP_LOCK] = {h_lock},
 	[DAFS_OP_LOCKT] = {h_lockt},
+	[DAFS_OP_ACCESS] = {h_access, FH1(struct dafs_m_access_req, fh), 1},
 };
 
 /*
@@ -1329,12 +1340,12 @@ static int run(struct srv_req *r, const struct handler *hd, const void *body,
 	/* borrowed from the export's descriptor cache: handlers must not
 	 * close them or change their state */
 	for (i = 0; i < 2 && hd->fh[i] && !rc; i++) {
-		rc = dafs_be_resolve_ref(r->sess->ex,
-					 (const dafs_fh_t *)((const uint8_t *)
-								     body +
-							     hd->fh[i] - 1),
-					 &ref[i], i ? NULL : &a0,
-					 i ? NULL : &have0);
+		rc = dafs_be_resolve_ref(
+			r->sess->ex,
+			(const dafs_fh_t *)((const uint8_t *)body + hd->fh[i] -
+					    1),
+			&ref[i], !i && hd->attr0 ? &a0 : NULL,
+			i ? NULL : &have0);
 		if (rc >= 0) {
 			fd[i] = rc;
 			rc = 0;

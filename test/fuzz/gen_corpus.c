@@ -62,6 +62,7 @@ typedef union {
 	struct dafs_m_lseek_req lseek;
 	struct dafs_m_lock_req lock;
 	struct dafs_m_lockt_rep lockt;
+	struct dafs_m_access_req access;
 } body_t;
 
 static const char *outdir;
@@ -156,6 +157,7 @@ static int fill(uint32_t op, int reply, body_t *b)
 	case DAFS_OP_CB_RECALL << 1 | 1:
 	case DAFS_OP_DELEGRETURN << 1 | 1:
 	case DAFS_OP_LOCK << 1 | 1:
+	case DAFS_OP_ACCESS << 1 | 1:
 		return 0; /* empty bodies */
 	case DAFS_OP_DELEGRETURN << 1:
 		b->u64.v = 0x5f0000000001ull;
@@ -188,6 +190,10 @@ static int fill(uint32_t op, int reply, body_t *b)
 		b->lockt.type = DAFS_LOCK_WRITE;
 		b->lockt.start = 50;
 		b->lockt.len = 10;
+		return 0;
+	case DAFS_OP_ACCESS << 1:
+		fh(&b->access.fh, 4);
+		b->access.mask = 4 | 2; /* R_OK | W_OK */
 		return 0;
 	case DAFS_OP_CB_RECALL << 1:
 		fh(&b->recall.fh, 2);

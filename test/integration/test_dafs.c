@@ -2358,6 +2358,67 @@ static void *cred_other(void *arg)
 	return NULL;
 }
 
+/* An access ACL for a regular file: owner rw-, user @uid r--, group
+ * ---, mask r--, other --- (system.posix_acl_access, little-endian). */
+static int acl_user_read(const char *rel, uint32_t uid)
+{
+	static const uint16_t tags[5] = {0x01, 0x02, 0x04, 0x10, 0x20};
+	static const uint16_t perms[5] = {6, 4, 0, 4, 0};
+	uint8_t acl[4 + 5 * 8], *p = acl + 4;
+	char path[PATH_MAX];
+	uint32_t id;
+	int i;
+
+	memcpy(acl, &(uint32_t){2}, 4);
+	for (i = 0; i < 5; i++, p += 8) {
+		id = tags[i] == 0x02 ? uid : 0xffffffffu;
+		memcpy(p, &tags[i], 2);
+		memcpy(p + 2, &perms[i], 2);
+		memcpy(p + 4, &id, 4);
+	}
+	return setxattr(lpath(path, "%s", rel), "system.posix_acl_access", acl,
+			sizeof(acl), 0);
+}
+
+/*
+ * ACCESS as user @id (current) and as root: the server's kernel decides,
+ * ACLs included. @secret is root's 0600 file, @rootdir root's 0755
+ * directory, @pub a 0777 one.
+ */
+static void access_checks(const dafs_fh_t *secret, const dafs_fh_t *rootdir,
+			  const dafs_fh_t *pub, uint32_t id)
+{
+	char path[PATH_MAX];
+
+	EXPECT(dafs_access(S, secret, R_OK), -EACCES);
+	EXPECT(dafs_access(S, secret, W_OK), -EACCES);
+	OK(dafs_access(S, secret, F_OK));
+	OK(dafs_access(S, pub, R_OK | W_OK | X_OK));
+	OK(dafs_access(S, rootdir, R_OK | X_OK));
+	EXPECT(dafs_access(S, rootdir, W_OK), -EACCES);
+	EXPECT(dafs_access(S, secret, 8), -EINVAL);
+	if (acl_user_read("secret", 65534) == 0) {
+		/* the mode bits still say 0640 (the mask): no read for
+		 * nobody by them, yet the ACL grants it */
+		OK(dafs_access(S, secret, R_OK));
+		EXPECT(dafs_access(S, secret, R_OK | W_OK), -EACCES);
+		ck_assert_int_eq(removexattr(lpath(path, "secret"),
+					     "system.posix_acl_access"),
+				 0);
+		ck_assert_int_eq(chmod(path, 0600), 0);
+		EXPECT(dafs_access(S, secret, R_OK), -EACCES);
+	} else {
+		fprintf(stderr, "# SKIP access ACL: no POSIX ACLs here (%s)\n",
+			strerror(errno));
+	}
+	OK(dafs_cred_use(S, 0));
+	OK(dafs_access(S, secret, R_OK | W_OK));
+	/* root executes only what has an execute bit */
+	EXPECT(dafs_access(S, secret, X_OK), -EACCES);
+	OK(dafs_access(S, rootdir, W_OK | X_OK));
+	OK(dafs_cred_use(S, id));
+}
+
 START_TEST(test_creds)
 {
 	struct cred_thread t;
@@ -2414,6 +2475,7 @@ START_TEST(test_creds)
 	/* and to nobody again by id */
 	OK(dafs_cred_use(S, id));
 	EXPECT(dafs_open(S, &secret, O_RDONLY, &f), -EACCES);
+	access_checks(&secret, &rootdir, &pub, id);
 	/* per session: another session opened (it registers and uses its
 	 * own default) and chosen on changes nothing on this one */
 	{

@@ -433,6 +433,14 @@ if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
 			"$(nobody chmod u-s "$mnt/pub/suid3" 2>&1 |
 				sed 's/.*: //')"
 		same "... the bit stays" 4777 "$(stat -c %a "$exp/pub/suid3")"
+		# access(2) is the server's answer too: the mode bits say
+		# anyone may write, the ACL says nobody may not
+		same "nobody: test -w of a file an ACL keeps it from writing" \
+			no "$(nobody sh -c "test -w '$mnt/pub/suid3' && echo yes ||
+				echo no")"
+		same "nobody: test -r of it" yes \
+			"$(nobody sh -c "test -r '$mnt/pub/suid3' && echo yes ||
+				echo no")"
 	else
 		say "# skip the ACL check: no POSIX ACLs on $exp"
 	fi

@@ -385,6 +385,12 @@ START_TEST(lookup_getattr)
 	ck_assert_int_eq(dafs_be_getattr(f, &ra), 0);
 	ck_assert_uint_eq(ra.ino, a.ino);
 	ck_assert_uint_eq(ra.change, a.change);
+	/* access through the O_PATH descriptor, with this process's
+	 * credentials; mask bits beyond rwx refused */
+	ck_assert_int_eq(dafs_be_access(f, R_OK | W_OK), 0);
+	ck_assert_int_eq(dafs_be_access(d, R_OK | W_OK | X_OK), 0);
+	ck_assert_int_eq(dafs_be_access(f, X_OK), -EACCES);
+	ck_assert_int_eq(dafs_be_access(f, 8), -EINVAL);
 
 	/* "." is the directory, ".." its parent. */
 	ck_assert_int_eq(dafs_be_lookup(ex, d, ".", NULL, &a), 0);

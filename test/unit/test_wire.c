@@ -296,6 +296,7 @@ BODY(cb_recall_req);
 BODY(lseek_req);
 BODY(lock_req);
 BODY(lockt_rep);
+BODY(access_req);
 
 static void fill_create_session_req(struct gen *g,
 				    struct dafs_m_create_session_req *a)
@@ -689,6 +690,18 @@ static void cmp_lockt_rep(const struct dafs_m_lockt_rep *a,
 	EQ(len);
 }
 
+static void fill_access_req(struct gen *g, struct dafs_m_access_req *a)
+{
+	gfh(g, &a->fh, 40);
+	a->mask = g32(g);
+}
+static void cmp_access_req(const struct dafs_m_access_req *a,
+			   const struct dafs_m_access_req *b)
+{
+	eq_fh(&a->fh, &b->fh);
+	EQ(mask);
+}
+
 static void fill_cb_recall_req(struct gen *g, struct dafs_m_cb_recall_req *a)
 {
 	gfh(g, &a->fh, 40);
@@ -943,6 +956,7 @@ static const struct opcase cases[] = {
 	C(LSEEK, lseek_req, u64, IDEM),
 	C(LOCK, lock_req, empty, 0),
 	C(LOCKT, lock_req, lockt_rep, IDEM),
+	C(ACCESS, access_req, empty, IDEM),
 	C(CB_NULL, empty, empty, IDEM | CBCH),
 	C(CB_RECALL, cb_recall_req, empty, IDEM | CBCH),
 };
@@ -1217,7 +1231,7 @@ START_TEST(test_every_op_has_a_case)
 	ck_assert_ptr_null(dafs_op_desc(DAFS_OP_MAX));
 	ck_assert_ptr_null(dafs_op_desc(6));
 	ck_assert_ptr_null(dafs_op_desc(0xffffffffu));
-	ck_assert_str_eq(dafs_op_name(40), "?");
+	ck_assert_str_eq(dafs_op_name(41), "?");
 	ck_assert_str_eq(dafs_op_name(63), "?");
 	ck_assert_str_eq(dafs_op_name(0x10000), "?");
 }
