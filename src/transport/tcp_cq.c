@@ -47,9 +47,6 @@
 #define STANDBY_TICK_NS 1000000ull
 #define STANDBY_KEEP_NS 100000000ull
 #define EAGER_NS 10000000ull
-/* ... work found waiting after an absence at least this long: a shorter
- * one delays what arrives by less than a wake-up would cost */
-#define EAGER_AWAY_NS 100000ull
 /* standby_wait's answer when the watch is no longer needed */
 #define STANDBY_STOP 2
 
@@ -227,16 +224,19 @@ void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc)
 
 static void handoff(struct tcp_cq *cq);
 
-/* A worker back after leaving the CQ unwatched since @away found work
- * waiting: if it was away long, others should have been reading, so hand
- * over at once for a while. Returns whether it did. */
+/*
+ * A worker back from a lazy hand-over (@away: the CQ's mark, 0 if none)
+ * found bytes waiting, a whole request or the start of one: work arrives
+ * while workers are away (a stream, several clients), so others should
+ * be reading meanwhile. Hand over at once for a while. A synchronous peer
+ * never does this: its next request follows the reply. Returns whether
+ * it was so.
+ */
 static bool be_eager(struct tcp_cq *cq, uint64_t away)
 {
-	uint64_t t = tcp_now_ns();
-
-	if (!away || away > t || t - away < EAGER_AWAY_NS)
+	if (!away)
 		return false;
-	atomic_store_explicit(&cq->eager_until_ns, t + EAGER_NS,
+	atomic_store_explicit(&cq->eager_until_ns, tcp_now_ns() + EAGER_NS,
 			      memory_order_relaxed);
 	return true;
 }
@@ -245,6 +245,7 @@ int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
 {
 	struct tcp_cq *cq = to_cq(base);
 	unsigned have, k, i;
+	bool eager;
 
 	if (n < 0 || (n && !wc))
 		return -EINVAL;
@@ -254,14 +255,18 @@ int tcp_poll_cq(struct dafs_cq *base, struct dafs_wc *wc, int n)
 	 * the lock away from producers. An empty CQ may only mean that its
 	 * messages still sit in the sockets: whoever polls reads them. */
 	if (!count_of(cq)) {
-		if (!tcp_cq_drive(cq) || !count_of(cq))
+		if (!tcp_cq_drive(cq))
 			return 0;
-		/* A worker back from a lazy hand-over found work that
-		 * arrived while nobody read: after a long absence hand-overs
-		 * turn eager, this one included, as it leaves with that work
-		 * (the mark stays: nobody reads until a sleeper spins). */
-		if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
-		    be_eager(cq, atomic_load(&cq->unwatched_ns)))
+		/* Found by reading: on a CQ of workers hand-overs turn eager
+		 * if a mark says nobody read meanwhile (be_eager), this one
+		 * included when it leaves with what it read (the mark
+		 * stays: nobody reads until a sleeper spins). */
+		eager = atomic_load_explicit(&cq->workers,
+					     memory_order_relaxed) &&
+			be_eager(cq, atomic_load(&cq->unwatched_ns));
+		if (!count_of(cq))
+			return 0;
+		if (eager)
 			handoff(cq);
 	}
 
@@ -314,14 +319,17 @@ static void deadline(struct timespec *ts, int timeout_ms)
 
 /*
  * Instead of a promotion: this worker is likely back before anything
- * arrives (a synchronous peer waits for its reply), so nobody is woken;
- * the CQ is marked unwatched (an older mark stays: that one has been away
- * longer) and the standby spins should nobody read for a tick. False if
- * nobody keeps that watch, or hand-overs are eager now: then a sleeper
- * must be woken. The mark's store and the load of @ticking are
+ * arrives (a synchronous peer waits for its reply), so nobody is woken to
+ * spin; the CQ is marked unwatched (an older mark stays: that one has been
+ * away longer) and the standby spins should nobody read for a tick. If no
+ * standby keeps that watch now, the sleepers are woken once (under the
+ * lock, so none misses it): one takes the role, or the one that has it
+ * times its watch again, seeing the hand-over wanted (@want_ns). False
+ * where hand-overs are eager (or the CQ is not one of workers): a sleeper
+ * must be woken to spin. The mark's store and the load of @ticking are
  * sequentially consistent, as are standby_wait's store of @ticking and
  * load of the mark: a standby that stops ticking sees the mark, or the
- * mark's setter sees it gone.
+ * mark's setter sees it gone and wakes it.
  */
 static bool lazy(struct tcp_cq *cq)
 {
@@ -334,14 +342,14 @@ static bool lazy(struct tcp_cq *cq)
 				     memory_order_relaxed))
 		return false;
 	atomic_store_explicit(&cq->want_ns, t, memory_order_relaxed);
-	if (!atomic_compare_exchange_strong(&cq->unwatched_ns, &none, t))
-		return atomic_load(&cq->ticking);
-	if (atomic_load(&cq->ticking))
-		return true;
-	/* a sleeper is woken instead: no mark of an absence nobody covers
-	 * (undone unless somebody has cleared or replaced it since) */
-	atomic_compare_exchange_strong(&cq->unwatched_ns, &t, 0);
-	return false;
+	atomic_compare_exchange_strong(&cq->unwatched_ns, &none, t);
+	if (!atomic_load(&cq->ticking)) {
+		atomic_fetch_add_explicit(&cq->narmed, 1, memory_order_relaxed);
+		pthread_mutex_lock(&cq->lock);
+		pthread_cond_broadcast(&cq->cond);
+		pthread_mutex_unlock(&cq->lock);
+	}
+	return true;
 }
 
 /*
@@ -421,6 +429,9 @@ static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us,
 			break;
 		t = now_us();
 		if (tcp_cq_drive(cq)) {
+			/* bytes at the first look: they came meanwhile */
+			if (first)
+				be_eager(cq, away);
 			if (count_of(cq)) {
 				got = true;
 				break;
@@ -432,10 +443,6 @@ static bool spin(struct tcp_cq *cq, uint64_t limit, uint64_t end_us,
 			break;
 		sched_yield();
 	}
-	/* Coming back from a lazy hand-over, this worker found work that
-	 * arrived while nobody read (be_eager). */
-	if (got && first)
-		be_eager(cq, away);
 	/* Before the count drops, so a receive thread that finds no
 	 * spinner also finds when the last one left. */
 	atomic_store(&cq->spin_end_ns, tcp_now_ns());
@@ -456,8 +463,8 @@ static bool unwatched_long(struct tcp_cq *cq, uint64_t t)
  * One wait of the standby, under @cq->lock: until the CQ has been left
  * unwatched a tick (returns PROMOTED: it is to spin), @end (ETIMEDOUT), a
  * signal (0), or a tick that finds no lazy hand-over wanted for
- * STANDBY_KEEP_NS (STANDBY_STOP: @ticking is off, the watch no longer
- * timed; an idle server costs no wake-ups).
+ * STANDBY_KEEP_NS (STANDBY_STOP: @ticking is off and the standby waits
+ * untimed, keeping the role: an idle server costs no wake-ups).
  */
 static int standby_wait(struct tcp_cq *cq, const struct timespec *end)
 {
@@ -522,16 +529,16 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end,
 		tcp_cq_unpark(cq, false);
 		pthread_mutex_lock(&cq->lock);
 	}
-	if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
-	    !cq->standby &&
-	    tcp_now_ns() - atomic_load_explicit(&cq->want_ns,
-						memory_order_relaxed) <
-		    STANDBY_KEEP_NS) {
-		cq->standby = standby = true;
-		atomic_store(&cq->ticking, true);
-	}
 	while (!count_of(cq) && !kicked(cq, kicks) && !cq->promote) {
-		if (standby) {
+		if (atomic_load_explicit(&cq->workers, memory_order_relaxed) &&
+		    !cq->standby)
+			cq->standby = standby = true;
+		if (standby && !atomic_load(&cq->ticking) &&
+		    tcp_now_ns() - atomic_load_explicit(&cq->want_ns,
+							memory_order_relaxed) <
+			    STANDBY_KEEP_NS)
+			atomic_store(&cq->ticking, true);
+		if (standby && atomic_load(&cq->ticking)) {
 			rc = standby_wait(cq, timeout_ms < 0 ? NULL : end);
 			if (rc == PROMOTED) {
 				atomic_store(&cq->unwatched_ns, 0);
@@ -540,8 +547,6 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end,
 				err = PROMOTED;
 				break;
 			}
-			if (rc == STANDBY_STOP)
-				cq->standby = standby = false;
 			if (rc == ETIMEDOUT) {
 				if (!count_of(cq) && !kicked(cq, kicks) &&
 				    !cq->promote)
@@ -575,27 +580,6 @@ out:
 	return err;
 }
 
-/*
- * On a CQ of workers in its lazy regime (lazy hand-overs wanted lately,
- * not eager now) one spinner is enough: a worker coming back while another
- * spins sleeps at once (as the standby, if there is none). Two spinners
- * taking turns at reading would both keep spinning, beside the peer's, on
- * a 2-core machine; and every hand-over would find a spinner there.
- */
-static bool spin_enough(struct tcp_cq *cq)
-{
-	uint64_t t;
-
-	if (!atomic_load_explicit(&cq->workers, memory_order_relaxed) ||
-	    !atomic_load(&cq->spinners))
-		return false;
-	t = tcp_now_ns();
-	return t - atomic_load_explicit(&cq->want_ns, memory_order_relaxed) <
-		       STANDBY_KEEP_NS &&
-	       t >= atomic_load_explicit(&cq->eager_until_ns,
-					 memory_order_relaxed);
-}
-
 int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 {
 	struct tcp_cq *cq = to_cq(base);
@@ -624,8 +608,6 @@ int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 			else if (end_us - t < limit)
 				limit = end_us - t;
 		}
-		if (limit && spin_enough(cq))
-			limit = 0;
 		if (limit && spin(cq, limit, end_us, kicks)) {
 			handoff(cq);
 			return 0;
@@ -668,4 +650,5 @@ void tcp_cq_stats(struct dafs_cq *base, struct tcp_cq_stats *st)
 	st->woken = atomic_load_explicit(&cq->nwoken, memory_order_relaxed);
 	st->standby = atomic_load_explicit(&cq->nstandby,
 					   memory_order_relaxed);
+	st->armed = atomic_load_explicit(&cq->narmed, memory_order_relaxed);
 }

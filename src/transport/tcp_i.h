@@ -110,7 +110,7 @@ struct tcp_cq {
 	_Atomic uint64_t unwatched_ns;
 	_Atomic uint64_t want_ns;	 /* a lazy hand-over last asked for */
 	_Atomic uint64_t eager_until_ns; /* work came while unwatched */
-	_Atomic uint64_t nlazy, nwoken, nstandby; /* tcp_cq_stats */
+	_Atomic uint64_t nlazy, nwoken, nstandby, narmed; /* tcp_cq_stats */
 };
 
 void tcp_cq_push(struct tcp_cq *cq, const struct dafs_wc *wc);
@@ -155,9 +155,11 @@ struct tcp_ep_stats {
 void tcp_ep_stats(struct dafs_ep *ep, struct tcp_ep_stats *st);
 /* Hand-overs by a thread leaving wait_cq or poll_cq with work: lazy
  * (nobody woken), or a sleeper woken (to spin, or for completions left
- * queued); and the standby's spins after the CQ stayed unwatched a tick. */
+ * queued); the standby's spins after the CQ stayed unwatched a tick; and
+ * the lazy hand-overs that found no standby ticking and woke the sleepers
+ * so that one would. */
 struct tcp_cq_stats {
-	uint64_t lazy, woken, standby;
+	uint64_t lazy, woken, standby, armed;
 };
 void tcp_cq_stats(struct dafs_cq *cq, struct tcp_cq_stats *st);
 void tcp_ep_pause_rx(struct dafs_ep *ep, bool pause);

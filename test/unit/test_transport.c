@@ -3180,8 +3180,10 @@ START_TEST(test_workers_standby)
 		      (unsigned long long)s2.standby);
 	wk_echo(&p, &ra, 1, WK_SLOW);
 
-	/* back to a synchronous peer, then M and SLOW2 back to back: the
-	 * worker that took M finds SLOW2 waiting when it comes back */
+	/* back to a synchronous peer (after a pause in which every worker
+	 * stops spinning), then M and SLOW2 back to back: the worker that
+	 * took M finds SLOW2 waiting when it comes back */
+	sleep_ms(5);
 	for (i = 0; i < 50; i++)
 		wk_call(&p, &sa, &ra, i);
 	post_recv(&p.a, 0, &ra, 0, sizeof(i));
