@@ -342,7 +342,12 @@ static bool lazy(struct tcp_cq *cq)
 				     memory_order_relaxed))
 		return false;
 	atomic_store_explicit(&cq->want_ns, t, memory_order_relaxed);
-	atomic_compare_exchange_strong(&cq->unwatched_ns, &none, t);
+	/* A spinner that came meanwhile cleared the mark before this set
+	 * it: it is watching, so no mark (its count is raised before its
+	 * clear, sequentially consistent with this load). */
+	if (atomic_compare_exchange_strong(&cq->unwatched_ns, &none, t) &&
+	    atomic_load(&cq->spinners))
+		atomic_compare_exchange_strong(&cq->unwatched_ns, &t, 0);
 	if (!atomic_load(&cq->ticking)) {
 		atomic_fetch_add_explicit(&cq->narmed, 1, memory_order_relaxed);
 		pthread_mutex_lock(&cq->lock);
@@ -474,7 +479,9 @@ static int standby_wait(struct tcp_cq *cq, const struct timespec *end)
 
 	if (unwatched_long(cq, t))
 		return PROMOTED;
-	at = (u && u <= t ? u : t) + STANDBY_TICK_NS;
+	/* a tick after the mark; a full one from now if the mark is older
+	 * (a spinner is there: its leaving re-marks or hands over) */
+	at = (u && u <= t && t - u < STANDBY_TICK_NS ? u : t) + STANDBY_TICK_NS;
 	ts.tv_sec = (time_t)(at / 1000000000);
 	ts.tv_nsec = (long)(at % 1000000000);
 	if (end && (end->tv_sec < ts.tv_sec ||
@@ -513,8 +520,10 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end,
 	bool standby = false;
 
 	pthread_mutex_lock(&cq->lock);
-	if (count_of(cq))
+	if (count_of(cq) || kicked(cq, kicks))
 		goto out;
+	/* a kick before this wait_cq began (one that this thread saw come
+	 * leaves the flag to the next) */
 	if (atomic_exchange(&cq->kick_pending, false))
 		goto out;
 	if (!timeout_ms) {
@@ -621,18 +630,18 @@ int tcp_wait_cq(struct dafs_cq *base, int timeout_ms)
 }
 
 /* Ends every wait_cq under way, spinning or asleep (a spinner used to miss
- * a kick when somebody else slept, and then slept on). A kick that finds
- * nobody asleep is kept and ends the next wait_cq at once, so a shutdown
- * that sets its flag, then kicks, cannot slip in between a thread's check
- * of the flag and its wait_cq. */
+ * a kick when somebody else slept, and then slept on), and is kept for the
+ * next wait_cq to begin (the one thread that may be between a check of a
+ * shutdown flag and its wait_cq; once there was one asleep, a kick was not
+ * kept, and that thread slept on). A later wait_cq may end early for it:
+ * spurious returns are allowed. */
 void tcp_cq_kick(struct dafs_cq *base)
 {
 	struct tcp_cq *cq = to_cq(base);
 
 	pthread_mutex_lock(&cq->lock);
 	atomic_fetch_add(&cq->kicks, 1);
-	if (!atomic_load(&cq->waiters))
-		atomic_store(&cq->kick_pending, true);
+	atomic_store(&cq->kick_pending, true);
 	pthread_cond_broadcast(&cq->cond);
 	pthread_mutex_unlock(&cq->lock);
 }

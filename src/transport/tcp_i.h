@@ -77,7 +77,7 @@ struct tcp_cq {
 	atomic_uint waiters; /* blocked in wait_cq; written under lock */
 	unsigned full_waiters;
 	_Atomic uint64_t kicks;	  /* written under lock */
-	atomic_bool kick_pending; /* a kick found nobody waiting */
+	atomic_bool kick_pending; /* kept for the next wait_cq to begin */
 	bool promote;		  /* a waiter is asked to spin (wait_cq) */
 
 	/*
