@@ -300,8 +300,9 @@ int dafs_getattr(dafs_session_t *s, const dafs_fh_t *fh, dafs_attr_t *attr);
  * Whether this thread's credentials may read (4, R_OK), write (2, W_OK)
  * or execute/search (1, X_OK) the object, as the server's kernel decides
  * (mode bits, POSIX ACLs, a read-only export); 0 asks only whether it
- * exists. Nothing is opened. Returns 0; -EACCES, -EROFS, -ETXTBSY, -EPERM
- * (an immutable file); -EINVAL for other mask bits.
+ * exists. Nothing is opened; a symbolic link's handle is checked as the
+ * link, not followed. Returns 0; -EACCES, -EROFS, -EPERM (an immutable
+ * file); -EINVAL for other mask bits; -DAFS_EBADCRED.
  */
 int dafs_access(dafs_session_t *s, const dafs_fh_t *fh, uint32_t mask);
 int dafs_setattr(dafs_session_t *s, const dafs_fh_t *fh,
