@@ -508,10 +508,10 @@ static int standby_wait(struct tcp_cq *cq, const struct timespec *end)
 
 /*
  * Sleep until a completion, a kick, a promotion (returns PROMOTED) or
- * @end. On a CQ of workers where lazy hand-overs are wanted, the first
- * sleeper is the standby, on a timed watch; when it leaves, wait_cq's
- * handoff finds nobody ticking and wakes another sleeper if the CQ is
- * left unwatched.
+ * @end. On a CQ of workers one sleeper holds the role of standby, on a
+ * timed watch while lazy hand-overs were wanted lately (standby_wait);
+ * when it leaves, the next lazy hand-over finds nobody ticking and wakes
+ * the sleepers so that one takes the role (lazy()).
  */
 static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end,
 		 uint64_t kicks)
@@ -556,19 +556,11 @@ static int block(struct tcp_cq *cq, int timeout_ms, const struct timespec *end,
 				err = PROMOTED;
 				break;
 			}
-			if (rc == ETIMEDOUT) {
-				if (!count_of(cq) && !kicked(cq, kicks) &&
-				    !cq->promote)
-					err = -ETIMEDOUT;
-				break;
-			}
-			continue;
+		} else if (timeout_ms < 0) {
+			rc = pthread_cond_wait(&cq->cond, &cq->lock);
+		} else {
+			rc = pthread_cond_timedwait(&cq->cond, &cq->lock, end);
 		}
-		if (timeout_ms < 0) {
-			pthread_cond_wait(&cq->cond, &cq->lock);
-			continue;
-		}
-		rc = pthread_cond_timedwait(&cq->cond, &cq->lock, end);
 		if (rc == ETIMEDOUT) {
 			if (!count_of(cq) && !kicked(cq, kicks) && !cq->promote)
 				err = -ETIMEDOUT;
