@@ -10,7 +10,12 @@
  * file-descriptor buffer (read_buf) so it can splice where the kernel
  * lets it.
  *
- *   passthrough SOURCE MOUNTPOINT [-f] [-s] [-o OPTIONS]
+ *   passthrough SOURCE MOUNTPOINT [-f] [-s] [--cached] [-o OPTIONS]
+ *
+ * --cached: entry timeout 1 s, attribute timeout 60 s, kernel_cache - what
+ * dafs-fuse gives the kernel for a file it holds a delegation of; the
+ * most any FUSE client can do here without the network (deleg-bench.sh's
+ * reference).
  *
  * Paths are resolved relative to a descriptor of SOURCE (openat & co.),
  * so the process may chdir("/") when it goes to the background.
@@ -36,6 +41,7 @@
 #include <unistd.h>
 
 static int src_fd = -1;
+static int cached; /* --cached */
 static char *src_path;
 
 /* "/" is the source itself, "/a/b" is "a/b" beneath it */
@@ -55,10 +61,12 @@ static void *pt_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	(void)conn;
 	cfg->use_ino = 1;
-	/* see every change of the lower directory at once */
-	cfg->entry_timeout = 0;
-	cfg->attr_timeout = 0;
+	/* see every change of the lower directory at once; or cache as
+	 * dafs-fuse does under a delegation */
+	cfg->entry_timeout = cached ? 1 : 0;
+	cfg->attr_timeout = cached ? 60 : 0;
 	cfg->negative_timeout = 0;
+	cfg->kernel_cache = cached;
 	return NULL;
 }
 
@@ -350,6 +358,10 @@ static int opt_proc(void *data, const char *arg, int key,
 {
 	(void)data;
 	(void)out;
+	if (key == FUSE_OPT_KEY_OPT && !strcmp(arg, "--cached")) {
+		cached = 1;
+		return 0;
+	}
 	if (key == FUSE_OPT_KEY_NONOPT && !src_path) {
 		src_path = realpath(arg, NULL);
 		if (!src_path) {
@@ -371,7 +383,7 @@ int main(int argc, char *argv[])
 		return 1;
 	if (!src_path) {
 		fprintf(stderr, "usage: passthrough SOURCE MOUNTPOINT [-f] "
-				"[-s] [-o OPTIONS]\n");
+				"[-s] [--cached] [-o OPTIONS]\n");
 		fuse_opt_free_args(&args);
 		return 1;
 	}

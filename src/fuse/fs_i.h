@@ -42,6 +42,9 @@ struct dfs_opts {
 	double deleg_timeout; /* attribute timeout under a delegation */
 	int wb_max_mb;	      /* writes held under write delegations, 0: off */
 	int wb_behind;	      /* buffers of writes behind, 0: off */
+	int close_behind_us;  /* close answered before its write-back once
+				 write-backs take this long (fwb_close_early),
+				 -1: never */
 	int cache_mb;	      /* libdafs data cache, 0: none */
 	char *cache_dir;      /* ... kept in LMDB there, or NULL */
 };

@@ -484,6 +484,22 @@ uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh)
 	return c;
 }
 
+uint64_t fino_id(struct fino_table *t, const dafs_fh_t *fh)
+{
+	uint32_t h = fh_hash(fh);
+	struct fino *e;
+	uint64_t id = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (e = t->by_fh[h & (t->nbuckets - 1)]; e; e = e->next_fh)
+		if (e->hash == h && fh_equal(&e->fh, fh)) {
+			id = e->id;
+			break;
+		}
+	pthread_mutex_unlock(&t->lock);
+	return id;
+}
+
 size_t fino_count(struct fino_table *t)
 {
 	size_t n;

@@ -152,6 +152,9 @@ void fino_mark(struct fino_table *t, uint64_t id);
 uint64_t fino_seq(struct fino_table *t);
 uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh);
 
+/* The node id of @fh, 0 if it has none (no reference taken). */
+uint64_t fino_id(struct fino_table *t, const dafs_fh_t *fh);
+
 /* Entries in the table, the root included (for tests and statistics). */
 size_t fino_count(struct fino_table *t);
 

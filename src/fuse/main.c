@@ -80,11 +80,19 @@ static void usage(FILE *f)
 		"delegations\n"
 		"                           without waiting, N at a time "
 		"(default 4; 0: off)\n"
+		"     close_behind_us=US    under a write delegation, answer "
+		"close before\n"
+		"                           sending what it held once "
+		"write-backs take\n"
+		"                           US or more on average (0: "
+		"always; default:\n"
+		"                           never)\n"
 		"     cache_mb=MB           a data cache of MB in the daemon, "
 		"kept across\n"
 		"                           opens (default 0: none; 256 with "
 		"cache_dir)\n"
-		"     cache_dir=DIR         keep the data cache in LMDB in DIR, "
+		"     cache_dir=DIR         keep the data cache in LMDB in "
+		"DIR, "
 		"used again\n"
 		"                           after a remount if the files did "
 		"not change\n"
@@ -120,6 +128,7 @@ static const struct fuse_opt spec[] = {
 	{"deleg_timeout=%lf", offsetof(struct cli, o.deleg_timeout), 0},
 	{"wb_max=%d", offsetof(struct cli, o.wb_max_mb), 0},
 	{"wb_behind=%d", offsetof(struct cli, o.wb_behind), 0},
+	{"close_behind_us=%d", offsetof(struct cli, o.close_behind_us), 0},
 	{"cache_mb=%d", offsetof(struct cli, o.cache_mb), 0},
 	{"cache_dir=%s", offsetof(struct cli, o.cache_dir), 0},
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -372,6 +381,7 @@ int main(int argc, char *argv[])
 	c.o.deleg_timeout = 60.0;
 	c.o.wb_max_mb = 64;
 	c.o.wb_behind = 4;
+	c.o.close_behind_us = -1;
 	c.o.cache_mb = -1;
 	c.o.threads = 16;
 	c.o.readahead_kb = 1024;
@@ -409,8 +419,8 @@ int main(int argc, char *argv[])
 	if (c.o.threads < 1 || c.o.threads > 256 || c.o.attr_timeout < 0 ||
 	    c.o.entry_timeout < 0 || c.o.negative_timeout < 0 ||
 	    c.o.deleg_timeout < 0 || c.o.wb_max_mb < 0 ||
-	    c.o.wb_max_mb > 65536 || c.o.wb_behind < 0 ||
-	    c.o.wb_behind > 64 || c.o.cache_mb > 1048576 ||
+	    c.o.wb_max_mb > 65536 || c.o.wb_behind < 0 || c.o.wb_behind > 64 ||
+	    c.o.close_behind_us < -1 || c.o.cache_mb > 1048576 ||
 	    c.server_timeout <= 0 || c.server_timeout > 86400) {
 		fprintf(stderr, "dafs-fuse: an option is out of range "
 				"(threads 1..256, timeouts >= 0, "

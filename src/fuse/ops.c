@@ -500,11 +500,33 @@ static void wb_sync_ino(struct dfs *fs, fuse_ino_t ino)
 }
 
 /* All held writes: before a reply that hands the kernel attributes of
- * nodes it looked up (lookup, readdirplus, create of an existing name) */
+ * nodes it looked up (opendir and readdirplus batches) */
 static void wb_sync_all(struct dfs *fs)
 {
 	if (atomic_load(&fs->wb.bytes))
 		fwb_flush_ino(&fs->wb, FWB_ALL, fs->s, NULL);
+}
+
+/*
+ * Attributes @a of @fh, fetched by a request sent at fino_seq() @seq, for
+ * a reply that hands them to the kernel (lookup, create of an existing
+ * name): they must count every write this mount answered before. If the
+ * node holds writes, they go now; if any reached the server after @seq
+ * (then or meanwhile, fino_changed), the attributes are fetched again.
+ * Other nodes' writes are not waited for: their attributes are not in
+ * the reply.
+ */
+static int wb_settle(struct dfs *fs, const dafs_fh_t *fh, uint64_t seq,
+		     dafs_attr_t *a)
+{
+	uint64_t ino;
+
+	if (atomic_load(&fs->wb.bytes) && (ino = fino_id(&fs->ino, fh)))
+		fwb_flush_ino(&fs->wb, ino, fs->s, NULL);
+	if (fino_changed(&fs->ino, fh) <= seq)
+		return 0;
+	as_self(fs);
+	return dafs_getattr(fs->s, fh, a);
 }
 
 /* Held writes of @ino reached the server: a directory batch read before
@@ -635,14 +657,17 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct dfs *fs = FS(req);
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
+	uint64_t seq = fino_seq(&fs->ino);
 	int rc;
 
-	wb_sync_all(fs); /* the reply's attributes must count held writes */
 	rc = fino_fh(&fs->ino, parent, &dir);
 	if (!rc)
 		rc = as_caller(fs, req);
 	if (!rc)
 		rc = dafs_lookup(fs->s, &dir, name, &fh, &a);
+	/* the reply's attributes must count held writes */
+	if (!rc)
+		rc = wb_settle(fs, &fh, seq, &a);
 	if (rc == -ENOENT && fs->o.negative_timeout > 0) {
 		struct fuse_entry_param e;
 
@@ -1196,12 +1221,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct fuse_entry_param e;
 	struct dfs_file *file;
 	dafs_fh_t dir, fh;
-	uint64_t id, epoch, gen;
+	uint64_t id, epoch, gen, seq;
 	int rc, sf, wide;
 	dafs_attr_t a;
 	uint32_t cred;
 
-	wb_sync_all(fs); /* an existing file's attributes come back */
+	seq = fino_seq(&fs->ino);
 	rc = dirop_begin_id(fs, req, parent, &dir, &cred);
 	if (rc) {
 		reply_err(req, rc);
@@ -1226,6 +1251,20 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		rc = dafs_create(fs->s, &dir, name,
 				 (wide = sf) | deleg_want(fs, fi->flags),
 				 mode & 07777, &file->f, &fh, &a);
+	/* an existing file's attributes come back: they must count what
+	 * this mount wrote and held. (Held writes cannot meet a truncation
+	 * here, to land after it: the kernel sends CREATE only for a name
+	 * it has no positive entry of, and a file this mount holds writes
+	 * of is open through an entry it has; another client's link or
+	 * rename that puts it at this name recalls its delegation first,
+	 * which sends them.) */
+	if (!rc && !(fi->flags & O_EXCL)) {
+		rc = wb_settle(fs, &fh, seq, &a);
+		if (rc) {
+			as_self(fs);
+			dafs_close(file->f);
+		}
+	}
 	if (!rc) {
 		rc = fino_ref(&fs->ino, &fh, &id);
 		if (rc) {
@@ -1396,20 +1435,40 @@ out:
 }
 
 /*
- * close(2) of one descriptor: the writes it held go to the server, and
- * close returns a write-back error, as on a local file system. A close
- * releases the POSIX locks its process (fi->lock_owner) holds on the file,
- * through whichever descriptor they were taken, as POSIX wants; the
- * kernel leaves that to us. Only nodes locked through this mount ask the
- * server. A failed release is not close's error: what the server could
- * not be told goes with the session.
+ * close(2) of one descriptor. Under the write delegation, close is
+ * answered first (with a write-back error met before, if any) and what
+ * the descriptor held goes to the server after: as a local file system
+ * (and NFSv4 under a write delegation) starts write-back at close without
+ * waiting for it. Nobody else sees the file until the delegation is
+ * recalled, which sends everything first, and every request of this
+ * mount that needs the bytes on the server (read, getattr, lookup, a
+ * write through another descriptor, fsync) waits for them: the send holds
+ * the file's write-back lock. An error of that send is fsync's, of this
+ * or any other descriptor of the file, as a local file system reports it.
+ * Without the delegation, or with POSIX locks to release, the writes go
+ * first and close returns their error.
+ *
+ * A close releases the POSIX locks its process (fi->lock_owner) holds on
+ * the file, through whichever descriptor they were taken, as POSIX wants;
+ * the kernel leaves that to us. Only nodes locked through this mount ask
+ * the server. A failed release is not close's error: what the server
+ * could not be told goes with the session.
  */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file = file_of(fi);
-	int rc = file->wb_on ? fwb_flush(&fs->wb, &file->wb, fs->s) : 0;
+	int rc = 0;
 
+	if (file->wb_on && !fino_locked(&fs->ino, ino) &&
+	    wb_may_hold(fs, ino) && fwb_close_early(&fs->wb)) {
+		atomic_fetch_add(&fs->wb.early_closes, 1);
+		reply_err(req, fwb_err_take_own(&file->wb));
+		fwb_send(&fs->wb, &file->wb, fs->s);
+		return;
+	}
+	if (file->wb_on)
+		rc = fwb_flush(&fs->wb, &file->wb, fs->s);
 	if (fino_locked(&fs->ino, ino)) {
 		dafs_lock_t lk = {.kind = DAFS_LOCK_POSIX,
 				  .type = DAFS_LOCK_UNLOCK,
@@ -2452,6 +2511,10 @@ int dfs_init(struct dfs *fs)
 	fwb_set_init(&fs->wb, (uint64_t)fs->o.wb_max_mb << 20,
 		     fs->max_io < (1u << 20) ? fs->max_io : (1u << 20), wb_sent,
 		     fs);
+	fs->wb.close_behind_ns =
+		fs->o.close_behind_us < 0
+			? UINT64_MAX
+			: (uint64_t)fs->o.close_behind_us * 1000;
 	if (fs->o.deleg == DFS_DELEG_ON && fs->o.wb_max_mb) {
 		rc = fwb_behind_start(&fs->wb, fs->s, fs->o.wb_behind,
 				      fs->o.timeout_ms);
@@ -2536,17 +2599,17 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 "in %llu sends, write-back errors %llu, cache hits %llu, "
 		 "cache misses %llu, cache bytes %llu, lock waits %llu, "
 		 "locks granted after waiting %llu, local opens %llu, "
-		 "parked opens %u, writes behind %llu, heap in use %zu",
+		 "parked opens %u, writes behind %llu, closes before "
+		 "write-back %llu, write-back avg %.1f us, heap in use %zu",
 		 fino_count(&fs->ino), (unsigned long long)files,
 		 (unsigned long long)dirs, creds, fino_ndelegs(&fs->ino),
 		 (unsigned long long)ds.granted_read,
 		 (unsigned long long)ds.granted_write,
-		 (unsigned long long)ds.recalls,
-		 (unsigned long long)ds.returns,
+		 (unsigned long long)ds.recalls, (unsigned long long)ds.returns,
 		 (unsigned long long)ds.revoked,
-		 ds.returns ? (double)ds.recall_ns_total / 1e6 /
-				      (double)ds.returns
-			    : 0.0,
+		 ds.returns
+			 ? (double)ds.recall_ns_total / 1e6 / (double)ds.returns
+			 : 0.0,
 		 (double)ds.recall_ns_max / 1e6,
 		 (unsigned long long)atomic_load(&fs->wb.held),
 		 (unsigned long long)atomic_load(&fs->wb.flushed_bytes),
@@ -2555,10 +2618,11 @@ void dfs_stats(struct dfs *fs, char *buf, size_t size)
 		 (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		 (unsigned long long)cs.bytes,
 		 (unsigned long long)flk_waiting(fs),
-		 (unsigned long long)atomic_load(
-			 &fs->locks.granted_after_wait),
+		 (unsigned long long)atomic_load(&fs->locks.granted_after_wait),
 		 (unsigned long long)local_opens, nparked,
-		 (unsigned long long)atomic_load(&fs->wb.behind), heap);
+		 (unsigned long long)atomic_load(&fs->wb.behind),
+		 (unsigned long long)atomic_load(&fs->wb.early_closes),
+		 (double)atomic_load(&fs->wb.send_ns) / 1e3, heap);
 	rpc_stats(fs->s, buf, size);
 }
 

@@ -26,6 +26,9 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 	atomic_init(&set->flushed_bytes, 0);
 	atomic_init(&set->errors, 0);
 	atomic_init(&set->behind, 0);
+	atomic_init(&set->send_ns, 0);
+	atomic_init(&set->early_closes, 0);
+	set->close_behind_ns = UINT64_MAX;
 	pthread_mutex_init(&set->plock, NULL);
 	pthread_cond_init(&set->pcv, NULL);
 	set->nbuf = 0;
@@ -33,6 +36,8 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 	set->eseq = set->next_id = 0;
 	memset(set->errs, 0, sizeof(set->errs));
 }
+
+static uint64_t now_ns(void);
 
 /* @w met write-back error @err (w->lock held): other open files of its
  * node report it too. */
@@ -142,8 +147,16 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 	drain_locked(w);
 	/* as its writer, or not at all */
 	n = dafs_cred_use(s, w->cred);
-	if (!n)
+	if (!n) {
+		uint64_t t0 = now_ns(), avg;
+
 		n = dafs_write(w->f, w->buf, w->len, w->off, NULL);
+		/* one in eight: the average of the last dozen or so */
+		avg = atomic_load_explicit(&set->send_ns, memory_order_relaxed);
+		atomic_store_explicit(&set->send_ns,
+				      avg - avg / 8 + (now_ns() - t0) / 8,
+				      memory_order_relaxed);
+	}
 	if (n >= 0 && (size_t)n != w->len)
 		n = -EIO; /* a short write: ENOSPC came after some bytes */
 	if (n < 0) {
@@ -178,6 +191,24 @@ int fwb_flush(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 	w->err = 0;
 	pthread_mutex_unlock(&w->lock);
 	return err;
+}
+
+int fwb_err_take_own(struct fwb *w)
+{
+	int err;
+
+	pthread_mutex_lock(&w->lock);
+	err = w->err;
+	w->err = 0;
+	pthread_mutex_unlock(&w->lock);
+	return err;
+}
+
+void fwb_send(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
+{
+	pthread_mutex_lock(&w->lock);
+	send_locked(set, w, s);
+	pthread_mutex_unlock(&w->lock);
 }
 
 int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s)

@@ -89,6 +89,11 @@ struct fwb_set {
 	atomic_ullong bytes; /* held and in flight */
 	/* statistics */
 	atomic_ullong held, flushes, flushed_bytes, errors, behind;
+	/* how long a write-back takes, averaged (ns): close answers before
+	 * sending once it is close_behind_ns or more (fwb_close_early) */
+	atomic_ullong send_ns;
+	uint64_t close_behind_ns;
+	atomic_ullong early_closes;
 
 	/* the last FWB_ERRS write-back errors, for every other open file of
 	 * the node (Linux reports one to each descriptor open when it
@@ -164,6 +169,20 @@ ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 /* Send what @w holds and wait for its writes in flight; returns and
  * clears a pending write-back error. */
 int fwb_flush(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
+
+/* Whether a close should be answered before its write-back is sent: a
+ * write-back takes longer than answering first costs (the threads that
+ * wait for it wake up later; on loopback that costs more than it saves) */
+static inline int fwb_close_early(struct fwb_set *set)
+{
+	return atomic_load(&set->send_ns) >= set->close_behind_ns;
+}
+
+/* Send what @w holds, not waiting for its writes behind in flight
+ * (an error stays in w->err for the next flush). */
+void fwb_send(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
+/* Take @w's pending write-back error (0: none). */
+int fwb_err_take_own(struct fwb *w);
 
 /* Send what every open file of node @ino but @except (may be NULL) holds
  * (errors stay with each file for its next flush). A write through one

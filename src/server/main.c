@@ -32,7 +32,8 @@ static void usage(FILE *f)
 		"  -s, --state-dir DIR      persistent state (default "
 		"/var/lib/dafsd as root,\n"
 		"                           else ~/.local/state/dafsd)\n"
-		"  -t, --threads MIN:MAX    handler pool size (default: the CPUs,\n"
+		"  -t, --threads MIN:MAX    handler pool size (default: the "
+		"CPUs,\n"
 		"                           at least 2 : 16 or twice that)\n"
 		"      --credits N          most outstanding requests per "
 		"session (default 64)\n"
@@ -45,6 +46,10 @@ static void usage(FILE *f)
 		"      --recall-holdoff-ms N  no grants on a file this long "
 		"after a recall\n"
 		"                           (default 1000)\n"
+		"      --delay-us N         hold each request N us before "
+		"handling it:\n"
+		"                           a network round trip, emulated "
+		"(default 0)\n"
 		"      --max-lock-fds N     lock descriptors per session, one "
 		"per (owner,\n"
 		"                           file, kind) holding locks (default "
@@ -163,6 +168,7 @@ enum {
 	O_MAXCONN,
 	O_DELEG,
 	O_HOLDOFF,
+	O_DELAY,
 	O_LOCKFDS,
 	O_MAXOPENS,
 };
@@ -178,6 +184,7 @@ static const struct option longopts[] = {
 	{"lease-ms", required_argument, NULL, O_LEASE},
 	{"deleg", required_argument, NULL, O_DELEG},
 	{"recall-holdoff-ms", required_argument, NULL, O_HOLDOFF},
+	{"delay-us", required_argument, NULL, O_DELAY},
 	{"max-lock-fds", required_argument, NULL, O_LOCKFDS},
 	{"max-opens", required_argument, NULL, O_MAXOPENS},
 	{"root-squash", no_argument, NULL, O_SQUASH},
@@ -302,6 +309,9 @@ static int apply_option(struct srv_config *cfg, int c, const char *arg,
 	case O_HOLDOFF:
 		return parse_uint("--recall-holdoff-ms", arg, 0, 3600000,
 				  &cfg->holdoff_ms);
+	case O_DELAY:
+		return parse_uint("--delay-us", arg, 0, 1000000,
+				  &cfg->delay_us);
 	case O_LOCKFDS:
 		return parse_uint("--max-lock-fds", arg, 1, 1u << 20,
 				  &cfg->max_lock_fds);

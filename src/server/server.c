@@ -14,10 +14,12 @@
  * towards min_threads while some handler stays idle (reaper_main).
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <syslog.h>
@@ -728,6 +730,36 @@ static unsigned session_cap(const struct dafs_server *srv)
 					 : 1;
 }
 
+/*
+ * --delay-us: the request waits before it is handled, as if the network
+ * between client and server took that much longer each round trip; for
+ * experiments on one machine, where loopback makes round trips cheap
+ * (docs/delegations.md). It holds the handler meanwhile, so pipelined
+ * requests are bounded by the pool, as they are not by a network.
+ */
+#define RTT_SPIN_NS 60000ull
+
+static void emulate_rtt(const struct dafs_server *srv)
+{
+	struct timespec ts;
+	uint64_t end;
+
+	if (!srv->cfg.delay_us)
+		return;
+	end = srv_now_ns() + (uint64_t)srv->cfg.delay_us * 1000;
+	/* a sleep ends tens of us late here (the wake-up): it sleeps
+	 * through all but the last RTT_SPIN_NS, which it yields away */
+	if (srv->cfg.delay_us * 1000ull > RTT_SPIN_NS) {
+		ts.tv_sec = (time_t)((end - RTT_SPIN_NS) / 1000000000);
+		ts.tv_nsec = (long)((end - RTT_SPIN_NS) % 1000000000);
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+				       NULL) == EINTR)
+			;
+	}
+	while (srv_now_ns() < end)
+		sched_yield();
+}
+
 static void handle_request(struct worker *w, struct srv_conn *c,
 			   struct srv_rbuf *rb, uint32_t len)
 {
@@ -757,6 +789,7 @@ static void handle_request(struct worker *w, struct srv_conn *c,
 		cb_reply(s, &h);
 		goto done;
 	}
+	emulate_rtt(srv);
 	if (!s) {
 		handle_unbound(srv, c, &h, w->body);
 		if (!c->sess)
@@ -905,6 +938,9 @@ static void *worker_main(void *arg)
 
 	/* what top -H and the tests see */
 	pthread_setname_np(pthread_self(), "dafsd-handler");
+	/* an emulated round trip as long as asked, not 50 us more */
+	if (srv->cfg.delay_us)
+		prctl(PR_SET_TIMERSLACK, 1000UL);
 	w = calloc(1, sizeof(*w));
 	if (w) {
 		w->srv = srv;

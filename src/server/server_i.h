@@ -53,6 +53,9 @@ struct srv_config {
 	int verbose;
 	int deleg_policy;     /* DLG_POLICY_* */
 	uint32_t holdoff_ms;  /* no grants this long after a recall */
+	uint32_t delay_us;    /* each request waits this long before it is
+				 handled: an emulated network round trip
+				 (--delay-us, for experiments) */
 	uint32_t max_lock_fds; /* lock descriptors per session (locks.c) */
 	uint32_t max_opens; /* open files per session, 0: a quarter of
 			       RLIMIT_NOFILE, at least 1024 */

@@ -911,6 +911,41 @@ static void start_small_pool(void)
 	OK(dafs_root(A, &ROOT));
 }
 
+/* dafsd --delay-us 20000 (an emulated round trip, for experiments):
+ * every request waits that long before it is handled, so ten getattrs
+ * take 200 ms at least, and still answer as without it. */
+START_TEST(test_delay)
+{
+	dafs_attr_t a, b;
+	dafs_fh_t fh;
+	uint64_t t0, ms;
+	int i;
+
+	mkfile(A, "dl", 1234, 'd', &fh);
+	t0 = it_now_ms();
+	for (i = 0; i < 10; i++)
+		OK(dafs_getattr(B, &fh, i ? &b : &a));
+	ms = it_now_ms() - t0;
+	ck_assert_msg(ms >= 200, "10 getattrs took %llu ms, not 200 or more",
+		      (unsigned long long)ms);
+	ck_assert_uint_eq(a.size, 1234);
+	ck_assert_uint_eq(b.size, 1234);
+	ck_assert_uint_eq(a.ino, b.ino);
+}
+END_TEST
+
+static void start_delay(void)
+{
+	umask(022);
+	ck_assert_int_eq(it_daemon_init(&D, "d"), 0);
+	D.extra[0] = "--delay-us";
+	D.extra[1] = "20000";
+	ck_assert_int_eq(it_daemon_start(&D), 0);
+	A = session();
+	B = session();
+	OK(dafs_root(A, &ROOT));
+}
+
 static void start_off(void)
 {
 	start_with("off");
@@ -976,6 +1011,8 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_policy_off);
 	tc = tcase(s, "policy-read", start_read);
 	tcase_add_test(tc, test_policy_read);
+	tc = tcase(s, "delay", start_delay);
+	tcase_add_test(tc, test_delay);
 
 	if (argc == 2 && !strcmp(argv[1], "hold") &&
 	    getenv("DAFS_TEST_HOLD_URL"))

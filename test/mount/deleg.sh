@@ -413,6 +413,50 @@ else
 	say "# skip write-back error: mounting a tmpfs needs root"
 fi
 
+section "close answered before its write-back (close_behind_us=0)"
+# under its write delegation a mount may answer close before it sends what
+# the descriptor held (as a local file system starts write-back at close);
+# every later request that needs the bytes on the server waits for them:
+# B's stat, A's open (a recall), and B's write through another descriptor
+if mountpoint -q "$mnt_b"; then
+	fusermount3 -u "$mnt_b"
+	stop "$fuse_b"
+	fuse_b=
+fi
+check "B mounted again with -o close_behind_us=0" \
+	mount_b -o close_behind_us=0
+early=$(stat_b 'closes before write-back')
+python3 - "$mnt_b" "$mnt_a" "$exp" >"$tmp/early.out" 2>&1 <<'PY'
+import os, sys
+b, a, server = sys.argv[1:]
+bad = []
+for i in range(40):
+    data = os.urandom(1000 + 97 * i)
+    name = "early%d" % i
+    fd = os.open(os.path.join(b, name), os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    for k in range(0, len(data), 100):
+        os.write(fd, data[k:k + 100])
+    os.close(fd)
+    if os.stat(os.path.join(b, name)).st_size != len(data):
+        bad.append("%s: B's stat" % name)
+    # appended through a second descriptor right after the close
+    fd = os.open(os.path.join(b, name), os.O_WRONLY | os.O_APPEND)
+    os.write(fd, b"tail")
+    os.close(fd)
+    data += b"tail"
+    if open(os.path.join(a, name), "rb").read() != data:
+        bad.append("%s: A's read" % name)
+    if open(os.path.join(server, name), "rb").read() != data:
+        bad.append("%s: the server's file" % name)
+print("mismatches:", len(bad), *bad[:5])
+PY
+sed 's/^/# /' "$tmp/early.out"
+same "40 files written on B, closed, then stat on B, appended on B, read on A" \
+	"mismatches: 0" "$(cat "$tmp/early.out")"
+check "... B answered closes before their write-back" \
+	test $(($(stat_b 'closes before write-back') - early)) -ge 40
+rm -f "$mnt_a"/early*
+
 section "dafs-verify through both mounts"
 # names and attributes without timeouts, so that what the test sees across
 # mounts rests on delegations and close-to-open alone
@@ -424,7 +468,8 @@ fi
 fusermount3 -u "$mnt_a"
 stop "$fuse_a"
 fuse_pid=
-mount_fuse -o attr_timeout=0,entry_timeout=0 || exit 1
+# A answers closes before their write-back, B after: both ways meet
+mount_fuse -o attr_timeout=0,entry_timeout=0,close_behind_us=0 || exit 1
 fuse_a=$fuse_pid
 check "both mounted again with attr_timeout=0,entry_timeout=0" \
 	mount_b -o attr_timeout=0,entry_timeout=0
@@ -440,5 +485,6 @@ same "$ops operations through two mounts, no mismatch" 0 "$rc"
 check "... with recalls between the mounts" \
 	test $(($(stat_a recalls) + $(stat_b recalls))) -ge 10
 say "# writes behind during the run: A $(stat_a 'writes behind'), B $(stat_b 'writes behind')"
+say "# closes before write-back: A $(stat_a 'closes before write-back'), B $(stat_b 'closes before write-back')"
 
 echo "1..$checks"
