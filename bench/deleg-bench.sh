@@ -130,13 +130,16 @@ server_up() {
 # fs_up COLUMN DELAY: mount COLUMN on $mnt
 fs_up() {
 	local url=tcp://127.0.0.1:$(cat "$work/port")/data
+	local cmd
 	case $1 in
-	on) "$b/src/fuse/dafs-fuse" "$url" "$mnt" -f -o deleg=on ;;
-	on-cb) "$b/src/fuse/dafs-fuse" "$url" "$mnt" -f \
-		-o "deleg=on,close_behind_us=$CB_US" ;;
-	off) "$b/src/fuse/dafs-fuse" "$url" "$mnt" -f -o deleg=off ;;
-	local) "$b/bench/passthrough" "$work/local" "$mnt" -f --cached ;;
-	esac >"$work/$1.$2.log" 2>&1 &
+	on) cmd=("$b/src/fuse/dafs-fuse" "$url" "$mnt" -f -o deleg=on) ;;
+	on-cb) cmd=("$b/src/fuse/dafs-fuse" "$url" "$mnt" -f
+		-o "deleg=on,close_behind_us=$CB_US") ;;
+	off) cmd=("$b/src/fuse/dafs-fuse" "$url" "$mnt" -f -o deleg=off) ;;
+	local) cmd=("$b/bench/passthrough" "$work/local" "$mnt" -f --cached) ;;
+	esac
+	# started as a plain command, so that $! is the daemon itself
+	"${cmd[@]}" >"$work/$1.$2.log" 2>&1 &
 	fs_pid=$!
 	for _ in $(seq 100); do
 		mountpoint -q "$mnt" && return 0

@@ -6,11 +6,14 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "fuse/inode_i.h"
 
 struct fino {
 	struct fino *next_fh, *next_id; /* hash chains */
+	struct fino *next_name;		/* ... by name, while nparent */
 	uint64_t id;
 	uint64_t nlookup;
 	uint64_t changed; /* fino_mark stamp of the last change, 0: none */
@@ -21,6 +24,15 @@ struct fino {
 	int locked;	   /* POSIX locks were asked for through this mount */
 	uint32_t hash;	  /* of the handle bytes */
 	dafs_fh_t fh;
+	/* the name the kernel last got it by (lookup, create, readdirplus):
+	 * parent node id (0: none known) and the name's hash */
+	uint64_t nparent;
+	uint32_t nhash;
+	/* attributes kept under the write delegation (fino_attr_*), on the
+	 * table's list while attr_ok */
+	int attr_ok;
+	dafs_attr_t attr;
+	struct fino *aprev, *anext;
 };
 
 #define INITIAL_BUCKETS 1024u
@@ -48,6 +60,12 @@ static int fh_equal(const dafs_fh_t *a, const dafs_fh_t *b)
 	return a->len == b->len && !memcmp(a->data, b->data, a->len);
 }
 
+static size_t name_bucket(const struct fino_table *t, uint64_t parent,
+			  uint32_t nhash)
+{
+	return (size_t)(nhash ^ parent ^ (parent >> 32)) & (t->nbuckets - 1);
+}
+
 static void link_entry(struct fino_table *t, struct fino *e)
 {
 	size_t b = e->hash & (t->nbuckets - 1);
@@ -57,6 +75,11 @@ static void link_entry(struct fino_table *t, struct fino *e)
 	b = id_bucket(t, e->id);
 	e->next_id = t->by_id[b];
 	t->by_id[b] = e;
+	if (e->nparent) {
+		b = name_bucket(t, e->nparent, e->nhash);
+		e->next_name = t->by_name[b];
+		t->by_name[b] = e;
+	}
 }
 
 /*
@@ -68,16 +91,20 @@ static void link_entry(struct fino_table *t, struct fino *e)
  */
 static void resize(struct fino_table *t, size_t n)
 {
-	struct fino **ofh = t->by_fh, **oid = t->by_id, *e, *next;
+	struct fino **ofh = t->by_fh, **oid = t->by_id, **onm = t->by_name;
+	struct fino *e, *next;
 	size_t on = t->nbuckets, i;
 
 	t->by_fh = calloc(n, sizeof(*t->by_fh));
 	t->by_id = calloc(n, sizeof(*t->by_id));
-	if (!t->by_fh || !t->by_id) {
+	t->by_name = calloc(n, sizeof(*t->by_name));
+	if (!t->by_fh || !t->by_id || !t->by_name) {
 		free(t->by_fh);
 		free(t->by_id);
+		free(t->by_name);
 		t->by_fh = ofh;
 		t->by_id = oid;
+		t->by_name = onm;
 		return;
 	}
 	t->nbuckets = n;
@@ -90,6 +117,7 @@ static void resize(struct fino_table *t, size_t n)
 	}
 	free(ofh);
 	free(oid);
+	free(onm);
 }
 
 /* Whether the table is due to shrink, and to what size. */
@@ -120,10 +148,12 @@ int fino_table_init(struct fino_table *t, const dafs_fh_t *root)
 	t->nbuckets = INITIAL_BUCKETS;
 	t->by_fh = calloc(t->nbuckets, sizeof(*t->by_fh));
 	t->by_id = calloc(t->nbuckets, sizeof(*t->by_id));
+	t->by_name = calloc(t->nbuckets, sizeof(*t->by_name));
 	t->root = calloc(1, sizeof(*t->root));
-	if (!t->by_fh || !t->by_id || !t->root) {
+	if (!t->by_fh || !t->by_id || !t->by_name || !t->root) {
 		free(t->by_fh);
 		free(t->by_id);
+		free(t->by_name);
 		free(t->root);
 		return -ENOMEM;
 	}
@@ -151,6 +181,7 @@ void fino_table_fini(struct fino_table *t)
 	}
 	free(t->by_fh);
 	free(t->by_id);
+	free(t->by_name);
 	pthread_mutex_destroy(&t->lock);
 	memset(t, 0, sizeof(*t));
 }
@@ -178,6 +209,11 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->nocaps = 0;
 		e->xgen = 0;
 		e->locked = 0;
+		e->nparent = 0;
+		e->nhash = 0;
+		e->next_name = NULL;
+		e->attr_ok = 0;
+		e->aprev = e->anext = NULL;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -200,6 +236,37 @@ static void unlink_from(struct fino **head, struct fino *e, int by_fh)
 		pp = by_fh ? &(*pp)->next_fh : &(*pp)->next_id;
 	if (*pp)
 		*pp = by_fh ? e->next_fh : e->next_id;
+}
+
+/* @e forgets its name (t->lock held). */
+static void name_off(struct fino_table *t, struct fino *e)
+{
+	struct fino **pp;
+
+	if (!e->nparent)
+		return;
+	pp = &t->by_name[name_bucket(t, e->nparent, e->nhash)];
+	while (*pp && *pp != e)
+		pp = &(*pp)->next_name;
+	if (*pp)
+		*pp = e->next_name;
+	e->nparent = 0;
+	e->next_name = NULL;
+}
+
+/* @e's kept attributes go (t->lock held). */
+static void attr_off(struct fino_table *t, struct fino *e)
+{
+	if (!e->attr_ok)
+		return;
+	e->attr_ok = 0;
+	if (e->aprev)
+		e->aprev->anext = e->anext;
+	else
+		t->attrs = e->anext;
+	if (e->anext)
+		e->anext->aprev = e->aprev;
+	e->aprev = e->anext = NULL;
 }
 
 uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
@@ -226,6 +293,8 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 		t->ndelegs--;
 		t->gone[t->gone_next++ % 64] = deleg;
 	}
+	attr_off(t, e);
+	name_off(t, e);
 	unlink_from(&t->by_fh[e->hash & (t->nbuckets - 1)], e, 1);
 	unlink_from(&t->by_id[id_bucket(t, id)], e, 0);
 	t->count--;
@@ -266,10 +335,13 @@ int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
 		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
 		e->nocaps = 0;
+		attr_off(t, e);
 		e = NULL;
 	}
 	if (e) {
 		had = e->deleg_id == deleg_id ? e->deleg : DAFS_DELEG_NONE;
+		if (had != DAFS_DELEG_WRITE || type != DAFS_DELEG_WRITE)
+			attr_off(t, e);
 		if (had == DAFS_DELEG_NONE)
 			e->xgen++; /* an answer read before the grant is old */
 		if (!e->deleg_id)
@@ -355,6 +427,7 @@ uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
 		e->nocaps = 0;
+		attr_off(t, e);
 		e->xgen++;
 		t->ndelegs--;
 		id = e->id;
@@ -397,6 +470,7 @@ void fino_xattr_changed(struct fino_table *t, uint64_t id)
 	if (e) {
 		e->nocaps = 0;
 		e->xgen++;
+		attr_off(t, e); /* its ctime */
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -482,6 +556,141 @@ uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh)
 		c = e->changed;
 	pthread_mutex_unlock(&t->lock);
 	return c;
+}
+
+/* FNV-1a over a name */
+static uint32_t name_hash(const char *name)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *name; name++) {
+		h ^= (uint8_t)*name;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+void fino_named(struct fino_table *t, uint64_t id, uint64_t parent,
+		const char *name)
+{
+	uint32_t h = name_hash(name);
+	struct fino *e;
+	size_t b;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e && (e->nparent != parent || e->nhash != h)) {
+		/* known by another name than the one its attributes were
+		 * kept with: an unlink of that one would not find them */
+		attr_off(t, e);
+		name_off(t, e);
+		e->nparent = parent;
+		e->nhash = h;
+		b = name_bucket(t, parent, h);
+		e->next_name = t->by_name[b];
+		t->by_name[b] = e;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void fino_name_gone(struct fino_table *t, uint64_t parent, const char *name)
+{
+	uint32_t h = name_hash(name);
+	struct fino *e, *next;
+
+	pthread_mutex_lock(&t->lock);
+	for (e = t->by_name[name_bucket(t, parent, h)]; e; e = next) {
+		next = e->next_name;
+		if (e->nparent == parent && e->nhash == h) {
+			e->changed = ++t->seq;
+			attr_off(t, e);
+			name_off(t, e);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
+		    uint64_t seq)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	/* a change since @seq: what is kept (a write updated it) or
+	 * nothing is newer than @a */
+	if (e && e->changed <= seq) {
+		if (e->deleg == DAFS_DELEG_WRITE && e->nparent &&
+		    S_ISREG(a->mode) && a->nlink == 1) {
+			e->attr = *a;
+			if (!e->attr_ok) {
+				e->attr_ok = 1;
+				e->aprev = NULL;
+				e->anext = t->attrs;
+				if (t->attrs)
+					t->attrs->aprev = e;
+				t->attrs = e;
+			}
+		} else {
+			attr_off(t, e);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int fino_attr_get(struct fino_table *t, uint64_t id, dafs_attr_t *a)
+{
+	struct fino *e;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e && e->attr_ok && e->deleg == DAFS_DELEG_WRITE) {
+		*a = e->attr;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t end)
+{
+	struct timespec ts;
+	struct fino *e;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e) {
+		e->changed = ++t->seq;
+		if (e->attr_ok) {
+			if (end > e->attr.size)
+				e->attr.size = end;
+			/* what the file system gives a file of that size at
+			 * least; the server's own figure comes with the next
+			 * attributes it sends */
+			if ((e->attr.size + 511) / 512 > e->attr.blocks)
+				e->attr.blocks = (e->attr.size + 511) / 512;
+			e->attr.mtime.sec = e->attr.ctime.sec = ts.tv_sec;
+			e->attr.mtime.nsec = e->attr.ctime.nsec =
+				(uint32_t)ts.tv_nsec;
+			e->attr.change++;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void fino_attr_drop(struct fino_table *t, uint64_t id)
+{
+	struct fino *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find_id(t, id);
+	if (e) {
+		e->changed = ++t->seq;
+		attr_off(t, e);
+	}
+	pthread_mutex_unlock(&t->lock);
 }
 
 uint64_t fino_id(struct fino_table *t, const dafs_fh_t *fh)

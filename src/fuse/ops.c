@@ -216,9 +216,12 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Reply with a new entry for @fh: one more lookup of its node. */
+/* Reply with a new entry for @fh, named @name in @parent: one more lookup
+ * of its node. @a came from a request made at fino_seq() @seq: kept for
+ * getattr under a write delegation (fino_attr_keep). */
 static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
-			const dafs_attr_t *a)
+			const dafs_attr_t *a, fuse_ino_t parent,
+			const char *name, uint64_t seq)
 {
 	struct fuse_entry_param e;
 	uint64_t id;
@@ -229,6 +232,8 @@ static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		reply_err(req, rc);
 		return;
 	}
+	fino_named(&fs->ino, id, parent, name);
+	fino_attr_keep(&fs->ino, id, a, seq);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;
 	e.attr_timeout = attr_tmo(fs, id);
@@ -530,12 +535,16 @@ static int wb_settle(struct dfs *fs, const dafs_fh_t *fh, uint64_t seq,
 }
 
 /* Held writes of @ino reached the server: a directory batch read before
- * has an old size for it (do_readdir must not hand it to the kernel). */
-static void wb_sent(void *arg, uint64_t ino)
+ * has an old size for it (do_readdir must not hand it to the kernel). A
+ * failed one: the size kept counts bytes the server has not, ask it. */
+static void wb_sent(void *arg, uint64_t ino, int err)
 {
 	struct dfs *fs = arg;
 
-	changed(fs, ino);
+	if (err)
+		fino_attr_drop(&fs->ino, ino);
+	else
+		changed(fs, ino);
 }
 
 /* fwb_write's question: does the mount hold @ino's write delegation? */
@@ -680,7 +689,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (rc)
 		reply_err(req, rc);
 	else
-		reply_entry(fs, req, &fh, &a);
+		reply_entry(fs, req, &fh, &a, parent, name, seq);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -711,8 +720,18 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	dafs_attr_t a;
 	int rc;
 
+	uint64_t seq;
+
 	(void)fi;
+	/* kept under the write delegation: the kernel asks after every
+	 * write, held ones included */
+	if (!fino_attr_get(&fs->ino, ino, &a)) {
+		to_stat(&a, &st);
+		fuse_reply_attr(req, &st, attr_tmo(fs, ino));
+		return;
+	}
 	wb_sync_ino(fs, ino);
+	seq = fino_seq(&fs->ino);
 	rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc) {
 		as_self(fs);
@@ -722,6 +741,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		reply_err(req, rc);
 		return;
 	}
+	fino_attr_keep(&fs->ino, ino, &a, seq);
 	to_stat(&a, &st);
 	fuse_reply_attr(req, &st, attr_tmo(fs, ino));
 }
@@ -836,12 +856,13 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		as_self(fs);
 		rc = dafs_getattr(fs->s, &fh, &a);
 	}
+	/* changed, even by a change that failed half-way */
+	if (sa.mask)
+		fino_attr_drop(&fs->ino, ino);
 	if (rc) {
 		reply_err(req, rc);
 		return;
 	}
-	if (sa.mask)
-		changed(fs, ino);
 	to_stat(&a, &st);
 	fuse_reply_attr(req, &st, attr_tmo(fs, ino));
 }
@@ -911,6 +932,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	dafs_file_t *f;
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
+	uint64_t seq = fino_seq(&fs->ino);
 	int rc;
 
 	rc = dirop_begin(fs, req, parent, &dir);
@@ -930,7 +952,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	changed(fs, parent);
-	reply_entry(fs, req, &fh, &a);
+	reply_entry(fs, req, &fh, &a, parent, name, seq);
 }
 
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -939,6 +961,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct dfs *fs = FS(req);
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
+	uint64_t seq = fino_seq(&fs->ino);
 	int rc;
 
 	rc = dirop_begin(fs, req, parent, &dir);
@@ -949,7 +972,7 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	changed(fs, parent);
-	reply_entry(fs, req, &fh, &a);
+	reply_entry(fs, req, &fh, &a, parent, name, seq);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
@@ -958,6 +981,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct dfs *fs = FS(req);
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
+	uint64_t seq = fino_seq(&fs->ino);
 	int rc;
 
 	rc = dirop_begin(fs, req, parent, &dir);
@@ -968,7 +992,7 @@ static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		return;
 	}
 	changed(fs, parent);
-	reply_entry(fs, req, &fh, &a);
+	reply_entry(fs, req, &fh, &a, parent, name, seq);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
@@ -977,6 +1001,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	struct dfs *fs = FS(req);
 	dafs_fh_t dir, fh;
 	dafs_attr_t a;
+	uint64_t seq = fino_seq(&fs->ino);
 	int rc;
 
 	wb_sync_ino(fs, ino); /* the reply carries the file's attributes */
@@ -991,7 +1016,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 	}
 	changed(fs, ino);
 	changed(fs, newparent);
-	reply_entry(fs, req, &fh, &a);
+	reply_entry(fs, req, &fh, &a, newparent, newname, seq);
 }
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1005,6 +1030,9 @@ static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		rc = dafs_remove(fs->s, &dir, name);
 	if (!rc)
 		changed(fs, parent);
+	/* one link fewer, a new ctime (even after an error: a reply lost
+	 * after the server removed it) */
+	fino_name_gone(&fs->ino, parent, name);
 	reply_err(req, rc);
 }
 
@@ -1048,6 +1076,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		changed(fs, parent);
 		changed(fs, newparent);
 	}
+	/* a new ctime for the one moved, one link fewer for one replaced
+	 * (even after an error: a reply lost after the server did it) */
+	fino_name_gone(&fs->ino, parent, name);
+	fino_name_gone(&fs->ino, newparent, newname);
 	reply_err(req, rc);
 }
 
@@ -1180,7 +1212,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	if (fi->flags & O_TRUNC)
-		changed(fs, ino);
+		fino_attr_drop(&fs->ino, ino); /* and changed */
 	file->ino = ino;
 	file_add(fs, file, gen);
 	fi->fh = (uintptr_t)file;
@@ -1278,7 +1310,6 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	changed(fs, parent);
-	changed(fs, id); /* O_TRUNC of an existing file */
 	file->flags = wide & ~(O_EXCL | O_TRUNC);
 	file->cred = cred;
 	/* the creator gets the access it asked for whatever the new mode
@@ -1290,6 +1321,12 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->fh = (uintptr_t)file;
 	fi->keep_cache = deleg_opened(fs, id, file->f);
 	file->deleg_id = opened_under(file->f);
+	/* the attributes the server made it with, kept under its write
+	 * delegation (once it holds it) unless changed since @seq; then
+	 * the change stamp (O_TRUNC of an existing file) */
+	fino_named(&fs->ino, id, parent, name);
+	fino_attr_keep(&fs->ino, id, &a, seq);
+	changed(fs, id);
 	/* made or truncated: no security.capability under its delegation */
 	if (fi->flags & (O_EXCL | O_TRUNC))
 		fino_caps_gone(&fs->ino, id, epoch, file->deleg_id);
@@ -1430,7 +1467,8 @@ out:
 		reply_err(req, (int)n);
 		return;
 	}
-	changed(fs, ino);
+	/* changed, and the size and times kept under the delegation */
+	fino_attr_wrote(&fs->ino, ino, (uint64_t)off + (uint64_t)n);
 	fuse_reply_write(req, (size_t)n);
 }
 
@@ -1461,10 +1499,13 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 
 	if (file->wb_on && !fino_locked(&fs->ino, ino) &&
-	    wb_may_hold(fs, ino) && fwb_close_early(&fs->wb)) {
+	    wb_may_hold(fs, ino) && fwb_close_early(&fs->wb) &&
+	    fwb_busy(&file->wb)) {
 		atomic_fetch_add(&fs->wb.early_closes, 1);
+		/* the release that may follow the answer at once waits */
+		fwb_pin(&fs->wb, &file->wb);
 		reply_err(req, fwb_err_take_own(&file->wb));
-		fwb_send(&fs->wb, &file->wb, fs->s);
+		fwb_send_unpin(&fs->wb, &file->wb, fs->s);
 		return;
 	}
 	if (file->wb_on)
@@ -1491,8 +1532,14 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 	uint64_t gen = park_gen(fs);
 
 	handle_del(fs, &file->h);
-	if (file->wb_on)
-		fwb_close(&fs->wb, &file->wb, fs->s);
+	/* an error nobody reported (the close was answered before its
+	 * write-back): for the next fsync of the file */
+	if (file->wb_on) {
+		int err = fwb_close(&fs->wb, &file->wb, fs->s);
+
+		if (err)
+			fwb_err_unseen(&fs->wb, ino, err);
+	}
 	as_self(fs);
 	if (file->npowners)
 		lock_release_owners(fs, file);
@@ -1525,7 +1572,7 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	struct dfs *fs = FS(req);
 	struct dfs_file *file = file_of(fi);
-	int rc = 0;
+	int rc = 0, err;
 
 	/* what every open file of the node holds, not only this one's: an
 	 * fsync of any descriptor makes the file's writes durable */
@@ -1537,6 +1584,11 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	if (!rc)
 		rc = fwb_err_take(&fs->wb, ino, file->wb_on ? file->wb.id : 0,
 				  &file->eseen);
+	/* and one that no descriptor reported, whenever it came (taken
+	 * either way: reported once) */
+	err = fwb_err_take_unseen(&fs->wb, ino);
+	if (!rc)
+		rc = err;
 	as_self(fs);
 	if (!rc)
 		rc = dafs_commit(file->f, datasync);
@@ -1556,7 +1608,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		rc = dafs_fallocate(file_of(fi)->f, mode, (uint64_t)offset,
 				    (uint64_t)length);
 	if (!rc)
-		changed(fs, ino);
+		fino_attr_drop(&fs->ino, ino); /* and changed */
 	reply_err(req, rc);
 }
 
@@ -1588,7 +1640,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		reply_err(req, (int)n);
 		return;
 	}
-	changed(fs, ino_out);
+	fino_attr_drop(&fs->ino, ino_out); /* and changed */
 	fuse_reply_write(req, (size_t)n);
 }
 
@@ -2038,7 +2090,7 @@ static void dir_dots(struct dfs *fs, struct dfs_dir *d)
  * was read (fino_changed), and for attr_timeout at most; otherwise it goes
  * as a bare name (node id 0), which the kernel looks up when it needs to.
  */
-static void do_readdir(fuse_req_t req, size_t size, off_t off,
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi, int plus)
 {
 	struct dfs *fs = FS(req);
@@ -2142,6 +2194,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off,
 			rc = fino_ref(&fs->ino, &ent->fh, &id);
 			if (rc)
 				break;
+			fino_named(&fs->ino, id, ino, name);
 			ids[nids++] = id;
 			memset(&e, 0, sizeof(e));
 			e.ino = id;
@@ -2186,14 +2239,14 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	do_readdir(req, size, off, fi, 0);
+	do_readdir(req, ino, size, off, fi, 0);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
-	do_readdir(req, size, off, fi, 1);
+	do_readdir(req, ino, size, off, fi, 1);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino,

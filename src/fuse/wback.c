@@ -11,7 +11,7 @@
 #include "fuse/wback_i.h"
 
 void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
-		  void (*sent)(void *arg, uint64_t ino), void *arg)
+		  void (*sent)(void *arg, uint64_t ino, int err), void *arg)
 {
 	set->sent = sent;
 	set->arg = arg;
@@ -35,6 +35,8 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 	pthread_mutex_init(&set->elock, NULL);
 	set->eseq = set->next_id = 0;
 	memset(set->errs, 0, sizeof(set->errs));
+	memset(set->unseen, 0, sizeof(set->unseen));
+	set->unseen_next = 0;
 }
 
 static uint64_t now_ns(void);
@@ -168,9 +170,11 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 		atomic_fetch_add(&set->flushed_bytes, w->len);
 	}
 	atomic_fetch_add(&set->flushes, 1);
+	/* marked sent before it stops counting: who finds nothing held
+	 * (wb_settle) then finds the mark */
+	set->sent(set->arg, w->ino, n < 0 ? (int)n : 0);
 	atomic_fetch_sub(&set->bytes, w->len);
 	w->len = 0;
-	set->sent(set->arg, w->ino);
 }
 
 /* Everything @w wrote is on the server (or failed) when this returns. */
@@ -204,11 +208,55 @@ int fwb_err_take_own(struct fwb *w)
 	return err;
 }
 
-void fwb_send(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
+void fwb_pin(struct fwb_set *set, struct fwb *w)
+{
+	pthread_mutex_lock(&set->lock);
+	w->refs++;
+	pthread_mutex_unlock(&set->lock);
+}
+
+void fwb_send_unpin(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 {
 	pthread_mutex_lock(&w->lock);
 	send_locked(set, w, s);
 	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_lock(&set->lock);
+	w->refs--;
+	pthread_cond_broadcast(&set->cv);
+	pthread_mutex_unlock(&set->lock);
+}
+
+int fwb_busy(struct fwb *w)
+{
+	int busy;
+
+	pthread_mutex_lock(&w->lock);
+	busy = w->len || w->nfl;
+	pthread_mutex_unlock(&w->lock);
+	return busy;
+}
+
+void fwb_err_unseen(struct fwb_set *set, uint64_t ino, int err)
+{
+	pthread_mutex_lock(&set->elock);
+	set->unseen[set->unseen_next++ % FWB_ERRS] =
+		(struct fwb_unseen){.ino = ino, .err = err};
+	pthread_mutex_unlock(&set->elock);
+}
+
+int fwb_err_take_unseen(struct fwb_set *set, uint64_t ino)
+{
+	int i, err = 0;
+
+	pthread_mutex_lock(&set->elock);
+	for (i = 0; i < FWB_ERRS; i++)
+		if (set->unseen[i].err && set->unseen[i].ino == ino) {
+			if (!err)
+				err = set->unseen[i].err;
+			set->unseen[i].err = 0;
+		}
+	pthread_mutex_unlock(&set->elock);
+	return err;
 }
 
 int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
@@ -376,8 +424,10 @@ static void io_done_file(struct fwb_set *set, struct fwb_io *io,
 		atomic_fetch_add(&set->flushed_bytes, io->len);
 	}
 	atomic_fetch_add(&set->flushes, 1);
+	set->sent(set->arg, io->ino,
+		  result != (int64_t)io->len ? (result < 0 ? (int)result : -EIO)
+					     : 0);
 	atomic_fetch_sub(&set->bytes, io->len);
-	set->sent(set->arg, io->ino);
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->lock);
 }

@@ -13,8 +13,9 @@
  * fsync, release, before a read, getattr, setattr, fallocate or copy of
  * the file, when the memory bound is reached, and on a recall before the
  * delegation goes back. A failed write-back is reported by the next flush
- * or fsync of that open file (as a local file system reports a failed
- * write-back at close or fsync).
+ * or fsync of that open file, by the fsync of the node's other open files,
+ * and, when the close was answered before the write-back (fwb_pin), by the
+ * next fsync of the node (fwb_err_unseen).
  *
  * Writes of a whole extent (max_io, 1 MiB) are written behind: copied into
  * one of a few buffers registered once (-o wb_behind=N), sent with the
@@ -82,9 +83,10 @@ struct fwb_set {
 	struct fwb head; /* list of open files that may hold writes */
 	uint64_t max;	 /* bytes held at most over all files */
 	uint32_t cap;	 /* bytes held at most per file */
-	/* called once held bytes of node @ino reached the server: what the
-	 * server said about the node before is out of date */
-	void (*sent)(void *arg, uint64_t ino);
+	/* called once held bytes of node @ino reached the server (or failed
+	 * to: @err): what the server said about the node before is out of
+	 * date */
+	void (*sent)(void *arg, uint64_t ino, int err);
 	void *arg;
 	atomic_ullong bytes; /* held and in flight */
 	/* statistics */
@@ -104,6 +106,13 @@ struct fwb_set {
 		uint64_t ino, owner, seq;
 		int err;
 	} errs[FWB_ERRS];
+	/* errors no descriptor reported: the file's close had been answered
+	 * before its write-back failed (fwb_err_unseen) */
+	struct fwb_unseen {
+		uint64_t ino;
+		int err;
+	} unseen[FWB_ERRS];
+	unsigned unseen_next;
 
 	/* write-behind (fwb_behind_start; nbuf 0: off) */
 	pthread_mutex_t plock; /* the pool below */
@@ -120,7 +129,7 @@ struct fwb_set {
 };
 
 void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
-		  void (*sent)(void *arg, uint64_t ino), void *arg);
+		  void (*sent)(void *arg, uint64_t ino, int err), void *arg);
 void fwb_set_fini(struct fwb_set *set);
 
 /* Start write-back for an open file of node @ino (on the set's list). */
@@ -178,11 +187,25 @@ static inline int fwb_close_early(struct fwb_set *set)
 	return atomic_load(&set->send_ns) >= set->close_behind_ns;
 }
 
-/* Send what @w holds, not waiting for its writes behind in flight
- * (an error stays in w->err for the next flush). */
-void fwb_send(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
+/*
+ * A close answered before its write-back: fwb_pin() before the answer
+ * keeps @w (fwb_close waits for it), fwb_send_unpin() after it sends what
+ * @w holds, not waiting for its writes behind in flight (an error stays
+ * in w->err, and reaches fwb_close), and lets go. fwb_busy() says whether
+ * @w holds or has in flight anything at all.
+ */
+void fwb_pin(struct fwb_set *set, struct fwb *w);
+void fwb_send_unpin(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
+int fwb_busy(struct fwb *w);
 /* Take @w's pending write-back error (0: none). */
 int fwb_err_take_own(struct fwb *w);
+/* An error of node @ino that no descriptor reported (its close was
+ * answered first): the next fsync of any descriptor of the node, opened
+ * before or after, reports it once (fwb_err_take_unseen), as Linux
+ * reports an error nobody has seen to a later opener. The last FWB_ERRS
+ * are kept. */
+void fwb_err_unseen(struct fwb_set *set, uint64_t ino, int err);
+int fwb_err_take_unseen(struct fwb_set *set, uint64_t ino);
 
 /* Send what every open file of node @ino but @except (may be NULL) holds
  * (errors stay with each file for its next flush). A write through one

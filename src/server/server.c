@@ -14,7 +14,6 @@
  * towards min_threads while some handler stays idle (reaper_main).
  */
 #include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -737,8 +736,6 @@ static unsigned session_cap(const struct dafs_server *srv)
  * (docs/delegations.md). It holds the handler meanwhile, so pipelined
  * requests are bounded by the pool, as they are not by a network.
  */
-#define RTT_SPIN_NS 60000ull
-
 static void emulate_rtt(const struct dafs_server *srv)
 {
 	struct timespec ts;
@@ -746,18 +743,16 @@ static void emulate_rtt(const struct dafs_server *srv)
 
 	if (!srv->cfg.delay_us)
 		return;
+	/* a sleep, not a spin: a spin would take the CPU from the client
+	 * on the same machine, more so for the client sending more
+	 * requests; it ends some tens of us late, the measured round trip
+	 * (dafs-lat) says by how much */
 	end = srv_now_ns() + (uint64_t)srv->cfg.delay_us * 1000;
-	/* a sleep ends tens of us late here (the wake-up): it sleeps
-	 * through all but the last RTT_SPIN_NS, which it yields away */
-	if (srv->cfg.delay_us * 1000ull > RTT_SPIN_NS) {
-		ts.tv_sec = (time_t)((end - RTT_SPIN_NS) / 1000000000);
-		ts.tv_nsec = (long)((end - RTT_SPIN_NS) % 1000000000);
-		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
-				       NULL) == EINTR)
-			;
-	}
-	while (srv_now_ns() < end)
-		sched_yield();
+	ts.tv_sec = (time_t)(end / 1000000000);
+	ts.tv_nsec = (long)(end % 1000000000);
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	       EINTR)
+		;
 }
 
 static void handle_request(struct worker *w, struct srv_conn *c,

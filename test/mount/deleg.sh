@@ -406,12 +406,130 @@ PY
 		"$(grep '^fsync' "$tmp/full2.out")"
 	same "... once" "again: ok" "$(grep '^again' "$tmp/full2.out")"
 	rm -f "$mnt_b/g"
+	# a close answered before its write-back (close_behind_us=0) cannot
+	# report the failure: the next fsync of the file does, through a
+	# descriptor opened after it, once
+	fusermount3 -u "$mnt_b"
+	stop "$fuse_b"
+	url=${url%/data}/full
+	check "B mounted on it again with -o close_behind_us=0" \
+		mount_b -o close_behind_us=0
+	url=$url_data
+	dd if=/dev/zero of="$full/fill" bs=64k >/dev/null 2>&1
+	python3 - "$mnt_b/h" >"$tmp/full3.out" 2>&1 <<'PY'
+import errno, os, sys, time
+p = sys.argv[1]
+def do(what, f):
+    try:
+        f()
+        print(what, "ok")
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+fd = os.open(p, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+for i in range(10):
+    os.write(fd, b"h" * 100)
+do("close", lambda: os.close(fd))
+time.sleep(0.5)  # the write-back has failed, and the release is done
+fd = os.open(p, os.O_WRONLY)
+do("fsync after", lambda: os.fsync(fd))
+do("again", lambda: os.fsync(fd))
+os.close(fd)
+PY
+	sed 's/^/# /' "$tmp/full3.out"
+	same "the held writes fail on a full export after close answered" \
+		"close ok" "$(grep '^close' "$tmp/full3.out")"
+	same "... the fsync of a descriptor opened after reports it" \
+		"fsync after ENOSPC" "$(grep '^fsync' "$tmp/full3.out")"
+	same "... once" "again ok" "$(grep '^again' "$tmp/full3.out")"
+	check "... and B answered that close first" \
+		test "$(stat_b 'closes before write-back')" -ge 1
+	rm -f "$mnt_b/h" "$full/fill"
 	fusermount3 -u "$mnt_b"
 	stop "$fuse_b"
 	fuse_b=
 else
 	say "# skip write-back error: mounting a tmpfs needs root"
 fi
+
+section "attributes kept under a write delegation"
+# the kernel asks for a file's attributes again after every write; under
+# the write delegation A answers from what it keeps (the size its writes
+# make, their time), and drops it as unlink, link, rename, truncation and
+# write-back errors change what it cannot compute
+sleep 1.2 # past the hold-offs above
+cat >"$tmp/attrs.py" <<'PY'
+import os, sys, time
+a, server, phase = sys.argv[1:]
+bad = []
+def want(what, got, expect):
+    if got != expect:
+        bad.append("%s: %r, not %r" % (what, got, expect))
+p = os.path.join(a, "ak")
+if phase == "loop":
+    fd = os.open(p, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+    size = 0
+    for i in range(200):
+        size += os.write(fd, b"x" * (100 + i))
+        want("size after write %d" % i, os.fstat(fd).st_size, size)
+    os.close(fd)
+    want("stat's size", os.stat(p).st_size, size)
+    print("mismatches:", len(bad), *bad[:6])
+    sys.exit(0)
+fd = os.open(p, os.O_RDWR)
+size = os.fstat(fd).st_size
+# a write past the end leaves a hole; one inside moves the mtime on
+os.pwrite(fd, b"y", size + 100000)
+size += 100001
+want("size after a write past the end", os.fstat(fd).st_size, size)
+m0 = os.fstat(fd).st_mtime_ns
+time.sleep(0.05)
+os.pwrite(fd, b"z", 10)
+if os.fstat(fd).st_mtime_ns <= m0:
+    bad.append("mtime did not move on with a write")
+want("size after a write inside", os.fstat(fd).st_size, size)
+# truncation, a second link, a rename, an unlink while open
+os.ftruncate(fd, 5000)
+want("size after ftruncate", os.fstat(fd).st_size, 5000)
+os.pwrite(fd, b"w" * 10, 8000)
+want("size after the next write", os.fstat(fd).st_size, 8010)
+os.link(p, p + "2")
+want("links after link", os.fstat(fd).st_nlink, 2)
+os.unlink(p + "2")
+want("links after unlink of the second name", os.fstat(fd).st_nlink, 1)
+c0 = os.fstat(fd).st_ctime_ns
+time.sleep(0.05)
+os.rename(p, p + "3")
+os.pwrite(fd, b"v", 8010)
+if os.fstat(fd).st_ctime_ns <= c0:
+    bad.append("ctime did not move on with a rename and a write")
+os.unlink(p + "3")
+want("links after unlink while open", os.fstat(fd).st_nlink, 0)
+want("size after unlink while open", os.fstat(fd).st_size, 8011)
+os.close(fd)
+# the server's view matches A's once the bytes are there
+q = os.path.join(a, "ak4")
+fd = os.open(q, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+for i in range(50):
+    os.write(fd, b"%d," % i)
+mine = os.fstat(fd).st_size
+os.fsync(fd)
+want("the server's size after fsync",
+     os.stat(os.path.join(server, "ak4")).st_size, mine)
+os.close(fd)
+os.unlink(q)
+print("mismatches:", len(bad), *bad[:6])
+PY
+getattrs=$(stat_a 'rpc getattr')
+python3 "$tmp/attrs.py" "$mnt_a" "$exp" loop >"$tmp/attrs.out" 2>&1
+sed 's/^/# /' "$tmp/attrs.out"
+same "200 writes, each followed by fstat: the sizes written" \
+	"mismatches: 0" "$(cat "$tmp/attrs.out")"
+check "... answered by A, not the server (GETATTRs sent: $(($(stat_a 'rpc getattr') - getattrs)))" \
+	test $(($(stat_a 'rpc getattr') - getattrs)) -le 10
+python3 "$tmp/attrs.py" "$mnt_a" "$exp" more >"$tmp/attrs.out" 2>&1
+sed 's/^/# /' "$tmp/attrs.out"
+same "holes, truncation, links, rename, unlink while open, fsync" \
+	"mismatches: 0" "$(cat "$tmp/attrs.out")"
 
 section "close answered before its write-back (close_behind_us=0)"
 # under its write delegation a mount may answer close before it sends what
