@@ -28,11 +28,11 @@ struct fino {
 	 * parent node id (0: none known) and the name's hash */
 	uint64_t nparent;
 	uint32_t nhash;
-	/* attributes kept under the write delegation (fino_attr_*), on the
-	 * table's list while attr_ok */
+	/* attributes kept under the write delegation (fino_attr_*) */
 	int attr_ok;
 	dafs_attr_t attr;
-	struct fino *aprev, *anext;
+	uint64_t names_changed; /* of a directory: stamp of its last name
+				   gone (fino_name_gone) */
 };
 
 #define INITIAL_BUCKETS 1024u
@@ -213,7 +213,7 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->nhash = 0;
 		e->next_name = NULL;
 		e->attr_ok = 0;
-		e->aprev = e->anext = NULL;
+		e->names_changed = 0;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -257,16 +257,16 @@ static void name_off(struct fino_table *t, struct fino *e)
 /* @e's kept attributes go (t->lock held). */
 static void attr_off(struct fino_table *t, struct fino *e)
 {
-	if (!e->attr_ok)
-		return;
+	(void)t;
 	e->attr_ok = 0;
-	if (e->aprev)
-		e->aprev->anext = e->anext;
-	else
-		t->attrs = e->anext;
-	if (e->anext)
-		e->anext->aprev = e->aprev;
-	e->aprev = e->anext = NULL;
+}
+
+/* ... and its change is stamped: a reply asked for before cannot bring
+ * them back (fino_attr_keep) - what it says may predate the change. */
+static void attr_gone(struct fino_table *t, struct fino *e)
+{
+	e->attr_ok = 0;
+	e->changed = ++t->seq;
 }
 
 uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
@@ -335,13 +335,15 @@ int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
 		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
 		e->nocaps = 0;
-		attr_off(t, e);
+		attr_gone(t, e);
 		e = NULL;
 	}
 	if (e) {
 		had = e->deleg_id == deleg_id ? e->deleg : DAFS_DELEG_NONE;
+		/* a grant: what the server said before it may be another
+		 * client's state since changed */
 		if (had != DAFS_DELEG_WRITE || type != DAFS_DELEG_WRITE)
-			attr_off(t, e);
+			attr_gone(t, e);
 		if (had == DAFS_DELEG_NONE)
 			e->xgen++; /* an answer read before the grant is old */
 		if (!e->deleg_id)
@@ -427,7 +429,7 @@ uint64_t fino_deleg_drop(struct fino_table *t, const dafs_fh_t *fh,
 		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
 		e->nocaps = 0;
-		attr_off(t, e);
+		attr_gone(t, e);
 		e->xgen++;
 		t->ndelegs--;
 		id = e->id;
@@ -470,7 +472,7 @@ void fino_xattr_changed(struct fino_table *t, uint64_t id)
 	if (e) {
 		e->nocaps = 0;
 		e->xgen++;
-		attr_off(t, e); /* its ctime */
+		attr_gone(t, e); /* its ctime, its mode (an ACL) */
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -571,15 +573,21 @@ static uint32_t name_hash(const char *name)
 }
 
 void fino_named(struct fino_table *t, uint64_t id, uint64_t parent,
-		const char *name)
+		const char *name, uint64_t seq)
 {
 	uint32_t h = name_hash(name);
-	struct fino *e;
+	struct fino *e, *p;
 	size_t b;
 
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
-	if (e && (e->nparent != parent || e->nhash != h)) {
+	p = find_id(t, parent);
+	if (e && p && p->names_changed > seq) {
+		/* a name in @parent went while the reply was on its way
+		 * (a lookup racing a rename): it may be this one */
+		attr_off(t, e);
+		name_off(t, e);
+	} else if (e && (e->nparent != parent || e->nhash != h)) {
 		/* known by another name than the one its attributes were
 		 * kept with: an unlink of that one would not find them */
 		attr_off(t, e);
@@ -599,15 +607,25 @@ void fino_name_gone(struct fino_table *t, uint64_t parent, const char *name)
 	struct fino *e, *next;
 
 	pthread_mutex_lock(&t->lock);
+	e = find_id(t, parent);
+	if (e)
+		e->names_changed = ++t->seq;
+	/* a hash shared with another name drops that one's too: more
+	 * than needed, never less */
 	for (e = t->by_name[name_bucket(t, parent, h)]; e; e = next) {
 		next = e->next_name;
 		if (e->nparent == parent && e->nhash == h) {
-			e->changed = ++t->seq;
-			attr_off(t, e);
+			attr_gone(t, e);
 			name_off(t, e);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* The later of two times. */
+static dafs_time_t later(dafs_time_t a, dafs_time_t b)
+{
+	return a.sec > b.sec || (a.sec == b.sec && a.nsec >= b.nsec) ? a : b;
 }
 
 void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
@@ -622,15 +640,16 @@ void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
 	if (e && e->changed <= seq) {
 		if (e->deleg == DAFS_DELEG_WRITE && e->nparent &&
 		    S_ISREG(a->mode) && a->nlink == 1) {
+			dafs_attr_t old = e->attr;
+
 			e->attr = *a;
-			if (!e->attr_ok) {
-				e->attr_ok = 1;
-				e->aprev = NULL;
-				e->anext = t->attrs;
-				if (t->attrs)
-					t->attrs->aprev = e;
-				t->attrs = e;
+			/* times only go forward: the kept ones came from
+			 * this client's clock */
+			if (e->attr_ok) {
+				e->attr.mtime = later(old.mtime, a->mtime);
+				e->attr.ctime = later(old.ctime, a->ctime);
 			}
+			e->attr_ok = 1;
 		} else {
 			attr_off(t, e);
 		}
@@ -653,27 +672,35 @@ int fino_attr_get(struct fino_table *t, uint64_t id, dafs_attr_t *a)
 	return rc;
 }
 
-void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t end)
+void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t off,
+		     uint64_t len)
 {
 	struct timespec ts;
 	struct fino *e;
+	dafs_time_t now;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
 	if (e) {
 		e->changed = ++t->seq;
 		if (e->attr_ok) {
-			if (end > e->attr.size)
-				e->attr.size = end;
-			/* what the file system gives a file of that size at
-			 * least; the server's own figure comes with the next
-			 * attributes it sends */
-			if ((e->attr.size + 511) / 512 > e->attr.blocks)
-				e->attr.blocks = (e->attr.size + 511) / 512;
-			e->attr.mtime.sec = e->attr.ctime.sec = ts.tv_sec;
-			e->attr.mtime.nsec = e->attr.ctime.nsec =
-				(uint32_t)ts.tv_nsec;
+			/* read under the lock: a later write never leaves an
+			 * earlier time */
+			clock_gettime(CLOCK_REALTIME, &ts);
+			now.sec = ts.tv_sec;
+			now.nsec = (uint32_t)ts.tv_nsec;
+			/* the blocks the bytes past the old end may take
+			 * (the server's own figure comes with the next
+			 * attributes it sends) */
+			if (off + len > e->attr.size) {
+				uint64_t past = off + len - e->attr.size;
+
+				e->attr.blocks +=
+					((past < len ? past : len) + 511) / 512;
+				e->attr.size = off + len;
+			}
+			e->attr.mtime = later(e->attr.mtime, now);
+			e->attr.ctime = later(e->attr.ctime, now);
 			e->attr.change++;
 		}
 	}
@@ -686,10 +713,8 @@ void fino_attr_drop(struct fino_table *t, uint64_t id)
 
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
-	if (e) {
-		e->changed = ++t->seq;
-		attr_off(t, e);
-	}
+	if (e)
+		attr_gone(t, e);
 	pthread_mutex_unlock(&t->lock);
 }
 

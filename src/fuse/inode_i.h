@@ -40,7 +40,6 @@ struct fino_table {
 	uint64_t seq;		/* the last fino_mark stamp */
 	uint64_t xchanges;	/* fino_xattr_changed calls, any node */
 	uint64_t freed_changed; /* the latest stamp of a freed entry */
-	struct fino *attrs;	/* entries with attributes kept */
 	size_t ndelegs;		/* entries holding a delegation */
 	/* delegation ids recalled or given back lately: a grant of one of
 	 * them that arrives late (a reply overtaken by its recall, a
@@ -165,17 +164,21 @@ uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh);
  * delegation, is a regular file with one link known by one name
  * (fino_named), and nothing changed it since @seq (fino_mark,
  * fino_attr_wrote). fino_attr_get() gives them, or -ENOENT.
- * fino_attr_wrote() counts a write through this mount ending at @end: a
- * larger size, the mtime and ctime of now (the client's clock, as an NFS
- * client under a write delegation keeps them), and stamps the change.
+ * fino_attr_wrote() counts a write of @len bytes at @off through this
+ * mount: a larger size (and the blocks the bytes past the old end may
+ * take), the mtime and ctime of now (the client's clock, as an NFS client
+ * under a write delegation keeps them; times only go forward), and stamps
+ * the change. Not for O_APPEND writes: the server places them.
  * fino_attr_drop() drops them (a change this mount cannot compute: a
  * fallocate, a copy, an O_TRUNC open, a link), stamping the change. A
  * delegation that goes, an xattr change and a forget drop them too.
  *
  * Names: fino_named() records the name the kernel got @id by (a lookup,
- * create or readdirplus reply), indexed by (parent, name hash); another
- * name than the recorded one drops what is kept (a second name would be
- * unlinked unseen). fino_name_gone() drops the name @name in @parent and
+ * create or readdirplus reply to a request made at fino_seq() @seq),
+ * indexed by (parent, name hash); another name than the recorded one
+ * drops what is kept (a second name would be unlinked unseen), and so
+ * does a name of @parent gone since @seq (the reply may name what a
+ * rename moved meanwhile). fino_name_gone() drops the name @name in @parent and
  * what its node keeps (an unlink, a rename: its links and ctime change),
  * after the server did it. Attributes are kept only with one link and a
  * name recorded, so the one name an unlink can take is the recorded one.
@@ -183,10 +186,11 @@ uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh);
 void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
 		    uint64_t seq);
 int fino_attr_get(struct fino_table *t, uint64_t id, dafs_attr_t *a);
-void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t end);
+void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t off,
+		     uint64_t len);
 void fino_attr_drop(struct fino_table *t, uint64_t id);
 void fino_named(struct fino_table *t, uint64_t id, uint64_t parent,
-		const char *name);
+		const char *name, uint64_t seq);
 void fino_name_gone(struct fino_table *t, uint64_t parent, const char *name);
 
 /* The node id of @fh, 0 if it has none (no reference taken). */

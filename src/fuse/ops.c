@@ -232,7 +232,7 @@ static void reply_entry(struct dfs *fs, fuse_req_t req, const dafs_fh_t *fh,
 		reply_err(req, rc);
 		return;
 	}
-	fino_named(&fs->ino, id, parent, name);
+	fino_named(&fs->ino, id, parent, name, seq);
 	fino_attr_keep(&fs->ino, id, a, seq);
 	memset(&e, 0, sizeof(e));
 	e.ino = id;
@@ -730,8 +730,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_attr(req, &st, attr_tmo(fs, ino));
 		return;
 	}
-	wb_sync_ino(fs, ino);
+	/* before the held writes go: their sending stamps the node, and a
+	 * write held meanwhile too, so a reply that may miss one is not
+	 * kept */
 	seq = fino_seq(&fs->ino);
+	wb_sync_ino(fs, ino);
 	rc = fino_fh(&fs->ino, ino, &fh);
 	if (!rc) {
 		as_self(fs);
@@ -1010,6 +1013,8 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 		rc = dirop_begin(fs, req, newparent, &dir);
 	if (!rc)
 		rc = dafs_link(fs->s, &fh, &dir, newname, &a);
+	/* one link more (or maybe, after a failure): nothing kept */
+	fino_attr_drop(&fs->ino, ino);
 	if (rc) {
 		reply_err(req, rc);
 		return;
@@ -1254,7 +1259,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct dfs_file *file;
 	dafs_fh_t dir, fh;
 	uint64_t id, epoch, gen, seq;
-	int rc, sf, wide;
+	int rc, sf, wide, fresh = 0;
 	dafs_attr_t a;
 	uint32_t cred;
 
@@ -1298,6 +1303,8 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		}
 	}
 	if (!rc) {
+		/* a node new to the mount has no writes of its own yet */
+		fresh = !fino_id(&fs->ino, &fh);
 		rc = fino_ref(&fs->ino, &fh, &id);
 		if (rc) {
 			as_self(fs);
@@ -1324,8 +1331,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	/* the attributes the server made it with, kept under its write
 	 * delegation (once it holds it) unless changed since @seq; then
 	 * the change stamp (O_TRUNC of an existing file) */
-	fino_named(&fs->ino, id, parent, name);
-	fino_attr_keep(&fs->ino, id, &a, seq);
+	fino_named(&fs->ino, id, parent, name, seq);
+	/* the attributes came with the grant: for a new node nothing of
+	 * this mount changed it since (the grant's own stamp aside) */
+	fino_attr_keep(&fs->ino, id, &a, fresh ? fino_seq(&fs->ino) : seq);
 	changed(fs, id);
 	/* made or truncated: no security.capability under its delegation */
 	if (fi->flags & (O_EXCL | O_TRUNC))
@@ -1463,12 +1472,17 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 out:
 	if (n == -DAFS_EREVOKED)
 		file_revoked(fs, file);
+	/* changed, and the size and times kept under the delegation; not
+	 * for an append (the server puts it at its end of file, whatever
+	 * the offset) nor a failure (a reply lost after the server wrote) */
+	if (n < 0 || (file->flags & O_APPEND))
+		fino_attr_drop(&fs->ino, ino);
+	else
+		fino_attr_wrote(&fs->ino, ino, (uint64_t)off, (uint64_t)n);
 	if (n < 0) {
 		reply_err(req, (int)n);
 		return;
 	}
-	/* changed, and the size and times kept under the delegation */
-	fino_attr_wrote(&fs->ino, ino, (uint64_t)off + (uint64_t)n);
 	fuse_reply_write(req, (size_t)n);
 }
 
@@ -1504,7 +1518,7 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		atomic_fetch_add(&fs->wb.early_closes, 1);
 		/* the release that may follow the answer at once waits */
 		fwb_pin(&fs->wb, &file->wb);
-		reply_err(req, fwb_err_take_own(&file->wb));
+		reply_err(req, fwb_err_take_own(&fs->wb, &file->wb));
 		fwb_send_unpin(&fs->wb, &file->wb, fs->s);
 		return;
 	}
@@ -1533,13 +1547,9 @@ static void op_release(fuse_req_t req, fuse_ino_t ino,
 
 	handle_del(fs, &file->h);
 	/* an error nobody reported (the close was answered before its
-	 * write-back): for the next fsync of the file */
-	if (file->wb_on) {
-		int err = fwb_close(&fs->wb, &file->wb, fs->s);
-
-		if (err)
-			fwb_err_unseen(&fs->wb, ino, err);
-	}
+	 * write-back) stays for the next fsync of the file */
+	if (file->wb_on)
+		fwb_close(&fs->wb, &file->wb, fs->s);
 	as_self(fs);
 	if (file->npowners)
 		lock_release_owners(fs, file);
@@ -1607,8 +1617,8 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 	if (!rc)
 		rc = dafs_fallocate(file_of(fi)->f, mode, (uint64_t)offset,
 				    (uint64_t)length);
-	if (!rc)
-		fino_attr_drop(&fs->ino, ino); /* and changed */
+	/* changed (or maybe, after a failure) */
+	fino_attr_drop(&fs->ino, ino);
 	reply_err(req, rc);
 }
 
@@ -1636,11 +1646,12 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	}
 	n = dafs_copy_range(file_of(fi_in)->f, (uint64_t)off_in,
 			    file_of(fi_out)->f, (uint64_t)off_out, len);
+	/* changed (or maybe, after a failure) */
+	fino_attr_drop(&fs->ino, ino_out);
 	if (n < 0) {
 		reply_err(req, (int)n);
 		return;
 	}
-	fino_attr_drop(&fs->ino, ino_out); /* and changed */
 	fuse_reply_write(req, (size_t)n);
 }
 
@@ -2194,7 +2205,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			rc = fino_ref(&fs->ino, &ent->fh, &id);
 			if (rc)
 				break;
-			fino_named(&fs->ino, id, ino, name);
+			fino_named(&fs->ino, id, ino, name, d->seq);
 			ids[nids++] = id;
 			memset(&e, 0, sizeof(e));
 			e.ino = id;

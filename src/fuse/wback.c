@@ -42,14 +42,42 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 static uint64_t now_ns(void);
 
 /* @w met write-back error @err (w->lock held): other open files of its
- * node report it too. */
-static void note_err(struct fwb_set *set, const struct fwb *w, int err)
+ * node report it too; w->err keeps the first until reported. */
+static void note_err(struct fwb_set *set, struct fwb *w, int err)
 {
 	pthread_mutex_lock(&set->elock);
 	set->eseq++;
 	set->errs[set->eseq % FWB_ERRS] = (struct fwb_err){
 		.ino = w->ino, .owner = w->id, .seq = set->eseq, .err = err};
+	if (!w->err) {
+		w->err = err;
+		w->err_seq = set->eseq;
+	}
 	pthread_mutex_unlock(&set->elock);
+}
+
+/* Error @seq of the history was reported to some descriptor (elock
+ * held): no later opener is told of it (fwb_err_take_unseen). */
+static void seen_locked(struct fwb_set *set, uint64_t seq)
+{
+	struct fwb_err *e = &set->errs[seq % FWB_ERRS];
+
+	if (seq && e->seq == seq)
+		e->seen = 1;
+}
+
+/* Take @w's pending error to report it (w->lock held). */
+static int take_err_locked(struct fwb_set *set, struct fwb *w)
+{
+	int err = w->err;
+
+	if (err) {
+		pthread_mutex_lock(&set->elock);
+		seen_locked(set, w->err_seq);
+		pthread_mutex_unlock(&set->elock);
+	}
+	w->err = 0;
+	return err;
 }
 
 uint64_t fwb_err_mark(struct fwb_set *set)
@@ -73,10 +101,13 @@ int fwb_err_take(struct fwb_set *set, uint64_t ino, uint64_t own,
 	q = *seen + 1;
 	if (set->eseq >= FWB_ERRS && q <= set->eseq - FWB_ERRS)
 		q = set->eseq - FWB_ERRS + 1;
-	for (; q <= set->eseq && !err; q++)
+	for (; q <= set->eseq; q++)
 		if (set->errs[q % FWB_ERRS].ino == ino &&
-		    set->errs[q % FWB_ERRS].owner != own)
-			err = set->errs[q % FWB_ERRS].err;
+		    set->errs[q % FWB_ERRS].owner != own) {
+			if (!err)
+				err = set->errs[q % FWB_ERRS].err;
+			set->errs[q % FWB_ERRS].seen = 1;
+		}
 	*seen = set->eseq;
 	pthread_mutex_unlock(&set->elock);
 	return err;
@@ -162,8 +193,6 @@ static void send_locked(struct fwb_set *set, struct fwb *w,
 	if (n >= 0 && (size_t)n != w->len)
 		n = -EIO; /* a short write: ENOSPC came after some bytes */
 	if (n < 0) {
-		if (!w->err)
-			w->err = (int)n;
 		note_err(set, w, (int)n);
 		atomic_fetch_add(&set->errors, 1);
 	} else {
@@ -191,19 +220,17 @@ int fwb_flush(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 
 	pthread_mutex_lock(&w->lock);
 	flush_locked(set, w, s);
-	err = w->err;
-	w->err = 0;
+	err = take_err_locked(set, w);
 	pthread_mutex_unlock(&w->lock);
 	return err;
 }
 
-int fwb_err_take_own(struct fwb *w)
+int fwb_err_take_own(struct fwb_set *set, struct fwb *w)
 {
 	int err;
 
 	pthread_mutex_lock(&w->lock);
-	err = w->err;
-	w->err = 0;
+	err = take_err_locked(set, w);
 	pthread_mutex_unlock(&w->lock);
 	return err;
 }
@@ -236,42 +263,52 @@ int fwb_busy(struct fwb *w)
 	return busy;
 }
 
-void fwb_err_unseen(struct fwb_set *set, uint64_t ino, int err)
-{
-	pthread_mutex_lock(&set->elock);
-	set->unseen[set->unseen_next++ % FWB_ERRS] =
-		(struct fwb_unseen){.ino = ino, .err = err};
-	pthread_mutex_unlock(&set->elock);
-}
-
 int fwb_err_take_unseen(struct fwb_set *set, uint64_t ino)
 {
 	int i, err = 0;
 
 	pthread_mutex_lock(&set->elock);
-	for (i = 0; i < FWB_ERRS; i++)
-		if (set->unseen[i].err && set->unseen[i].ino == ino) {
-			if (!err)
-				err = set->unseen[i].err;
-			set->unseen[i].err = 0;
+	for (i = 0; i < FWB_ERRS; i++) {
+		struct fwb_unseen *u = &set->unseen[i];
+		const struct fwb_err *h = &set->errs[u->seq % FWB_ERRS];
+
+		if (!u->err || u->ino != ino)
+			continue;
+		/* reported to another descriptor meanwhile: once is all */
+		if (!err && !(h->seq == u->seq && h->seen)) {
+			err = u->err;
+			seen_locked(set, u->seq);
 		}
+		u->err = 0;
+	}
 	pthread_mutex_unlock(&set->elock);
 	return err;
 }
 
 int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 {
-	int err = fwb_flush(set, w, s);
+	int err;
 
+	pthread_mutex_lock(&w->lock);
+	flush_locked(set, w, s);
+	pthread_mutex_unlock(&w->lock);
 	pthread_mutex_lock(&set->lock);
 	w->prev->next = w->next;
 	w->next->prev = w->prev;
 	while (w->refs)
 		pthread_cond_wait(&set->cv, &set->lock);
 	pthread_mutex_unlock(&set->lock);
-	/* a flusher that raced with the close may have left an error */
-	if (!err)
-		err = w->err;
+	/* an error this open file did not report (its close was answered
+	 * first, or a flusher raced with the close): the next fsync of the
+	 * node's, unless another descriptor reported it already */
+	err = w->err;
+	if (err) {
+		pthread_mutex_lock(&set->elock);
+		set->unseen[set->unseen_next++ % FWB_ERRS] =
+			(struct fwb_unseen){
+				.ino = w->ino, .seq = w->err_seq, .err = err};
+		pthread_mutex_unlock(&set->elock);
+	}
 	free(w->buf);
 	w->buf = NULL;
 	pthread_cond_destroy(&w->cv);
@@ -297,8 +334,7 @@ ssize_t fwb_write(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 	    atomic_load(&set->bytes) + len > set->max) {
 		send_locked(set, w, s);
 		if (w->err) {
-			rc = w->err;
-			w->err = 0;
+			rc = take_err_locked(set, w);
 			pthread_mutex_unlock(&w->lock);
 			return rc;
 		}
@@ -416,8 +452,6 @@ static void io_done_file(struct fwb_set *set, struct fwb_io *io,
 			break;
 		}
 	if (result != (int64_t)io->len) {
-		if (!w->err)
-			w->err = result < 0 ? (int)result : -EIO;
 		note_err(set, w, result < 0 ? (int)result : -EIO);
 		atomic_fetch_add(&set->errors, 1);
 	} else {
@@ -614,8 +648,7 @@ ssize_t fwb_behind(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 		/* what was held is older: it goes first */
 		send_locked(set, w, s);
 		if (w->err) {
-			rc = w->err;
-			w->err = 0;
+			rc = take_err_locked(set, w);
 			pthread_mutex_unlock(&w->lock);
 			fwb_behind_put(set, b);
 			return rc;

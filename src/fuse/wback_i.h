@@ -57,6 +57,7 @@ struct fwb {
 	uint8_t *buf; /* cap bytes once a write was held */
 	uint32_t cred;	/* the credential id of the writes held */
 	int err;	/* a failed write-back, for the next flush */
+	uint64_t err_seq; /* its place in set->errs */
 	int refs;	/* under the set's lock: flushers using it */
 	struct fwb *prev, *next;
 	/* writes behind in flight: their ranges, for overlaps */
@@ -105,11 +106,12 @@ struct fwb_set {
 	struct fwb_err {
 		uint64_t ino, owner, seq;
 		int err;
+		int seen; /* reported to some descriptor */
 	} errs[FWB_ERRS];
 	/* errors no descriptor reported: the file's close had been answered
 	 * before its write-back failed (fwb_err_unseen) */
 	struct fwb_unseen {
-		uint64_t ino;
+		uint64_t ino, seq; /* seq: in errs */
 		int err;
 	} unseen[FWB_ERRS];
 	unsigned unseen_next;
@@ -135,8 +137,9 @@ void fwb_set_fini(struct fwb_set *set);
 /* Start write-back for an open file of node @ino (on the set's list). */
 void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino,
 	      dafs_file_t *f);
-/* Send what @w holds and take it off the list; returns what a flush
- * would (the file is about to close). */
+/* Send what @w holds, wait for its writes in flight, and take it off
+ * the list (the file is about to close); returns an error it did not
+ * report, kept for the node's next fsync (fwb_err_take_unseen). */
 int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
 
 /*
@@ -198,13 +201,13 @@ void fwb_pin(struct fwb_set *set, struct fwb *w);
 void fwb_send_unpin(struct fwb_set *set, struct fwb *w, dafs_session_t *s);
 int fwb_busy(struct fwb *w);
 /* Take @w's pending write-back error (0: none). */
-int fwb_err_take_own(struct fwb *w);
-/* An error of node @ino that no descriptor reported (its close was
- * answered first): the next fsync of any descriptor of the node, opened
- * before or after, reports it once (fwb_err_take_unseen), as Linux
- * reports an error nobody has seen to a later opener. The last FWB_ERRS
- * are kept. */
-void fwb_err_unseen(struct fwb_set *set, uint64_t ino, int err);
+int fwb_err_take_own(struct fwb_set *set, struct fwb *w);
+/* An error that the open file of node @ino met and did not report (its
+ * close was answered first), kept by fwb_close: the next fsync of any
+ * descriptor of the node, opened before or after, reports it once,
+ * unless another descriptor reported it already (fwb_err_take), as
+ * Linux reports an error nobody has seen to a later opener. The last
+ * FWB_ERRS are kept. */
 int fwb_err_take_unseen(struct fwb_set *set, uint64_t ino);
 
 /* Send what every open file of node @ino but @except (may be NULL) holds
