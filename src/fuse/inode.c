@@ -17,6 +17,7 @@ struct fino {
 	uint64_t id;
 	uint64_t nlookup;
 	uint64_t changed; /* fino_mark stamp of the last change, 0: none */
+	uint64_t wrote;	  /* ... of the last write (fino_attr_wrote) */
 	uint64_t deleg_id; /* the delegation held, 0: none */
 	int deleg;	   /* its type, DAFS_DELEG_* */
 	int nocaps;	   /* under the delegation: no security.capability */
@@ -214,6 +215,7 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		e->next_name = NULL;
 		e->attr_ok = 0;
 		e->names_changed = 0;
+		e->wrote = 0;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -340,9 +342,9 @@ int fino_deleg_set(struct fino_table *t, uint64_t id, int type,
 	}
 	if (e) {
 		had = e->deleg_id == deleg_id ? e->deleg : DAFS_DELEG_NONE;
-		/* a grant: what the server said before it may be another
-		 * client's state since changed */
-		if (had != DAFS_DELEG_WRITE || type != DAFS_DELEG_WRITE)
+		/* a grant (or another kind): what the server said before
+		 * may be another client's state since changed */
+		if (had != type)
 			attr_gone(t, e);
 		if (had == DAFS_DELEG_NONE)
 			e->xgen++; /* an answer read before the grant is old */
@@ -582,7 +584,7 @@ void fino_named(struct fino_table *t, uint64_t id, uint64_t parent,
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
 	p = find_id(t, parent);
-	if (e && p && p->names_changed > seq) {
+	if (e && (!p || p->names_changed > seq)) {
 		/* a name in @parent went while the reply was on its way
 		 * (a lookup racing a rename): it may be this one */
 		attr_off(t, e);
@@ -629,25 +631,27 @@ static dafs_time_t later(dafs_time_t a, dafs_time_t b)
 }
 
 void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
-		    uint64_t seq)
+		    uint64_t wseq, uint64_t seq)
 {
 	struct fino *e;
 
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
-	/* a change since @seq: what is kept (a write updated it) or
-	 * nothing is newer than @a */
-	if (e && e->changed <= seq) {
+	/* a write since @wseq or another change since @seq: what is kept
+	 * (a write updated it) or nothing is newer than @a */
+	if (e && e->wrote <= wseq && e->changed <= seq) {
 		if (e->deleg == DAFS_DELEG_WRITE && e->nparent &&
 		    S_ISREG(a->mode) && a->nlink == 1) {
-			dafs_attr_t old = e->attr;
-
-			e->attr = *a;
 			/* times only go forward: the kept ones came from
 			 * this client's clock */
 			if (e->attr_ok) {
+				dafs_attr_t old = e->attr;
+
+				e->attr = *a;
 				e->attr.mtime = later(old.mtime, a->mtime);
 				e->attr.ctime = later(old.ctime, a->ctime);
+			} else {
+				e->attr = *a;
 			}
 			e->attr_ok = 1;
 		} else {
@@ -673,7 +677,7 @@ int fino_attr_get(struct fino_table *t, uint64_t id, dafs_attr_t *a)
 }
 
 void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t off,
-		     uint64_t len)
+		     uint64_t len, int append)
 {
 	struct timespec ts;
 	struct fino *e;
@@ -682,21 +686,32 @@ void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t off,
 	pthread_mutex_lock(&t->lock);
 	e = find_id(t, id);
 	if (e) {
-		e->changed = ++t->seq;
+		e->changed = e->wrote = ++t->seq;
 		if (e->attr_ok) {
 			/* read under the lock: a later write never leaves an
 			 * earlier time */
 			clock_gettime(CLOCK_REALTIME, &ts);
 			now.sec = ts.tv_sec;
 			now.nsec = (uint32_t)ts.tv_nsec;
-			/* the blocks the bytes past the old end may take
-			 * (the server's own figure comes with the next
-			 * attributes it sends) */
+			/* the server puts an append at its end of file: the
+			 * size kept, which counts every write before */
+			if (append)
+				off = e->attr.size;
+			/* the blocks of the file system's block size the
+			 * bytes past the old end start (the server's own
+			 * figure comes with the next attributes it sends) */
 			if (off + len > e->attr.size) {
-				uint64_t past = off + len - e->attr.size;
+				uint64_t bs = e->attr.blksize >= 512
+						      ? e->attr.blksize
+						      : 4096;
+				uint64_t from = (e->attr.size + bs - 1) / bs,
+					 to = (off + len + bs - 1) / bs;
 
-				e->attr.blocks +=
-					((past < len ? past : len) + 511) / 512;
+				if (off / bs > from)
+					from = off / bs;
+				if (to > from)
+					e->attr.blocks +=
+						(to - from) * (bs / 512);
 				e->attr.size = off + len;
 			}
 			e->attr.mtime = later(e->attr.mtime, now);

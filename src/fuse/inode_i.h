@@ -162,13 +162,16 @@ uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh);
  * fino_attr_keep() keeps @a, attributes the server sent for @id in reply
  * to a request made at fino_seq() @seq: only while the node holds a write
  * delegation, is a regular file with one link known by one name
- * (fino_named), and nothing changed it since @seq (fino_mark,
- * fino_attr_wrote). fino_attr_get() gives them, or -ENOENT.
+ * (fino_named), no write of this mount came after @wseq (fino_attr_wrote;
+ * a getattr takes @wseq before it sends the held writes, whose sending
+ * moves the change stamp) and nothing else changed it since @seq
+ * (fino_mark). fino_attr_get() gives them, or -ENOENT.
  * fino_attr_wrote() counts a write of @len bytes at @off through this
  * mount: a larger size (and the blocks the bytes past the old end may
  * take), the mtime and ctime of now (the client's clock, as an NFS client
  * under a write delegation keeps them; times only go forward), and stamps
- * the change. Not for O_APPEND writes: the server places them.
+ * the change. An @append lands where the server's end of file is, which
+ * is the size kept (it counts every write before), whatever @off says.
  * fino_attr_drop() drops them (a change this mount cannot compute: a
  * fallocate, a copy, an O_TRUNC open, a link), stamping the change. A
  * delegation that goes, an xattr change and a forget drop them too.
@@ -184,10 +187,10 @@ uint64_t fino_changed(struct fino_table *t, const dafs_fh_t *fh);
  * name recorded, so the one name an unlink can take is the recorded one.
  */
 void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
-		    uint64_t seq);
+		    uint64_t wseq, uint64_t seq);
 int fino_attr_get(struct fino_table *t, uint64_t id, dafs_attr_t *a);
 void fino_attr_wrote(struct fino_table *t, uint64_t id, uint64_t off,
-		     uint64_t len);
+		     uint64_t len, int append);
 void fino_attr_drop(struct fino_table *t, uint64_t id);
 void fino_named(struct fino_table *t, uint64_t id, uint64_t parent,
 		const char *name, uint64_t seq);

@@ -140,12 +140,13 @@ void fwb_set_fini(struct fwb_set *set)
 	pthread_cond_destroy(&set->cv);
 }
 
-void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino,
-	      dafs_file_t *f)
+void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino, dafs_file_t *f,
+	      int append)
 {
 	memset(w, 0, sizeof(*w));
 	pthread_mutex_init(&w->lock, NULL);
 	w->f = f;
+	w->append = append;
 	w->ino = ino;
 	w->cap = set->cap;
 	pthread_cond_init(&w->cv, NULL);
@@ -303,10 +304,15 @@ int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 	 * node's, unless another descriptor reported it already */
 	err = w->err;
 	if (err) {
+		const struct fwb_err *h;
+
 		pthread_mutex_lock(&set->elock);
-		set->unseen[set->unseen_next++ % FWB_ERRS] =
-			(struct fwb_unseen){
-				.ino = w->ino, .seq = w->err_seq, .err = err};
+		h = &set->errs[w->err_seq % FWB_ERRS];
+		if (!(h->seq == w->err_seq && h->seen))
+			set->unseen[set->unseen_next++ % FWB_ERRS] =
+				(struct fwb_unseen){.ino = w->ino,
+						    .seq = w->err_seq,
+						    .err = err};
 		pthread_mutex_unlock(&set->elock);
 	}
 	free(w->buf);
@@ -329,6 +335,12 @@ ssize_t fwb_write(struct fwb_set *set, struct fwb *w, dafs_session_t *s,
 	 * sent as its writer (setuid clearing, quotas) */
 	contig = w->len && cred == w->cred && off >= w->off &&
 		 off <= w->off + w->len && off + len <= w->off + w->cap;
+	/* an O_APPEND open's extent goes to the server's end of file as a
+	 * whole: only a write at its end continues it (a write the kernel
+	 * placed elsewhere, O_APPEND cleared by fcntl, lands after it
+	 * anyway, sent on its own) */
+	if (w->append && off != w->off + w->len)
+		contig = 0;
 	if (len >= w->cap || !may_hold(arg, w->ino) ||
 	    (!contig && w->len) ||
 	    atomic_load(&set->bytes) + len > set->max) {

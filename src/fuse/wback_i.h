@@ -15,7 +15,7 @@
  * delegation goes back. A failed write-back is reported by the next flush
  * or fsync of that open file, by the fsync of the node's other open files,
  * and, when the close was answered before the write-back (fwb_pin), by the
- * next fsync of the node (fwb_err_unseen).
+ * next fsync of the node (fwb_err_take_unseen).
  *
  * Writes of a whole extent (max_io, 1 MiB) are written behind: copied into
  * one of a few buffers registered once (-o wb_behind=N), sent with the
@@ -58,6 +58,7 @@ struct fwb {
 	uint32_t cred;	/* the credential id of the writes held */
 	int err;	/* a failed write-back, for the next flush */
 	uint64_t err_seq; /* its place in set->errs */
+	int append;	  /* an O_APPEND open: the server places its writes */
 	int refs;	/* under the set's lock: flushers using it */
 	struct fwb *prev, *next;
 	/* writes behind in flight: their ranges, for overlaps */
@@ -109,7 +110,7 @@ struct fwb_set {
 		int seen; /* reported to some descriptor */
 	} errs[FWB_ERRS];
 	/* errors no descriptor reported: the file's close had been answered
-	 * before its write-back failed (fwb_err_unseen) */
+	 * before its write-back failed (fwb_close, fwb_err_take_unseen) */
 	struct fwb_unseen {
 		uint64_t ino, seq; /* seq: in errs */
 		int err;
@@ -135,8 +136,8 @@ void fwb_set_init(struct fwb_set *set, uint64_t max, uint32_t cap,
 void fwb_set_fini(struct fwb_set *set);
 
 /* Start write-back for an open file of node @ino (on the set's list). */
-void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino,
-	      dafs_file_t *f);
+void fwb_open(struct fwb_set *set, struct fwb *w, uint64_t ino, dafs_file_t *f,
+	      int append);
 /* Send what @w holds, wait for its writes in flight, and take it off
  * the list (the file is about to close); returns an error it did not
  * report, kept for the node's next fsync (fwb_err_take_unseen). */

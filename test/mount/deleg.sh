@@ -460,6 +460,16 @@ cat >"$tmp/attrs.py" <<'PY'
 import os, sys, time
 a, server, phase = sys.argv[1:]
 bad = []
+def getattrs():
+    """GETATTRs A sent to the server so far (dafsstat's line)"""
+    line = os.getxattr(a, "dafs.stats").decode()
+    return int(line.split("rpc getattr ")[1].split()[0]) \
+        if "rpc getattr " in line else 0
+def fnv(name):
+    h = 2166136261
+    for c in name.encode():
+        h = ((h ^ c) * 16777619) & 0xffffffff
+    return h
 def want(what, got, expect):
     if got != expect:
         bad.append("%s: %r, not %r" % (what, got, expect))
@@ -502,8 +512,10 @@ os.unlink(p + "3")
 # again after it), then fstat
 q = os.path.join(a, "am")
 fd = os.open(q, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+g0 = getattrs()
 os.write(fd, b"a" * 100)
 os.fstat(fd)
+want("GETATTRs sent for a write and fstat of a new file", getattrs() - g0, 0)
 os.link(q, q + "L")
 os.write(fd, b"b")
 want("links after link", os.fstat(fd).st_nlink, 2)
@@ -517,6 +529,7 @@ want("size after unlink while open", os.fstat(fd).st_size, 103)
 os.close(fd)
 # two names that share their 32-bit FNV-1a hash, "liquid" and
 # "costarring": a link under the second still counts
+want("the two names' hashes", fnv("liquid"), fnv("costarring"))
 q = os.path.join(a, "liquid")
 fd = os.open(q, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
 os.write(fd, b"a" * 10)
@@ -537,8 +550,13 @@ fd = os.open(q, os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_TRUNC, 0o644)
 os.write(fd, b"a" * 100)
 fcntl.fcntl(fd, fcntl.F_SETFL, 0)
 os.pwrite(fd, b"x", 0)
-want("size after an append the kernel placed at 0", os.fstat(fd).st_size,
+mine = os.fstat(fd).st_size
+os.fsync(fd)
+want("size after an append the kernel placed at 0", mine,
      os.stat(os.path.join(server, "an")).st_size)
+want("... which is the server's 101", mine, 101)
+want("... with the byte at the end", open(os.path.join(server, "an"),
+     "rb").read(), b"a" * 100 + b"x")
 os.close(fd)
 os.unlink(q)
 # the server's view matches A's once the bytes are there
