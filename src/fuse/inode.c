@@ -197,25 +197,13 @@ int fino_ref(struct fino_table *t, const dafs_fh_t *fh, uint64_t *id)
 		if (e->hash == h && fh_equal(&e->fh, fh))
 			break;
 	if (!e) {
-		e = malloc(sizeof(*e));
+		e = calloc(1, sizeof(*e));
 		if (!e) {
 			pthread_mutex_unlock(&t->lock);
 			return -ENOMEM;
 		}
 		e->id = t->next_id++;
-		e->nlookup = 0;
-		e->changed = 0;
-		e->deleg_id = 0;
 		e->deleg = DAFS_DELEG_NONE;
-		e->nocaps = 0;
-		e->xgen = 0;
-		e->locked = 0;
-		e->nparent = 0;
-		e->nhash = 0;
-		e->next_name = NULL;
-		e->attr_ok = 0;
-		e->names_changed = 0;
-		e->wrote = 0;
 		e->hash = h;
 		e->fh = *fh;
 		if (t->count >= t->nbuckets)
@@ -257,9 +245,8 @@ static void name_off(struct fino_table *t, struct fino *e)
 }
 
 /* @e's kept attributes go (t->lock held). */
-static void attr_off(struct fino_table *t, struct fino *e)
+static void attr_off(struct fino *e)
 {
-	(void)t;
 	e->attr_ok = 0;
 }
 
@@ -295,7 +282,7 @@ uint64_t fino_forget(struct fino_table *t, uint64_t id, uint64_t n)
 		t->ndelegs--;
 		t->gone[t->gone_next++ % 64] = deleg;
 	}
-	attr_off(t, e);
+	attr_off(e);
 	name_off(t, e);
 	unlink_from(&t->by_fh[e->hash & (t->nbuckets - 1)], e, 1);
 	unlink_from(&t->by_id[id_bucket(t, id)], e, 0);
@@ -587,12 +574,12 @@ void fino_named(struct fino_table *t, uint64_t id, uint64_t parent,
 	if (e && (!p || p->names_changed > seq)) {
 		/* a name in @parent went while the reply was on its way
 		 * (a lookup racing a rename): it may be this one */
-		attr_off(t, e);
+		attr_off(e);
 		name_off(t, e);
 	} else if (e && (e->nparent != parent || e->nhash != h)) {
 		/* known by another name than the one its attributes were
 		 * kept with: an unlink of that one would not find them */
-		attr_off(t, e);
+		attr_off(e);
 		name_off(t, e);
 		e->nparent = parent;
 		e->nhash = h;
@@ -655,7 +642,7 @@ void fino_attr_keep(struct fino_table *t, uint64_t id, const dafs_attr_t *a,
 			}
 			e->attr_ok = 1;
 		} else {
-			attr_off(t, e);
+			attr_off(e);
 		}
 	}
 	pthread_mutex_unlock(&t->lock);

@@ -719,9 +719,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	dafs_fh_t fh;
 	dafs_attr_t a;
-	int rc;
-
 	uint64_t wseq, seq;
+	int rc;
 
 	(void)fi;
 	/* kept under the write delegation: the kernel asks after every
@@ -1330,11 +1329,10 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	fi->keep_cache = deleg_opened(fs, id, file->f);
 	file->deleg_id = opened_under(file->f);
 	/* the attributes the server made it with, kept under its write
-	 * delegation (once it holds it) unless changed since @seq; then
+	 * delegation unless changed since @seq (for a new node, nothing of
+	 * this mount changed it but the grant, which they came with); then
 	 * the change stamp (O_TRUNC of an existing file) */
 	fino_named(&fs->ino, id, parent, name, seq);
-	/* the attributes came with the grant: for a new node nothing of
-	 * this mount changed it since (the grant's own stamp aside) */
 	if (fresh)
 		seq = fino_seq(&fs->ino);
 	fino_attr_keep(&fs->ino, id, &a, seq, seq);
@@ -2253,14 +2251,12 @@ out:
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	(void)ino;
 	do_readdir(req, ino, size, off, fi, 0);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
 			   off_t off, struct fuse_file_info *fi)
 {
-	(void)ino;
 	do_readdir(req, ino, size, off, fi, 1);
 }
 
@@ -2607,8 +2603,6 @@ int dfs_init(struct dfs *fs)
 	return rc;
 }
 
-/* Append ", rpc NAME COUNT" to @buf for every operation the session has
- * sent (names in lower case: "rpc open 12"). */
 /* This process's threads now (libfuse's workers among them: each holds a
  * receive buffer counted in the heap; the walk test needs both figures
  * from one moment). -1 if /proc says nothing. */
@@ -2626,6 +2620,8 @@ static int count_threads(void)
 	return n;
 }
 
+/* Append ", rpc NAME COUNT" to @buf for every operation the session has
+ * sent (names in lower case: "rpc open 12"). */
 static void rpc_stats(dafs_session_t *s, char *buf, size_t size)
 {
 	size_t len = strlen(buf), j;

@@ -66,6 +66,15 @@ static void seen_locked(struct fwb_set *set, uint64_t seq)
 		e->seen = 1;
 }
 
+/* Whether error @seq of the history was reported to some descriptor
+ * (elock held); one gone from the history counts as not. */
+static int seen_already(const struct fwb_set *set, uint64_t seq)
+{
+	const struct fwb_err *e = &set->errs[seq % FWB_ERRS];
+
+	return e->seq == seq && e->seen;
+}
+
 /* Take @w's pending error to report it (w->lock held). */
 static int take_err_locked(struct fwb_set *set, struct fwb *w)
 {
@@ -271,12 +280,11 @@ int fwb_err_take_unseen(struct fwb_set *set, uint64_t ino)
 	pthread_mutex_lock(&set->elock);
 	for (i = 0; i < FWB_ERRS; i++) {
 		struct fwb_unseen *u = &set->unseen[i];
-		const struct fwb_err *h = &set->errs[u->seq % FWB_ERRS];
 
 		if (!u->err || u->ino != ino)
 			continue;
 		/* reported to another descriptor meanwhile: once is all */
-		if (!err && !(h->seq == u->seq && h->seen)) {
+		if (!err && !seen_already(set, u->seq)) {
 			err = u->err;
 			seen_locked(set, u->seq);
 		}
@@ -304,11 +312,8 @@ int fwb_close(struct fwb_set *set, struct fwb *w, dafs_session_t *s)
 	 * node's, unless another descriptor reported it already */
 	err = w->err;
 	if (err) {
-		const struct fwb_err *h;
-
 		pthread_mutex_lock(&set->elock);
-		h = &set->errs[w->err_seq % FWB_ERRS];
-		if (!(h->seq == w->err_seq && h->seen))
+		if (!seen_already(set, w->err_seq))
 			set->unseen[set->unseen_next++ % FWB_ERRS] =
 				(struct fwb_unseen){.ino = w->ino,
 						    .seq = w->err_seq,
